@@ -1,0 +1,61 @@
+/**
+ * Registry: provider kind → factory. Adapters are imported lazily so a heavy SDK (Azure, SOAP)
+ * is loaded only when a target of that kind is configured.
+ */
+import { ProviderError, type ProviderDeps, type ProviderKind, type SnapshotProvider } from './contract.ts';
+
+/** A configured target as the registry sees it: its kind-specific options stay opaque here. */
+export interface TargetSpec {
+  name: string;
+  kind: ProviderKind;
+  /** Part of the bundled demo configuration. */
+  demo: boolean;
+  /** Most jobs running against this target at once. */
+  concurrency: number;
+  /** Kind-specific options, validated by the adapter's own schema. */
+  options: Record<string, unknown>;
+}
+
+export interface RegisteredTarget {
+  spec: TargetSpec;
+  provider: SnapshotProvider;
+}
+
+export interface ProviderRegistry {
+  /** Throws ProviderError not_found for an unknown target. */
+  get(target: string): SnapshotProvider;
+  list(): RegisteredTarget[];
+  close(): Promise<void>;
+}
+
+type Loader = () => Promise<(target: string, options: Record<string, unknown>, deps: ProviderDeps) => SnapshotProvider>;
+
+const LOADERS: Partial<Record<ProviderKind, Loader>> = {
+  virtualbox: async () => (await import('./virtualbox/index.ts')).default,
+};
+
+export function supportedKinds(): ProviderKind[] {
+  return Object.keys(LOADERS) as ProviderKind[];
+}
+
+export async function createRegistry(specs: readonly TargetSpec[], deps: ProviderDeps): Promise<ProviderRegistry> {
+  const entries = new Map<string, RegisteredTarget>();
+  for (const spec of specs) {
+    const load = LOADERS[spec.kind];
+    if (!load) throw new ProviderError(spec.kind, 'unsupported', `target '${spec.name}': provider kind '${spec.kind}' is not available in this build`);
+    const factory = await load();
+    const provider = factory(spec.name, spec.options, { log: deps.log.child({ target: spec.name, provider: spec.kind }) });
+    entries.set(spec.name, { spec, provider });
+  }
+  return {
+    get(target) {
+      const entry = entries.get(target);
+      if (!entry) throw new ProviderError('registry', 'not_found', `no target named '${target}'`);
+      return entry.provider;
+    },
+    list: () => [...entries.values()],
+    async close() {
+      await Promise.allSettled([...entries.values()].map((e) => e.provider.close()));
+    },
+  };
+}

@@ -1,0 +1,182 @@
+/**
+ * Loads, validates and resolves the configuration. Errors name the key and the reason and never
+ * contain a secret's value. Secrets are resolved here, once, and never logged.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { Value } from 'typebox/value';
+import { parseDocument } from 'yaml';
+import type { TargetSpec } from '../../providers/index.ts';
+import { Config, type ConfigFile, type Scope } from './schema.ts';
+
+export interface ConfigProblem {
+  /** JSON-pointer-like path of the key, e.g. /targets/0/name. */
+  path: string;
+  message: string;
+}
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+  constructor(
+    readonly source: string,
+    readonly problems: ConfigProblem[],
+  ) {
+    super(`invalid configuration in ${source}:\n${problems.map((p) => `  ${p.path || '/'}: ${p.message}`).join('\n')}`);
+  }
+}
+
+export interface ResolvedToken {
+  name: string;
+  sha256: string;
+  scopes: Scope[];
+}
+
+export interface ResolvedConfig {
+  /** Where it came from: a file path, or 'demo'. */
+  source: string;
+  demo: boolean;
+  listen: { host: string; port: number; tls?: { cert: string; key: string } };
+  database: string;
+  logLevel: ConfigFile['logLevel'];
+  bodyLimitBytes: number;
+  tokens: ResolvedToken[];
+  engine: ConfigFile['engine'];
+  targets: TargetSpec[];
+}
+
+export interface LoadEnv {
+  env: NodeJS.ProcessEnv;
+  /** Directory that relative paths (database, file: secrets) resolve against: the daemon's working directory. */
+  baseDir: string;
+}
+
+/** Keys whose string values are secret references, wherever they appear in a target. */
+const SECRET_KEYS = new Set(['password', 'privateKey', 'passphrase', 'clientSecret', 'token', 'ca', 'cert', 'key']);
+
+export function resolveSecret(ref: string, where: string, ctx: LoadEnv): string {
+  if (ref.startsWith('env:')) {
+    const name = ref.slice(4);
+    const value = ctx.env[name];
+    if (value === undefined || value === '') throw new ConfigError(where, [{ path: where, message: `environment variable ${name} is not set` }]);
+    return value;
+  }
+  if (ref.startsWith('file:')) {
+    const file = path.resolve(ctx.baseDir, ref.slice(5));
+    try {
+      return readFileSync(file, 'utf8').replace(/\r?\n$/, '');
+    } catch (e) {
+      throw new ConfigError(where, [{ path: where, message: `cannot read secret file ${file} (${(e as NodeJS.ErrnoException).code ?? 'error'})` }]);
+    }
+  }
+  return ref;
+}
+
+export function sha256Hex(value: string): string {
+  return createHash('sha256').update(value, 'utf8').digest('hex');
+}
+
+/** Validates a parsed document (from YAML or built in code, like the demo) and resolves it. */
+export function resolveConfig(raw: unknown, source: string, ctx: LoadEnv, demo = false): ResolvedConfig {
+  const withDefaults = Value.Default(Config, Value.Clone(raw ?? {}));
+  const problems = collectProblems(withDefaults);
+  if (problems.length > 0) throw new ConfigError(source, problems);
+  const file = withDefaults as ConfigFile;
+
+  const names = new Set<string>();
+  file.targets.forEach((t, i) => {
+    if (names.has(t.name)) problems.push({ path: `/targets/${i}/name`, message: `duplicate target name '${t.name}'` });
+    names.add(t.name);
+  });
+  const tokenNames = new Set<string>();
+  file.tokens.forEach((t, i) => {
+    if ((t.value === undefined) === (t.sha256 === undefined)) problems.push({ path: `/tokens/${i}`, message: 'give exactly one of value or sha256' });
+    if (tokenNames.has(t.name)) problems.push({ path: `/tokens/${i}/name`, message: `duplicate token name '${t.name}'` });
+    tokenNames.add(t.name);
+  });
+  if (problems.length > 0) throw new ConfigError(source, problems);
+
+  const env = ctx.env;
+  const port = env.SNAPVISOR_PORT !== undefined ? parsePort(env.SNAPVISOR_PORT, source) : file.listen.port;
+  const tls = file.listen.tls && {
+    cert: resolveSecret(file.listen.tls.cert, '/listen/tls/cert', ctx),
+    key: resolveSecret(file.listen.tls.key, '/listen/tls/key', ctx),
+  };
+  return {
+    source,
+    demo,
+    listen: { host: env.SNAPVISOR_HOST ?? file.listen.host, port, ...(tls ? { tls } : {}) },
+    database: env.SNAPVISOR_DB ?? path.resolve(ctx.baseDir, file.database),
+    logLevel: file.logLevel,
+    bodyLimitBytes: file.bodyLimitBytes,
+    tokens: file.tokens.map((t, i) => ({
+      name: t.name,
+      sha256: t.sha256 ?? sha256Hex(resolveSecret(t.value!, `/tokens/${i}/value`, ctx)),
+      scopes: [...t.scopes],
+    })),
+    engine: file.engine,
+    targets: file.targets.map((t, i) => {
+      const { name, kind, concurrency, ...options } = t as Record<string, unknown> & typeof t;
+      return {
+        name,
+        kind,
+        demo,
+        concurrency: concurrency ?? 2,
+        options: resolveTargetSecrets(options, `/targets/${i}`, ctx),
+      };
+    }),
+  };
+}
+
+function resolveTargetSecrets(options: Record<string, unknown>, where: string, ctx: LoadEnv): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(options)) {
+    if (typeof value === 'string' && SECRET_KEYS.has(key)) out[key] = resolveSecret(value, `${where}/${key}`, ctx);
+    else if (value !== null && typeof value === 'object' && !Array.isArray(value)) out[key] = resolveTargetSecrets(value as Record<string, unknown>, `${where}/${key}`, ctx);
+    else out[key] = value;
+  }
+  return out;
+}
+
+function parsePort(text: string, source: string): number {
+  const port = Number(text);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new ConfigError(source, [{ path: 'SNAPVISOR_PORT', message: `not a port number: '${text}'` }]);
+  return port;
+}
+
+function collectProblems(value: unknown): ConfigProblem[] {
+  const problems: ConfigProblem[] = [];
+  for (const e of Value.Errors(Config, value)) {
+    // TypeBox reports an extra key twice (the boolean sub-schema and the object); keep the readable one.
+    if (e.keyword === 'boolean') continue;
+    const params = e.params as { additionalProperties?: string[]; allowedValues?: unknown[] };
+    const message =
+      e.keyword === 'additionalProperties' && params.additionalProperties
+        ? `unknown key(s): ${params.additionalProperties.join(', ')}`
+        : e.message;
+    problems.push({ path: e.instancePath, message });
+  }
+  return problems;
+}
+
+/** Reads a YAML file. YAML syntax errors are reported with line and column. */
+export function loadConfigFile(file: string, env: NodeJS.ProcessEnv): ResolvedConfig {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new ConfigError(file, [{ path: '', message: `cannot read (${(e as NodeJS.ErrnoException).code ?? 'error'})` }]);
+  }
+  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    throw new ConfigError(file, doc.errors.map((e) => ({ path: e.linePos ? `line ${e.linePos[0].line}, column ${e.linePos[0].col}` : '', message: e.message.split('\n')[0] ?? e.message })));
+  }
+  return resolveConfig(doc.toJS(), file, { env, baseDir: process.cwd() });
+}
+
+/** The config file to use: SNAPVISOR_CONFIG, else ./config/snapvisor.yaml when present, else none (demo). */
+export function findConfigFile(env: NodeJS.ProcessEnv, cwd: string): string | null {
+  if (env.SNAPVISOR_CONFIG) return path.resolve(cwd, env.SNAPVISOR_CONFIG);
+  const local = path.resolve(cwd, 'config/snapvisor.yaml');
+  return existsSync(local) ? local : null;
+}

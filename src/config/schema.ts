@@ -1,0 +1,81 @@
+/**
+ * The configuration file's shape (YAML), as TypeBox: the same object validates the file, types the
+ * code and is exported as config/snapvisor.schema.json (`npm run config:schema`).
+ * Names follow DESIGN.md's configuration sketch.
+ */
+import { Type, type Static } from 'typebox';
+import { PROVIDER_KINDS } from '../../providers/contract.ts';
+
+/** A secret is given as `env:NAME`, `file:/path`, or (discouraged) literally. */
+export const SecretRef = Type.String({
+  minLength: 1,
+  description: 'env:NAME reads an environment variable, file:/path reads a file (trailing newline dropped); anything else is the literal value (discouraged).',
+});
+
+export const SCOPES = ['read', 'write', 'admin'] as const;
+export const Scope = Type.Union(SCOPES.map((s) => Type.Literal(s)));
+export type Scope = (typeof SCOPES)[number];
+
+export const TokenConfig = Type.Object(
+  {
+    name: Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9._-]+$', description: 'Who this token is: recorded on jobs and in the audit log.' }),
+    value: Type.Optional(SecretRef),
+    sha256: Type.Optional(Type.String({ pattern: '^[0-9a-f]{64}$', description: 'Lower-case hex SHA-256 of the token, so the file holds no secret.' })),
+    scopes: Type.Array(Scope, { minItems: 1, uniqueItems: true }),
+  },
+  { additionalProperties: false },
+);
+
+export const TargetName = Type.String({
+  pattern: '^[a-z0-9][a-z0-9._-]{0,62}$',
+  description: 'Lower-case letters, digits, dot, dash, underscore; used in URLs.',
+});
+
+/**
+ * The fields every target has. Kind-specific options sit beside them and are validated by the
+ * adapter's own schema (providers/<kind>/options.ts) when the registry is built.
+ */
+export const TargetConfig = Type.Object(
+  {
+    name: TargetName,
+    kind: Type.Union(PROVIDER_KINDS.map((k) => Type.Literal(k))),
+    concurrency: Type.Optional(Type.Integer({ minimum: 1, maximum: 64, default: 2, description: 'Most jobs running against this target at once.' })),
+  },
+  { additionalProperties: true },
+);
+
+export const ListenConfig = Type.Object(
+  {
+    host: Type.String({ default: '127.0.0.1' }),
+    port: Type.Integer({ minimum: 0, maximum: 65535, default: 7480 }),
+    tls: Type.Optional(Type.Object({ cert: SecretRef, key: SecretRef }, { additionalProperties: false })),
+  },
+  { additionalProperties: false, default: {} },
+);
+
+export const EngineConfig = Type.Object(
+  {
+    workerPollMs: Type.Integer({ minimum: 10, maximum: 60_000, default: 250 }),
+    jobTimeoutSec: Type.Integer({ minimum: 1, maximum: 86_400, default: 1800 }),
+    maxAttempts: Type.Integer({ minimum: 1, maximum: 100, default: 5 }),
+    syncIntervalSec: Type.Integer({ minimum: 0, maximum: 86_400, default: 60, description: '0 turns periodic inventory sync off.' }),
+    shutdownGraceSec: Type.Integer({ minimum: 0, maximum: 3600, default: 20 }),
+  },
+  { additionalProperties: false, default: {} },
+);
+
+export const Config = Type.Object(
+  {
+    listen: ListenConfig,
+    database: Type.String({ minLength: 1, default: './data/snapvisor.db' }),
+    logLevel: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace'].map((l) => Type.Literal(l)), { default: 'info' }),
+    bodyLimitBytes: Type.Integer({ minimum: 1024, maximum: 16 * 1024 * 1024, default: 65536 }),
+    tokens: Type.Array(TokenConfig, { minItems: 1 }),
+    engine: EngineConfig,
+    targets: Type.Array(TargetConfig, { default: [] }),
+  },
+  { additionalProperties: false },
+);
+
+export type ConfigFile = Static<typeof Config>;
+export type TokenConfigFile = Static<typeof TokenConfig>;

@@ -1,0 +1,132 @@
+/**
+ * Snapvisor's vocabulary. Pure types, no I/O: the store persists these, the engine moves them
+ * between states, the API serialises them.
+ */
+import type { PowerState, ProviderErrorKind, ProviderKind, SnapshotMode } from '../../providers/contract.ts';
+
+export type { PowerState, ProviderErrorKind, ProviderKind, SnapshotMode };
+
+/** ISO 8601 UTC timestamp string. */
+export type Iso = string;
+
+export interface Target {
+  id: string;
+  name: string;
+  kind: ProviderKind;
+  /** Part of the bundled demo configuration. */
+  demo: boolean;
+  healthy: boolean | null;
+  healthMessage: string | null;
+  version: string | null;
+  checkedAt: Iso | null;
+}
+
+export interface Vm {
+  id: string;
+  targetId: string;
+  providerVmId: string;
+  name: string;
+  powerState: PowerState;
+  rawPowerState: string;
+  consolidationNeeded: boolean;
+  firstSeenAt: Iso;
+  lastSeenAt: Iso;
+  /** Set when the VM vanished from the hypervisor; rows are never silently dropped. */
+  goneAt: Iso | null;
+}
+
+/** snapvisor: made by a Snapvisor job. external: found on the hypervisor. */
+export type SnapshotOwner = 'snapvisor' | 'external';
+
+/** present: on the hypervisor. gone: vanished or deleted (kept for history). */
+export type SnapshotState = 'present' | 'gone';
+
+export interface Snapshot {
+  id: string;
+  vmId: string;
+  providerRef: string;
+  /** Snapvisor id of the parent; null for a root. */
+  parentId: string | null;
+  name: string;
+  description: string;
+  mode: SnapshotMode | null;
+  owner: SnapshotOwner;
+  /** The job that made it, for owner snapvisor. */
+  jobId: string | null;
+  state: SnapshotState;
+  current: boolean;
+  createdAt: Iso | null;
+  firstSeenAt: Iso;
+  deletedAt: Iso | null;
+}
+
+export const JOB_KINDS = ['snapshot.create', 'snapshot.revert', 'snapshot.delete', 'vm.consolidate'] as const;
+export type JobKind = (typeof JOB_KINDS)[number];
+
+export const JOB_STATES = ['queued', 'running', 'succeeded', 'failed', 'cancelled'] as const;
+export type JobState = (typeof JOB_STATES)[number];
+export const FINAL_JOB_STATES: readonly JobState[] = ['succeeded', 'failed', 'cancelled'];
+
+export interface JobError {
+  kind: ProviderErrorKind | 'cancelled';
+  message: string;
+  /** Native code from the hypervisor, when safe to show. */
+  code?: string;
+}
+
+export interface CreateParams {
+  name: string;
+  description: string;
+  mode: SnapshotMode;
+}
+export interface RevertParams {
+  snapshotId: string;
+}
+export interface DeleteParams {
+  snapshotId: string;
+  children: boolean;
+}
+export interface ConsolidateParams {
+  dryRun: boolean;
+}
+export type JobParams = CreateParams | RevertParams | DeleteParams | ConsolidateParams;
+
+export interface JobResult {
+  snapshotId?: string;
+  snapshotIds?: string[];
+  message?: string;
+}
+
+export interface Job {
+  id: string;
+  kind: JobKind;
+  state: JobState;
+  targetId: string;
+  vmId: string;
+  snapshotId: string | null;
+  params: JobParams;
+  progress: number;
+  progressMessage: string | null;
+  attempts: number;
+  maxAttempts: number;
+  nextAttemptAt: Iso | null;
+  cancelRequested: boolean;
+  result: JobResult | null;
+  error: JobError | null;
+  /** Token name of the caller. */
+  requestedBy: string;
+  createdAt: Iso;
+  startedAt: Iso | null;
+  finishedAt: Iso | null;
+}
+
+export interface AuditEntry {
+  id: number;
+  at: Iso;
+  principal: string;
+  method: string;
+  path: string;
+  statusCode: number;
+  jobId: string | null;
+  detail: string | null;
+}

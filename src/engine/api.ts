@@ -1,0 +1,149 @@
+/**
+ * What the engine offers the API layer (and only this: the API never touches the store or a
+ * provider directly). Implemented by `createEngine` in src/engine/engine.ts.
+ *
+ * Errors: methods throw `SnapvisorError` (src/domain/errors.ts) for Snapvisor's own objects
+ * (kind not_found, invalid, unsupported, conflict) and let `ProviderError` through for hypervisor
+ * answers; the API maps both to problem+json.
+ */
+import type { Capabilities, TargetHealth } from '../../providers/contract.ts';
+import type {
+  Iso,
+  Job,
+  JobKind,
+  JobState,
+  ProviderKind,
+  Snapshot,
+  SnapshotMode,
+  Vm,
+} from '../domain/types.ts';
+
+export interface TargetView {
+  name: string;
+  kind: ProviderKind;
+  demo: boolean;
+  health: TargetHealth & { checkedAt: Iso | null };
+  capabilities: Capabilities;
+  vmCount: number;
+}
+
+export interface VmView extends Vm {
+  targetName: string;
+  snapshotCount: number;
+  /** Depth of the chain from its root to the current snapshot (0 with no snapshots). */
+  chainDepth: number;
+  currentSnapshotId: string | null;
+}
+
+export interface SnapshotTreeNode extends Snapshot {
+  depth: number;
+  children: SnapshotTreeNode[];
+}
+
+export interface SnapshotTree {
+  vmId: string;
+  currentSnapshotId: string | null;
+  maxDepth: number;
+  roots: SnapshotTreeNode[];
+}
+
+export interface Page<T> {
+  items: T[];
+  /** Opaque cursor for the next page, null at the end. */
+  next: string | null;
+}
+
+export interface VmFilter {
+  target?: string;
+  /** Substring match on the VM name (case-insensitive). */
+  name?: string;
+  includeGone?: boolean;
+  limit: number;
+  cursor?: string;
+}
+
+export interface JobFilter {
+  state?: JobState;
+  vmId?: string;
+  kind?: JobKind;
+  limit: number;
+  cursor?: string;
+}
+
+export type JobRequest =
+  | { kind: 'snapshot.create'; vmId: string; name: string; description: string; mode: SnapshotMode }
+  | { kind: 'snapshot.revert'; snapshotId: string }
+  | { kind: 'snapshot.delete'; snapshotId: string; children: boolean }
+  | { kind: 'vm.consolidate'; vmId: string; dryRun: boolean };
+
+export interface SubmitMeta {
+  /** Token name of the caller, recorded on the job and in the audit log. */
+  principal: string;
+  /** Idempotency-Key header; with it, a repeat of the same request returns the first job. */
+  idempotencyKey?: string;
+  /** Hash of method + path + body, so a reused key with another request is refused. */
+  requestHash: string;
+}
+
+export interface SubmitResult {
+  job: Job;
+  /** True when an Idempotency-Key matched an earlier request and its job is returned. */
+  replayed: boolean;
+}
+
+export type EngineEvent =
+  | { type: 'job'; job: Job }
+  | { type: 'snapshot'; action: 'created' | 'updated' | 'gone'; snapshot: Snapshot }
+  | { type: 'vm'; action: 'created' | 'updated' | 'gone'; vm: Vm }
+  | { type: 'target'; target: TargetView };
+
+export interface ReadyReport {
+  ready: boolean;
+  store: boolean;
+  targets: Array<{ name: string; healthy: boolean | null; message: string | null }>;
+}
+
+export interface AuditRecord {
+  principal: string;
+  method: string;
+  path: string;
+  statusCode: number;
+  jobId: string | null;
+  detail: string | null;
+}
+
+export interface EngineApi {
+  listTargets(): Promise<TargetView[]>;
+  getTarget(name: string): Promise<TargetView>;
+  /** Re-checks health and re-reads inventory and snapshot trees from the target. */
+  syncTarget(name: string): Promise<TargetView>;
+
+  listVms(filter: VmFilter): Promise<Page<VmView>>;
+  getVm(vmId: string): Promise<VmView>;
+
+  listSnapshots(vmId: string, options: { includeGone: boolean }): Promise<Snapshot[]>;
+  snapshotTree(vmId: string): Promise<SnapshotTree>;
+  getSnapshot(snapshotId: string): Promise<Snapshot>;
+
+  /**
+   * Validates the request against the store and the target's capabilities (unknown ids →
+   * not_found, unsupported mode → unsupported with the reason) before any job row exists,
+   * then persists the job as queued.
+   */
+  submit(request: JobRequest, meta: SubmitMeta): Promise<SubmitResult>;
+  /** For a consolidate dry run: the plan, without a job. */
+  getJob(jobId: string): Promise<Job>;
+  listJobs(filter: JobFilter): Promise<Page<Job>>;
+  /** Queued jobs end cancelled at once; running ones get their AbortSignal fired. */
+  cancelJob(jobId: string, principal: string): Promise<Job>;
+  /** Resolves with the job once it is final or when `timeoutMs` passes (then still running). */
+  waitForJob(jobId: string, timeoutMs: number, signal?: AbortSignal): Promise<Job>;
+
+  /** Subscribe to engine events (SSE); returns the unsubscribe function. */
+  subscribe(listener: (event: EngineEvent) => void): () => void;
+
+  ready(): Promise<ReadyReport>;
+  audit(record: AuditRecord): Promise<void>;
+  /** Prometheus text exposition of the engine's metrics (jobs by state, provider latency, errors). */
+  metrics(): Promise<{ contentType: string; body: string }>;
+}
