@@ -128,10 +128,10 @@ export interface EngineApi {
   /**
    * Validates the request against the store and the target's capabilities (unknown ids →
    * not_found, unsupported mode → unsupported with the reason) before any job row exists,
-   * then persists the job as queued.
+   * then persists the job as queued. A consolidate dry run touches nothing: it is stored as an
+   * already-succeeded job whose `result.message` is the plan.
    */
   submit(request: JobRequest, meta: SubmitMeta): Promise<SubmitResult>;
-  /** For a consolidate dry run: the plan, without a job. */
   getJob(jobId: string): Promise<Job>;
   listJobs(filter: JobFilter): Promise<Page<Job>>;
   /** Queued jobs end cancelled at once; running ones get their AbortSignal fired. */

@@ -1,0 +1,264 @@
+/**
+ * The engine: wires store, registry, worker, reconciler, events and metrics behind EngineApi.
+ * Read methods answer from the store (fast, no hypervisor call); mutations become jobs.
+ */
+import type { Logger } from '../../providers/contract.ts';
+import type { ProviderRegistry } from '../../providers/index.ts';
+import { SnapvisorError, notFound } from '../domain/errors.ts';
+import { buildForest } from '../domain/tree.ts';
+import { FINAL_JOB_STATES, type Job } from '../domain/types.ts';
+import { InvalidCursorError, type Store, type VmWithStats } from '../store/index.ts';
+import type { EngineApi, Page, ReadyReport, SnapshotTree, TargetView, VmView } from './api.ts';
+import { createCore, DEFAULT_SETTINGS, refreshRow, type BoundTarget, type Core, type EngineSettings } from './core.ts';
+import { createEventBus } from './events.ts';
+import { createMetrics } from './metrics.ts';
+import { recoverRunningJobs } from './recovery.ts';
+import { submitJob } from './submit.ts';
+import { createSync, errSummary } from './sync.ts';
+import { cancelledError, createWorker } from './worker.ts';
+
+export type { EngineSettings } from './core.ts';
+export { DEFAULT_SETTINGS } from './core.ts';
+
+export interface EngineOptions {
+  store: Store;
+  registry: ProviderRegistry;
+  log: Logger;
+  settings?: Partial<EngineSettings>;
+  /** Injectable clock (timestamps, backoff due times). */
+  now?: () => Date;
+}
+
+export interface Engine extends EngineApi {
+  /**
+   * Crash recovery, first sync, then the worker loop and the periodic sync. `waitForSync: false`
+   * (the daemon) returns once recovery is done and lets the first sync run in the background.
+   */
+  start(options?: { waitForSync?: boolean }): Promise<void>;
+  /** Let running jobs finish up to graceMs (default 10 s), then abort them back to queued. */
+  stop(options?: { graceMs?: number }): Promise<void>;
+}
+
+export function createEngine(options: EngineOptions): Engine {
+  const settings: EngineSettings = {
+    ...DEFAULT_SETTINGS,
+    ...options.settings,
+    backoff: { ...DEFAULT_SETTINGS.backoff, ...options.settings?.backoff },
+  };
+  const log = options.log.child({ component: 'engine' });
+  const events = createEventBus(log);
+  const metrics = createMetrics(options.store);
+  const core = createCore({ store: options.store, registry: options.registry, log, settings, now: options.now ?? (() => new Date()), events, metrics });
+  const sync = createSync(core);
+  const worker = createWorker(core, sync);
+  const { store } = core;
+  let syncTimer: NodeJS.Timeout | null = null;
+  let syncing: Promise<void> | null = null;
+
+  const syncAll = (): Promise<void> => {
+    // One full pass at a time; a timer tick during a slow pass is skipped.
+    syncing ??= (async () => {
+      const running = worker.runningVmIds();
+      for (const t of (await core.targets()).values()) {
+        if (core.lifecycle.signal.aborted) break;
+        await sync.syncTarget(t, { skipVm: (id) => running.has(id) });
+      }
+    })()
+      .catch((err: unknown) => log.error({ err: errSummary(err) }, 'sync pass failed'))
+      .finally(() => (syncing = null));
+    return syncing;
+  };
+
+  const targetView = async (t: BoundTarget): Promise<TargetView> => {
+    const { row } = await refreshRow(core, t);
+    return {
+      name: t.spec.name,
+      kind: t.spec.kind,
+      demo: t.spec.demo,
+      health: {
+        reachable: row.healthy === true,
+        ...(row.version !== null ? { version: row.version } : {}),
+        message: row.healthMessage ?? (row.healthy === null ? 'not checked yet' : undefined),
+        checkedAt: row.checkedAt,
+      },
+      capabilities: t.provider.capabilities(),
+      vmCount: await store.vms.countPresentByTarget(row.id),
+    };
+  };
+
+  const vmView = (v: VmWithStats): VmView => v;
+
+  const requireVm = async (vmId: string) => {
+    const vm = await store.vms.get(vmId);
+    if (!vm) throw notFound('vm', vmId);
+    return vm;
+  };
+
+  const pageOf = async <T>(fn: () => Promise<Page<T>>): Promise<Page<T>> => {
+    try {
+      return await fn();
+    } catch (err) {
+      if (err instanceof InvalidCursorError) throw new SnapvisorError('invalid', 'SNAPVISOR_ERR_INVALID_CURSOR', 'the cursor is not valid');
+      throw err;
+    }
+  };
+
+  const isFinal = (j: Job) => FINAL_JOB_STATES.includes(j.state);
+
+  const engine: Engine = {
+    async start({ waitForSync = true } = {}) {
+      await core.targets();
+      const recovered = await recoverRunningJobs(core, sync);
+      if (recovered.length) log.info({ recovered }, 'crash recovery finished');
+      // The daemon serves (and queues jobs) while a slow or unreachable target is still being read.
+      const firstSync = syncAll();
+      if (waitForSync) await firstSync;
+      worker.start();
+      if (settings.syncIntervalMs > 0) {
+        syncTimer = setInterval(() => void syncAll(), settings.syncIntervalMs);
+        syncTimer.unref?.();
+      }
+      log.info({ targets: [...(await core.targets()).keys()] }, 'engine started');
+    },
+
+    async stop({ graceMs = 10_000 } = {}) {
+      if (syncTimer) clearInterval(syncTimer);
+      syncTimer = null;
+      await worker.stop(graceMs);
+      core.lifecycle.abort(new Error('engine stopping'));
+      await syncing;
+      log.info({}, 'engine stopped');
+    },
+
+    async listTargets() {
+      return Promise.all([...(await core.targets()).values()].map(targetView));
+    },
+    async getTarget(name) {
+      return targetView(await core.targetByName(name));
+    },
+    async syncTarget(name) {
+      const t = await core.targetByName(name);
+      const running = worker.runningVmIds();
+      await sync.syncTarget(t, { skipVm: (id) => running.has(id) });
+      const view = await targetView(t);
+      events.emit({ type: 'target', target: view });
+      return view;
+    },
+
+    async listVms(filter) {
+      const targetId = filter.target === undefined ? undefined : (await core.targetByName(filter.target)).row.id;
+      return pageOf(async () => {
+        const page = await store.vms.list({
+          ...(targetId !== undefined ? { targetId } : {}),
+          ...(filter.name !== undefined ? { name: filter.name } : {}),
+          includeGone: filter.includeGone ?? false,
+          limit: filter.limit,
+          ...(filter.cursor !== undefined ? { cursor: filter.cursor } : {}),
+        });
+        return { items: page.items.map(vmView), next: page.next };
+      });
+    },
+    async getVm(vmId) {
+      const vm = await store.vms.getWithStats(vmId);
+      if (!vm) throw notFound('vm', vmId);
+      return vmView(vm);
+    },
+
+    async listSnapshots(vmId, { includeGone }) {
+      await requireVm(vmId);
+      return store.snapshots.listByVm(vmId, { includeGone });
+    },
+    async snapshotTree(vmId): Promise<SnapshotTree> {
+      await requireVm(vmId);
+      const forest = buildForest(await store.snapshots.listByVm(vmId, { includeGone: false }));
+      return { vmId, currentSnapshotId: forest.currentId, maxDepth: forest.maxDepth, roots: forest.roots };
+    },
+    async getSnapshot(snapshotId) {
+      const s = await store.snapshots.get(snapshotId);
+      if (!s) throw notFound('snapshot', snapshotId);
+      return s;
+    },
+
+    async submit(request, meta) {
+      const result = await submitJob(core, request, meta);
+      if (!result.replayed) worker.kick();
+      return result;
+    },
+    async getJob(jobId) {
+      const job = await store.jobs.get(jobId);
+      if (!job) throw notFound('job', jobId);
+      return job;
+    },
+    async listJobs(filter) {
+      return pageOf(() =>
+        store.jobs.list({
+          ...(filter.state !== undefined ? { state: filter.state } : {}),
+          ...(filter.vmId !== undefined ? { vmId: filter.vmId } : {}),
+          ...(filter.kind !== undefined ? { kind: filter.kind } : {}),
+          limit: filter.limit,
+          ...(filter.cursor !== undefined ? { cursor: filter.cursor } : {}),
+        }),
+      );
+    },
+    async cancelJob(jobId, principal) {
+      const job = await engine.getJob(jobId);
+      if (isFinal(job)) {
+        throw new SnapvisorError('conflict', 'SNAPVISOR_ERR_JOB_FINISHED', `job '${jobId}' is already ${job.state}`, { state: job.state });
+      }
+      const cancelled = await store.jobs.cancelQueued(jobId, core.iso(), cancelledError());
+      if (cancelled) {
+        log.info({ jobId, principal }, 'queued job cancelled');
+        metrics.jobsFinished.inc({ kind: cancelled.kind, state: 'cancelled' });
+        events.emit({ type: 'job', job: cancelled });
+        return cancelled;
+      }
+      // Running (or claimed a moment ago): flag it in the store, fire its signal if it runs here.
+      const flagged = await store.jobs.requestCancel(jobId);
+      worker.abort(jobId);
+      log.info({ jobId, principal }, 'cancel requested for a running job');
+      return flagged ?? engine.getJob(jobId);
+    },
+    async waitForJob(jobId, timeoutMs, signal) {
+      let wake!: () => void;
+      const woken = new Promise<void>((resolve) => (wake = resolve));
+      const unsubscribe = events.subscribe((e) => {
+        if (e.type === 'job' && e.job.id === jobId && isFinal(e.job)) wake();
+      });
+      const timer = setTimeout(wake, Math.max(0, timeoutMs));
+      signal?.addEventListener('abort', wake, { once: true });
+      try {
+        const first = await engine.getJob(jobId);
+        if (isFinal(first) || timeoutMs <= 0 || signal?.aborted) return first;
+        await woken;
+        return await engine.getJob(jobId);
+      } finally {
+        clearTimeout(timer);
+        unsubscribe();
+        signal?.removeEventListener('abort', wake);
+      }
+    },
+
+    subscribe: (listener) => events.subscribe(listener),
+
+    async ready(): Promise<ReadyReport> {
+      const storeOk = await store.healthy();
+      let targets: ReadyReport['targets'] = [];
+      if (storeOk) {
+        const rows = await store.targets.list();
+        const configured = new Set((await core.targets()).keys());
+        targets = rows.filter((r) => configured.has(r.name)).map((r) => ({ name: r.name, healthy: r.healthy, message: r.healthMessage }));
+      }
+      // Ready means the store works. An unhealthy target is reported here but does not make the
+      // daemon unready: the other targets and all stored data stay usable, and a load balancer
+      // taking the daemon out would not bring a hypervisor back.
+      return { ready: storeOk, store: storeOk, targets };
+    },
+    async audit(record) {
+      await store.audit.insert({ ...record, at: core.iso() });
+    },
+    metrics: () => metrics.render(),
+  };
+  return engine;
+}
+
+export type { Core };

@@ -1,0 +1,111 @@
+/**
+ * What each job kind does on the hypervisor, then how the store learns the result (a sync of
+ * the VM, so the rows come from what the hypervisor really has).
+ */
+import { markerForJob, type CallContext, type ProviderSnapshot } from '../../providers/contract.ts';
+import { SnapvisorError } from '../domain/errors.ts';
+import { descendantIds } from '../domain/tree.ts';
+import type { CreateParams, DeleteParams, Job, JobResult, Vm } from '../domain/types.ts';
+import type { BoundTarget, Core } from './core.ts';
+import type { Sync } from './sync.ts';
+
+export interface HandlerInput {
+  core: Core;
+  sync: Sync;
+  job: Job;
+  target: BoundTarget;
+  vm: Vm;
+  ctx: CallContext;
+}
+
+export async function runHandler(input: HandlerInput): Promise<JobResult> {
+  switch (input.job.kind) {
+    case 'snapshot.create':
+      return create(input);
+    case 'snapshot.revert':
+      return revert(input);
+    case 'snapshot.delete':
+      return remove(input);
+    case 'vm.consolidate':
+      return consolidate(input);
+  }
+}
+
+/** The snapshot a create job made, looked up by its marker on the hypervisor. */
+export async function findByMarker(input: Omit<HandlerInput, 'sync' | 'job'> & { jobId: string }): Promise<ProviderSnapshot | null> {
+  const { core, target, vm, ctx, jobId } = input;
+  const marker = markerForJob(jobId);
+  const list = await core.call(target.provider, 'listSnapshots', () => target.provider.listSnapshots(vm.providerVmId, ctx));
+  return list.find((s) => s.marker === marker) ?? null;
+}
+
+/** Records the created snapshot through a sync and returns the job result naming it. */
+export async function recordCreated(input: Omit<HandlerInput, 'ctx'>, made: ProviderSnapshot): Promise<JobResult> {
+  const { core, sync, target, vm } = input;
+  await sync.syncVm(target, vm);
+  const row = await core.store.snapshots.getByRef(vm.id, made.providerRef);
+  if (!row) {
+    throw new SnapvisorError('internal', 'SNAPVISOR_ERR_SNAPSHOT_NOT_RECORDED', 'the snapshot was created but is missing from the hypervisor listing');
+  }
+  return { snapshotId: row.id };
+}
+
+async function create(input: HandlerInput): Promise<JobResult> {
+  const { core, target, vm, ctx, job } = input;
+  const params = job.params as CreateParams;
+  // A retry looks first: the earlier attempt may have reached the hypervisor before it failed.
+  const earlier = job.attempts > 1 ? await findByMarker({ ...input, jobId: job.id }) : null;
+  if (earlier) ctx.log.info({ providerRef: earlier.providerRef }, 'earlier attempt had created the snapshot');
+  const made =
+    earlier ??
+    (await core.call(target.provider, 'createSnapshot', () =>
+      target.provider.createSnapshot(
+        vm.providerVmId,
+        { name: params.name, description: params.description, mode: params.mode, marker: markerForJob(job.id) },
+        ctx,
+      ),
+    ));
+  return recordCreated(input, made);
+}
+
+async function snapshotOf(input: HandlerInput) {
+  const id = input.job.snapshotId;
+  const snapshot = id === null ? null : await input.core.store.snapshots.get(id);
+  if (!snapshot) throw new SnapvisorError('not_found', 'SNAPVISOR_ERR_SNAPSHOT_NOT_FOUND', `snapshot '${id ?? ''}' not found`);
+  return snapshot;
+}
+
+async function revert(input: HandlerInput): Promise<JobResult> {
+  const { core, sync, target, vm, ctx } = input;
+  const snapshot = await snapshotOf(input);
+  await core.call(target.provider, 'revertSnapshot', () => target.provider.revertSnapshot(vm.providerVmId, snapshot.providerRef, ctx));
+  await sync.syncVm(target, vm);
+  // Reverting changes the power state (a memory snapshot comes back saved).
+  await sync.syncInventory(target).catch((err: unknown) => ctx.log.warn({ err: String(err) }, 'inventory refresh after revert failed'));
+  return { snapshotId: snapshot.id };
+}
+
+async function remove(input: HandlerInput): Promise<JobResult> {
+  const { core, sync, target, vm, ctx, job } = input;
+  const snapshot = await snapshotOf(input);
+  const params = job.params as DeleteParams;
+  const before = await core.store.snapshots.listByVm(vm.id, { includeGone: false });
+  const doomed = [snapshot.id, ...(params.children ? descendantIds(before, snapshot.id) : [])];
+  // Provider first, then the rows (marked gone by the sync): a failure never leaves a row saying
+  // "gone" for a snapshot that is still there.
+  await core.call(target.provider, 'deleteSnapshot', () =>
+    target.provider.deleteSnapshot(vm.providerVmId, snapshot.providerRef, { children: params.children }, ctx),
+  );
+  await sync.syncVm(target, vm);
+  const gone: string[] = [];
+  for (const id of doomed) if ((await core.store.snapshots.get(id))?.state === 'gone') gone.push(id);
+  return { snapshotId: snapshot.id, snapshotIds: gone };
+}
+
+async function consolidate(input: HandlerInput): Promise<JobResult> {
+  const { core, sync, target, vm, ctx } = input;
+  const report = await core.call(target.provider, 'consolidate', () => target.provider.consolidate(vm.providerVmId, ctx));
+  await sync.syncVm(target, vm);
+  await sync.syncInventory(target).catch((err: unknown) => ctx.log.warn({ err: String(err) }, 'inventory refresh after consolidate failed'));
+  return { message: report.message };
+}

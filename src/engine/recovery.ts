@@ -1,0 +1,80 @@
+/**
+ * Crash recovery at start: a job found `running` was left by a process that died mid-call. We
+ * ask the hypervisor what really happened instead of repeating blindly:
+ * - create: its marker on the hypervisor → record that snapshot, succeeded (exactly one);
+ *   no marker → back to queued (the retry is idempotent by marker and looks first);
+ * - delete: snapshot still there → queued; gone → succeeded;
+ * - revert, consolidate: queued (running them again is harmless);
+ * - the hypervisor cannot be asked → queued (every retry path above is safe).
+ */
+import { randomUUID } from 'node:crypto';
+import type { Job, JobResult } from '../domain/types.ts';
+import type { Core } from './core.ts';
+import { findByMarker, recordCreated } from './handlers.ts';
+import { errSummary, type Sync } from './sync.ts';
+import { cancelledError } from './worker.ts';
+
+export type RecoveryDecision = 'succeeded' | 'requeued' | 'cancelled';
+
+export async function recoverRunningJobs(core: Core, sync: Sync): Promise<Array<{ jobId: string; decision: RecoveryDecision }>> {
+  const stale = await core.store.jobs.clearStaleClaims();
+  if (stale > 0) core.log.info({ count: stale }, 'recovery: cleared stale claims on queued jobs');
+  const out: Array<{ jobId: string; decision: RecoveryDecision }> = [];
+  for (const job of await core.store.jobs.listByState('running')) {
+    const ticket = randomUUID();
+    const owned = await core.store.jobs.takeOver(job.id, ticket, core.iso());
+    if (!owned) continue;
+    const log = core.log.child({ jobId: job.id, kind: job.kind });
+    let decision: RecoveryDecision;
+    let settled: Job | null;
+    try {
+      const found = await lookUp(core, sync, owned, log);
+      if (found.done) {
+        settled = await core.store.jobs.finish(job.id, ticket, { state: 'succeeded', result: found.result, error: null, at: core.iso() });
+        decision = 'succeeded';
+        log.info({ result: found.result, reason: found.reason }, 'recovery: job had completed on the hypervisor; marked succeeded');
+      } else if (owned.cancelRequested) {
+        settled = await core.store.jobs.finish(job.id, ticket, { state: 'cancelled', error: cancelledError(), at: core.iso() });
+        decision = 'cancelled';
+        log.info({ reason: found.reason }, 'recovery: job was being cancelled and had not completed; marked cancelled');
+      } else {
+        settled = await core.store.jobs.requeue(job.id, ticket, { nextAttemptAt: core.iso(), error: null });
+        decision = 'requeued';
+        log.info({ reason: found.reason }, 'recovery: job had not completed; requeued');
+      }
+    } catch (err) {
+      settled = await core.store.jobs.requeue(job.id, ticket, { nextAttemptAt: core.iso(), error: null });
+      decision = 'requeued';
+      log.warn({ err: errSummary(err) }, 'recovery: could not ask the hypervisor; requeued (the retry is safe)');
+    }
+    if (settled) {
+      core.events.emit({ type: 'job', job: settled });
+      if (decision !== 'requeued') core.metrics.jobsFinished.inc({ kind: settled.kind, state: settled.state });
+    }
+    out.push({ jobId: job.id, decision });
+  }
+  return out;
+}
+
+type LookUp = { done: true; result: JobResult; reason: string } | { done: false; reason: string };
+
+async function lookUp(core: Core, sync: Sync, job: Job, log: Core['log']): Promise<LookUp> {
+  if (job.kind !== 'snapshot.create' && job.kind !== 'snapshot.delete') {
+    return { done: false, reason: `${job.kind} is safe to run again` };
+  }
+  const target = await core.targetById(job.targetId);
+  const vm = await core.store.vms.get(job.vmId);
+  if (!vm) return { done: false, reason: 'VM row missing' };
+  const ctx = core.backgroundContext(log);
+  if (job.kind === 'snapshot.create') {
+    const made = await findByMarker({ core, target, vm, ctx, jobId: job.id });
+    if (!made) return { done: false, reason: 'no snapshot carries the job marker' };
+    return { done: true, result: await recordCreated({ core, sync, job, target, vm }, made), reason: 'snapshot with the job marker found' };
+  }
+  const snapshot = job.snapshotId === null ? null : await core.store.snapshots.get(job.snapshotId);
+  if (!snapshot) return { done: false, reason: 'snapshot row missing' };
+  const list = await core.call(target.provider, 'listSnapshots', () => target.provider.listSnapshots(vm.providerVmId, ctx));
+  if (list.some((s) => s.providerRef === snapshot.providerRef)) return { done: false, reason: 'snapshot still on the hypervisor' };
+  await sync.syncVm(target, vm);
+  return { done: true, result: { snapshotId: snapshot.id, snapshotIds: [snapshot.id] }, reason: 'snapshot no longer on the hypervisor' };
+}

@@ -1,0 +1,111 @@
+/**
+ * The reconciler: makes the store match the hypervisors. Per target: health check, VM inventory,
+ * then each VM's snapshot list (one transaction per VM). Calls for one VM are serialised so a
+ * slow periodic listing can never overwrite a newer one written after a job.
+ */
+import { jobIdFromMarker } from '../../providers/contract.ts';
+import { reconcileVms } from '../domain/inventory.ts';
+import { reconcileSnapshots, type SnapshotPlan } from '../domain/reconcile.ts';
+import type { Vm } from '../domain/types.ts';
+import type { BoundTarget, Core } from './core.ts';
+
+export interface Sync {
+  /** Health, inventory and every VM's snapshots of one target. Never throws for a sick target. */
+  syncTarget(t: BoundTarget, options?: { skipVm?: (vmId: string) => boolean }): Promise<void>;
+  /** listVms of the target → VM rows. */
+  syncInventory(t: BoundTarget): Promise<void>;
+  /** listSnapshots of one VM → snapshot rows. Throws the provider's error. */
+  syncVm(t: BoundTarget, vm: Vm): Promise<SnapshotPlan>;
+}
+
+export function createSync(core: Core): Sync {
+  const vmLocks = new Map<string, Promise<unknown>>();
+  const serialised = <T>(vmId: string, fn: () => Promise<T>): Promise<T> => {
+    const prev = vmLocks.get(vmId) ?? Promise.resolve();
+    const next = prev.then(fn, fn);
+    const tail = next.catch(() => {});
+    vmLocks.set(vmId, tail);
+    void tail.then(() => {
+      if (vmLocks.get(vmId) === tail) vmLocks.delete(vmId);
+    });
+    return next;
+  };
+
+  const sync: Sync = {
+    async syncTarget(t, options = {}) {
+      const log = core.log.child({ target: t.spec.name });
+      try {
+        const health = await core.call(t.provider, 'check', () => t.provider.check(core.backgroundContext(log)));
+        await core.store.targets.setHealth(t.row.id, {
+          healthy: health.reachable && health.authOk !== false,
+          message: health.message ?? null,
+          version: health.version ?? null,
+          checkedAt: core.iso(),
+        });
+        if (!health.reachable || health.authOk === false) return;
+        await sync.syncInventory(t);
+      } catch (err) {
+        // An unreachable target is shown as unhealthy; it never takes the daemon down.
+        log.warn({ err: errSummary(err) }, 'target sync failed');
+        await core.store.targets.setHealth(t.row.id, {
+          healthy: false,
+          message: err instanceof Error ? err.message : 'sync failed',
+          version: null,
+          checkedAt: core.iso(),
+        });
+        return;
+      }
+      const vms = await core.store.vms.listByTarget(t.row.id);
+      for (const vm of vms) {
+        if (vm.goneAt !== null || options.skipVm?.(vm.id) || core.lifecycle.signal.aborted) continue;
+        try {
+          await sync.syncVm(t, vm);
+        } catch (err) {
+          log.warn({ vmId: vm.id, err: errSummary(err) }, 'snapshot sync of a VM failed');
+        }
+      }
+    },
+
+    async syncInventory(t) {
+      const log = core.log.child({ target: t.spec.name });
+      const observed = await core.call(t.provider, 'listVms', () => t.provider.listVms(core.backgroundContext(log)));
+      const stored = await core.store.vms.listByTarget(t.row.id);
+      const plan = reconcileVms({ targetId: t.row.id, stored, observed, now: core.iso(), newId: core.newId });
+      await core.store.vms.apply(plan);
+      for (const vm of plan.inserts) core.events.emit({ type: 'vm', action: 'created', vm });
+      for (const c of plan.updates) if (c.meaningful) core.events.emit({ type: 'vm', action: 'updated', vm: c.after });
+      for (const c of plan.gone) core.events.emit({ type: 'vm', action: 'gone', vm: c.after });
+      if (plan.inserts.length || plan.gone.length) {
+        log.info({ added: plan.inserts.length, gone: plan.gone.length }, 'VM inventory changed');
+      }
+    },
+
+    syncVm(t, vm) {
+      return serialised(vm.id, async () => {
+        const log = core.log.child({ target: t.spec.name, vmId: vm.id });
+        const observed = await core.call(t.provider, 'listSnapshots', () =>
+          t.provider.listSnapshots(vm.providerVmId, core.backgroundContext(log)),
+        );
+        const stored = await core.store.snapshots.listByVm(vm.id, { includeGone: true });
+        const markerJobs = observed.map((o) => jobIdFromMarker(o.marker)).filter((id): id is string => id !== null);
+        const knownJobs = await core.store.jobs.createModes(markerJobs);
+        const plan = reconcileSnapshots({ vmId: vm.id, stored, observed, knownJobs, now: core.iso(), newId: core.newId });
+        if (plan.inserts.length || plan.updates.length || plan.gone.length) await core.store.snapshots.apply(plan);
+        for (const snapshot of plan.inserts) core.events.emit({ type: 'snapshot', action: 'created', snapshot });
+        for (const c of plan.updates) core.events.emit({ type: 'snapshot', action: 'updated', snapshot: c.after });
+        for (const c of plan.gone) core.events.emit({ type: 'snapshot', action: 'gone', snapshot: c.after });
+        return plan;
+      });
+    },
+  };
+  return sync;
+}
+
+/** Loggable summary of an error: kind and message, never a cause chain that may hold raw output. */
+export function errSummary(err: unknown): Record<string, unknown> {
+  if (err instanceof Error) {
+    const e = err as Error & { kind?: unknown; code?: unknown };
+    return { name: e.name, message: e.message, ...(e.kind ? { kind: e.kind } : {}), ...(e.code ? { code: e.code } : {}) };
+  }
+  return { message: String(err) };
+}

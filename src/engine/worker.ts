@@ -1,0 +1,243 @@
+/**
+ * The worker loop: claims due jobs (one running job per VM, at most `concurrency` per target,
+ * both enforced inside the claim itself), runs each with a CallContext whose signal fires on
+ * cancel, on the per-attempt timeout and on shutdown, and settles the row by what happened.
+ */
+import { randomUUID } from 'node:crypto';
+import { ProviderError, type CallContext } from '../../providers/contract.ts';
+import type { Job, JobError } from '../domain/types.ts';
+import { decideAfterError } from './backoff.ts';
+import type { Core } from './core.ts';
+import { runHandler } from './handlers.ts';
+import { errSummary, type Sync } from './sync.ts';
+
+interface Running {
+  job: Job;
+  ticket: string;
+  controller: AbortController;
+  /** Why the signal fired, when it did. */
+  reason: 'cancel' | 'stop' | 'timeout' | null;
+  done: Promise<void>;
+}
+
+export interface Worker {
+  start(): void;
+  /** Runs one claim round now (tests, and after submit). */
+  kick(): void;
+  /** Stops claiming; waits for running jobs up to graceMs, then aborts them back to queued. */
+  stop(graceMs: number): Promise<void>;
+  /** Fires the signal of a job running here; false when it does not run here. */
+  abort(jobId: string): boolean;
+  runningVmIds(): Set<string>;
+}
+
+const CLAIM_BATCH = 50;
+const PROGRESS_INTERVAL_MS = 250;
+/** After aborting at shutdown, how long to wait for handlers to notice before leaving them to recovery. */
+const ABORT_WAIT_MS = 5_000;
+
+export function createWorker(core: Core, sync: Sync): Worker {
+  const running = new Map<string, Running>();
+  let timer: NodeJS.Timeout | null = null;
+  let started = false;
+  let stopping = false;
+  let ticking = false;
+  let again = false;
+
+  const schedule = (ms: number) => {
+    if (stopping || !started) return;
+    if (timer) clearTimeout(timer);
+    timer = setTimeout(() => void tick(), ms);
+    timer.unref?.();
+  };
+
+  async function tick(): Promise<void> {
+    if (stopping) return;
+    if (ticking) {
+      again = true;
+      return;
+    }
+    ticking = true;
+    try {
+      do {
+        again = false;
+        await claimRound();
+      } while (again && !stopping);
+    } catch (err) {
+      core.log.error({ err: errSummary(err) }, 'worker claim round failed');
+    } finally {
+      ticking = false;
+      schedule(core.settings.workerPollMs);
+    }
+  }
+
+  async function claimRound(): Promise<void> {
+    const targets = await core.targets();
+    const busyVms = new Set([...running.values()].map((r) => r.job.vmId));
+    const perTarget = new Map<string, number>();
+    for (const r of running.values()) perTarget.set(r.job.targetId, (perTarget.get(r.job.targetId) ?? 0) + 1);
+    for (const candidate of await core.store.jobs.due(core.iso(), CLAIM_BATCH)) {
+      if (stopping) return;
+      if (busyVms.has(candidate.vmId)) continue;
+      const target = [...targets.values()].find((t) => t.row.id === candidate.targetId);
+      if (!target) continue; // its target is no longer configured; the job waits
+      const limit = Math.max(1, target.spec.concurrency);
+      if ((perTarget.get(candidate.targetId) ?? 0) >= limit) continue;
+      const ticket = randomUUID();
+      const job = await core.store.jobs.tryClaim(candidate.id, ticket, core.iso(), limit);
+      if (!job) continue;
+      busyVms.add(job.vmId);
+      perTarget.set(job.targetId, (perTarget.get(job.targetId) ?? 0) + 1);
+      launch(job, ticket);
+    }
+  }
+
+  function launch(job: Job, ticket: string): void {
+    const entry: Running = { job, ticket, controller: new AbortController(), reason: null, done: Promise.resolve() };
+    running.set(job.id, entry);
+    entry.done = execute(entry)
+      .catch((err: unknown) => core.log.error({ jobId: job.id, err: errSummary(err) }, 'job settlement failed'))
+      .finally(() => {
+        running.delete(job.id);
+        if (!stopping) void tick();
+      });
+  }
+
+  async function execute(entry: Running): Promise<void> {
+    const { job, ticket } = entry;
+    const log = core.log.child({ jobId: job.id, kind: job.kind, attempt: job.attempts });
+    core.events.emit({ type: 'job', job });
+    log.info({ vmId: job.vmId }, 'job started');
+    const timeout = setTimeout(() => {
+      entry.reason ??= 'timeout';
+      entry.controller.abort(new Error('job attempt timed out'));
+    }, core.settings.jobTimeoutMs);
+    timeout.unref?.();
+    let lastProgressAt = 0;
+    const ctx: CallContext = {
+      signal: entry.controller.signal,
+      log,
+      progress(percent, message) {
+        const at = performance.now();
+        if (percent < 100 && at - lastProgressAt < PROGRESS_INTERVAL_MS) return;
+        lastProgressAt = at;
+        void core.store.jobs
+          .setProgress(job.id, ticket, percent, message ?? null)
+          .then(async (ok) => {
+            const fresh = ok ? await core.store.jobs.get(job.id) : null;
+            if (fresh && fresh.state === 'running') core.events.emit({ type: 'job', job: fresh });
+          })
+          .catch((err: unknown) => log.warn({ err: errSummary(err) }, 'progress update failed'));
+      },
+    };
+
+    let settled: Job | null;
+    try {
+      const target = await core.targetById(job.targetId);
+      const vm = await core.store.vms.get(job.vmId);
+      if (!vm) throw new ProviderError(target.provider.kind, 'not_found', `VM of job ${job.id} is missing from the store`);
+      const result = await runHandler({ core, sync, job, target, vm, ctx });
+      // Success stands even if a cancel arrived meanwhile: the hypervisor already did it.
+      settled = await core.store.jobs.finish(job.id, ticket, { state: 'succeeded', result, error: null, at: core.iso() });
+      log.info({ result }, 'job succeeded');
+    } catch (err) {
+      settled = await settleFailure(entry, err, log);
+    } finally {
+      clearTimeout(timeout);
+    }
+    if (settled) {
+      core.events.emit({ type: 'job', job: settled });
+      if (settled.state !== 'queued' && settled.state !== 'running') core.metrics.jobsFinished.inc({ kind: settled.kind, state: settled.state });
+    }
+  }
+
+  async function settleFailure(entry: Running, err: unknown, log: CallContext['log']): Promise<Job | null> {
+    const { job, ticket } = entry;
+    const now = core.now();
+    const cancelRequested = entry.reason === 'cancel' || (await core.store.jobs.get(job.id))?.cancelRequested === true;
+    if (cancelRequested) {
+      log.info({ err: errSummary(err) }, 'job cancelled while running');
+      await resyncQuietly(job, log);
+      return core.store.jobs.finish(job.id, ticket, { state: 'cancelled', error: cancelledError(), at: now.toISOString() });
+    }
+    if (entry.reason === 'stop') {
+      // Not the job's fault: back to queued, the attempt does not count, recovery or the next start runs it.
+      log.info({}, 'daemon stopping: job put back in the queue');
+      return core.store.jobs.requeue(job.id, ticket, { nextAttemptAt: now.toISOString(), error: null, refundAttempt: true });
+    }
+    const cause =
+      entry.reason === 'timeout' && !(err instanceof ProviderError)
+        ? new ProviderError('engine', 'transient', `job attempt timed out after ${core.settings.jobTimeoutMs} ms`, { retry: 'uncertain' })
+        : err;
+    const decision = decideAfterError(cause, job, core.settings.backoff);
+    if (decision.action === 'retry') {
+      const nextAttemptAt = new Date(now.getTime() + decision.delayMs).toISOString();
+      log.warn({ error: decision.error, nextAttemptAt }, 'job attempt failed; will retry');
+      return core.store.jobs.requeue(job.id, ticket, { nextAttemptAt, error: decision.error });
+    }
+    if (decision.internal) log.error({ err: errSummary(err) }, 'job failed with an unexpected error');
+    else log.warn({ error: decision.error }, 'job failed');
+    await resyncQuietly(job, log);
+    return core.store.jobs.finish(job.id, ticket, { state: 'failed', error: decision.error, at: now.toISOString() });
+  }
+
+  /** A failed or cancelled mutation may have half-happened: re-read the VM so the store shows the truth. */
+  async function resyncQuietly(job: Job, log: CallContext['log']): Promise<void> {
+    try {
+      const target = await core.targetById(job.targetId);
+      const vm = await core.store.vms.get(job.vmId);
+      if (vm) await sync.syncVm(target, vm);
+    } catch (err) {
+      log.debug({ err: errSummary(err) }, 'resync after a failed job failed');
+    }
+  }
+
+  return {
+    start() {
+      started = true;
+      stopping = false;
+      void tick();
+    },
+    kick() {
+      if (started && !stopping) void tick();
+    },
+    async stop(graceMs) {
+      stopping = true;
+      if (timer) clearTimeout(timer);
+      timer = null;
+      const all = () => Promise.all([...running.values()].map((r) => r.done));
+      if (running.size === 0) return;
+      if (!(await within(all(), graceMs))) {
+        for (const r of running.values()) {
+          r.reason ??= 'stop';
+          r.controller.abort(new Error('daemon stopping'));
+        }
+        if (!(await within(all(), ABORT_WAIT_MS))) {
+          core.log.warn({ jobs: [...running.keys()] }, 'jobs ignored the stop signal; they stay running and are recovered at the next start');
+        }
+      }
+    },
+    abort(jobId) {
+      const r = running.get(jobId);
+      if (!r) return false;
+      r.reason ??= 'cancel';
+      r.controller.abort(new Error('job cancelled'));
+      return true;
+    },
+    runningVmIds: () => new Set([...running.values()].map((r) => r.job.vmId)),
+  };
+}
+
+export const cancelledError = (): JobError => ({ kind: 'cancelled', message: 'the job was cancelled' });
+
+async function within(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let t: NodeJS.Timeout | undefined;
+  const timeout = new Promise<boolean>((resolve) => {
+    t = setTimeout(() => resolve(false), ms);
+  });
+  try {
+    return await Promise.race([p.then(() => true), timeout]);
+  } finally {
+    clearTimeout(t);
+  }
+}

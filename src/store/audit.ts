@@ -1,0 +1,45 @@
+import type { AuditEntry } from '../domain/types.ts';
+import type { Db } from './db.ts';
+import { str, strOrNull, type Row } from './rows.ts';
+
+export type NewAuditEntry = Omit<AuditEntry, 'id'>;
+
+export interface AuditRepo {
+  insert(entry: NewAuditEntry): Promise<void>;
+  /** Newest first. */
+  list(options: { limit: number; beforeId?: number }): Promise<AuditEntry[]>;
+}
+
+const toEntry = (r: Row): AuditEntry => ({
+  id: Number(r.id),
+  at: str(r.at),
+  principal: str(r.principal),
+  method: str(r.method),
+  path: str(r.path),
+  statusCode: Number(r.status_code),
+  jobId: strOrNull(r.job_id),
+  detail: strOrNull(r.detail),
+});
+
+export function createAuditRepo(db: Db): AuditRepo {
+  return {
+    async insert(e) {
+      db.stmt('INSERT INTO audit_log (at, principal, method, path, status_code, job_id, detail) VALUES (?, ?, ?, ?, ?, ?, ?)').run(
+        e.at,
+        e.principal,
+        e.method,
+        e.path,
+        e.statusCode,
+        e.jobId,
+        e.detail,
+      );
+    },
+    async list({ limit, beforeId }) {
+      const rows =
+        beforeId === undefined
+          ? db.stmt('SELECT * FROM audit_log ORDER BY id DESC LIMIT ?').all(limit)
+          : db.stmt('SELECT * FROM audit_log WHERE id < ? ORDER BY id DESC LIMIT ?').all(beforeId, limit);
+      return (rows as Row[]).map(toEntry);
+    },
+  };
+}

@@ -1,0 +1,60 @@
+/**
+ * The store: repositories over one SQLite database. Every repository method returns a Promise
+ * and no SQL leaves this folder, so a Postgres store can later implement the same `Store`
+ * without touching the engine (claims would become `FOR UPDATE SKIP LOCKED`).
+ */
+import type { Logger } from '../../providers/contract.ts';
+import { createAuditRepo, type AuditRepo } from './audit.ts';
+import { openDb } from './db.ts';
+import { createIdempotencyRepo, type IdempotencyRepo } from './idempotency.ts';
+import { createJobRepo, type JobRepo } from './jobs.ts';
+import { createSnapshotRepo, type SnapshotRepo } from './snapshots.ts';
+import { createTargetRepo, type TargetRepo } from './targets.ts';
+import { createVmRepo, type VmRepo } from './vms.ts';
+
+export type { AuditRepo, NewAuditEntry } from './audit.ts';
+export { StoreVersionError } from './db.ts';
+export type { IdempotencyRecord, IdempotencyRepo } from './idempotency.ts';
+export type { FinishUpdate, JobListQuery, JobRepo, NewJob, RequeueUpdate, SubmitOutcome } from './jobs.ts';
+export type { SnapshotRepo } from './snapshots.ts';
+export type { TargetHealthUpdate, TargetRepo } from './targets.ts';
+export { InvalidCursorError } from './vms.ts';
+export type { VmListQuery, VmRepo, VmStats, VmWithStats } from './vms.ts';
+
+export interface Store {
+  targets: TargetRepo;
+  vms: VmRepo;
+  snapshots: SnapshotRepo;
+  jobs: JobRepo;
+  idempotency: IdempotencyRepo;
+  audit: AuditRepo;
+  close(): void;
+  /** The database answers a trivial query. */
+  healthy(): Promise<boolean>;
+}
+
+export function openStore(path: string, opts: { log?: Logger } = {}): Store {
+  const db = openDb(path, opts.log);
+  let closed = false;
+  return {
+    targets: createTargetRepo(db),
+    vms: createVmRepo(db),
+    snapshots: createSnapshotRepo(db),
+    jobs: createJobRepo(db),
+    idempotency: createIdempotencyRepo(db),
+    audit: createAuditRepo(db),
+    close() {
+      if (closed) return;
+      closed = true;
+      db.raw.close();
+    },
+    async healthy() {
+      if (closed) return false;
+      try {
+        return db.stmt('SELECT 1 AS ok').get() !== undefined;
+      } catch {
+        return false;
+      }
+    },
+  };
+}

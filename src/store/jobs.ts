@@ -1,0 +1,277 @@
+import type { Job, JobError, JobKind, JobParams, JobResult, JobState, SnapshotMode } from '../domain/types.ts';
+import { JOB_STATES } from '../domain/types.ts';
+import type { Db } from './db.ts';
+import { findKey, insertKey } from './idempotency.ts';
+import { bool, decodeCursor, encodeCursor, json, str, strOrNull, type Row } from './rows.ts';
+import { InvalidCursorError } from './vms.ts';
+
+export interface NewJob {
+  id: string;
+  kind: JobKind;
+  targetId: string;
+  vmId: string;
+  snapshotId: string | null;
+  params: JobParams;
+  maxAttempts: number;
+  requestedBy: string;
+  createdAt: string;
+  /** Normally queued; a job answered at submit time (a dry run) is stored already final. */
+  state?: JobState;
+  result?: JobResult | null;
+}
+
+export type SubmitOutcome =
+  | { outcome: 'created'; job: Job }
+  | { outcome: 'replayed'; job: Job }
+  | { outcome: 'key-reused'; jobId: string };
+
+export interface JobListQuery {
+  state?: JobState;
+  vmId?: string;
+  kind?: JobKind;
+  limit: number;
+  cursor?: string;
+}
+
+export interface FinishUpdate {
+  state: 'succeeded' | 'failed' | 'cancelled';
+  result?: JobResult | null;
+  error?: JobError | null;
+  at: string;
+}
+
+export interface RequeueUpdate {
+  nextAttemptAt: string;
+  /** Last error, kept visible while the job waits for its next attempt. */
+  error: JobError | null;
+  /** The attempt does not count (the daemon stopped it, the job did not fail). */
+  refundAttempt?: boolean;
+}
+
+export interface JobRepo {
+  /** Inserts the job and, with a key, its idempotency row, in one transaction. */
+  submit(job: NewJob, idempotency?: { principal: string; key: string; requestHash: string }): Promise<SubmitOutcome>;
+  get(id: string): Promise<Job | null>;
+  /** Newest first, keyset pagination on (created_at, id). */
+  list(query: JobListQuery): Promise<{ items: Job[]; next: string | null }>;
+  /** Queued jobs due at `now` whose VM has no running job, oldest first. */
+  due(now: string, limit: number): Promise<Job[]>;
+  /**
+   * Claims a queued job with `ticket`: wins only if the row is still unclaimed, its VM has no
+   * running job and its target has fewer than `maxRunningPerTarget` running. Returns the claimed
+   * job (state running, attempts + 1) or null.
+   */
+  tryClaim(id: string, ticket: string, now: string, maxRunningPerTarget: number): Promise<Job | null>;
+  setProgress(id: string, ticket: string, percent: number, message: string | null): Promise<boolean>;
+  /** Final state; only the holder of the ticket can finish the job. */
+  finish(id: string, ticket: string, update: FinishUpdate): Promise<Job | null>;
+  /** Back to queued; only the holder of the ticket can release it. */
+  requeue(id: string, ticket: string, update: RequeueUpdate): Promise<Job | null>;
+  /** queued → cancelled; null when the job was not queued. */
+  cancelQueued(id: string, at: string, error: JobError): Promise<Job | null>;
+  requestCancel(id: string): Promise<Job | null>;
+  listByState(state: JobState): Promise<Job[]>;
+  /**
+   * Takes over the claim of a job left `running` by a process that is gone (crash recovery).
+   * Single daemon today; with shared Postgres this must also require an expired claimed_at.
+   */
+  takeOver(id: string, ticket: string, now: string): Promise<Job | null>;
+  /** Clears claim tickets left on queued rows (a claim that never became running). */
+  clearStaleClaims(): Promise<number>;
+  countByState(): Promise<Record<JobState, number>>;
+  /** The create jobs among `ids` that exist, with the mode they asked for. */
+  createModes(ids: readonly string[]): Promise<Map<string, { mode: SnapshotMode | null }>>;
+}
+
+const toJob = (r: Row): Job => ({
+  id: str(r.id),
+  kind: str(r.kind) as JobKind,
+  state: str(r.state) as JobState,
+  targetId: str(r.target_id),
+  vmId: str(r.vm_id),
+  snapshotId: strOrNull(r.snapshot_id),
+  params: json<JobParams>(r.params)!,
+  progress: Number(r.progress),
+  progressMessage: strOrNull(r.progress_message),
+  attempts: Number(r.attempts),
+  maxAttempts: Number(r.max_attempts),
+  nextAttemptAt: strOrNull(r.next_attempt_at),
+  cancelRequested: bool(r.cancel_requested),
+  result: json<JobResult>(r.result),
+  error: json<JobError>(r.error),
+  requestedBy: str(r.requested_by),
+  createdAt: str(r.created_at),
+  startedAt: strOrNull(r.started_at),
+  finishedAt: strOrNull(r.finished_at),
+});
+
+const enc = (v: unknown) => (v === null || v === undefined ? null : JSON.stringify(v));
+
+export function createJobRepo(db: Db): JobRepo {
+  const get = (id: string): Job | null => {
+    const r = db.stmt('SELECT * FROM jobs WHERE id = ?').get(id) as Row | undefined;
+    return r ? toJob(r) : null;
+  };
+  const changed = (info: { changes: number }, id: string) => (info.changes === 1 ? get(id) : null);
+
+  return {
+    async submit(job, idem) {
+      return db.tx((): SubmitOutcome => {
+        if (idem) {
+          const prior = findKey(db, idem.principal, idem.key);
+          if (prior) {
+            if (prior.requestHash !== idem.requestHash) return { outcome: 'key-reused', jobId: prior.jobId };
+            return { outcome: 'replayed', job: get(prior.jobId)! };
+          }
+        }
+        const state = job.state ?? 'queued';
+        const final = state !== 'queued' && state !== 'running';
+        db.stmt(
+          `INSERT INTO jobs (id, kind, state, target_id, vm_id, snapshot_id, params, progress, attempts, max_attempts, next_attempt_at,
+             result, requested_by, created_at, started_at, finished_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?)`,
+        ).run(
+          job.id,
+          job.kind,
+          state,
+          job.targetId,
+          job.vmId,
+          job.snapshotId,
+          JSON.stringify(job.params),
+          final && state === 'succeeded' ? 100 : 0,
+          job.maxAttempts,
+          final ? null : job.createdAt,
+          enc(job.result),
+          job.requestedBy,
+          job.createdAt,
+          final ? job.createdAt : null,
+          final ? job.createdAt : null,
+        );
+        if (idem) insertKey(db, { ...idem, jobId: job.id, createdAt: job.createdAt });
+        return { outcome: 'created', job: get(job.id)! };
+      });
+    },
+    async get(id) {
+      return get(id);
+    },
+    async list(q) {
+      const where: string[] = [];
+      const params: unknown[] = [];
+      if (q.state !== undefined) {
+        where.push('state = ?');
+        params.push(q.state);
+      }
+      if (q.vmId !== undefined) {
+        where.push('vm_id = ?');
+        params.push(q.vmId);
+      }
+      if (q.kind !== undefined) {
+        where.push('kind = ?');
+        params.push(q.kind);
+      }
+      if (q.cursor !== undefined) {
+        const before = decodeCursor(q.cursor, 2);
+        if (!before) throw new InvalidCursorError('invalid cursor');
+        where.push('(created_at, id) < (?, ?)');
+        params.push(before[0], before[1]);
+      }
+      const sql = `SELECT * FROM jobs${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC, id DESC LIMIT ?`;
+      const rows = db.stmt(sql).all(...params, q.limit + 1) as Row[];
+      const items = rows.slice(0, q.limit).map(toJob);
+      const last = items[items.length - 1];
+      return { items, next: rows.length > q.limit && last ? encodeCursor([last.createdAt, last.id]) : null };
+    },
+    async due(now, limit) {
+      const rows = db
+        .stmt(
+          `SELECT * FROM jobs j WHERE j.state = 'queued' AND j.next_attempt_at <= ?
+             AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.vm_id = j.vm_id AND r.state = 'running')
+           ORDER BY j.created_at, j.id LIMIT ?`,
+        )
+        .all(now, limit) as Row[];
+      return rows.map(toJob);
+    },
+    async tryClaim(id, ticket, now, maxRunningPerTarget) {
+      return db.tx(() => {
+        const info = db
+          .stmt(
+            `UPDATE jobs SET state = 'running', claim_ticket = ?, claimed_at = ?, started_at = coalesce(started_at, ?),
+               attempts = attempts + 1, next_attempt_at = NULL
+             WHERE id = ? AND claim_ticket IS NULL AND state = 'queued'
+               AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.vm_id = jobs.vm_id AND r.state = 'running')
+               AND (SELECT count(*) FROM jobs r WHERE r.target_id = jobs.target_id AND r.state = 'running') < ?`,
+          )
+          .run(ticket, now, now, id, maxRunningPerTarget);
+        return changed(info, id);
+      });
+    },
+    async setProgress(id, ticket, percent, message) {
+      const info = db
+        .stmt('UPDATE jobs SET progress = ?, progress_message = ? WHERE id = ? AND claim_ticket = ?')
+        .run(Math.max(0, Math.min(100, Math.round(percent))), message, id, ticket);
+      return info.changes === 1;
+    },
+    async finish(id, ticket, u) {
+      const info = db
+        .stmt(
+          `UPDATE jobs SET state = ?, result = ?, error = ?, finished_at = ?, claim_ticket = NULL, next_attempt_at = NULL,
+             progress = CASE WHEN ? = 'succeeded' THEN 100 ELSE progress END,
+             snapshot_id = coalesce(snapshot_id, ?)
+           WHERE id = ? AND claim_ticket = ?`,
+        )
+        .run(u.state, enc(u.result), enc(u.error), u.at, u.state, u.result?.snapshotId ?? null, id, ticket);
+      return changed(info, id);
+    },
+    async requeue(id, ticket, u) {
+      const info = db
+        .stmt(
+          `UPDATE jobs SET state = 'queued', claim_ticket = NULL, claimed_at = NULL, next_attempt_at = ?, error = ?,
+             attempts = max(0, attempts - ?)
+           WHERE id = ? AND claim_ticket = ?`,
+        )
+        .run(u.nextAttemptAt, enc(u.error), u.refundAttempt ? 1 : 0, id, ticket);
+      return changed(info, id);
+    },
+    async cancelQueued(id, at, error) {
+      const info = db
+        .stmt(
+          `UPDATE jobs SET state = 'cancelled', cancel_requested = 1, finished_at = ?, error = ?, next_attempt_at = NULL
+           WHERE id = ? AND state = 'queued' AND claim_ticket IS NULL`,
+        )
+        .run(at, enc(error), id);
+      return changed(info, id);
+    },
+    async requestCancel(id) {
+      const info = db.stmt(`UPDATE jobs SET cancel_requested = 1 WHERE id = ? AND state IN ('queued', 'running')`).run(id);
+      return changed(info, id);
+    },
+    async listByState(state) {
+      return (db.stmt('SELECT * FROM jobs WHERE state = ? ORDER BY created_at, id').all(state) as Row[]).map(toJob);
+    },
+    async takeOver(id, ticket, now) {
+      const info = db.stmt(`UPDATE jobs SET claim_ticket = ?, claimed_at = ? WHERE id = ? AND state = 'running'`).run(ticket, now, id);
+      return changed(info, id);
+    },
+    async clearStaleClaims() {
+      return db.stmt(`UPDATE jobs SET claim_ticket = NULL, claimed_at = NULL WHERE state = 'queued' AND claim_ticket IS NOT NULL`).run()
+        .changes;
+    },
+    async countByState() {
+      const counts = Object.fromEntries(JOB_STATES.map((s) => [s, 0])) as Record<JobState, number>;
+      for (const r of db.stmt('SELECT state, count(*) AS n FROM jobs GROUP BY state').all() as Row[]) {
+        counts[str(r.state) as JobState] = Number(r.n);
+      }
+      return counts;
+    },
+    async createModes(ids) {
+      const out = new Map<string, { mode: SnapshotMode | null }>();
+      for (const id of ids) {
+        const r = db.stmt(`SELECT params FROM jobs WHERE id = ? AND kind = 'snapshot.create'`).get(id) as Row | undefined;
+        if (!r) continue;
+        const params = json<{ mode?: SnapshotMode }>(r.params);
+        out.set(id, { mode: params?.mode ?? null });
+      }
+      return out;
+    },
+  };
+}

@@ -1,0 +1,14 @@
+/**
+ * Numbered migrations, applied in order at open. PRAGMA user_version holds the number of the
+ * last one applied. Add a file NNN_what.ts exporting `sql` and append it here; never edit one
+ * that has shipped.
+ */
+import { sql as init } from './001_init.ts';
+
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+export const MIGRATIONS: readonly Migration[] = [{ version: 1, name: 'init', sql: init }];

@@ -1,0 +1,91 @@
+import type { SnapshotFields, SnapshotPlan } from '../domain/reconcile.ts';
+import type { Snapshot, SnapshotMode, SnapshotOwner, SnapshotState } from '../domain/types.ts';
+import type { Db } from './db.ts';
+import { bool, int, str, strOrNull, type Row } from './rows.ts';
+
+export interface SnapshotRepo {
+  get(id: string): Promise<Snapshot | null>;
+  getByRef(vmId: string, providerRef: string): Promise<Snapshot | null>;
+  /** Present snapshots of a VM (and gone ones when asked), oldest first. */
+  listByVm(vmId: string, options: { includeGone: boolean }): Promise<Snapshot[]>;
+  /** The snapshot a create job made, if the store knows it. */
+  findByJob(jobId: string): Promise<Snapshot | null>;
+  /** Applies a reconcile plan for one VM in one transaction. */
+  apply(plan: SnapshotPlan): Promise<void>;
+}
+
+const toSnapshot = (r: Row): Snapshot => ({
+  id: str(r.id),
+  vmId: str(r.vm_id),
+  providerRef: str(r.provider_ref),
+  parentId: strOrNull(r.parent_id),
+  name: str(r.name),
+  description: str(r.description),
+  mode: strOrNull(r.mode) as SnapshotMode | null,
+  owner: str(r.owner) as SnapshotOwner,
+  jobId: strOrNull(r.job_id),
+  state: str(r.state) as SnapshotState,
+  current: bool(r.is_current),
+  createdAt: strOrNull(r.created_at),
+  firstSeenAt: str(r.first_seen_at),
+  deletedAt: strOrNull(r.deleted_at),
+});
+
+const COLUMNS: Record<keyof SnapshotFields, string> = {
+  parentId: 'parent_id',
+  name: 'name',
+  description: 'description',
+  mode: 'mode',
+  owner: 'owner',
+  jobId: 'job_id',
+  state: 'state',
+  current: 'is_current',
+  createdAt: 'created_at',
+  deletedAt: 'deleted_at',
+};
+
+// first_seen_at then rowid keeps the provider's order for snapshots found in one sync.
+const ORDER = 'ORDER BY first_seen_at, rowid';
+
+export function createSnapshotRepo(db: Db): SnapshotRepo {
+  return {
+    async get(id) {
+      const r = db.stmt('SELECT * FROM snapshots WHERE id = ?').get(id) as Row | undefined;
+      return r ? toSnapshot(r) : null;
+    },
+    async getByRef(vmId, providerRef) {
+      const r = db.stmt('SELECT * FROM snapshots WHERE vm_id = ? AND provider_ref = ?').get(vmId, providerRef) as Row | undefined;
+      return r ? toSnapshot(r) : null;
+    },
+    async listByVm(vmId, { includeGone }) {
+      const sql = includeGone
+        ? `SELECT * FROM snapshots WHERE vm_id = ? ${ORDER}`
+        : `SELECT * FROM snapshots WHERE vm_id = ? AND state = 'present' ${ORDER}`;
+      return (db.stmt(sql).all(vmId) as Row[]).map(toSnapshot);
+    },
+    async findByJob(jobId) {
+      const r = db.stmt('SELECT * FROM snapshots WHERE job_id = ? ORDER BY first_seen_at LIMIT 1').get(jobId) as Row | undefined;
+      return r ? toSnapshot(r) : null;
+    },
+    async apply(plan) {
+      db.tx(() => {
+        const insert = db.stmt(
+          `INSERT INTO snapshots (id, vm_id, provider_ref, parent_id, name, description, mode, owner, job_id, state, is_current, created_at, first_seen_at, deleted_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        );
+        for (const s of plan.inserts) {
+          insert.run(s.id, s.vmId, s.providerRef, s.parentId, s.name, s.description, s.mode, s.owner, s.jobId, s.state, int(s.current), s.createdAt, s.firstSeenAt, s.deletedAt);
+        }
+        for (const change of [...plan.updates, ...plan.gone]) {
+          const keys = Object.keys(change.set) as Array<keyof SnapshotFields>;
+          if (keys.length === 0) continue;
+          const values = keys.map((k) => {
+            const v = change.set[k];
+            return typeof v === 'boolean' ? int(v) : (v ?? null);
+          });
+          db.stmt(`UPDATE snapshots SET ${keys.map((k) => `${COLUMNS[k]} = ?`).join(', ')} WHERE id = ?`).run(...values, change.before.id);
+        }
+      });
+    },
+  };
+}

@@ -1,0 +1,159 @@
+import type { VmFields, VmPlan } from '../domain/inventory.ts';
+import type { PowerState, Vm } from '../domain/types.ts';
+import type { Db } from './db.ts';
+import { bool, decodeCursor, encodeCursor, int, str, strOrNull, type Row } from './rows.ts';
+
+export interface VmStats {
+  targetName: string;
+  /** Present snapshots. */
+  snapshotCount: number;
+  /** Depth from the root to the current snapshot, counting present snapshots only. */
+  chainDepth: number;
+  currentSnapshotId: string | null;
+}
+
+export type VmWithStats = Vm & VmStats;
+
+export interface VmListQuery {
+  targetId?: string;
+  /** Case-insensitive substring of the name. */
+  name?: string;
+  includeGone: boolean;
+  limit: number;
+  cursor?: string;
+}
+
+export interface VmRepo {
+  get(id: string): Promise<Vm | null>;
+  getWithStats(id: string): Promise<VmWithStats | null>;
+  /** Keyset pagination ordered by (name, id). */
+  list(query: VmListQuery): Promise<{ items: VmWithStats[]; next: string | null }>;
+  /** Every row of a target, gone ones included (the inventory reconcile's input). */
+  listByTarget(targetId: string): Promise<Vm[]>;
+  countPresentByTarget(targetId: string): Promise<number>;
+  /** Applies an inventory plan in one transaction. */
+  apply(plan: VmPlan): Promise<void>;
+  countConsolidationNeeded(): Promise<number>;
+}
+
+export class InvalidCursorError extends Error {
+  override readonly name = 'InvalidCursorError';
+}
+
+const toVm = (r: Row): Vm => ({
+  id: str(r.id),
+  targetId: str(r.target_id),
+  providerVmId: str(r.provider_vm_id),
+  name: str(r.name),
+  powerState: str(r.power_state) as PowerState,
+  rawPowerState: str(r.raw_power_state),
+  consolidationNeeded: bool(r.consolidation_needed),
+  firstSeenAt: str(r.first_seen_at),
+  lastSeenAt: str(r.last_seen_at),
+  goneAt: strOrNull(r.gone_at),
+});
+
+const COLUMNS: Record<keyof VmFields, string> = {
+  name: 'name',
+  powerState: 'power_state',
+  rawPowerState: 'raw_power_state',
+  consolidationNeeded: 'consolidation_needed',
+  lastSeenAt: 'last_seen_at',
+  goneAt: 'gone_at',
+};
+
+const STATS_SELECT = `
+  SELECT v.*, t.name AS target_name,
+    (SELECT count(*) FROM snapshots s WHERE s.vm_id = v.id AND s.state = 'present') AS snapshot_count,
+    (SELECT s.id FROM snapshots s WHERE s.vm_id = v.id AND s.state = 'present' AND s.is_current = 1 LIMIT 1) AS current_snapshot_id
+  FROM vms v JOIN targets t ON t.id = v.target_id`;
+
+// Walks from the current snapshot to its root; the depth guard stops a corrupt cycle.
+const CHAIN_DEPTH = `
+  WITH RECURSIVE chain(id, parent_id, depth) AS (
+    SELECT id, parent_id, 1 FROM snapshots WHERE id = ?
+    UNION ALL
+    SELECT s.id, s.parent_id, c.depth + 1 FROM snapshots s JOIN chain c ON s.id = c.parent_id
+    WHERE s.state = 'present' AND c.depth < 100000
+  ) SELECT max(depth) AS depth FROM chain`;
+
+export function createVmRepo(db: Db): VmRepo {
+  const withStats = (r: Row): VmWithStats => {
+    const currentSnapshotId = strOrNull(r.current_snapshot_id);
+    const depth = currentSnapshotId === null ? 0 : Number((db.stmt(CHAIN_DEPTH).get(currentSnapshotId) as Row).depth ?? 0);
+    return {
+      ...toVm(r),
+      targetName: str(r.target_name),
+      snapshotCount: Number(r.snapshot_count),
+      chainDepth: depth,
+      currentSnapshotId,
+    };
+  };
+  const setters = (set: Partial<VmFields>) => {
+    const keys = Object.keys(set) as Array<keyof VmFields>;
+    const values = keys.map((k) => {
+      const v = set[k];
+      return typeof v === 'boolean' ? int(v) : (v ?? null);
+    });
+    return { sql: keys.map((k) => `${COLUMNS[k]} = ?`).join(', '), values };
+  };
+
+  return {
+    async get(id) {
+      const r = db.stmt('SELECT * FROM vms WHERE id = ?').get(id) as Row | undefined;
+      return r ? toVm(r) : null;
+    },
+    async getWithStats(id) {
+      const r = db.stmt(`${STATS_SELECT} WHERE v.id = ?`).get(id) as Row | undefined;
+      return r ? withStats(r) : null;
+    },
+    async list(q) {
+      const where: string[] = [];
+      const params: unknown[] = [];
+      if (q.targetId !== undefined) {
+        where.push('v.target_id = ?');
+        params.push(q.targetId);
+      }
+      if (!q.includeGone) where.push('v.gone_at IS NULL');
+      if (q.name !== undefined && q.name !== '') {
+        where.push('instr(lower(v.name), ?) > 0');
+        params.push(q.name.toLowerCase());
+      }
+      if (q.cursor !== undefined) {
+        const after = decodeCursor(q.cursor, 2);
+        if (!after) throw new InvalidCursorError('invalid cursor');
+        where.push('(v.name, v.id) > (?, ?)');
+        params.push(after[0], after[1]);
+      }
+      const sql = `${STATS_SELECT}${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY v.name, v.id LIMIT ?`;
+      const rows = db.stmt(sql).all(...params, q.limit + 1) as Row[];
+      const page = rows.slice(0, q.limit).map(withStats);
+      const last = page[page.length - 1];
+      return { items: page, next: rows.length > q.limit && last ? encodeCursor([last.name, last.id]) : null };
+    },
+    async listByTarget(targetId) {
+      return (db.stmt('SELECT * FROM vms WHERE target_id = ?').all(targetId) as Row[]).map(toVm);
+    },
+    async countPresentByTarget(targetId) {
+      return Number((db.stmt('SELECT count(*) AS n FROM vms WHERE target_id = ? AND gone_at IS NULL').get(targetId) as Row).n);
+    },
+    async apply(plan) {
+      db.tx(() => {
+        const insert = db.stmt(
+          `INSERT INTO vms (id, target_id, provider_vm_id, name, power_state, raw_power_state, consolidation_needed, first_seen_at, last_seen_at, gone_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        );
+        for (const v of plan.inserts) {
+          insert.run(v.id, v.targetId, v.providerVmId, v.name, v.powerState, v.rawPowerState, int(v.consolidationNeeded), v.firstSeenAt, v.lastSeenAt, v.goneAt);
+        }
+        for (const change of [...plan.updates, ...plan.gone]) {
+          const { sql, values } = setters(change.set);
+          db.stmt(`UPDATE vms SET ${sql} WHERE id = ?`).run(...values, change.before.id);
+        }
+      });
+    },
+    async countConsolidationNeeded() {
+      return Number((db.stmt('SELECT count(*) AS n FROM vms WHERE consolidation_needed = 1 AND gone_at IS NULL').get() as Row).n);
+    },
+  };
+}

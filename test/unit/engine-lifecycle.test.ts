@@ -1,0 +1,222 @@
+/**
+ * Engine table tests: locking, cancellation, graceful stop, crash recovery and the reconciler.
+ * Crash recovery is simulated by writing a `running` job row plus the hypervisor state a killed
+ * daemon would have left, then starting an engine on that store.
+ */
+import t from 'tap';
+import { markerForJob } from '../../providers/contract.ts';
+import { createEngine } from '../../src/engine/engine.ts';
+import type { JobParams } from '../../src/domain/types.ts';
+import { fakeRegistry, fakeSpec, silentLogger } from '../fixtures/fake-provider.ts';
+import { harness, meta, TEST_SETTINGS, until, type Harness } from './engine-harness.ts';
+
+const create = async (h: Harness, vm: string, name = 'snap') =>
+  h.engine.submit({ kind: 'snapshot.create', vmId: await h.vmId(vm), name, description: '', mode: 'memory' }, meta());
+
+const tick = () => new Promise((r) => setTimeout(r, 15));
+
+t.test('one running job per VM: two creates on one VM never overlap', async (t) => {
+  const h = await harness(t, { targets: [{ provider: { vms: [{ name: 'web01' }] } }] });
+  const gate = h.provider.hold('createSnapshot');
+  const first = await create(h, 'web01', 'one');
+  const second = await create(h, 'web01', 'two');
+  await gate.reached;
+  await tick();
+  t.equal(h.provider.callsOf('createSnapshot').length, 1, 'second create waits');
+  t.equal((await h.engine.getJob(second.job.id)).state, 'queued');
+  gate.release();
+  t.match(await h.settle(first.job.id), { state: 'succeeded' });
+  t.match(await h.settle(second.job.id), { state: 'succeeded' });
+  const names = [...h.provider.vms.values()][0]!.snapshots.map((s) => s.name);
+  t.same(names, ['one', 'two'], 'in submit order, chained');
+});
+
+t.test('per-target concurrency: at most `concurrency` jobs run on a target', async (t) => {
+  const h = await harness(t, {
+    targets: [
+      { spec: { concurrency: 2 }, provider: { vms: [{ name: 'a' }, { name: 'b' }, { name: 'c' }] } },
+      { provider: { vms: [{ name: 'elsewhere' }] } },
+    ],
+  });
+  const gates = [h.provider.hold('createSnapshot'), h.provider.hold('createSnapshot'), h.provider.hold('createSnapshot')];
+  const jobs = [await create(h, 'a'), await create(h, 'b'), await create(h, 'c')];
+  await Promise.all([gates[0]!.reached, gates[1]!.reached]);
+  const other = await create(h, 'elsewhere');
+  t.match(await h.settle(other.job.id), { state: 'succeeded' }, 'another target is not held up');
+  t.equal(h.provider.callsOf('createSnapshot').length, 2, 'third job waits for a slot');
+  t.equal((await h.engine.getJob(jobs[2]!.job.id)).state, 'queued');
+  gates[0]!.release();
+  await gates[2]!.reached;
+  gates[1]!.release();
+  gates[2]!.release();
+  for (const j of jobs) t.match(await h.settle(j.job.id), { state: 'succeeded' });
+});
+
+t.test('cancel a queued job: cancelled at once, never runs', async (t) => {
+  const h = await harness(t, { targets: [{ provider: { vms: [{ name: 'web01' }] } }] });
+  const gate = h.provider.hold('createSnapshot');
+  const busy = await create(h, 'web01', 'busy');
+  const waiting = await create(h, 'web01', 'waiting');
+  await gate.reached;
+  const cancelled = await h.engine.cancelJob(waiting.job.id, 'ops');
+  t.match(cancelled, { state: 'cancelled', error: { kind: 'cancelled' } });
+  gate.release();
+  await h.settle(busy.job.id);
+  await tick();
+  t.equal(h.provider.callsOf('createSnapshot').length, 1, 'the cancelled job never reached the provider');
+  await t.rejects(h.engine.cancelJob(waiting.job.id, 'ops'), { kind: 'conflict', code: 'SNAPVISOR_ERR_JOB_FINISHED' });
+  await t.rejects(h.engine.cancelJob('nope', 'ops'), { kind: 'not_found', code: 'SNAPVISOR_ERR_JOB_NOT_FOUND' });
+});
+
+t.test('cancel a running job: its signal fires and it ends cancelled', async (t) => {
+  const h = await harness(t, { targets: [{ provider: { vms: [{ name: 'web01' }] } }] });
+  const gate = h.provider.hold('createSnapshot');
+  const { job } = await create(h, 'web01');
+  await gate.reached;
+  t.match(await h.engine.cancelJob(job.id, 'ops'), { cancelRequested: true });
+  t.match(await h.settle(job.id), { state: 'cancelled', error: { kind: 'cancelled' } });
+  t.equal([...h.provider.vms.values()][0]!.snapshots.length, 0, 'nothing was made');
+});
+
+t.test('waitForJob returns the running job when the timeout passes first', async (t) => {
+  const h = await harness(t, { targets: [{ provider: { vms: [{ name: 'web01' }] } }] });
+  const gate = h.provider.hold('createSnapshot');
+  const { job } = await create(h, 'web01');
+  await gate.reached;
+  t.match(await h.engine.waitForJob(job.id, 10), { state: 'running' });
+  gate.release();
+  t.match(await h.engine.waitForJob(job.id, 2_000), { state: 'succeeded' });
+});
+
+t.test('graceful stop: a job still running after graceMs goes back to queued, and the next start finishes it once', async (t) => {
+  const h = await harness(t, { targets: [{ provider: { vms: [{ name: 'web01' }] } }] });
+  const gate = h.provider.hold('createSnapshot');
+  const { job } = await create(h, 'web01');
+  await gate.reached;
+  await h.engine.stop({ graceMs: 10 });
+  t.match(await h.store.jobs.get(job.id), { state: 'queued', attempts: 0, error: null }, 'requeued, the attempt not counted');
+  const next = createEngine({ store: h.store, registry: fakeRegistry([{ spec: fakeSpec('lab'), provider: h.provider }]), log: silentLogger(), now: h.clock.now, settings: TEST_SETTINGS });
+  t.teardown(() => next.stop({ graceMs: 0 }));
+  await next.start();
+  t.match(await next.waitForJob(job.id, 3_000), { state: 'succeeded' });
+  t.equal([...h.provider.vms.values()][0]!.snapshots.filter((s) => s.marker === markerForJob(job.id)).length, 1);
+});
+
+t.test('graceful stop lets a job that finishes within graceMs succeed', async (t) => {
+  const h = await harness(t, { targets: [{ provider: { vms: [{ name: 'web01' }] } }] });
+  const gate = h.provider.hold('createSnapshot');
+  const { job } = await create(h, 'web01');
+  await gate.reached;
+  const stopping = h.engine.stop({ graceMs: 2_000 });
+  gate.release();
+  await stopping;
+  t.match(await h.store.jobs.get(job.id), { state: 'succeeded' });
+});
+
+interface RecoveryRow {
+  name: string;
+  kind: 'snapshot.create' | 'snapshot.delete' | 'snapshot.revert';
+  /** What the killed daemon had done on the hypervisor before dying. */
+  hypervisorDid: boolean;
+  cancelRequested?: boolean;
+  want: { state: string; calls: Record<string, number> };
+}
+
+const recoveries: RecoveryRow[] = [
+  { name: 'create whose snapshot exists → succeeded, not created again', kind: 'snapshot.create', hypervisorDid: true, want: { state: 'succeeded', calls: { createSnapshot: 0 } } },
+  { name: 'create with no snapshot → requeued and run once', kind: 'snapshot.create', hypervisorDid: false, want: { state: 'succeeded', calls: { createSnapshot: 1 } } },
+  { name: 'cancelled create with no snapshot → cancelled', kind: 'snapshot.create', hypervisorDid: false, cancelRequested: true, want: { state: 'cancelled', calls: { createSnapshot: 0 } } },
+  { name: 'delete already done → succeeded without a second delete', kind: 'snapshot.delete', hypervisorDid: true, want: { state: 'succeeded', calls: { deleteSnapshot: 0 } } },
+  { name: 'delete not done → requeued and run', kind: 'snapshot.delete', hypervisorDid: false, want: { state: 'succeeded', calls: { deleteSnapshot: 1 } } },
+  { name: 'revert → requeued and run again', kind: 'snapshot.revert', hypervisorDid: false, want: { state: 'succeeded', calls: { revertSnapshot: 1 } } },
+];
+
+for (const row of recoveries) {
+  t.test(`crash recovery: ${row.name}`, async (t) => {
+    const h = await harness(t, { targets: [{ provider: { vms: [{ name: 'web01', powerState: 'off', snapshots: [{ name: 'base' }, { name: 'leaf' }] }] } }], start: false });
+    await h.engine.syncTarget('lab');
+    const vmId = await h.vmId('web01');
+    const fakeVm = [...h.provider.vms.values()][0]!;
+    const leaf = await h.snapshotId('web01', 'leaf');
+    const target = (await h.store.targets.get('lab'))!;
+    const jobId = '00000000-0000-4000-8000-000000000001';
+    const params: JobParams =
+      row.kind === 'snapshot.create' ? { name: 'nightly', description: '', mode: 'memory' } : row.kind === 'snapshot.delete' ? { snapshotId: leaf, children: false } : { snapshotId: leaf };
+    await h.store.jobs.submit({
+      id: jobId,
+      kind: row.kind,
+      targetId: target.id,
+      vmId,
+      snapshotId: row.kind === 'snapshot.create' ? null : leaf,
+      params,
+      maxAttempts: 5,
+      requestedBy: 'ops',
+      createdAt: h.clock.now().toISOString(),
+    });
+    t.ok(await h.store.jobs.tryClaim(jobId, 'dead-process-ticket', h.clock.now().toISOString(), 4));
+    if (row.cancelRequested) await h.store.jobs.requestCancel(jobId);
+    if (row.hypervisorDid && row.kind === 'snapshot.create') {
+      fakeVm.snapshots.push({ ref: 'made-before-crash', name: 'nightly', description: '', parentRef: fakeVm.currentRef, createdAt: h.clock.now().toISOString(), mode: 'memory', marker: markerForJob(jobId) });
+      fakeVm.currentRef = 'made-before-crash';
+    }
+    if (row.hypervisorDid && row.kind === 'snapshot.delete') h.provider.removeSnapshot(fakeVm.id, fakeVm.snapshots[1]!.ref);
+
+    await h.engine.start();
+    const done = await h.settle(jobId);
+    t.equal(done.state, row.want.state);
+    for (const [op, n] of Object.entries(row.want.calls)) t.equal(h.provider.callsOf(op as 'createSnapshot').length, n, `${op} calls`);
+    if (row.kind === 'snapshot.create') {
+      t.equal(fakeVm.snapshots.filter((s) => s.marker === markerForJob(jobId)).length, done.state === 'succeeded' ? 1 : 0, 'exactly one snapshot when succeeded');
+      if (done.state === 'succeeded') t.match(await h.engine.getSnapshot(done.result!.snapshotId!), { owner: 'snapvisor', jobId, name: 'nightly' });
+    }
+    if (row.kind === 'snapshot.delete') t.match(await h.engine.getSnapshot(leaf), { state: 'gone' });
+  });
+}
+
+t.test('sync: external snapshots appear, vanished ones are marked gone, VMs come and go', async (t) => {
+  const h = await harness(t, { targets: [{ provider: { vms: [{ name: 'web01', snapshots: [{ name: 'a' }, { name: 'b' }] }, { name: 'web02' }] } }] });
+  const vm = [...h.provider.vms.values()].find((v) => v.name === 'web01')!;
+  const b = await h.snapshotId('web01', 'b');
+  h.provider.removeSnapshot(vm.id, vm.snapshots[1]!.ref);
+  h.provider.addExternalSnapshot(vm.id, 'made-by-hand');
+  const web02 = await h.vmId('web02');
+  h.provider.removeVm([...h.provider.vms.values()].find((v) => v.name === 'web02')!.id);
+  h.provider.addVm({ name: 'web03' });
+  const view = await h.engine.syncTarget('lab');
+  t.equal(view.vmCount, 2);
+  t.match(await h.engine.getSnapshot(b), { state: 'gone', current: false });
+  t.match(await h.engine.getSnapshot(await h.snapshotId('web01', 'made-by-hand')), { owner: 'external', jobId: null, current: true, parentId: await h.snapshotId('web01', 'a') });
+  t.match(await h.engine.getVm(web02), { goneAt: h.clock.now().toISOString() });
+  t.same((await h.engine.listVms({ limit: 10 })).items.map((v) => v.name), ['web01', 'web03']);
+  t.same((await h.engine.listVms({ limit: 10, includeGone: true, name: 'WEB0', target: 'lab' })).items.map((v) => v.name), ['web01', 'web02', 'web03']);
+  await t.rejects(h.engine.listVms({ limit: 10, target: 'nope' }), { code: 'SNAPVISOR_ERR_TARGET_NOT_FOUND' });
+  await t.rejects(h.engine.listVms({ limit: 10, cursor: '!!' }), { code: 'SNAPVISOR_ERR_INVALID_CURSOR' });
+  t.ok(h.events.some((e) => e.type === 'vm' && e.action === 'gone' && e.vm.id === web02));
+});
+
+t.test('an unreachable target is shown unhealthy; the daemon stays ready and other targets sync', async (t) => {
+  const h = await harness(t, {
+    targets: [
+      { name: 'down', provider: { vms: [{ name: 'x' }], health: { reachable: false, message: 'connection refused' } } },
+      { name: 'up', provider: { vms: [{ name: 'y' }] } },
+    ],
+  });
+  t.match(await h.engine.getTarget('down'), { health: { reachable: false, message: 'connection refused' }, vmCount: 0 });
+  t.match(await h.engine.getTarget('up'), { health: { reachable: true, version: 'fake-1.0' }, vmCount: 1, capabilities: { revert: true } });
+  const report = await h.engine.ready();
+  t.equal(report.ready, true);
+  t.same(report.targets.map((x) => [x.name, x.healthy]), [['down', false], ['up', true]]);
+  h.providers.get('up')!.failNext('check', new (await import('../../providers/contract.ts')).ProviderError('virtualbox', 'transient', 'boom'));
+  t.match(await h.engine.syncTarget('up'), { health: { reachable: false } });
+  t.match((await h.engine.metrics()).body, /snapvisor_provider_errors_total\{target="up",provider="virtualbox",kind="transient"\} 1/);
+  await h.engine.audit({ principal: 'ops', method: 'POST', path: '/v1/x', statusCode: 202, jobId: null, detail: null });
+  t.equal((await h.store.audit.list({ limit: 5 })).length, 1);
+});
+
+t.test('progress is persisted and streamed', async (t) => {
+  const h = await harness(t, { targets: [{ provider: { vms: [{ name: 'web01' }] } }] });
+  const { job } = await create(h, 'web01');
+  await h.settle(job.id);
+  await until(() => h.events.some((e) => e.type === 'job' && e.job.id === job.id && e.job.progressMessage === 'snapshot taken'));
+  t.pass('progress event seen');
+});

@@ -1,0 +1,65 @@
+import Database from 'better-sqlite3';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t from 'tap';
+import { MIGRATIONS } from '../../src/store/migrations/index.ts';
+import { openStore, StoreVersionError } from '../../src/store/index.ts';
+
+const tmp = (t: { teardown(fn: () => void): void }) => {
+  const dir = mkdtempSync(join(tmpdir(), 'snapvisor-store-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  return join(dir, 'test.db');
+};
+
+t.test('a file database opens in WAL with foreign keys, migrated to the latest version', async (t) => {
+  const path = tmp(t);
+  const store = openStore(path);
+  t.equal(await store.healthy(), true);
+  store.close();
+  t.equal(await store.healthy(), false, 'closed store is not healthy');
+  const raw = new Database(path);
+  t.equal(raw.pragma('journal_mode', { simple: true }), 'wal');
+  t.equal(raw.pragma('user_version', { simple: true }), MIGRATIONS[MIGRATIONS.length - 1]!.version);
+  raw.close();
+  // Reopening applies nothing and keeps data.
+  const again = openStore(path);
+  const target = await again.targets.ensure({ name: 'lab', kind: 'virtualbox', demo: false });
+  t.equal((await again.targets.get('lab'))?.id, target.id);
+  again.close();
+});
+
+t.test('refuses a database written by a newer Snapvisor', async (t) => {
+  const path = tmp(t);
+  openStore(path).close();
+  const raw = new Database(path);
+  raw.pragma('user_version = 999');
+  raw.close();
+  t.throws(() => openStore(path), StoreVersionError);
+});
+
+t.test('foreign keys are enforced', async (t) => {
+  const store = openStore(':memory:');
+  t.teardown(() => store.close());
+  await t.rejects(
+    store.vms.apply({
+      inserts: [
+        {
+          id: 'v1',
+          targetId: 'no-such-target',
+          providerVmId: 'p',
+          name: 'x',
+          powerState: 'off',
+          rawPowerState: 'poweroff',
+          consolidationNeeded: false,
+          firstSeenAt: 'a',
+          lastSeenAt: 'a',
+          goneAt: null,
+        },
+      ],
+      updates: [],
+      gone: [],
+    }),
+    /FOREIGN KEY/,
+  );
+});

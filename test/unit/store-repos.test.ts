@@ -1,0 +1,197 @@
+import t from 'tap';
+import type { Snapshot, Vm } from '../../src/domain/types.ts';
+import { openStore, type Store } from '../../src/store/index.ts';
+
+const AT = '2025-01-01T00:00:00.000Z';
+
+async function seed(t: { teardown(fn: () => void): void }) {
+  const store = openStore(':memory:');
+  t.teardown(() => store.close());
+  const lab = await store.targets.ensure({ name: 'lab', kind: 'virtualbox', demo: true });
+  const other = await store.targets.ensure({ name: 'other', kind: 'virtualbox', demo: false });
+  const vm = (id: string, targetId: string, name: string, extra: Partial<Vm> = {}): Vm => ({
+    id,
+    targetId,
+    providerVmId: `p-${id}`,
+    name,
+    powerState: 'running',
+    rawPowerState: 'running',
+    consolidationNeeded: false,
+    firstSeenAt: AT,
+    lastSeenAt: AT,
+    goneAt: null,
+    ...extra,
+  });
+  await store.vms.apply({
+    inserts: [
+      vm('v1', lab.id, 'web01'),
+      vm('v2', lab.id, 'web02', { consolidationNeeded: true }),
+      vm('v3', lab.id, 'db01'),
+      vm('v4', other.id, 'Web03'),
+      vm('v5', lab.id, 'web04', { goneAt: AT }),
+    ],
+    updates: [],
+    gone: [],
+  });
+  return { store, lab, other };
+}
+
+const snap = (id: string, vmId: string, parentId: string | null, extra: Partial<Snapshot> = {}): Snapshot => ({
+  id,
+  vmId,
+  providerRef: `ref-${id}`,
+  parentId,
+  name: id,
+  description: '',
+  mode: null,
+  owner: 'external',
+  jobId: null,
+  state: 'present',
+  current: false,
+  createdAt: null,
+  firstSeenAt: AT,
+  deletedAt: null,
+  ...extra,
+});
+
+t.test('targets: ensure is idempotent by name, health is stored', async (t) => {
+  const { store, lab } = await seed(t);
+  const again = await store.targets.ensure({ name: 'lab', kind: 'virtualbox', demo: false });
+  t.equal(again.id, lab.id);
+  t.equal(again.demo, false, 'demo flag follows the configuration');
+  t.equal(again.healthy, null, 'never checked');
+  await store.targets.setHealth(lab.id, { healthy: false, message: 'unreachable', version: null, checkedAt: AT });
+  t.match(await store.targets.get('lab'), { healthy: false, healthMessage: 'unreachable', checkedAt: AT });
+  t.same((await store.targets.list()).map((x) => x.name), ['lab', 'other']);
+});
+
+t.test('vms: filter by target and name (case-insensitive substring), gone hidden, keyset pages', async (t) => {
+  const { store, lab } = await seed(t);
+  const names = async (q: Parameters<Store['vms']['list']>[0]) => (await store.vms.list(q)).items.map((v) => v.name);
+  t.same(await names({ includeGone: false, limit: 10 }), ['Web03', 'db01', 'web01', 'web02'], 'binary order by name');
+  t.same(await names({ targetId: lab.id, name: 'WEB', includeGone: false, limit: 10 }), ['web01', 'web02']);
+  t.same(await names({ targetId: lab.id, name: 'web', includeGone: true, limit: 10 }), ['web01', 'web02', 'web04']);
+  const seen: string[] = [];
+  let cursor: string | undefined;
+  do {
+    const page = await store.vms.list({ includeGone: true, limit: 2, ...(cursor ? { cursor } : {}) });
+    seen.push(...page.items.map((v) => v.id));
+    cursor = page.next ?? undefined;
+  } while (cursor);
+  t.same(seen.sort(), ['v1', 'v2', 'v3', 'v4', 'v5'], 'pages cover every row exactly once');
+  await t.rejects(store.vms.list({ includeGone: false, limit: 2, cursor: 'garbage' }), { name: 'InvalidCursorError' });
+  t.equal(await store.vms.countPresentByTarget(lab.id), 3);
+  t.equal(await store.vms.countConsolidationNeeded(), 1);
+});
+
+t.test('snapshots: apply a plan (children before parents is fine), stats and chain depth', async (t) => {
+  const { store } = await seed(t);
+  // Child inserted before its parent: the parent FK is deferred to commit.
+  await store.snapshots.apply({
+    inserts: [snap('c', 'v1', 'b', { current: true }), snap('a', 'v1', null), snap('b', 'v1', 'a'), snap('x', 'v1', 'a')],
+    updates: [],
+    gone: [],
+  });
+  t.match(await store.vms.getWithStats('v1'), { snapshotCount: 4, chainDepth: 3, currentSnapshotId: 'c', targetName: 'lab' });
+  const a = (await store.snapshots.get('b'))!;
+  await store.snapshots.apply({
+    inserts: [],
+    updates: [{ before: (await store.snapshots.get('c'))!, after: {} as Snapshot, set: { parentId: 'a' } }],
+    gone: [{ before: a, after: {} as Snapshot, set: { state: 'gone', deletedAt: AT, current: false } }],
+  });
+  t.match(await store.vms.getWithStats('v1'), { snapshotCount: 3, chainDepth: 2 });
+  t.same((await store.snapshots.listByVm('v1', { includeGone: false })).map((s) => s.id).sort(), ['a', 'c', 'x']);
+  t.equal((await store.snapshots.listByVm('v1', { includeGone: true })).length, 4, 'gone rows kept');
+  t.equal((await store.snapshots.getByRef('v1', 'ref-c'))?.id, 'c');
+  t.match(await store.vms.getWithStats('v2'), { snapshotCount: 0, chainDepth: 0, currentSnapshotId: null });
+});
+
+t.test('jobs: submit with idempotency, claim rules, release by ticket only', async (t) => {
+  const { store, lab } = await seed(t);
+  const newJob = (id: string, vmId: string, createdAt = AT) => ({
+    id,
+    kind: 'snapshot.create' as const,
+    targetId: lab.id,
+    vmId,
+    snapshotId: null,
+    params: { name: id, description: '', mode: 'memory' as const },
+    maxAttempts: 3,
+    requestedBy: 'ops',
+    createdAt,
+  });
+  const key = { principal: 'ops', key: 'k1', requestHash: 'h1' };
+  t.match(await store.jobs.submit(newJob('j1', 'v1'), key), { outcome: 'created', job: { id: 'j1', state: 'queued' } });
+  t.match(await store.jobs.submit(newJob('j1b', 'v1'), key), { outcome: 'replayed', job: { id: 'j1' } });
+  t.match(await store.jobs.submit(newJob('j1c', 'v1'), { ...key, requestHash: 'h2' }), { outcome: 'key-reused', jobId: 'j1' });
+  t.equal(await store.jobs.get('j1b'), null, 'replay inserted nothing');
+  t.match(await store.jobs.submit(newJob('j1d', 'v1'), { ...key, principal: 'someone-else' }), { outcome: 'created' }, 'keys are per principal');
+  await store.jobs.submit(newJob('j2', 'v2', '2025-01-01T00:00:01.000Z'));
+  await store.jobs.submit(newJob('j3', 'v3', '2025-01-01T00:00:02.000Z'));
+
+  t.same((await store.jobs.due(AT, 10)).map((j) => j.id), ['j1', 'j1d'], 'only jobs due at AT, oldest first');
+  const claimed = await store.jobs.tryClaim('j1', 'T1', AT, 2);
+  t.match(claimed, { state: 'running', attempts: 1 });
+  t.equal(await store.jobs.tryClaim('j1', 'T2', AT, 2), null, 'a claimed job cannot be claimed again');
+  t.equal(await store.jobs.tryClaim('j1d', 'T3', AT, 2), null, 'one running job per VM');
+  t.notOk((await store.jobs.due(AT, 10)).some((j) => j.vmId === 'v1'), 'a busy VM offers no candidates');
+  const later = '2025-01-01T00:01:00.000Z';
+  t.ok(await store.jobs.tryClaim('j2', 'T4', later, 2));
+  t.equal(await store.jobs.tryClaim('j3', 'T5', later, 2), null, 'per-target limit reached');
+
+  t.equal(await store.jobs.finish('j1', 'wrong', { state: 'succeeded', at: later }), null, 'release needs the ticket');
+  t.equal(await store.jobs.setProgress('j1', 'wrong', 50, null), false);
+  t.equal(await store.jobs.setProgress('j1', 'T1', 50, 'half'), true);
+  t.match(await store.jobs.requeue('j1', 'T1', { nextAttemptAt: later, error: { kind: 'transient', message: 'x' } }), {
+    state: 'queued',
+    attempts: 1,
+    nextAttemptAt: later,
+    error: { kind: 'transient' },
+  });
+  t.equal(await store.jobs.finish('j1', 'T1', { state: 'succeeded', at: later }), null, 'the old ticket is dead after release');
+  t.match(await store.jobs.finish('j2', 'T4', { state: 'succeeded', result: { snapshotId: null as unknown as string }, at: later }), {
+    state: 'succeeded',
+    progress: 100,
+    finishedAt: later,
+  });
+  t.ok(await store.jobs.tryClaim('j3', 'T5', later, 2), 'a slot freed up');
+
+  t.match(await store.jobs.cancelQueued('j1', later, { kind: 'cancelled', message: 'c' }), { state: 'cancelled' });
+  t.equal(await store.jobs.cancelQueued('j3', later, { kind: 'cancelled', message: 'c' }), null, 'running jobs are not cancelled directly');
+  t.match(await store.jobs.requestCancel('j3'), { cancelRequested: true, state: 'running' });
+  t.match(await store.jobs.countByState(), { queued: 1, running: 1, succeeded: 1, cancelled: 1, failed: 0 });
+  t.same([...(await store.jobs.createModes(['j3', 'nope'])).entries()], [['j3', { mode: 'memory' }]]);
+  t.match(await store.jobs.takeOver('j3', 'T9', later), { state: 'running' });
+  t.ok(await store.jobs.finish('j3', 'T9', { state: 'failed', error: { kind: 'internal', message: 'x' }, at: later }));
+});
+
+t.test('jobs: list newest first with filters and cursor', async (t) => {
+  const { store, lab } = await seed(t);
+  for (let i = 0; i < 5; i++) {
+    await store.jobs.submit({
+      id: `j${i}`,
+      kind: i % 2 ? 'snapshot.revert' : 'snapshot.create',
+      targetId: lab.id,
+      vmId: i < 3 ? 'v1' : 'v2',
+      snapshotId: null,
+      params: { snapshotId: 'x' },
+      maxAttempts: 1,
+      requestedBy: 'ops',
+      createdAt: `2025-01-01T00:00:0${i}.000Z`,
+    });
+  }
+  const first = await store.jobs.list({ limit: 2 });
+  t.same(first.items.map((j) => j.id), ['j4', 'j3']);
+  const second = await store.jobs.list({ limit: 2, cursor: first.next! });
+  t.same(second.items.map((j) => j.id), ['j2', 'j1']);
+  t.same((await store.jobs.list({ limit: 10, vmId: 'v1', kind: 'snapshot.create' })).items.map((j) => j.id), ['j2', 'j0']);
+  t.same((await store.jobs.list({ limit: 10, state: 'succeeded' })).items, []);
+});
+
+t.test('audit log: append and read newest first', async (t) => {
+  const { store } = await seed(t);
+  await store.audit.insert({ at: AT, principal: 'ops', method: 'POST', path: '/v1/x', statusCode: 202, jobId: null, detail: null });
+  await store.audit.insert({ at: AT, principal: 'ops', method: 'DELETE', path: '/v1/y', statusCode: 404, jobId: null, detail: 'nf' });
+  const rows = await store.audit.list({ limit: 10 });
+  t.same(rows.map((r) => r.method), ['DELETE', 'POST']);
+  t.same((await store.audit.list({ limit: 10, beforeId: rows[0]!.id })).map((r) => r.method), ['POST']);
+});
