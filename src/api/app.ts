@@ -1,0 +1,106 @@
+/**
+ * The HTTP API as a Fastify instance, ready for `inject` or for main.ts to `listen`. It talks to
+ * the engine only (EngineApi), never to the store or a provider.
+ *
+ * Validation: TypeBox's compiler, which checks bodies as sent — no type coercion, no silent
+ * removal of unknown fields (they are a 400) — and converts query strings and path params
+ * ("10" → 10, "true" → true) before checking them.
+ */
+import { randomUUID } from 'node:crypto';
+import { TypeBoxValidatorCompiler, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import Fastify, { type FastifyBaseLogger, type FastifyHttpsOptions, type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import type { Server as HttpsServer } from 'node:https';
+import type { EngineApi } from '../engine/api.ts';
+import audit from './plugins/audit.ts';
+import auth, { type TokenSpec } from './plugins/auth.ts';
+import httpMetrics from './plugins/http-metrics.ts';
+import problem from './plugins/problem.ts';
+import swagger from './plugins/swagger.ts';
+import ops from './routes/ops.ts';
+import events from './routes/v1/events.ts';
+import jobs from './routes/v1/jobs.ts';
+import snapshots from './routes/v1/snapshots.ts';
+import targets from './routes/v1/targets.ts';
+import vms from './routes/v1/vms.ts';
+import { Problem } from './schemas/common.ts';
+import { SnapshotTreeNode } from './schemas/snapshots.ts';
+
+export interface AppOptions {
+  engine: EngineApi;
+  auth: { tokens: TokenSpec[] };
+  /** A pino logger, `true` for a default one, `false`/absent for none. */
+  logger?: FastifyBaseLogger | boolean;
+  /** Largest accepted request body in bytes; default 64 KiB. */
+  bodyLimit?: number;
+  /** Demo configuration: every response carries `X-Snapvisor-Demo: true`. */
+  demo?: boolean;
+  version: string;
+  /** Interval of SSE heartbeat comments; default 15 s. */
+  sseHeartbeatMs?: number;
+  /** Serve HTTPS with this PEM certificate and key (resolved secrets, never logged). */
+  https?: { cert: string; key: string };
+}
+
+export const DEFAULT_BODY_LIMIT = 64 * 1024;
+
+/** Never logged, whatever a serializer decides to include. */
+export const REDACT_PATHS = [
+  'req.headers.authorization',
+  'request.headers.authorization',
+  'headers.authorization',
+  'authorization',
+];
+
+function loggerOptions(logger: AppOptions['logger']): Pick<FastifyServerOptions, 'logger' | 'loggerInstance'> {
+  if (logger === undefined || logger === false) return { logger: false };
+  if (logger === true) return { logger: { level: 'info', redact: { paths: REDACT_PATHS, censor: '[redacted]' } } };
+  return { loggerInstance: logger.child({}, { redact: { paths: REDACT_PATHS, censor: '[redacted]' } }) };
+}
+
+export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
+  const settings: FastifyServerOptions = {
+    ...loggerOptions(options.logger),
+    bodyLimit: options.bodyLimit ?? DEFAULT_BODY_LIMIT,
+    genReqId: () => randomUUID(),
+    // Ids come from us, not from a client-supplied header that could forge log correlation.
+    requestIdHeader: false,
+    // Redirects and 404s for "/v1/vms/" would only confuse clients.
+    routerOptions: { ignoreTrailingSlash: true },
+  };
+  // The HTTPS overload changes the server type parameter; the API is the same either way.
+  const base = (options.https ? Fastify({ ...settings, https: options.https } as FastifyHttpsOptions<HttpsServer>) : Fastify(settings)) as unknown as FastifyInstance;
+  const app = base.withTypeProvider<TypeBoxTypeProvider>();
+
+  app.setValidatorCompiler(TypeBoxValidatorCompiler);
+  // Only JSON bodies: anything else is a 415, not a string that fails validation.
+  app.removeContentTypeParser('text/plain');
+  app.addSchema(Problem);
+  app.addSchema(SnapshotTreeNode);
+
+  const demo = options.demo === true;
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('x-request-id', String(request.id));
+    if (demo) reply.header('x-snapvisor-demo', 'true');
+  });
+
+  // Order matters: the problem plugin records routes (for 405) as they are added.
+  await app.register(problem);
+  await app.register(httpMetrics);
+  await app.register(auth, { tokens: options.auth.tokens });
+  await app.register(audit, { engine: options.engine });
+  await app.register(swagger, { version: options.version });
+
+  const { engine } = options;
+  await app.register(ops, { engine });
+  await app.register(
+    async (v1) => {
+      await v1.register(targets, { engine });
+      await v1.register(vms, { engine });
+      await v1.register(snapshots, { engine });
+      await v1.register(jobs, { engine });
+      await v1.register(events, { engine, heartbeatMs: options.sseHeartbeatMs ?? 15_000, demo });
+    },
+    { prefix: '/v1' },
+  );
+  return app as unknown as FastifyInstance;
+}

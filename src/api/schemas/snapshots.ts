@@ -1,0 +1,70 @@
+import { Type } from 'typebox';
+import { SNAPSHOT_MODES } from '../../../providers/contract.ts';
+import { Id, NullableEnum, NullableIsoTime, NullableString, StringEnum, IsoTime } from './common.ts';
+
+const snapshotProperties = {
+  id: Id,
+  vmId: Id,
+  providerRef: Type.String(),
+  parentId: NullableString(),
+  name: Type.String(),
+  description: Type.String(),
+  mode: NullableEnum(SNAPSHOT_MODES),
+  owner: StringEnum(['snapvisor', 'external'] as const),
+  jobId: NullableString(),
+  state: StringEnum(['present', 'gone'] as const),
+  current: Type.Boolean({ description: "The VM's current state descends from this snapshot" }),
+  createdAt: NullableIsoTime,
+  firstSeenAt: IsoTime,
+  deletedAt: NullableIsoTime,
+};
+
+export const Snapshot = Type.Object(snapshotProperties, { title: 'Snapshot' });
+
+/** Shared (added with app.addSchema) because it refers to itself. */
+export const SnapshotTreeNode = Type.Object(
+  {
+    ...snapshotProperties,
+    depth: Type.Integer({ description: 'Root = 1' }),
+    children: Type.Array(Type.Ref('SnapshotTreeNode')),
+  },
+  { $id: 'SnapshotTreeNode', title: 'SnapshotTreeNode' },
+);
+
+/**
+ * One shape for both views (flat: `items`; tree: `roots`, `currentSnapshotId`, `maxDepth`) rather
+ * than a oneOf, which would make the serializer validate the whole tree on every response.
+ */
+export const SnapshotListing = Type.Object({
+  vmId: Id,
+  view: StringEnum(['flat', 'tree'] as const),
+  items: Type.Optional(Type.Array(Snapshot)),
+  currentSnapshotId: Type.Optional(NullableString()),
+  maxDepth: Type.Optional(Type.Integer()),
+  roots: Type.Optional(Type.Array(Type.Ref('SnapshotTreeNode'))),
+});
+
+export const SnapshotListQuery = Type.Object({
+  view: Type.Optional(StringEnum(['flat', 'tree'] as const, { default: 'flat' })),
+  includeGone: Type.Optional(Type.Boolean({ default: false })),
+});
+
+export const SnapshotParams = Type.Object({ snapshotId: Id });
+
+export const CreateSnapshotBody = Type.Object(
+  {
+    name: Type.String({ minLength: 1, maxLength: 255 }),
+    description: Type.Optional(Type.String({ maxLength: 4096 })),
+    mode: StringEnum(SNAPSHOT_MODES),
+  },
+  { additionalProperties: false },
+);
+
+export const WaitQuery = Type.Object({
+  wait: Type.Optional(Type.Integer({ minimum: 0, maximum: 300, description: 'Seconds to wait for the job to finish' })),
+});
+
+export const DeleteSnapshotQuery = Type.Object({
+  children: Type.Optional(Type.Boolean({ default: false })),
+  wait: Type.Optional(Type.Integer({ minimum: 0, maximum: 300 })),
+});

@@ -1,0 +1,408 @@
+/**
+ * `snapvisor`: a thin client of the REST API. `run` takes its world (argv, env, streams, fetch,
+ * sleep) as arguments so tests can drive it against a real daemon without a subprocess;
+ * main.ts is the entry point that hands it the real ones.
+ */
+import { randomUUID } from 'node:crypto';
+import { parseArgs } from 'node:util';
+import { ApiError, createClient, type Client } from './client.ts';
+import {
+  formatJob,
+  formatJobError,
+  formatProblem,
+  keyValues,
+  progressLine,
+  renderTree,
+  shortTime,
+  table,
+  type JobJson,
+  type SnapshotJson,
+  type TreeNodeJson,
+} from './format.ts';
+
+export const DEFAULT_URL = 'http://127.0.0.1:7480';
+const POLL_MS = 500;
+const FINAL = new Set(['succeeded', 'failed', 'cancelled']);
+
+export interface CliIo {
+  env: Record<string, string | undefined>;
+  stdout: { write(text: string): unknown; isTTY?: boolean };
+  stderr: { write(text: string): unknown };
+  fetch: typeof fetch;
+  sleep: (ms: number) => Promise<void>;
+}
+
+export const USAGE = `Usage: snapvisor [--url URL] [--token TOKEN] [--json] <command> [options]
+
+Commands:
+  targets [name]                              configured targets, or one with its capabilities
+  vms [--target T] [--name N]                 VMs
+  snapshots <vmId> [--tree] [--all]           a VM's snapshots (--tree draws the chain)
+  snapshot <snapshotId>                       one snapshot
+  create <vmId> --name N --mode M [--description D] [--no-wait]
+                                              take a snapshot (modes: memory, crash, quiesced, offline)
+  revert <snapshotId> [--no-wait]             revert the VM to a snapshot
+  delete <snapshotId> [--children] [--no-wait]
+                                              delete a snapshot (with its subtree)
+  consolidate <vmId> [--dry-run] [--no-wait]  consolidate a VM's disk chains
+  jobs [--state S] [--vm V] [--kind K]        jobs
+  job <jobId>                                 one job
+  cancel <jobId>                              cancel a job
+
+Environment: SNAPVISOR_URL (default ${DEFAULT_URL}), SNAPVISOR_TOKEN.
+Exit codes: 0 ok, 1 error or failed job, 2 usage error.
+`;
+
+class UsageError extends Error {}
+
+const OPTIONS = {
+  url: { type: 'string' },
+  token: { type: 'string' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+  target: { type: 'string' },
+  name: { type: 'string' },
+  mode: { type: 'string' },
+  description: { type: 'string' },
+  tree: { type: 'boolean' },
+  all: { type: 'boolean' },
+  children: { type: 'boolean' },
+  'dry-run': { type: 'boolean' },
+  'no-wait': { type: 'boolean' },
+  state: { type: 'string' },
+  vm: { type: 'string' },
+  kind: { type: 'string' },
+} as const;
+
+type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>['values'];
+
+export async function run(argv: readonly string[], io: CliIo): Promise<number> {
+  let values: Values;
+  let positionals: string[];
+  try {
+    ({ values, positionals } = parseArgs({ args: [...argv], options: OPTIONS, allowPositionals: true, strict: true }));
+  } catch (err) {
+    io.stderr.write(`error: ${(err as Error).message}\n\n${USAGE}`);
+    return 2;
+  }
+  const [command, ...args] = positionals;
+  if (values.help || command === undefined || command === 'help') {
+    (command === undefined && !values.help ? io.stderr : io.stdout).write(USAGE);
+    return command === undefined && !values.help ? 2 : 0;
+  }
+  const client = createClient({
+    url: values.url ?? io.env['SNAPVISOR_URL'] ?? DEFAULT_URL,
+    token: values.token ?? io.env['SNAPVISOR_TOKEN'],
+    fetch: io.fetch,
+  });
+  const ctx: Context = { client, io, values, args, json: values.json === true };
+  try {
+    const handler = COMMANDS[command];
+    if (!handler) throw new UsageError(`unknown command '${command}'`);
+    return await handler(ctx);
+  } catch (err) {
+    if (err instanceof UsageError) {
+      io.stderr.write(`error: ${err.message}\n\n${USAGE}`);
+      return 2;
+    }
+    if (err instanceof ApiError) {
+      if (ctx.json && err.status !== 0) io.stdout.write(JSON.stringify(err.problem, null, 2) + '\n');
+      io.stderr.write(formatProblem(err.problem, err.status));
+      return 1;
+    }
+    io.stderr.write(`error: ${(err as Error).message}\n`);
+    return 1;
+  }
+}
+
+interface Context {
+  client: Client;
+  io: CliIo;
+  values: Values;
+  args: string[];
+  json: boolean;
+}
+
+function arg(ctx: Context, index: number, name: string): string {
+  const value = ctx.args[index];
+  if (value === undefined || value === '') throw new UsageError(`missing <${name}>`);
+  return value;
+}
+
+function noMoreArgs(ctx: Context, count: number) {
+  if (ctx.args.length > count) throw new UsageError(`unexpected argument '${ctx.args[count]}'`);
+}
+
+const enc = encodeURIComponent;
+
+function query(params: Record<string, string | undefined>): string {
+  const search = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) if (v !== undefined) search.set(k, v);
+  const text = search.toString();
+  return text ? `?${text}` : '';
+}
+
+function printJson(ctx: Context, body: unknown) {
+  ctx.io.stdout.write(JSON.stringify(body, null, 2) + '\n');
+}
+
+interface TargetJson {
+  name: string;
+  kind: string;
+  demo: boolean;
+  vmCount: number;
+  health: { reachable: boolean; version?: string | null; message?: string | null; checkedAt: string | null };
+  capabilities: {
+    modes: Record<string, { supported: boolean; reason?: string }>;
+    revert: boolean;
+    deleteChildren: boolean;
+    consolidate: boolean;
+  };
+}
+
+interface VmJson {
+  id: string;
+  name: string;
+  targetName: string;
+  powerState: string;
+  snapshotCount: number;
+  chainDepth: number;
+  consolidationNeeded: boolean;
+  goneAt: string | null;
+}
+
+const supportedModes = (t: TargetJson) =>
+  Object.entries(t.capabilities.modes)
+    .filter(([, m]) => m.supported)
+    .map(([name]) => name)
+    .join(',') || '-';
+
+const health = (t: TargetJson) => (t.health.checkedAt === null ? 'unchecked' : t.health.reachable ? 'ok' : 'unreachable');
+
+async function followJob(ctx: Context, first: JobJson, wait: boolean): Promise<number> {
+  const { io } = ctx;
+  if (!wait) {
+    if (ctx.json) printJson(ctx, first);
+    else io.stdout.write(`job ${first.id} ${first.state} (follow it with: snapvisor job ${first.id})\n`);
+    return 0;
+  }
+  const tty = io.stdout.isTTY === true && !ctx.json;
+  let job = first;
+  let last = '';
+  for (;;) {
+    if (!ctx.json) {
+      const line = progressLine(job, tty);
+      if (tty) io.stdout.write(`\r\u001b[2K${line}`);
+      else if (line !== last) io.stdout.write(`${line}\n`);
+      last = line;
+    }
+    if (FINAL.has(job.state)) break;
+    await io.sleep(POLL_MS);
+    job = (await ctx.client.request<JobJson>('GET', `/v1/jobs/${enc(job.id)}`)).body;
+  }
+  if (tty) io.stdout.write('\n');
+  if (ctx.json) printJson(ctx, job);
+  if (job.state !== 'succeeded') {
+    io.stderr.write(formatJobError(job));
+    return 1;
+  }
+  if (!ctx.json) {
+    const made = job.result?.snapshotId ? ` snapshot ${job.result.snapshotId}` : '';
+    io.stdout.write(`job ${job.id} succeeded${made}${job.result?.message ? `: ${job.result.message}` : ''}\n`);
+  }
+  return 0;
+}
+
+async function submit(ctx: Context, method: string, path: string, body: unknown): Promise<number> {
+  // A fresh key per invocation: harmless, and lets an operator correlate the request in the audit log.
+  const { body: job } = await ctx.client.request<JobJson>(method, path, {
+    body,
+    headers: { 'idempotency-key': randomUUID() },
+  });
+  return followJob(ctx, job, ctx.values['no-wait'] !== true);
+}
+
+const COMMANDS: Record<string, (ctx: Context) => Promise<number>> = {
+  async targets(ctx) {
+    noMoreArgs(ctx, 1);
+    const name = ctx.args[0];
+    if (name !== undefined) {
+      const { body: t } = await ctx.client.request<TargetJson>('GET', `/v1/targets/${enc(name)}`);
+      if (ctx.json) return printJson(ctx, t), 0;
+      const entries: Array<[string, string]> = [
+        ['name', t.name + (t.demo ? ' (demo)' : '')],
+        ['kind', t.kind],
+        ['health', `${health(t)}${t.health.version ? `, version ${t.health.version}` : ''}${t.health.message ? `: ${t.health.message}` : ''}`],
+        ['checked', t.health.checkedAt ?? '-'],
+        ['vms', String(t.vmCount)],
+        ['revert', String(t.capabilities.revert)],
+        ['delete children', String(t.capabilities.deleteChildren)],
+        ['consolidate', String(t.capabilities.consolidate)],
+      ];
+      for (const [mode, support] of Object.entries(t.capabilities.modes)) {
+        entries.push([`mode ${mode}`, support.supported ? 'yes' : `no — ${support.reason ?? 'unsupported'}`]);
+      }
+      ctx.io.stdout.write(keyValues(entries));
+      return 0;
+    }
+    const { body } = await ctx.client.request<{ items: TargetJson[] }>('GET', '/v1/targets');
+    if (ctx.json) return printJson(ctx, body), 0;
+    ctx.io.stdout.write(
+      table(body.items, [
+        { header: 'NAME', value: (t) => t.name + (t.demo ? ' (demo)' : '') },
+        { header: 'KIND', value: (t) => t.kind },
+        { header: 'HEALTH', value: health },
+        { header: 'VMS', value: (t) => String(t.vmCount), right: true },
+        { header: 'MODES', value: supportedModes },
+      ]),
+    );
+    return 0;
+  },
+
+  async vms(ctx) {
+    noMoreArgs(ctx, 0);
+    const items: VmJson[] = [];
+    let cursor: string | undefined;
+    // Follow the pages: the CLI shows everything the filter matches.
+    do {
+      const { body } = await ctx.client.request<{ items: VmJson[]; next: string | null }>(
+        'GET',
+        `/v1/vms${query({ target: ctx.values.target, name: ctx.values.name, limit: '1000', cursor })}`,
+      );
+      items.push(...body.items);
+      cursor = body.next ?? undefined;
+    } while (cursor !== undefined);
+    if (ctx.json) return printJson(ctx, { items }), 0;
+    ctx.io.stdout.write(
+      table(items, [
+        { header: 'ID', value: (v) => v.id },
+        { header: 'NAME', value: (v) => v.name },
+        { header: 'TARGET', value: (v) => v.targetName },
+        { header: 'POWER', value: (v) => (v.goneAt ? 'gone' : v.powerState) },
+        { header: 'SNAPSHOTS', value: (v) => String(v.snapshotCount), right: true },
+        { header: 'DEPTH', value: (v) => String(v.chainDepth), right: true },
+        { header: 'CONSOLIDATE', value: (v) => (v.consolidationNeeded ? 'needed' : '-') },
+      ]),
+    );
+    return 0;
+  },
+
+  async snapshots(ctx) {
+    const vmId = arg(ctx, 0, 'vmId');
+    noMoreArgs(ctx, 1);
+    if (ctx.values.tree) {
+      const { body } = await ctx.client.request<{ roots: TreeNodeJson[] }>('GET', `/v1/vms/${enc(vmId)}/snapshots?view=tree`);
+      if (ctx.json) return printJson(ctx, body), 0;
+      ctx.io.stdout.write(renderTree(body.roots));
+      return 0;
+    }
+    const { body } = await ctx.client.request<{ items: SnapshotJson[] }>(
+      'GET',
+      `/v1/vms/${enc(vmId)}/snapshots${query({ includeGone: ctx.values.all ? 'true' : undefined })}`,
+    );
+    if (ctx.json) return printJson(ctx, body), 0;
+    ctx.io.stdout.write(
+      table(body.items, [
+        { header: 'ID', value: (s) => s.id },
+        { header: 'NAME', value: (s) => s.name },
+        { header: 'MODE', value: (s) => s.mode ?? '-' },
+        { header: 'OWNER', value: (s) => s.owner },
+        { header: 'STATE', value: (s) => s.state },
+        { header: 'CREATED', value: (s) => shortTime(s.createdAt) },
+        { header: 'CURRENT', value: (s) => (s.current ? '*' : '') },
+      ]),
+    );
+    return 0;
+  },
+
+  async snapshot(ctx) {
+    const id = arg(ctx, 0, 'snapshotId');
+    noMoreArgs(ctx, 1);
+    const { body: s } = await ctx.client.request<SnapshotJson & { vmId: string; description: string; jobId: string | null }>('GET', `/v1/snapshots/${enc(id)}`);
+    if (ctx.json) return printJson(ctx, s), 0;
+    ctx.io.stdout.write(
+      keyValues([
+        ['id', s.id],
+        ['name', s.name],
+        ['description', s.description || '-'],
+        ['vm', s.vmId],
+        ['parent', s.parentId ?? '-'],
+        ['mode', s.mode ?? '-'],
+        ['owner', s.owner],
+        ['state', s.state],
+        ['current', s.current ? 'yes' : 'no'],
+        ['created', s.createdAt ?? '-'],
+        ['job', s.jobId ?? '-'],
+      ]),
+    );
+    return 0;
+  },
+
+  async create(ctx) {
+    const vmId = arg(ctx, 0, 'vmId');
+    noMoreArgs(ctx, 1);
+    const { name, mode, description } = ctx.values;
+    if (name === undefined) throw new UsageError('create needs --name');
+    if (mode === undefined) throw new UsageError('create needs --mode (memory, crash, quiesced or offline)');
+    return submit(ctx, 'POST', `/v1/vms/${enc(vmId)}/snapshots`, { name, mode, ...(description === undefined ? {} : { description }) });
+  },
+
+  async revert(ctx) {
+    const id = arg(ctx, 0, 'snapshotId');
+    noMoreArgs(ctx, 1);
+    return submit(ctx, 'POST', `/v1/snapshots/${enc(id)}/revert`, undefined);
+  },
+
+  async delete(ctx) {
+    const id = arg(ctx, 0, 'snapshotId');
+    noMoreArgs(ctx, 1);
+    return submit(ctx, 'DELETE', `/v1/snapshots/${enc(id)}${query({ children: ctx.values.children ? 'true' : undefined })}`, undefined);
+  },
+
+  async consolidate(ctx) {
+    const vmId = arg(ctx, 0, 'vmId');
+    noMoreArgs(ctx, 1);
+    return submit(ctx, 'POST', `/v1/vms/${enc(vmId)}/consolidate`, { dryRun: ctx.values['dry-run'] === true });
+  },
+
+  async jobs(ctx) {
+    noMoreArgs(ctx, 0);
+    const { body } = await ctx.client.request<{ items: JobJson[]; next: string | null }>(
+      'GET',
+      `/v1/jobs${query({ state: ctx.values.state, vm: ctx.values.vm, kind: ctx.values.kind })}`,
+    );
+    if (ctx.json) return printJson(ctx, body), 0;
+    ctx.io.stdout.write(
+      table(body.items, [
+        { header: 'ID', value: (j) => j.id },
+        { header: 'KIND', value: (j) => j.kind },
+        { header: 'STATE', value: (j) => j.state },
+        { header: 'PROGRESS', value: (j) => `${Math.floor(j.progress)}%`, right: true },
+        { header: 'VM', value: (j) => j.vmId },
+        { header: 'BY', value: (j) => j.requestedBy },
+        { header: 'CREATED', value: (j) => shortTime(j.createdAt) },
+        { header: 'ERROR', value: (j) => (j.error ? `${j.error.kind}: ${j.error.message}` : '') },
+      ]),
+    );
+    if (body.next) ctx.io.stdout.write('(more jobs: narrow with --state, --vm or --kind)\n');
+    return 0;
+  },
+
+  async job(ctx) {
+    const id = arg(ctx, 0, 'jobId');
+    noMoreArgs(ctx, 1);
+    const { body } = await ctx.client.request<JobJson>('GET', `/v1/jobs/${enc(id)}`);
+    if (ctx.json) return printJson(ctx, body), 0;
+    ctx.io.stdout.write(formatJob(body));
+    return 0;
+  },
+
+  async cancel(ctx) {
+    const id = arg(ctx, 0, 'jobId');
+    noMoreArgs(ctx, 1);
+    const { body } = await ctx.client.request<JobJson>('POST', `/v1/jobs/${enc(id)}/cancel`);
+    if (ctx.json) return printJson(ctx, body), 0;
+    ctx.io.stdout.write(`job ${body.id} ${body.state}\n`);
+    return 0;
+  },
+};
