@@ -1,0 +1,74 @@
+/**
+ * The one place where VBoxManage failures become ProviderErrors (STYLE §4: map transport failures in
+ * one place per provider). Messages carry the first error line only: never the whole stderr, never
+ * the environment.
+ */
+import { ProviderError, type RetryClass } from '../contract.ts';
+import { CommandError, type RunResult } from '../shared/command-runner.ts';
+import { PROVIDER } from './options.ts';
+import { parseVboxError } from './parse.ts';
+
+export interface CallInfo {
+  /** What Snapvisor was doing, e.g. "take snapshot" — starts the message. */
+  what: string;
+  /** The command may change the VM: an interrupted call is `uncertain`, not safely repeatable. */
+  mutating: boolean;
+}
+
+const LOCKED = 'is already locked by a session';
+
+/** A finished VBoxManage call that failed: non-zero exit, or exit 0 with an `error:` line (§1.2). */
+export function fromVboxFailure(result: RunResult, call: CallInfo): ProviderError {
+  const parsed = parseVboxError(result.stderr);
+  const firstLine = parsed?.message ?? firstNonEmptyLine(result.stderr) ?? `VBoxManage exited with code ${result.exitCode}`;
+  const message = `${call.what}: ${firstLine}`;
+  const nativeCode = parsed?.code;
+  const opts = nativeCode === undefined ? {} : { nativeCode };
+  if (parsed?.messages.some((m) => m.includes(LOCKED))) {
+    // Another session holds the machine for a moment (Packer retries these too).
+    return new ProviderError(PROVIDER, 'transient', message, { ...opts, retry: 'transient' });
+  }
+  switch (nativeCode) {
+    case 'VBOX_E_OBJECT_NOT_FOUND':
+      return new ProviderError(PROVIDER, 'not_found', message, opts);
+    case 'VBOX_E_INVALID_VM_STATE':
+    case 'VBOX_E_INVALID_OBJECT_STATE':
+      return new ProviderError(PROVIDER, 'conflict', message, opts);
+    default:
+      break;
+  }
+  if (parsed?.messages.some((m) => m.includes('is not currently running'))) {
+    return new ProviderError(PROVIDER, 'conflict', message, opts);
+  }
+  return new ProviderError(PROVIDER, 'internal', message, opts);
+}
+
+/** The call did not finish with an exit code (timeout, abort, spawn failure) or threw something else. */
+export function fromRunError(err: unknown, call: CallInfo, vboxmanage: string): ProviderError {
+  if (err instanceof ProviderError) return err;
+  if (err instanceof CommandError) {
+    const retry: RetryClass = call.mutating && err.sent ? 'uncertain' : 'transient';
+    switch (err.failure) {
+      case 'timeout':
+        return new ProviderError(PROVIDER, 'transient', `${call.what}: VBoxManage timed out and was killed`, { retry, cause: err });
+      case 'aborted':
+        return new ProviderError(PROVIDER, 'transient', `${call.what}: cancelled`, { retry, cause: err });
+      case 'spawn':
+        return new ProviderError(PROVIDER, 'transient', `${call.what}: cannot run '${vboxmanage}' (is VirtualBox installed and on PATH?)`, {
+          retry: 'transient',
+          cause: err,
+        });
+      case 'output-limit':
+        return new ProviderError(PROVIDER, 'internal', `${call.what}: VBoxManage produced too much output`, { retry, cause: err });
+    }
+  }
+  return new ProviderError(PROVIDER, 'internal', `${call.what}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+}
+
+function firstNonEmptyLine(text: string): string | undefined {
+  return text
+    .replace(/\r/g, '')
+    .split('\n')
+    .map((l) => l.trim())
+    .find((l) => l !== '' && !/^\d+%/.test(l));
+}

@@ -1,0 +1,366 @@
+/**
+ * VirtualBox adapter: drives VBoxManage through a CommandRunner (argv arrays only; local by default,
+ * SSH later by injecting another runner).
+ *
+ * Identity: a VM is its UUID, a snapshot is its UUID. Every command addresses both by UUID — never by
+ * name, because VirtualBox allows duplicate snapshot names and resolves a name to the first match.
+ *
+ * Marker: `spec.marker` (`snapvisor:<jobId>`) is the last line of the snapshot description
+ * (`<user description>\n\n<marker>`, or just the marker). createSnapshot looks for it first, so a
+ * retried or recovered job returns the snapshot it already made.
+ *
+ * Modes:
+ * - memory: `snapshot take` on a running or paused VM (the saved state is included). A VM that is
+ *   not running is a `conflict` — never a silent disk-only snapshot.
+ * - offline: a running VM gets the ACPI power button and is polled until it is off (up to
+ *   offline.shutdownTimeoutSec, honouring the signal); if it is still on, it is powered off when
+ *   offline.forcePowerOff is set, else `conflict`. Then take, then `startvm --type headless` if it was
+ *   running — also when the take failed (best effort, logged). A saved or paused VM is a `conflict`:
+ *   powering it off would throw away its saved/running state.
+ * - crash, quiesced: not offered by VirtualBox → `unsupported`.
+ *
+ * Revert: VirtualBox refuses to restore while the VM runs, and a revert discards the current state
+ * by definition, so a running/paused VM is powered off first. After the restore, a VM whose snapshot
+ * was taken online ends `saved`; it is started headless so its power state matches the snapshot's
+ * (running). A snapshot taken offline leaves the VM powered off.
+ *
+ * Delete: already gone is success. `children: true` deletes the subtree deepest-first, then the node.
+ * Without it, VirtualBox's refusal (more than one child; current snapshot with a child) is `conflict`.
+ */
+import {
+  MARKER_PREFIX,
+  ProviderError,
+  type CallContext,
+  type Capabilities,
+  type ConsolidationReport,
+  type CreateSpec,
+  type DeleteOptions,
+  type Logger,
+  type ProviderSnapshot,
+  type SnapshotProvider,
+  type TargetHealth,
+  type VmInfo,
+} from '../contract.ts';
+import { createLocalRunner, type CommandRunner, type RunResult } from '../shared/command-runner.ts';
+import { fromRunError, fromVboxFailure, type CallInfo } from './errors.ts';
+import { PROVIDER, parseOptions, type VirtualBoxOptions } from './options.ts';
+import {
+  descriptionWithMarker,
+  hasErrorLine,
+  lastProgressPercent,
+  parseListVms,
+  parseSnapshotList,
+  parseTakenUuid,
+  parseVmInfo,
+  powerStateOf,
+  splitMarker,
+  type ParsedSnapshot,
+  type ParsedVmInfo,
+} from './parse.ts';
+
+export interface VirtualBoxDeps {
+  log: Logger;
+  /** The transport; local processes when absent. */
+  runner?: CommandRunner;
+  /** How often to look at the VM while waiting for a guest shutdown (default 500 ms). */
+  pollIntervalMs?: number;
+}
+
+const UUID_RE = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
+const NO_SNAPSHOTS = 'This machine does not have any snapshots';
+/** A line VBoxManage would print unescaped that a machine-readable parser would take for a key (§4.1). */
+const KEY_LIKE_LINE = /^(?:Snapshot(?:Name|UUID|Description)(?:-\d+)*|CurrentSnapshot(?:Name|UUID|Node))=/;
+const MAX_NAME_BYTES = 1024;
+
+const CAPABILITIES: Capabilities = {
+  modes: {
+    memory: { supported: true },
+    offline: { supported: true },
+    crash: { supported: false, reason: 'VirtualBox cannot take a disk-only snapshot of a running VM: a snapshot of a running VM always includes its memory state' },
+    quiesced: { supported: false, reason: 'VirtualBox has no guest-quiesced snapshots (no filesystem freeze or VSS integration)' },
+  },
+  revert: true,
+  deleteChildren: true,
+  consolidate: false,
+  duplicateNames: true,
+  descriptions: true,
+  limits: { maxNameBytes: MAX_NAME_BYTES },
+};
+
+const ONLINE_STATES = new Set(['running', 'paused']);
+const OFF_STATES = new Set(['poweroff', 'aborted', 'teleported']);
+
+export function createVirtualBoxProvider(target: string, rawOptions: Record<string, unknown>, deps: VirtualBoxDeps): SnapshotProvider {
+  const options: VirtualBoxOptions = parseOptions(target, rawOptions);
+  const runner = deps.runner ?? createLocalRunner();
+  const pollMs = deps.pollIntervalMs ?? 500;
+  const timeoutMs = options.commandTimeoutSec * 1000;
+
+  const err = (kind: ConstructorParameters<typeof ProviderError>[1], message: string, opts: ConstructorParameters<typeof ProviderError>[3] = {}) =>
+    new ProviderError(PROVIDER, kind, `target '${target}': ${message}`, opts);
+
+  function assertNotAborted(ctx: CallContext, what: string): void {
+    if (ctx.signal.aborted) throw err('transient', `${what}: cancelled before start`, { retry: 'transient' });
+  }
+
+  /** Runs VBoxManage; returns the result whatever its exit code (callers decide), or throws a mapped transport error. */
+  async function exec(args: string[], ctx: CallContext, call: CallInfo, onPercent?: (pct: number) => void): Promise<RunResult> {
+    const whatWithTarget: CallInfo = { ...call, what: `target '${target}': ${call.what}` };
+    try {
+      return await runner.run([options.vboxmanage, ...args], {
+        signal: ctx.signal,
+        timeoutMs,
+        ...(onPercent ? { onStderr: (chunk: string) => { const p = lastProgressPercent(chunk); if (p !== null) onPercent(p); } } : {}),
+      });
+    } catch (e) {
+      throw fromRunError(e, whatWithTarget, options.vboxmanage);
+    }
+  }
+
+  /** Like exec, but any failure — including exit 0 with an `error:` line (§1.2) — throws. */
+  async function run(args: string[], ctx: CallContext, call: CallInfo, onPercent?: (pct: number) => void): Promise<RunResult> {
+    const result = await exec(args, ctx, call, onPercent);
+    if (result.exitCode !== 0 || hasErrorLine(result.stderr)) throw fromVboxFailure(result, { ...call, what: `target '${target}': ${call.what}` });
+    return result;
+  }
+
+  function vmArg(providerVmId: string): string {
+    // A VM is addressed by UUID only; anything else could be a name or, worse, an option.
+    if (!UUID_RE.test(providerVmId)) throw err('not_found', `no VM with id '${providerVmId}' (VirtualBox VM ids are UUIDs)`);
+    return providerVmId.toLowerCase();
+  }
+
+  async function readSnapshots(vm: string, ctx: CallContext): Promise<ParsedSnapshot[]> {
+    const call = { what: `list snapshots of VM ${vm}`, mutating: false };
+    const result = await exec(['snapshot', vm, 'list', '--machinereadable'], ctx, call);
+    if (result.exitCode === 1 && result.stdout.trim() === NO_SNAPSHOTS && !hasErrorLine(result.stderr)) return [];
+    if (result.exitCode !== 0 || hasErrorLine(result.stderr)) throw fromVboxFailure(result, { ...call, what: `target '${target}': ${call.what}` });
+    return parseSnapshotList(result.stdout);
+  }
+
+  async function readVm(vm: string, ctx: CallContext): Promise<ParsedVmInfo> {
+    const result = await run(['showvminfo', vm, '--machinereadable'], ctx, { what: `read VM ${vm}`, mutating: false });
+    return parseVmInfo(result.stdout);
+  }
+
+  function toProviderSnapshot(s: ParsedSnapshot): ProviderSnapshot {
+    const { description, marker } = splitMarker(s.description, MARKER_PREFIX);
+    return { providerRef: s.uuid, name: s.name, description, parentRef: s.parentUuid, current: s.current, createdAt: null, mode: null, marker };
+  }
+
+  function validateSpec(spec: CreateSpec): void {
+    const problems: string[] = [];
+    if (spec.name === '') problems.push('the snapshot name is empty');
+    if (spec.name.startsWith('-')) problems.push("a snapshot name must not start with '-' (VBoxManage would read it as an option)");
+    if (Buffer.byteLength(spec.name, 'utf8') > MAX_NAME_BYTES) problems.push(`the snapshot name is longer than ${MAX_NAME_BYTES} bytes`);
+    if (UUID_RE.test(spec.name)) problems.push('a snapshot name must not be a UUID (VirtualBox would look it up as an id)');
+    if (spec.name.includes('\0') || spec.description.includes('\0')) problems.push('NUL characters cannot be passed to VBoxManage');
+    for (const [field, text] of [['name', spec.name], ['description', spec.description]] as const) {
+      if (text.split(/\r?\n/).some((l) => KEY_LIKE_LINE.test(l))) {
+        problems.push(`the ${field} has a line that VBoxManage's machine-readable output would mistake for a key (SnapshotName…=, CurrentSnapshot…=)`);
+      }
+    }
+    if (problems.length > 0) throw err('invalid', problems.join('; '));
+  }
+
+  async function sleep(ms: number, signal: AbortSignal): Promise<void> {
+    await new Promise<void>((resolve, reject) => {
+      if (signal.aborted) return reject(err('transient', 'cancelled while waiting for the guest to shut down', { retry: 'uncertain' }));
+      const t = setTimeout(() => {
+        signal.removeEventListener('abort', onAbort);
+        resolve();
+      }, ms);
+      const onAbort = () => {
+        clearTimeout(t);
+        reject(err('transient', 'cancelled while waiting for the guest to shut down', { retry: 'uncertain' }));
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  /** ACPI shutdown, then (optionally) power off. Resolves when the VM is off. */
+  async function shutDown(vm: string, ctx: CallContext): Promise<void> {
+    await run(['controlvm', vm, 'acpipowerbutton'], ctx, { what: `press the ACPI power button of VM ${vm}`, mutating: true });
+    const deadline = Date.now() + options.offline.shutdownTimeoutSec * 1000;
+    for (;;) {
+      const info = await readVm(vm, ctx);
+      if (OFF_STATES.has(info.vmState)) return;
+      if (Date.now() >= deadline) {
+        if (!options.offline.forcePowerOff) {
+          throw err('conflict', `offline snapshot of VM ${vm}: the guest did not shut down within ${options.offline.shutdownTimeoutSec} s (state ${info.vmState}); set offline.forcePowerOff to power it off`);
+        }
+        ctx.log.warn({ vm }, 'guest did not shut down in time; powering off');
+        await run(['controlvm', vm, 'poweroff'], ctx, { what: `power off VM ${vm}`, mutating: true });
+        return;
+      }
+      await sleep(Math.min(pollMs, Math.max(1, deadline - Date.now())), ctx.signal);
+    }
+  }
+
+  async function take(vm: string, spec: CreateSpec, ctx: CallContext): Promise<string> {
+    const args = ['snapshot', vm, 'take', spec.name, `--description=${descriptionWithMarker(spec.description, spec.marker)}`];
+    const result = await run(args, ctx, { what: `take snapshot of VM ${vm}`, mutating: true }, (p) => ctx.progress(p));
+    const uuid = parseTakenUuid(result.stdout);
+    if (!uuid) throw err('internal', `take snapshot of VM ${vm}: VBoxManage did not report the new snapshot's UUID`);
+    return uuid;
+  }
+
+  async function findCreated(vm: string, uuid: string, ctx: CallContext): Promise<ProviderSnapshot> {
+    const found = (await readSnapshots(vm, ctx)).find((s) => s.uuid === uuid);
+    if (!found) throw err('internal', `take snapshot of VM ${vm}: snapshot ${uuid} was reported but is not listed`, { retry: 'uncertain' });
+    return toProviderSnapshot(found);
+  }
+
+  const provider: SnapshotProvider = {
+    kind: 'virtualbox',
+    target,
+
+    capabilities: () => structuredClone(CAPABILITIES),
+
+    async check(ctx) {
+      assertNotAborted(ctx, 'check');
+      try {
+        const result = await run(['--version'], ctx, { what: 'check', mutating: false });
+        const version = result.stdout.trim().split('\n')[0] ?? '';
+        return { reachable: true, version, authOk: true } satisfies TargetHealth;
+      } catch (e) {
+        if (e instanceof ProviderError && e.kind === 'transient') return { reachable: false, message: e.message };
+        throw e;
+      }
+    },
+
+    async listVms(ctx) {
+      assertNotAborted(ctx, 'list VMs');
+      const listed = parseListVms((await run(['list', 'vms'], ctx, { what: 'list VMs', mutating: false })).stdout);
+      const vms: VmInfo[] = [];
+      for (const ref of listed) {
+        let info: ParsedVmInfo;
+        try {
+          info = await readVm(ref.uuid, ctx);
+        } catch (e) {
+          if (e instanceof ProviderError && e.kind === 'not_found') continue; // unregistered meanwhile
+          throw e;
+        }
+        vms.push({
+          providerVmId: ref.uuid,
+          name: info.name || ref.name,
+          powerState: powerStateOf(info.vmState),
+          rawPowerState: info.vmState,
+          disks: Object.entries(info.storage).map(([slot, path]) => ({ slot, path })),
+        });
+      }
+      return vms;
+    },
+
+    async listSnapshots(providerVmId, ctx) {
+      assertNotAborted(ctx, 'list snapshots');
+      return (await readSnapshots(vmArg(providerVmId), ctx)).map(toProviderSnapshot);
+    },
+
+    async createSnapshot(providerVmId, spec, ctx) {
+      assertNotAborted(ctx, 'create snapshot');
+      const vm = vmArg(providerVmId);
+      const support = CAPABILITIES.modes[spec.mode];
+      if (!support.supported) throw err('unsupported', `mode '${spec.mode}' is not supported: ${support.reason}`);
+      validateSpec(spec);
+
+      const existing = (await readSnapshots(vm, ctx)).find((s) => splitMarker(s.description, MARKER_PREFIX).marker === spec.marker);
+      if (existing) return toProviderSnapshot(existing);
+
+      const state = (await readVm(vm, ctx)).vmState;
+      if (spec.mode === 'memory') {
+        if (!ONLINE_STATES.has(state)) {
+          throw err('conflict', `memory snapshot of VM ${vm} needs a running VM (state: ${state}); use mode 'offline' for a VM that is not running`);
+        }
+        return findCreated(vm, await take(vm, spec, ctx), ctx);
+      }
+
+      // offline
+      if (OFF_STATES.has(state)) return findCreated(vm, await take(vm, spec, ctx), ctx);
+      if (state !== 'running') {
+        const why = state === 'saved' || state === 'paused'
+          ? `VM ${vm} is ${state}: powering it off would discard its ${state === 'saved' ? 'saved' : 'running'} state; resume it or use mode 'memory'`
+          : `VM ${vm} is ${state}; wait until it is running or powered off`;
+        throw err('conflict', `offline snapshot: ${why}`);
+      }
+      await shutDown(vm, ctx);
+      let uuid: string;
+      try {
+        uuid = await take(vm, spec, ctx);
+      } catch (e) {
+        // Put the VM back the way we found it; the snapshot error is what the caller needs to see.
+        await run(['startvm', vm, '--type', 'headless'], { ...ctx, signal: new AbortController().signal }, { what: `restart VM ${vm}`, mutating: true }).catch((restartErr: unknown) =>
+          ctx.log.error({ vm, err: restartErr instanceof Error ? restartErr.message : String(restartErr) }, 'could not restart VM after a failed offline snapshot'),
+        );
+        throw e;
+      }
+      await run(['startvm', vm, '--type', 'headless'], ctx, { what: `restart VM ${vm} after the offline snapshot`, mutating: true });
+      return findCreated(vm, uuid, ctx);
+    },
+
+    async revertSnapshot(providerVmId, providerRef, ctx) {
+      assertNotAborted(ctx, 'revert');
+      const vm = vmArg(providerVmId);
+      if (!UUID_RE.test(providerRef)) throw err('not_found', `VM ${vm} has no snapshot '${providerRef}'`);
+      const ref = providerRef.toLowerCase();
+      const snapshots = await readSnapshots(vm, ctx);
+      if (!snapshots.some((s) => s.uuid === ref)) throw err('not_found', `VM ${vm} has no snapshot ${ref}`);
+      const state = (await readVm(vm, ctx)).vmState;
+      if (ONLINE_STATES.has(state)) {
+        await run(['controlvm', vm, 'poweroff'], ctx, { what: `power off VM ${vm} before revert`, mutating: true }, (p) => ctx.progress(p / 4));
+      }
+      await run(['snapshot', vm, 'restore', ref], ctx, { what: `revert VM ${vm} to snapshot ${ref}`, mutating: true }, (p) => ctx.progress(25 + (p * 3) / 4));
+      const after = (await readVm(vm, ctx)).vmState;
+      if (after === 'saved') {
+        await run(['startvm', vm, '--type', 'headless'], ctx, { what: `start VM ${vm} after revert`, mutating: true });
+      }
+      ctx.progress(100);
+    },
+
+    async deleteSnapshot(providerVmId, providerRef, options: DeleteOptions, ctx) {
+      assertNotAborted(ctx, 'delete');
+      const vm = vmArg(providerVmId);
+      if (!UUID_RE.test(providerRef)) throw err('not_found', `VM ${vm} has no snapshot '${providerRef}'`);
+      const ref = providerRef.toLowerCase();
+      const snapshots = await readSnapshots(vm, ctx);
+      if (!snapshots.some((s) => s.uuid === ref)) return; // already gone
+
+      const order: string[] = [];
+      if (options.children) {
+        const kids = new Map<string, string[]>();
+        for (const s of snapshots) if (s.parentUuid) kids.set(s.parentUuid, [...(kids.get(s.parentUuid) ?? []), s.uuid]);
+        const postOrder = (id: string) => {
+          for (const c of kids.get(id) ?? []) postOrder(c);
+          order.push(id);
+        };
+        postOrder(ref);
+      } else {
+        order.push(ref);
+      }
+      for (const [i, id] of order.entries()) {
+        try {
+          await run(['snapshot', vm, 'delete', id], ctx, { what: `delete snapshot ${id} of VM ${vm}`, mutating: true }, (p) =>
+            ctx.progress(Math.round(((i + p / 100) / order.length) * 100)),
+          );
+        } catch (e) {
+          if (e instanceof ProviderError && e.kind === 'not_found' && e.nativeCode === 'VBOX_E_OBJECT_NOT_FOUND' && /snapshot/i.test(e.message) && !/registered machine/.test(e.message)) continue;
+          throw e;
+        }
+      }
+    },
+
+    async consolidate(): Promise<ConsolidationReport> {
+      throw err('unsupported', 'VirtualBox merges differencing images when a snapshot is deleted; there is nothing separate to consolidate');
+    },
+
+    async close() {
+      // local processes only; nothing to release
+    },
+  };
+  return provider;
+}
+
+/** Registry entry point (providers/index.ts). */
+export default function virtualBoxFactory(target: string, options: Record<string, unknown>, deps: { log: Logger }): SnapshotProvider {
+  return createVirtualBoxProvider(target, options, deps);
+}

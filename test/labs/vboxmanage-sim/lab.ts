@@ -1,0 +1,264 @@
+/**
+ * Provisions a VBoxManage simulator lab in a directory: a JSON state file with seeded VMs and an
+ * executable `VBoxManage` wrapper script that runs the simulator against it.
+ *
+ * Used by tests and by the daemon's demo mode, so it must not import tap.
+ * The state file is shared with running simulator processes: every change made here takes the same
+ * lock file the simulator uses (O_EXCL create, stale lock recovered when its pid is dead).
+ */
+import { randomUUID } from 'node:crypto';
+import { chmodSync, closeSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const SIMULATOR_PATH = join(dirname(fileURLToPath(import.meta.url)), 'vboxmanage.mjs');
+
+export type SimVmState = 'running' | 'poweroff' | 'saved' | 'paused' | 'aborted' | (string & {});
+
+export interface SimGuest {
+  /** Whether the guest OS shuts down on an ACPI power-button press. */
+  acpi: 'honours' | 'ignores';
+  /** How long the guest takes to shut down after the button press. */
+  shutdownMs: number;
+}
+
+export interface SimSnapshot {
+  uuid: string;
+  name: string;
+  description: string;
+  parent: string | null;
+  children: string[];
+  timeStamp: number;
+  online: boolean;
+}
+
+export interface SimVm {
+  uuid: string;
+  name: string;
+  state: SimVmState;
+  stateChangeTime: number;
+  ostype: string;
+  memory: number;
+  cfgFile: string;
+  snapFldr: string;
+  logFldr: string;
+  hardwareUuid: string;
+  baseDisk: { path: string; uuid: string };
+  disk: { path: string; uuid: string };
+  guest: SimGuest;
+  stopAt?: number;
+  snapshots: Record<string, SimSnapshot>;
+  root: string | null;
+  current: string | null;
+  pending?: { kind: string; pid: number; prevState: string; data: Record<string, unknown> };
+}
+
+/** Operations a fault can be attached to: snapshot subcommands, and the other commands by name. */
+export type SimOp = 'take' | 'restore' | 'restorecurrent' | 'delete' | 'list' | 'edit' | 'showvminfo' | 'startvm' | 'controlvm' | 'version';
+
+export type SimFault = (
+  | { type: 'hang' }
+  | { type: 'fail'; message?: string; code?: string; exitCode?: number; stderr?: string; stdout?: string }
+  | { type: 'error-exit-0'; message?: string }
+  | { type: 'locked' }
+) & {
+  /** Fire this many times, then disappear; forever when absent. */
+  times?: number;
+};
+
+export interface SimState {
+  version?: string;
+  /** Duration of each 10 % progress step of a long operation. */
+  stepMs?: number;
+  vms: SimVm[];
+  /** vm name (or '*' for any VM and for `list`/`--version`) → op → fault. */
+  faults?: Record<string, Partial<Record<SimOp, SimFault>>>;
+}
+
+export interface LabVmSpec {
+  name: string;
+  state: 'running' | 'poweroff' | 'saved' | 'paused';
+  guest?: Partial<SimGuest>;
+}
+
+export interface VboxLabOptions {
+  dir: string;
+  vms: LabVmSpec[];
+  /** Milliseconds per 10 % progress step (default 20). */
+  stepMs?: number;
+  /** What `VBoxManage --version` prints (default 7.0.20r163906). */
+  version?: string;
+}
+
+export interface VboxLab {
+  /** Path of the executable `VBoxManage` wrapper script. */
+  vboxmanage: string;
+  statePath: string;
+  dir: string;
+  setFault(op: SimOp, vmName: string, fault: SimFault | null): void;
+  readState(): SimState;
+  setVmState(vmName: string, state: SimVmState): void;
+  setGuest(vmName: string, guest: Partial<SimGuest>): void;
+  /** A snapshot made outside Snapvisor, as a child of the VM's current snapshot; it becomes current. Returns its UUID. */
+  addExternalSnapshot(vmName: string, snapshot: { name: string; description?: string; online?: boolean }): string;
+  cleanup(): void;
+}
+
+/** A fixed time for seeded VMs, so two labs seeded alike print the same showvminfo (UUIDs aside). */
+const SEED_TIME = Date.UTC(2024, 0, 1, 0, 0, 0, 0);
+
+function shellQuote(s: string): string {
+  return `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+export function createVboxLab(options: VboxLabOptions): VboxLab {
+  const dir = resolve(options.dir);
+  mkdirSync(dir, { recursive: true });
+  const statePath = join(dir, 'vbox-state.json');
+  const vboxmanage = join(dir, 'VBoxManage');
+
+  const vms: SimVm[] = options.vms.map((spec) => {
+    const home = join(dir, 'VirtualBox VMs', spec.name);
+    const base = { path: join(home, `${spec.name}-disk001.vdi`), uuid: randomUUID() };
+    return {
+      uuid: randomUUID(),
+      name: spec.name,
+      state: spec.state,
+      stateChangeTime: SEED_TIME,
+      ostype: 'Ubuntu (64-bit)',
+      memory: 1024,
+      cfgFile: join(home, `${spec.name}.vbox`),
+      snapFldr: join(home, 'Snapshots'),
+      logFldr: join(home, 'Logs'),
+      hardwareUuid: randomUUID(),
+      baseDisk: base,
+      disk: { ...base },
+      guest: { acpi: spec.guest?.acpi ?? 'honours', shutdownMs: spec.guest?.shutdownMs ?? 100 },
+      snapshots: {},
+      root: null,
+      current: null,
+    };
+  });
+  const state: SimState = { version: options.version ?? '7.0.20r163906', stepMs: options.stepMs ?? 20, vms, faults: {} };
+  writeFileSync(statePath, JSON.stringify(state, null, 2));
+  // A fixed script: only the three fixed paths are interpolated, shell-quoted.
+  writeFileSync(
+    vboxmanage,
+    `#!/bin/sh\nexec ${shellQuote(process.execPath)} ${shellQuote(SIMULATOR_PATH)} --sim-state ${shellQuote(statePath)} "$@"\n`,
+  );
+  chmodSync(vboxmanage, 0o755);
+
+  const update = (fn: (s: SimState) => void) => withLockedState(statePath, fn);
+  const vmNamed = (s: SimState, name: string): SimVm => {
+    const vm = s.vms.find((v) => v.name === name);
+    if (!vm) throw new Error(`vbox lab: no VM named '${name}'`);
+    return vm;
+  };
+
+  return {
+    vboxmanage,
+    statePath,
+    dir,
+    setFault(op, vmName, fault) {
+      update((s) => {
+        s.faults ??= {};
+        const forVm = (s.faults[vmName] ??= {});
+        if (fault === null) delete forVm[op];
+        else forVm[op] = fault;
+      });
+    },
+    readState: () => JSON.parse(readFileSync(statePath, 'utf8')) as SimState,
+    setVmState(vmName, vmState) {
+      update((s) => {
+        const vm = vmNamed(s, vmName);
+        vm.state = vmState;
+        vm.stateChangeTime = Date.now();
+        delete vm.stopAt;
+      });
+    },
+    setGuest(vmName, guest) {
+      update((s) => {
+        const vm = vmNamed(s, vmName);
+        vm.guest = { ...vm.guest, ...guest };
+      });
+    },
+    addExternalSnapshot(vmName, snap) {
+      const uuid = randomUUID();
+      update((s) => {
+        const vm = vmNamed(s, vmName);
+        vm.snapshots[uuid] = {
+          uuid,
+          name: snap.name,
+          description: snap.description ?? '',
+          parent: vm.current,
+          children: [],
+          timeStamp: Date.now(),
+          online: snap.online ?? (vm.state === 'running' || vm.state === 'paused'),
+        };
+        if (vm.current) vm.snapshots[vm.current]?.children.push(uuid);
+        else vm.root = uuid;
+        vm.current = uuid;
+      });
+      return uuid;
+    },
+    cleanup() {
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+const waitCell = new Int32Array(new SharedArrayBuffer(4));
+
+/** Same protocol as the simulator: O_EXCL lock file holding our pid; atomic write by rename. */
+function withLockedState(statePath: string, fn: (s: SimState) => void): void {
+  const lock = `${statePath}.lock`;
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    try {
+      const fd = openSync(lock, 'wx');
+      writeSync(fd, String(process.pid));
+      closeSync(fd);
+      break;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    }
+    let owner = Number.NaN;
+    try {
+      owner = Number.parseInt(readFileSync(lock, 'utf8'), 10);
+    } catch {
+      continue;
+    }
+    if (Number.isInteger(owner) && !alive(owner)) {
+      try {
+        unlinkSync(lock);
+      } catch {
+        // recovered by someone else
+      }
+      continue;
+    }
+    if (Date.now() > deadline) throw new Error(`vbox lab: state lock held too long by pid ${owner}`);
+    Atomics.wait(waitCell, 0, 0, 3);
+  }
+  try {
+    const state = JSON.parse(readFileSync(statePath, 'utf8')) as SimState;
+    fn(state);
+    const tmp = `${statePath}.${process.pid}.tmp`;
+    writeFileSync(tmp, JSON.stringify(state, null, 2));
+    renameSync(tmp, statePath);
+  } finally {
+    try {
+      unlinkSync(lock);
+    } catch {
+      // already gone
+    }
+  }
+}
