@@ -1,0 +1,40 @@
+/**
+ * `npm run bench -- <name>`: runs one benchmark and appends its section to BENCHMARKS.md.
+ * Figures are ratios against a baseline measured in the same run (machines here are shared and
+ * noisy), plus absolute numbers for context. Benchmarks are never timed tests.
+ */
+import { appendFileSync, existsSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+
+export interface BenchReport {
+  title: string;
+  /** Markdown body: what was measured, the table, the verdict against the target. */
+  markdown: string;
+}
+
+const BENCHES: Record<string, () => Promise<BenchReport>> = {
+  'tree-api': async () => (await import('./tree-api.ts')).run(),
+  'store-scale': async () => (await import('./store-scale.ts')).run(),
+};
+
+async function main() {
+  const name = process.argv[2];
+  const bench = name ? BENCHES[name] : undefined;
+  if (!bench) {
+    process.stderr.write(`usage: npm run bench -- <${Object.keys(BENCHES).join('|')}>\n`);
+    process.exit(2);
+  }
+  const report = await bench();
+  const file = new URL('../BENCHMARKS.md', import.meta.url);
+  if (!existsSync(file)) writeFileSync(file, '# Benchmarks\n\nEach section is appended by `npm run bench -- <name>`; newest last.\n');
+  const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
+  const section =
+    `\n## ${report.title} — ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC\n\n` +
+    `Command: \`npm run bench -- ${name}\` · Node ${process.version} · ${os.cpus().length} × ${cpu} · ${Math.round(os.totalmem() / 2 ** 30)} GiB\n\n` +
+    `${report.markdown.trim()}\n`;
+  appendFileSync(file, section);
+  process.stdout.write(section);
+  process.exit(0);
+}
+
+await main();

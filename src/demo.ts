@@ -1,0 +1,30 @@
+/**
+ * Demo mode: with no config file, provision the bundled VBoxManage simulator under ./data/demo
+ * (kept across restarts, so the demo's snapshots persist like a real host's) and build the demo
+ * configuration around it.
+ */
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { createVboxLab } from '../test/labs/vboxmanage-sim/lab.ts';
+import { demoConfig } from './config/demo.ts';
+import { resolveConfig, type ResolvedConfig } from './config/load.ts';
+
+export const DEMO_VMS = [
+  { name: 'web-01', state: 'running' as const },
+  { name: 'web-02', state: 'running' as const },
+  { name: 'db-primary', state: 'running' as const, guest: { shutdownMs: 1500 } },
+  { name: 'build-agent', state: 'poweroff' as const },
+  { name: 'legacy-erp', state: 'saved' as const },
+];
+
+export async function startDemo(input: { env: NodeJS.ProcessEnv; cwd: string }): Promise<{ config: ResolvedConfig; token: string; generated: boolean }> {
+  const dir = path.resolve(input.cwd, 'data/demo');
+  const wrapper = path.join(dir, 'VBoxManage');
+  if (!existsSync(wrapper) || !existsSync(path.join(dir, 'vbox-state.json'))) {
+    // 150 ms per 10 % step: slow enough to watch a progress bar, quick enough to click through.
+    createVboxLab({ dir, vms: DEMO_VMS, stepMs: 150 });
+  }
+  const demo = demoConfig({ vboxmanage: wrapper, token: input.env.SNAPVISOR_TOKEN, database: './data/snapvisor.db' });
+  const config = resolveConfig(demo.raw, 'demo', { env: input.env, baseDir: input.cwd }, true);
+  return { config, token: demo.token, generated: demo.generated };
+}

@@ -1,0 +1,130 @@
+/**
+ * The daemon: config → store → provider registry → engine → API, and a graceful shutdown that
+ * lets running jobs finish (or puts them back in the queue for the next start).
+ */
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { pino, type Logger as PinoLogger } from 'pino';
+import { createRegistry } from '../providers/index.ts';
+import { buildApp } from './api/app.ts';
+import { ConfigError, findConfigFile, loadConfigFile, type ResolvedConfig } from './config/load.ts';
+import { startDemo } from './demo.ts';
+import { createEngine } from './engine/engine.ts';
+import { openStore } from './store/index.ts';
+import { VERSION } from './version.ts';
+
+/** Log paths pino must never print: credentials anywhere they could appear. */
+export const REDACT_PATHS = [
+  'req.headers.authorization',
+  'headers.authorization',
+  '*.password',
+  '*.privateKey',
+  '*.passphrase',
+  '*.clientSecret',
+  '*.token',
+  '*.value',
+];
+
+async function main(): Promise<void> {
+  const env = process.env;
+  const cwd = process.cwd();
+  const bootLog = pino({ level: env.SNAPVISOR_LOG_LEVEL ?? 'info', redact: REDACT_PATHS });
+
+  let config: ResolvedConfig;
+  let demoToken: { token: string; generated: boolean } | undefined;
+  try {
+    const file = findConfigFile(env, cwd);
+    if (file) {
+      config = loadConfigFile(file, env);
+    } else {
+      const demo = await startDemo({ env, cwd });
+      config = demo.config;
+      demoToken = { token: demo.token, generated: demo.generated };
+    }
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`snapvisor: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+
+  const log: PinoLogger = bootLog.child({ ...(config.demo ? { demo: true } : {}) });
+  log.level = config.logLevel;
+  log.info({ source: config.source, version: VERSION, targets: config.targets.map((t) => `${t.name}(${t.kind})`) }, config.demo ? 'starting in DEMO mode (bundled VirtualBox simulator)' : 'starting');
+
+  mkdirSync(path.dirname(config.database), { recursive: true });
+  const store = openStore(config.database, { log });
+  let registry;
+  try {
+    registry = await createRegistry(config.targets, { log });
+  } catch (err) {
+    // Adapter option errors are configuration errors: say which target and why, then stop.
+    process.stderr.write(`snapvisor: invalid configuration in ${config.source}: ${(err as Error).message}\n`);
+    store.close();
+    process.exit(2);
+  }
+  const engine = createEngine({
+    store,
+    registry,
+    log,
+    settings: {
+      workerPollMs: config.engine.workerPollMs,
+      jobTimeoutMs: config.engine.jobTimeoutSec * 1000,
+      maxAttempts: config.engine.maxAttempts,
+      syncIntervalMs: config.engine.syncIntervalSec * 1000,
+    },
+  });
+  await engine.start({ waitForSync: false });
+
+  const app = await buildApp({
+    engine,
+    auth: { tokens: config.tokens },
+    logger: log,
+    bodyLimit: config.bodyLimitBytes,
+    demo: config.demo,
+    version: VERSION,
+    ...(config.listen.tls ? { https: config.listen.tls } : {}),
+  });
+  const address = await app.listen({ host: config.listen.host, port: config.listen.port });
+  log.info({ address }, 'listening');
+  if (demoToken) {
+    const shown = demoToken.generated ? demoToken.token : '(the value of SNAPVISOR_TOKEN)';
+    process.stdout.write(
+      `\n  Snapvisor DEMO is running at ${address} with a simulated VirtualBox host.\n` +
+        `  Admin token: ${shown}\n` +
+        `  Try:  curl -H "Authorization: Bearer ${demoToken.generated ? demoToken.token : '$SNAPVISOR_TOKEN'}" ${address}/v1/vms\n` +
+        `  API docs: ${address}/docs\n\n`,
+    );
+  }
+
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) {
+      log.warn({ signal }, 'second signal: exiting now; unfinished jobs are recovered at next start');
+      process.exit(1);
+    }
+    stopping = true;
+    log.info({ signal }, 'shutting down');
+    const hardStop = setTimeout(() => process.exit(1), (config.engine.shutdownGraceSec + 10) * 1000);
+    hardStop.unref();
+    try {
+      await app.close();
+      await engine.stop({ graceMs: config.engine.shutdownGraceSec * 1000 });
+      await registry.close();
+      store.close();
+      log.info('stopped');
+      process.exit(0);
+    } catch (err) {
+      log.error({ err }, 'error during shutdown');
+      process.exit(1);
+    }
+  };
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`snapvisor: fatal: ${(err as Error)?.stack ?? String(err)}\n`);
+  process.exit(1);
+});

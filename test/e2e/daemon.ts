@@ -1,0 +1,96 @@
+/**
+ * Starts the real daemon (src/main.ts) as a child process, the way `npm start` does, and waits for
+ * it to listen. Used by the e2e tests that kill it, restart it, and read its logs.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+export const REPO = fileURLToPath(new URL('../../', import.meta.url));
+const MAIN = fileURLToPath(new URL('../../src/main.ts', import.meta.url));
+
+export interface Daemon {
+  url: string;
+  proc: ChildProcess;
+  stdout(): string;
+  stderr(): string;
+  /** Parsed pino lines from stdout. */
+  logs(): Array<Record<string, unknown>>;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  kill(signal: NodeJS.Signals): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+export async function startDaemon(options: { cwd: string; env?: Record<string, string>; timeoutMs?: number }): Promise<Daemon> {
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) {
+    // The daemon must not inherit a config or token from the developer's shell.
+    if (v !== undefined && !k.startsWith('SNAPVISOR_') && !k.startsWith('TAP')) env[k] = v;
+  }
+  Object.assign(env, { SNAPVISOR_PORT: '0', SNAPVISOR_HOST: '127.0.0.1' }, options.env ?? {});
+  const proc = spawn(process.execPath, ['--import', import.meta.resolve('tsx'), MAIN], { cwd: options.cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  proc.stdout!.setEncoding('utf8').on('data', (c: string) => (out += c));
+  proc.stderr!.setEncoding('utf8').on('data', (c: string) => (err += c));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal })));
+
+  const logs = () =>
+    out
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => {
+        try {
+          return JSON.parse(l) as Record<string, unknown>;
+        } catch {
+          return {};
+        }
+      });
+  const deadline = Date.now() + (options.timeoutMs ?? 30_000);
+  let url: string | undefined;
+  while (url === undefined) {
+    const line = logs().find((l) => l.msg === 'listening');
+    if (line) url = String(line.address);
+    else if (proc.exitCode !== null || proc.signalCode !== null) throw new Error(`daemon exited early (${proc.exitCode ?? proc.signalCode}):\n${err}\n${out}`);
+    else if (Date.now() > deadline) {
+      proc.kill('SIGKILL');
+      throw new Error(`daemon did not listen in time:\n${err}\n${out}`);
+    } else await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    url,
+    proc,
+    stdout: () => out,
+    stderr: () => err,
+    logs,
+    exited,
+    kill(signal) {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
+      return exited;
+    },
+  };
+}
+
+export async function api<T = unknown>(
+  daemon: { url: string },
+  token: string,
+  method: string,
+  path: string,
+  body?: unknown,
+): Promise<{ status: number; body: T; headers: Headers }> {
+  const res = await fetch(`${daemon.url}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  });
+  const text = await res.text();
+  return { status: res.status, body: (text ? JSON.parse(text) : null) as T, headers: res.headers };
+}
+
+export async function until<T>(what: string, fn: () => Promise<T | undefined | null | false>, timeoutMs = 30_000, everyMs = 100): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}

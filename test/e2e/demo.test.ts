@@ -1,0 +1,54 @@
+// `npm start` with no config file on a machine with no hypervisor: the demo configuration runs the
+// bundled VirtualBox simulator, is marked demo, prints a generated token once, and works end to end.
+import t from 'tap';
+import { api, startDaemon, until } from './daemon.ts';
+
+t.test('demo mode works out of the box and is marked demo', async (t) => {
+  const cwd = t.testdir({});
+  const d = await startDaemon({ cwd });
+  t.teardown(() => d.kill('SIGKILL'));
+  const token = /Admin token: (\S+)/.exec(d.stdout())?.[1];
+  t.ok(token, 'a generated token is printed');
+  t.match(token!, /^svd_/);
+  t.ok(d.logs().some((l) => l.demo === true && /DEMO/.test(String(l.msg))), 'logs say demo');
+  t.notOk(d.logs().some((l) => JSON.stringify(l).includes(token!)), 'the token never appears in a log line');
+
+  const health = await fetch(`${d.url}/healthz`);
+  t.equal(health.status, 200, '/healthz is open');
+  const denied = await fetch(`${d.url}/v1/targets`);
+  t.equal(denied.status, 401, 'everything else needs the token');
+
+  const targets = await api<Array<{ name: string; demo: boolean; kind: string }>>(d, token!, 'GET', '/v1/targets');
+  t.equal(targets.status, 200);
+  t.same(targets.body.map((x) => [x.name, x.kind, x.demo]), [['demo-vbox', 'virtualbox', true]]);
+  t.equal(targets.headers.get('x-snapvisor-demo'), 'true');
+
+  const vms = await until('demo VMs synced', async () => {
+    const r = await api<{ items: Array<{ id: string; name: string; powerState: string }> }>(d, token!, 'GET', '/v1/vms');
+    return r.body.items.length >= 5 ? r.body.items : undefined;
+  });
+  const web = vms.find((v) => v.name === 'web-01')!;
+  t.equal(web.powerState, 'running');
+  const created = await api<{ id: string; state: string; result: { snapshotId: string } | null }>(d, token!, 'POST', `/v1/vms/${web.id}/snapshots?wait=60`, {
+    name: 'first demo snapshot',
+    mode: 'memory',
+  });
+  t.equal(created.status, 200, 'finished within the wait');
+  t.equal(created.body.state, 'succeeded');
+  const tree = await api<{ roots: Array<{ id: string; current: boolean; name: string }> }>(d, token!, 'GET', `/v1/vms/${web.id}/snapshots?view=tree`);
+  t.equal(tree.body.roots[0]!.name, 'first demo snapshot');
+  t.equal(tree.body.roots[0]!.id, created.body.result!.snapshotId);
+  t.ok(tree.body.roots[0]!.current);
+});
+
+t.test('a bad config file stops the daemon with the key and the reason', async (t) => {
+  const cwd = t.testdir({ 'bad.yaml': 'tokens: []\nlisten: { port: "x" }\n' });
+  const err = await startDaemon({ cwd, env: { SNAPVISOR_CONFIG: 'bad.yaml' } }).then(
+    () => null,
+    (e: Error) => e,
+  );
+  t.ok(err, 'does not start');
+  t.match(err!.message, /\/listen\/port/);
+  t.match(err!.message, /\/tokens/);
+  t.notMatch(err!.message, /at .*\.ts:\d+/, 'no stack trace for a config error');
+});
