@@ -39,14 +39,20 @@ export function supportedKinds(): ProviderKind[] {
 }
 
 export async function createRegistry(specs: readonly TargetSpec[], deps: ProviderDeps): Promise<ProviderRegistry> {
-  const entries = new Map<string, RegisteredTarget>();
+  const entries: RegisteredTarget[] = [];
   for (const spec of specs) {
     const load = LOADERS[spec.kind];
     if (!load) throw new ProviderError(spec.kind, 'unsupported', `target '${spec.name}': provider kind '${spec.kind}' is not available in this build`);
     const factory = await load();
     const provider = factory(spec.name, spec.options, { log: deps.log.child({ target: spec.name, provider: spec.kind }) });
-    entries.set(spec.name, { spec, provider });
+    entries.push({ spec, provider });
   }
+  return registryOf(entries);
+}
+
+/** A registry around providers already built (createRegistry's result, or test fakes). */
+export function registryOf(targets: readonly RegisteredTarget[]): ProviderRegistry {
+  const entries = new Map(targets.map((t) => [t.spec.name, t]));
   return {
     get(target) {
       const entry = entries.get(target);

@@ -17,6 +17,36 @@ export interface CallInfo {
 
 const LOCKED = 'is already locked by a session';
 
+/**
+ * Machine states VirtualBox passes through on its own (§3.3's `<State>` names). A refusal in one
+ * of them means "not now", not "never": after a crash our own earlier command may still be
+ * finishing, so the engine must retry later rather than fail the job.
+ */
+const TRANSIENT_MACHINE_STATES = new Set([
+  'Snapshotting',
+  'OnlineSnapshotting',
+  'LiveSnapshotting',
+  'RestoringSnapshot',
+  'DeletingSnapshot',
+  'DeletingSnapshotOnline',
+  'DeletingSnapshotPaused',
+  'Saving',
+  'Restoring',
+  'Starting',
+  'Stopping',
+  'SettingUp',
+  'Teleporting',
+  'TeleportingIn',
+  'TeleportingPausedVM',
+]);
+
+function inTransientState(messages: readonly string[]): boolean {
+  return messages.some((m) => {
+    const state = /\(machine state: (\w+)\)/.exec(m)?.[1];
+    return state !== undefined && TRANSIENT_MACHINE_STATES.has(state);
+  });
+}
+
 /** A finished VBoxManage call that failed: non-zero exit, or exit 0 with an `error:` line (§1.2). */
 export function fromVboxFailure(result: RunResult, call: CallInfo): ProviderError {
   const parsed = parseVboxError(result.stderr);
@@ -32,6 +62,8 @@ export function fromVboxFailure(result: RunResult, call: CallInfo): ProviderErro
     case 'VBOX_E_OBJECT_NOT_FOUND':
       return new ProviderError(PROVIDER, 'not_found', message, opts);
     case 'VBOX_E_INVALID_VM_STATE':
+      if (inTransientState(parsed?.messages ?? [])) return new ProviderError(PROVIDER, 'transient', message, { ...opts, retry: 'transient' });
+      return new ProviderError(PROVIDER, 'conflict', message, opts);
     case 'VBOX_E_INVALID_OBJECT_STATE':
       return new ProviderError(PROVIDER, 'conflict', message, opts);
     default:

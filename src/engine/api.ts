@@ -8,6 +8,7 @@
  */
 import type { Capabilities, TargetHealth } from '../../providers/contract.ts';
 import type {
+  AuditEntry,
   Iso,
   Job,
   JobKind,
@@ -103,14 +104,8 @@ export interface ReadyReport {
   targets: Array<{ name: string; healthy: boolean | null; message: string | null }>;
 }
 
-export interface AuditRecord {
-  principal: string;
-  method: string;
-  path: string;
-  statusCode: number;
-  jobId: string | null;
-  detail: string | null;
-}
+/** An audit entry as the API hands it in; the store adds its id and time. */
+export type AuditRecord = Omit<AuditEntry, 'id' | 'at'>;
 
 export interface EngineApi {
   listTargets(): Promise<TargetView[]>;

@@ -18,9 +18,9 @@ t.test('demo mode works out of the box and is marked demo', async (t) => {
   const denied = await fetch(`${d.url}/v1/targets`);
   t.equal(denied.status, 401, 'everything else needs the token');
 
-  const targets = await api<Array<{ name: string; demo: boolean; kind: string }>>(d, token!, 'GET', '/v1/targets');
+  const targets = await api<{ items: Array<{ name: string; demo: boolean; kind: string }> }>(d, token!, 'GET', '/v1/targets');
   t.equal(targets.status, 200);
-  t.same(targets.body.map((x) => [x.name, x.kind, x.demo]), [['demo-vbox', 'virtualbox', true]]);
+  t.same(targets.body.items.map((x) => [x.name, x.kind, x.demo]), [['demo-vbox', 'virtualbox', true]]);
   t.equal(targets.headers.get('x-snapvisor-demo'), 'true');
 
   const vms = await until('demo VMs synced', async () => {

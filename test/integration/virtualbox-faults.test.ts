@@ -187,7 +187,9 @@ t.test('concurrent operations see the transient state (changing-state errors)', 
   const second = results[1];
   t.equal(second.status, 'rejected');
   if (second.status === 'rejected') {
-    t.equal((second.reason as ProviderError).kind, 'conflict');
+    // "Not now", not "never": the engine retries it with backoff instead of failing the job.
+    t.equal((second.reason as ProviderError).kind, 'transient');
+    t.equal((second.reason as ProviderError).retry, 'transient');
     t.match((second.reason as ProviderError).message, /while it is changing the state \(machine state: OnlineSnapshotting\)/);
   }
   t.equal((await provider.listSnapshots(web, testContext())).length, 2, 'zero survived, one was taken');

