@@ -21,8 +21,9 @@ export interface Forest<T extends TreeInput> {
 }
 
 /**
- * Builds the forest in input order. A row whose parent is not in the input (already gone, or a
- * partial list) becomes a root rather than disappearing: nothing is silently dropped.
+ * Builds the forest in input order, in O(n). A row whose parent is not in the input (already
+ * gone, or a partial list) becomes a root rather than disappearing, and so does a row caught in a
+ * parent cycle (corrupt data): nothing is silently dropped.
  */
 export function buildForest<T extends TreeInput>(rows: readonly T[]): Forest<T> {
   const nodes = new Map<string, TreeNode<T>>();
@@ -32,32 +33,36 @@ export function buildForest<T extends TreeInput>(rows: readonly T[]): Forest<T> 
   for (const row of rows) {
     const node = nodes.get(row.id)!;
     if (row.current) currentId = row.id;
-    const parent = row.parentId === null ? undefined : nodes.get(row.parentId);
-    if (parent && !createsCycle(nodes, row.id, row.parentId)) parent.children.push(node);
+    const parent = row.parentId === null || row.parentId === row.id ? undefined : nodes.get(row.parentId);
+    if (parent) parent.children.push(node);
     else roots.push(node);
   }
   let maxDepth = 0;
   let currentDepth = 0;
-  const stack: Array<[TreeNode<T>, number]> = roots.map((r) => [r, 1]);
-  while (stack.length > 0) {
-    const [node, depth] = stack.pop()!;
-    node.depth = depth;
-    if (depth > maxDepth) maxDepth = depth;
-    if (node.id === currentId) currentDepth = depth;
-    for (const child of node.children) stack.push([child, depth + 1]);
+  let reached = 0;
+  const walk = (from: TreeNode<T>[]) => {
+    const stack: Array<[TreeNode<T>, number]> = from.map((r) => [r, 1]);
+    while (stack.length > 0) {
+      const [node, depth] = stack.pop()!;
+      node.depth = depth;
+      reached++;
+      if (depth > maxDepth) maxDepth = depth;
+      if (node.id === currentId) currentDepth = depth;
+      for (const child of node.children) stack.push([child, depth + 1]);
+    }
+  };
+  walk(roots);
+  if (reached < nodes.size) {
+    // Only cycles are left unreached: cut each at the first node met and make it a root.
+    for (const node of nodes.values()) {
+      if (node.depth !== 0) continue;
+      const parent = node.parentId === null ? undefined : nodes.get(node.parentId);
+      if (parent) parent.children = parent.children.filter((c) => c !== node);
+      roots.push(node);
+      walk([node]);
+    }
   }
   return { roots, currentId, maxDepth, currentDepth };
-}
-
-function createsCycle<T extends TreeInput>(nodes: Map<string, TreeNode<T>>, id: string, parentId: string | null): boolean {
-  const seen = new Set<string>([id]);
-  let at = parentId;
-  while (at !== null) {
-    if (seen.has(at)) return true;
-    seen.add(at);
-    at = nodes.get(at)?.parentId ?? null;
-  }
-  return false;
 }
 
 /** Ids of a node's whole subtree (itself excluded), parents before children. */

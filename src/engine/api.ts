@@ -118,6 +118,11 @@ export interface EngineApi {
 
   listSnapshots(vmId: string, options: { includeGone: boolean }): Promise<Snapshot[]>;
   snapshotTree(vmId: string): Promise<SnapshotTree>;
+  /**
+   * A number that changes whenever any snapshot of the VM does (not_found for an unknown VM):
+   * what HTTP caching of a VM's snapshot listing is keyed on.
+   */
+  snapshotRevision(vmId: string): Promise<number>;
   getSnapshot(snapshotId: string): Promise<Snapshot>;
 
   /**

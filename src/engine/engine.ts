@@ -173,6 +173,11 @@ export function createEngine(options: EngineOptions): Engine {
       const forest = buildForest(await store.snapshots.listByVm(vmId, { includeGone: false }));
       return { vmId, currentSnapshotId: forest.currentId, maxDepth: forest.maxDepth, roots: forest.roots };
     },
+    async snapshotRevision(vmId) {
+      const rev = await store.snapshots.revision(vmId);
+      if (rev === null) throw notFound('vm', vmId);
+      return rev;
+    },
     async getSnapshot(snapshotId) {
       const s = await store.snapshots.get(snapshotId);
       if (!s) throw notFound('snapshot', snapshotId);

@@ -10,8 +10,10 @@ export interface SnapshotRepo {
   listByVm(vmId: string, options: { includeGone: boolean }): Promise<Snapshot[]>;
   /** The snapshot a create job made, if the store knows it. */
   findByJob(jobId: string): Promise<Snapshot | null>;
-  /** Applies a reconcile plan for one VM in one transaction. */
+  /** Applies a reconcile plan for one VM in one transaction, bumping the VM's snapshot revision. */
   apply(plan: SnapshotPlan): Promise<void>;
+  /** The VM's snapshot revision (changes whenever any of its snapshot rows does); null for an unknown VM. */
+  revision(vmId: string): Promise<number | null>;
 }
 
 const toSnapshot = (r: Row): Snapshot => ({
@@ -73,7 +75,9 @@ export function createSnapshotRepo(db: Db): SnapshotRepo {
           `INSERT INTO snapshots (id, vm_id, provider_ref, parent_id, name, description, mode, owner, job_id, state, is_current, created_at, first_seen_at, deleted_at)
            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
         );
+        const touched = new Set<string>();
         for (const s of plan.inserts) {
+          touched.add(s.vmId);
           insert.run(s.id, s.vmId, s.providerRef, s.parentId, s.name, s.description, s.mode, s.owner, s.jobId, s.state, int(s.current), s.createdAt, s.firstSeenAt, s.deletedAt);
         }
         for (const change of [...plan.updates, ...plan.gone]) {
@@ -84,8 +88,14 @@ export function createSnapshotRepo(db: Db): SnapshotRepo {
             return typeof v === 'boolean' ? int(v) : (v ?? null);
           });
           db.stmt(`UPDATE snapshots SET ${keys.map((k) => `${COLUMNS[k]} = ?`).join(', ')} WHERE id = ?`).run(...values, change.before.id);
+          touched.add(change.before.vmId);
         }
+        for (const vmId of touched) db.stmt('UPDATE vms SET snapshot_rev = snapshot_rev + 1 WHERE id = ?').run(vmId);
       });
+    },
+    async revision(vmId) {
+      const r = db.stmt('SELECT snapshot_rev FROM vms WHERE id = ?').get(vmId) as { snapshot_rev: number } | undefined;
+      return r ? r.snapshot_rev : null;
     },
   };
 }

@@ -65,6 +65,9 @@ export const AUTH_PROBLEMS = [401, 403, 500] as const;
 /** Routes without a body still refuse one with unknown fields (see emptyBody in routes/v1/shared.ts). */
 export const EmptyBody = Type.Object({}, { additionalProperties: false });
 
+/** 304: the representation named by If-None-Match is still current; no body. */
+export const NotModified = Type.Null({ description: 'Not modified: the ETag sent in If-None-Match is current' });
+
 export const PageQuery = {
   limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100 })),
   cursor: Type.Optional(Type.String({ maxLength: 500 })),

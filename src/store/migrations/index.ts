@@ -4,6 +4,7 @@
  * that has shipped.
  */
 import { sql as init } from './001_init.ts';
+import { sql as snapshotRev } from './002_snapshot_rev.ts';
 
 export interface Migration {
   version: number;
@@ -11,4 +12,7 @@ export interface Migration {
   sql: string;
 }
 
-export const MIGRATIONS: readonly Migration[] = [{ version: 1, name: 'init', sql: init }];
+export const MIGRATIONS: readonly Migration[] = [
+  { version: 1, name: 'init', sql: init },
+  { version: 2, name: 'snapshot_rev', sql: snapshotRev },
+];

@@ -1,6 +1,8 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { EngineApi } from '../../../engine/api.ts';
 import { submitJob } from '../../jobs.ts';
+import { createRepresentationCache } from '../../representation-cache.ts';
+import { NotModified } from '../../schemas/common.ts';
 import { Job } from '../../schemas/jobs.ts';
 import { CreateSnapshotBody, SnapshotListing, SnapshotListQuery, WaitQuery } from '../../schemas/snapshots.ts';
 import { ConsolidateBody, Vm, VmListQuery, VmPage, VmParams } from '../../schemas/vms.ts';
@@ -31,22 +33,35 @@ const vms: FastifyPluginAsyncTypebox<{ engine: EngineApi }> = async (app, { engi
     schema: { tags: ['vms'], summary: 'One VM', params: VmParams, response: { 200: Vm, ...READ_ONE } },
   }, async (request) => engine.getVm(request.params.vmId));
 
+  const listings = createRepresentationCache();
   app.get('/vms/:vmId/snapshots', {
     schema: {
       tags: ['snapshots'],
       summary: "A VM's snapshots, flat (`items`) or as a tree (`?view=tree`: `roots`, current marked)",
+      description: 'Carries an `ETag` that changes with any of the VM\'s snapshots; `If-None-Match` with it answers 304.',
       params: VmParams,
       querystring: SnapshotListQuery,
-      response: { 200: SnapshotListing, ...READ_ONE },
+      response: { 200: SnapshotListing, 304: NotModified, ...READ_ONE },
     },
-  }, async (request) => {
+  }, async (request, reply) => {
     const { vmId } = request.params;
-    if (request.query.view === 'tree') {
-      const tree = await engine.snapshotTree(vmId);
-      return { vmId, view: 'tree' as const, currentSnapshotId: tree.currentSnapshotId, maxDepth: tree.maxDepth, roots: tree.roots };
+    const view = request.query.view ?? 'flat';
+    const includeGone = request.query.includeGone ?? false;
+    const rev = await engine.snapshotRevision(vmId);
+    const etag = `"${vmId}.${rev}.${view}${includeGone ? '.all' : ''}"`;
+    reply.header('etag', etag).header('cache-control', 'private, no-cache');
+    if (request.headers['if-none-match'] === etag) return reply.code(304).send(null);
+    let body = listings.get(etag);
+    if (body === undefined) {
+      if (view === 'tree') {
+        const tree = await engine.snapshotTree(vmId);
+        body = String(reply.serialize({ vmId, view: 'tree' as const, currentSnapshotId: tree.currentSnapshotId, maxDepth: tree.maxDepth, roots: tree.roots }));
+      } else {
+        body = String(reply.serialize({ vmId, view: 'flat' as const, items: await engine.listSnapshots(vmId, { includeGone }) }));
+      }
+      listings.set(etag, body);
     }
-    const items = await engine.listSnapshots(vmId, { includeGone: request.query.includeGone ?? false });
-    return { vmId, view: 'flat' as const, items };
+    return reply.type('application/json; charset=utf-8').send(body);
   });
 
   app.post('/vms/:vmId/snapshots', {
