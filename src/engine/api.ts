@@ -56,7 +56,7 @@ export interface Page<T> {
 
 export interface VmFilter {
   target?: string;
-  /** Substring match on the VM name (case-insensitive). */
+  /** Prefix of the VM name (case-insensitive for ASCII letters). */
   name?: string;
   includeGone?: boolean;
   limit: number;

@@ -16,7 +16,7 @@ export type VmWithStats = Vm & VmStats;
 
 export interface VmListQuery {
   targetId?: string;
-  /** Case-insensitive substring of the name. */
+  /** Case-insensitive (ASCII) prefix of the name; `%` and `_` match literally. */
   name?: string;
   includeGone: boolean;
   limit: number;
@@ -116,8 +116,9 @@ export function createVmRepo(db: Db): VmRepo {
       }
       if (!q.includeGone) where.push('v.gone_at IS NULL');
       if (q.name !== undefined && q.name !== '') {
-        where.push('instr(lower(v.name), ?) > 0');
-        params.push(q.name.toLowerCase());
+        // Case-insensitive prefix (LIKE is ASCII-case-insensitive): served by the NOCASE indexes.
+        where.push("v.name LIKE ? ESCAPE '\\'");
+        params.push(`${q.name.replace(/[\\%_]/g, (c) => `\\${c}`)}%`);
       }
       if (q.cursor !== undefined) {
         const after = decodeCursor(q.cursor, 2);

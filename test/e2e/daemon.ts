@@ -1,12 +1,13 @@
 /**
- * Starts the real daemon (src/main.ts) as a child process, the way `npm start` does, and waits for
+ * Starts the real daemon as a child process, exactly the way `npm start` does, and waits for
  * it to listen. Used by the e2e tests that kill it, restart it, and read its logs.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
 export const REPO = fileURLToPath(new URL('../../', import.meta.url));
-const MAIN = fileURLToPath(new URL('../../src/main.ts', import.meta.url));
+// Exactly what `npm start` runs: the bundled daemon, no TypeScript loader.
+const START = fileURLToPath(new URL('../../scripts/start.mjs', import.meta.url));
 
 export interface Daemon {
   url: string;
@@ -26,7 +27,7 @@ export async function startDaemon(options: { cwd: string; env?: Record<string, s
     if (v !== undefined && !k.startsWith('SNAPVISOR_') && !k.startsWith('TAP')) env[k] = v;
   }
   Object.assign(env, { SNAPVISOR_PORT: '0', SNAPVISOR_HOST: '127.0.0.1' }, options.env ?? {});
-  const proc = spawn(process.execPath, ['--import', import.meta.resolve('tsx'), MAIN], { cwd: options.cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, ['--enable-source-maps', START], { cwd: options.cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   proc.stdout!.setEncoding('utf8').on('data', (c: string) => (out += c));

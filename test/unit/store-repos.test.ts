@@ -65,12 +65,15 @@ t.test('targets: ensure is idempotent by name, health is stored', async (t) => {
   t.same((await store.targets.list()).map((x) => x.name), ['lab', 'other']);
 });
 
-t.test('vms: filter by target and name (case-insensitive substring), gone hidden, keyset pages', async (t) => {
+t.test('vms: filter by target and name (case-insensitive prefix), gone hidden, keyset pages', async (t) => {
   const { store, lab } = await seed(t);
   const names = async (q: Parameters<Store['vms']['list']>[0]) => (await store.vms.list(q)).items.map((v) => v.name);
   t.same(await names({ includeGone: false, limit: 10 }), ['Web03', 'db01', 'web01', 'web02'], 'binary order by name');
   t.same(await names({ targetId: lab.id, name: 'WEB', includeGone: false, limit: 10 }), ['web01', 'web02']);
   t.same(await names({ targetId: lab.id, name: 'web', includeGone: true, limit: 10 }), ['web01', 'web02', 'web04']);
+  t.same(await names({ name: 'eb0', includeGone: false, limit: 10 }), [], 'a prefix, not a substring');
+  t.same(await names({ name: 'w_b', includeGone: false, limit: 10 }), [], '_ is literal, not a wildcard');
+  t.same(await names({ name: '%', includeGone: false, limit: 10 }), [], '% is literal, not a wildcard');
   const seen: string[] = [];
   let cursor: string | undefined;
   do {

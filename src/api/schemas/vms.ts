@@ -26,7 +26,7 @@ export const VmPage = Type.Object({ items: Type.Array(Vm), next: NullableString(
 
 export const VmListQuery = Type.Object({
   target: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
-  name: Type.Optional(Type.String({ maxLength: 200, description: 'Case-insensitive substring of the VM name' })),
+  name: Type.Optional(Type.String({ maxLength: 200, description: 'VMs whose name starts with this (case-insensitive for ASCII letters)' })),
   includeGone: Type.Optional(Type.Boolean({ default: false })),
   ...PageQuery,
 });

@@ -5,6 +5,7 @@
  */
 import { sql as init } from './001_init.ts';
 import { sql as snapshotRev } from './002_snapshot_rev.ts';
+import { sql as vmNamePrefix } from './003_vm_name_prefix.ts';
 
 export interface Migration {
   version: number;
@@ -15,4 +16,5 @@ export interface Migration {
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: 'init', sql: init },
   { version: 2, name: 'snapshot_rev', sql: snapshotRev },
+  { version: 3, name: 'vm_name_prefix', sql: vmNamePrefix },
 ];
