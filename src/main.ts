@@ -11,24 +11,13 @@ import { ConfigError, findConfigFile, loadConfigFile, type ResolvedConfig } from
 import { startDemo } from './demo.ts';
 import { createEngine } from './engine/engine.ts';
 import { openStore } from './store/index.ts';
+import { REDACT } from './log-redaction.ts';
 import { VERSION } from './version.ts';
-
-/** Log paths pino must never print: credentials anywhere they could appear. */
-export const REDACT_PATHS = [
-  'req.headers.authorization',
-  'headers.authorization',
-  '*.password',
-  '*.privateKey',
-  '*.passphrase',
-  '*.clientSecret',
-  '*.token',
-  '*.value',
-];
 
 async function main(): Promise<void> {
   const env = process.env;
   const cwd = process.cwd();
-  const bootLog = pino({ level: env.SNAPVISOR_LOG_LEVEL ?? 'info', redact: REDACT_PATHS });
+  const bootLog = pino({ level: env.SNAPVISOR_LOG_LEVEL ?? 'info', redact: REDACT });
 
   let config: ResolvedConfig;
   let demoToken: { token: string; generated: boolean } | undefined;

@@ -11,6 +11,7 @@ import { TypeBoxValidatorCompiler, type TypeBoxTypeProvider } from '@fastify/typ
 import Fastify, { type FastifyBaseLogger, type FastifyHttpsOptions, type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import type { Server as HttpsServer } from 'node:https';
 import type { EngineApi } from '../engine/api.ts';
+import { REDACT } from '../log-redaction.ts';
 import audit from './plugins/audit.ts';
 import auth, { type TokenSpec } from './plugins/auth.ts';
 import httpMetrics from './plugins/http-metrics.ts';
@@ -43,18 +44,10 @@ export interface AppOptions {
 
 export const DEFAULT_BODY_LIMIT = 64 * 1024;
 
-/** Never logged, whatever a serializer decides to include. */
-export const REDACT_PATHS = [
-  'req.headers.authorization',
-  'request.headers.authorization',
-  'headers.authorization',
-  'authorization',
-];
-
 function loggerOptions(logger: AppOptions['logger']): Pick<FastifyServerOptions, 'logger' | 'loggerInstance'> {
   if (logger === undefined || logger === false) return { logger: false };
-  if (logger === true) return { logger: { level: 'info', redact: { paths: REDACT_PATHS, censor: '[redacted]' } } };
-  return { loggerInstance: logger.child({}, { redact: { paths: REDACT_PATHS, censor: '[redacted]' } }) };
+  if (logger === true) return { logger: { level: 'info', redact: REDACT } };
+  return { loggerInstance: logger.child({}, { redact: REDACT }) };
 }
 
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
