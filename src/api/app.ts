@@ -38,6 +38,8 @@ export interface AppOptions {
   version: string;
   /** Interval of SSE heartbeat comments; default 15 s. */
   sseHeartbeatMs?: number;
+  /** Memory budget for cached snapshot listings (bytes); 0 turns the cache off. Default 32 MiB. */
+  listingCacheBytes?: number;
   /** Serve HTTPS with this PEM certificate and key (resolved secrets, never logged). */
   https?: { cert: string; key: string };
 }
@@ -88,7 +90,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await app.register(
     async (v1) => {
       await v1.register(targets, { engine });
-      await v1.register(vms, { engine });
+      await v1.register(vms, { engine, listingCacheBytes: options.listingCacheBytes ?? 32 * 1024 * 1024 });
       await v1.register(snapshots, { engine });
       await v1.register(jobs, { engine });
       await v1.register(events, { engine, heartbeatMs: options.sseHeartbeatMs ?? 15_000, demo });

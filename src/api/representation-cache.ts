@@ -24,7 +24,7 @@ export function createRepresentationCache(maxBytes = 32 * 1024 * 1024): Represen
       return body;
     },
     set(key, body) {
-      if (body.length > maxBytes) return;
+      if (body.length > maxBytes) return; // also: a budget of 0 turns the cache off
       const old = entries.get(key);
       if (old !== undefined) {
         bytes -= old.length;

@@ -50,3 +50,21 @@ t.test('ETag and If-None-Match on the snapshot listing', async (t) => {
   t.equal(unknown.statusCode, 404);
   t.notOk(unknown.headers.etag, 'no ETag on an error');
 });
+
+t.test('the hand-serialised tree has exactly the schema fields, like the flat view', async (t) => {
+  const { SNAPSHOT_FIELDS } = await import('../../src/api/schemas/snapshots.ts');
+  const h = await build(t);
+  const vm = await h.vmId('db-1');
+  const tree = (await h.call({ method: 'GET', url: `/v1/vms/${vm}/snapshots?view=tree`, as: 'reader' })).json();
+  const flat = (await h.call({ method: 'GET', url: `/v1/vms/${vm}/snapshots`, as: 'reader' })).json();
+  t.same(Object.keys(tree).sort(), ['currentSnapshotId', 'maxDepth', 'roots', 'view', 'vmId']);
+  const nodes: Array<Record<string, unknown>> = [];
+  const walk = (list: Array<Record<string, unknown>>) => list.forEach((n) => (nodes.push(n), walk(n.children as typeof list)));
+  walk(tree.roots);
+  t.equal(nodes.length, flat.items.length);
+  for (const node of nodes) {
+    t.same(Object.keys(node).sort(), [...SNAPSHOT_FIELDS, 'depth', 'children'].sort(), `fields of ${String(node.name)}`);
+    const { depth: _depth, children: _children, ...fields } = node;
+    t.same(fields, flat.items.find((s: { id: string }) => s.id === node.id), 'same values as the schema-serialised flat view');
+  }
+});

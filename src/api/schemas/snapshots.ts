@@ -21,6 +21,9 @@ const snapshotProperties = {
 
 export const Snapshot = Type.Object(snapshotProperties, { title: 'Snapshot' });
 
+/** The fields a snapshot has on the wire, in schema order. */
+export const SNAPSHOT_FIELDS = Object.keys(snapshotProperties) as Array<keyof typeof snapshotProperties>;
+
 /** Shared (added with app.addSchema) because it refers to itself. */
 export const SnapshotTreeNode = Type.Object(
   {

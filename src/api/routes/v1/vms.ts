@@ -1,14 +1,14 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import type { EngineApi } from '../../../engine/api.ts';
+import type { EngineApi, SnapshotTree, SnapshotTreeNode } from '../../../engine/api.ts';
 import { submitJob } from '../../jobs.ts';
 import { createRepresentationCache } from '../../representation-cache.ts';
 import { NotModified } from '../../schemas/common.ts';
 import { Job } from '../../schemas/jobs.ts';
-import { CreateSnapshotBody, SnapshotListing, SnapshotListQuery, WaitQuery } from '../../schemas/snapshots.ts';
+import { CreateSnapshotBody, SNAPSHOT_FIELDS, SnapshotListing, SnapshotListQuery, WaitQuery } from '../../schemas/snapshots.ts';
 import { ConsolidateBody, Vm, VmListQuery, VmPage, VmParams } from '../../schemas/vms.ts';
 import { optionalBody, READ_ONE, WRITE } from './shared.ts';
 
-const vms: FastifyPluginAsyncTypebox<{ engine: EngineApi }> = async (app, { engine }) => {
+const vms: FastifyPluginAsyncTypebox<{ engine: EngineApi; listingCacheBytes: number }> = async (app, { engine, listingCacheBytes }) => {
   app.get('/vms', {
     schema: {
       tags: ['vms'],
@@ -33,7 +33,7 @@ const vms: FastifyPluginAsyncTypebox<{ engine: EngineApi }> = async (app, { engi
     schema: { tags: ['vms'], summary: 'One VM', params: VmParams, response: { 200: Vm, ...READ_ONE } },
   }, async (request) => engine.getVm(request.params.vmId));
 
-  const listings = createRepresentationCache();
+  const listings = createRepresentationCache(listingCacheBytes);
   app.get('/vms/:vmId/snapshots', {
     schema: {
       tags: ['snapshots'],
@@ -55,7 +55,7 @@ const vms: FastifyPluginAsyncTypebox<{ engine: EngineApi }> = async (app, { engi
     if (body === undefined) {
       if (view === 'tree') {
         const tree = await engine.snapshotTree(vmId);
-        body = String(reply.serialize({ vmId, view: 'tree' as const, currentSnapshotId: tree.currentSnapshotId, maxDepth: tree.maxDepth, roots: tree.roots }));
+        body = treeJson(vmId, tree);
       } else {
         body = String(reply.serialize({ vmId, view: 'flat' as const, items: await engine.listSnapshots(vmId, { includeGone }) }));
       }
@@ -99,5 +99,21 @@ const vms: FastifyPluginAsyncTypebox<{ engine: EngineApi }> = async (app, { engi
     return submitJob(engine, request, reply, { kind: 'vm.consolidate', vmId: request.params.vmId, dryRun }, { dryRun }, request.query.wait);
   });
 };
+
+/**
+ * The tree view, serialised by hand: the schema serializer walks a self-referencing schema for
+ * every node and costs ten times JSON.stringify on a 200-node tree. Each node is projected onto
+ * exactly the schema's fields, so nothing undeclared can leak; api-routes tests check the shape.
+ */
+function treeJson(vmId: string, tree: SnapshotTree): string {
+  const project = (node: SnapshotTreeNode): Record<string, unknown> => {
+    const out: Record<string, unknown> = {};
+    for (const key of SNAPSHOT_FIELDS) out[key] = node[key];
+    out.depth = node.depth;
+    out.children = node.children.map(project);
+    return out;
+  };
+  return JSON.stringify({ vmId, view: 'tree', currentSnapshotId: tree.currentSnapshotId, maxDepth: tree.maxDepth, roots: tree.roots.map(project) });
+}
 
 export default vms;
