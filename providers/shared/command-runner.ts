@@ -20,7 +20,11 @@ export interface RunResult {
   stderr: string;
 }
 
-export type CommandFailure = 'timeout' | 'aborted' | 'spawn' | 'output-limit';
+/**
+ * `disconnected`: a remote transport (SSH) lost its connection while the command may have been
+ * running — always with `sent` = true; the local runner never reports it.
+ */
+export type CommandFailure = 'timeout' | 'aborted' | 'spawn' | 'output-limit' | 'disconnected';
 
 /** The command did not finish with an exit code. `sent` tells whether it may have acted. */
 export class CommandError extends Error {
