@@ -1,40 +1,74 @@
 /**
  * `npm run lab -- <kind> up|down`: start or stop one lab by hand and print how to reach it.
- * Labs live under ./data/labs/<kind>.
+ * virtualbox: a simulator under ./data/labs/virtualbox, kept until `down`.
+ * kvm: libvirtd (started if needed) with two tiny domains and an sshd for the `snaplab` user; it
+ * stays up while this command runs and is torn down on Ctrl-C (a lab whose process died is
+ * reaped by the next one), so `down` only stops libvirtd's leftovers from crashed runs.
  */
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
+import { createKvmLab, ensureLibvirt } from './kvm/lab.ts';
 import { createVboxLab } from './vboxmanage-sim/lab.ts';
 
 const [kind, action] = process.argv.slice(2);
-const dir = path.resolve('data/labs', kind ?? '');
 
 function usage(): never {
-  process.stderr.write('usage: npm run lab -- virtualbox up|down\n');
+  process.stderr.write('usage: npm run lab -- virtualbox|kvm up|down\n');
   process.exit(2);
 }
 
-if (kind !== 'virtualbox' || (action !== 'up' && action !== 'down')) usage();
-if (action === 'down') {
-  rmSync(dir, { recursive: true, force: true });
-  process.stdout.write(`virtualbox lab removed (${dir})\n`);
-} else {
-  if (existsSync(path.join(dir, 'VBoxManage'))) {
-    process.stdout.write(`virtualbox lab already up in ${dir}\n`);
+if ((kind !== 'virtualbox' && kind !== 'kvm') || (action !== 'up' && action !== 'down')) usage();
+const dir = path.resolve('data/labs', kind);
+
+if (kind === 'virtualbox') {
+  if (action === 'down') {
+    rmSync(dir, { recursive: true, force: true });
+    process.stdout.write(`virtualbox lab removed (${dir})\n`);
   } else {
-    createVboxLab({
-      dir,
-      vms: [
-        { name: 'web01', state: 'running' },
-        { name: 'db01', state: 'running' },
-        { name: 'stopped01', state: 'poweroff' },
-      ],
-    });
+    if (existsSync(path.join(dir, 'VBoxManage'))) {
+      process.stdout.write(`virtualbox lab already up in ${dir}\n`);
+    } else {
+      createVboxLab({
+        dir,
+        vms: [
+          { name: 'web01', state: 'running' },
+          { name: 'db01', state: 'running' },
+          { name: 'stopped01', state: 'poweroff' },
+        ],
+      });
+    }
+    const wrapper = path.join(dir, 'VBoxManage');
+    process.stdout.write(
+      `VBoxManage simulator: ${wrapper}\n` +
+        `  try: ${wrapper} list vms\n` +
+        `  target config: { name: lab-vbox, kind: virtualbox, vboxmanage: ${wrapper} }\n`,
+    );
   }
-  const wrapper = path.join(dir, 'VBoxManage');
+} else if (action === 'down') {
+  // Creating (and at once removing) a lab reaps every lab whose process is gone.
+  const { version } = await ensureLibvirt();
+  mkdirSync(dir, { recursive: true, mode: 0o755 });
+  const probe = await createKvmLab({ dir, domains: [] });
+  await probe.cleanup();
+  process.stdout.write(`kvm lab: leftovers reaped (libvirt ${version} keeps running)\n`);
+} else {
+  const { version } = await ensureLibvirt();
+  mkdirSync(dir, { recursive: true, mode: 0o755 });
+  const lab = await createKvmLab({ dir, domains: [{ name: 'web01', running: true }, { name: 'stopped01', running: false }] });
+  const keyFile = path.join(dir, 'snaplab_ed25519');
+  const { writeFileSync } = await import('node:fs');
+  writeFileSync(keyFile, lab.ssh.privateKey, { mode: 0o600 });
   process.stdout.write(
-    `VBoxManage simulator: ${wrapper}\n` +
-      `  try: ${wrapper} list vms\n` +
-      `  target config: { name: lab-vbox, kind: virtualbox, vboxmanage: ${wrapper} }\n`,
+    `KVM lab up (libvirt ${version}): domains ${lab.domainName('web01')} (running), ${lab.domainName('stopped01')} (shut off)\n` +
+      `  ssh: ssh -i ${keyFile} -p ${lab.ssh.port} ${lab.ssh.username}@${lab.ssh.host} virsh -c ${lab.uri} list --all\n` +
+      `  target config: { name: lab-kvm, kind: kvm, uri: ${lab.uri}, ssh: { host: ${lab.ssh.host}, port: ${lab.ssh.port}, username: ${lab.ssh.username}, privateKey: file:${keyFile}, hostKey: "${lab.ssh.hostKey}" } }\n` +
+      '  Ctrl-C tears it down.\n',
   );
+  const stop = async () => {
+    await lab.cleanup();
+    process.exit(0);
+  };
+  process.on('SIGINT', () => void stop());
+  process.on('SIGTERM', () => void stop());
+  setInterval(() => {}, 1 << 30);
 }
