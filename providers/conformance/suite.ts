@@ -8,7 +8,7 @@
  *
  *   describeProviderConformance(t, { name: 'virtualbox', setup: async () => ({ provider, runningVmId, stoppedVmId, cleanup }) })
  */
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
@@ -56,6 +56,12 @@ export interface ConformanceOptions {
    * refuse with `conflict` (VirtualBox) or delete it and re-parent the children (libvirt, vSphere).
    */
   deleteWithTwoChildren: 'conflict' | 'reparent';
+  /**
+   * Whether the lab's guests run a guest agent (default true). Without one, a declared `quiesced`
+   * mode must fail with `conflict` saying the agent is needed, and create nothing — never fall
+   * back to an unquiesced snapshot.
+   */
+  guestAgent?: boolean;
 }
 
 const silentLog: Logger = {
@@ -151,6 +157,12 @@ export function describeProviderConformance(t: TapTest, options: ConformanceOpti
         tt.ok(support.reason.length > 0, 'an unsupported mode carries a reason');
         await rejectsWith(tt, f.provider.createSnapshot(f.runningVmId, spec(`unsupported-${mode}`, mode), ctx()), 'unsupported', `create in '${mode}'`);
         tt.same(await f.provider.listSnapshots(f.runningVmId, ctx()), [], 'nothing was created');
+        return;
+      }
+      if (mode === 'quiesced' && options.guestAgent === false) {
+        const err = await rejectsWith(tt, f.provider.createSnapshot(f.runningVmId, spec('quiesced-no-agent', mode), ctx()), 'conflict', 'quiesced without a guest agent');
+        tt.match(err?.message ?? '', /guest.agent/i, 'the error says a guest agent is needed');
+        tt.same(await f.provider.listSnapshots(f.runningVmId, ctx()), [], 'nothing was created (no silent unquiesced snapshot)');
         return;
       }
       const powerBefore = await power(f, f.runningVmId);
@@ -279,13 +291,16 @@ export function describeProviderConformance(t: TapTest, options: ConformanceOpti
 
   it('hostile names and descriptions round-trip literally', async (tt, f) => {
     const dir = mkdtempSync(join(tmpdir(), 'snapvisor-conf-'));
+    // World-writable, so an injection run by a remote non-root user could leave its mark here.
+    chmodSync(dir, 0o777);
     tt.teardown(() => rmSync(dir, { recursive: true, force: true }));
     const pwned = join(dir, 'pwned');
-    const evil = `snap "q" ; $(touch ${pwned}) \`touch ${pwned}\` 'sq' \\ 🦀 é\nline2`;
+    // No '/' in the name (libvirt forbids it): the absolute-path payload rides in the description.
+    const evil = `snap "q" ; $(touch pwned) \`touch pwned\` 'sq' \\ 🦀 é\nline2`;
     const mode = baseModeOf(tt, f.provider);
     const maxBytes = f.provider.capabilities().limits.maxNameBytes;
     tt.ok(Buffer.byteLength(evil) <= maxBytes, 'the hostile name fits the declared limit');
-    const s = { name: evil, description: `desc ${evil}\n  indented "x"=y`, mode, marker: marker() };
+    const s = { name: evil, description: `desc $(touch ${pwned}) \`touch ${pwned}\` ${evil}\n  indented "x"=y`, mode, marker: marker() };
     const created = await f.provider.createSnapshot(f.runningVmId, s, ctx());
     tt.equal(created.name, s.name, 'name returned literally');
     tt.equal(created.description, s.description, 'description returned literally');

@@ -1,0 +1,116 @@
+/**
+ * Options of a `kind: kvm` target, validated eagerly when the provider is created: unknown keys are
+ * rejected and every problem names its key. Secrets (privateKey, password, passphrase) are never
+ * echoed back in a problem: only key names are.
+ */
+import { Type, type Static } from 'typebox';
+import { Value } from 'typebox/value';
+import { ProviderError } from '../contract.ts';
+
+export const PROVIDER = 'kvm';
+
+const SshSchema = Type.Object(
+  {
+    host: Type.String({ minLength: 1 }),
+    port: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535 })),
+    username: Type.String({ minLength: 1 }),
+    privateKey: Type.Optional(Type.String({ minLength: 1 })),
+    passphrase: Type.Optional(Type.String()),
+    password: Type.Optional(Type.String()),
+    /** "SHA256:<base64>" fingerprint or a known_hosts / public-key line: pinned, never learned. */
+    hostKey: Type.String({ minLength: 1 }),
+    maxChannels: Type.Optional(Type.Integer({ minimum: 1, maximum: 64 })),
+    connectTimeoutMs: Type.Optional(Type.Integer({ minimum: 1 })),
+    keepaliveMs: Type.Optional(Type.Integer({ minimum: 0 })),
+  },
+  { additionalProperties: false },
+);
+
+export const KvmOptionsSchema = Type.Object(
+  {
+    /** libvirt connection URI as seen from the host virsh runs on. */
+    uri: Type.Optional(Type.String({ minLength: 1, default: 'qemu:///system' })),
+    /** Where virsh runs; absent = on this machine. */
+    ssh: Type.Optional(SshSchema),
+    /** Kill a virsh call that runs longer than this (remote `timeout` + local deadline). */
+    commandTimeoutSec: Type.Optional(Type.Number({ exclusiveMinimum: 0, default: 300 })),
+    /** How a `memory` snapshot is stored: inside the qcow2 (internal) or as overlays + memory file (external). */
+    snapshotStyle: Type.Optional(Type.Union([Type.Literal('internal'), Type.Literal('external')])),
+    offline: Type.Optional(
+      Type.Object(
+        {
+          /** How long to wait for the guest to power off after `virsh shutdown`. */
+          shutdownTimeoutSec: Type.Optional(Type.Number({ minimum: 0, default: 120 })),
+          /** `virsh destroy` when the guest did not shut down in time (else the snapshot fails with conflict). */
+          forceOff: Type.Optional(Type.Boolean({ default: false })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    consolidate: Type.Optional(
+      Type.Object(
+        {
+          /** External overlays per disk to keep; older ones are merged into the base image. */
+          maxChainDepth: Type.Optional(Type.Integer({ minimum: 0, default: 1 })),
+          /** A blockcommit copies data: it gets its own deadline instead of commandTimeoutSec. */
+          timeoutSec: Type.Optional(Type.Number({ exclusiveMinimum: 0, default: 3600 })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+export type KvmOptionsInput = Static<typeof KvmOptionsSchema>;
+export type KvmSshOptions = Static<typeof SshSchema>;
+
+export interface KvmOptions {
+  uri: string;
+  ssh: KvmSshOptions | undefined;
+  commandTimeoutSec: number;
+  snapshotStyle: 'internal' | 'external';
+  offline: { shutdownTimeoutSec: number; forceOff: boolean };
+  consolidate: { maxChainDepth: number; timeoutSec: number };
+}
+
+/** Throws ProviderError `invalid` naming every bad, unknown or missing key. */
+export function parseOptions(target: string, input: unknown): KvmOptions {
+  const raw = input ?? {};
+  const problems: string[] = [];
+  for (const e of Value.Errors(KvmOptionsSchema, raw)) {
+    const where = e.instancePath === '' ? '' : e.instancePath.slice(1).replace(/\//g, '.');
+    if (e.keyword === 'additionalProperties') {
+      const extra = (e.params as { additionalProperties?: string[] }).additionalProperties ?? [];
+      for (const k of extra) problems.push(`unknown option '${where ? `${where}.` : ''}${k}'`);
+    } else if (e.keyword === 'required') {
+      const missing = (e.params as { requiredProperties?: string[] }).requiredProperties ?? [];
+      for (const k of missing) problems.push(`missing option '${where ? `${where}.` : ''}${k}'`);
+    } else if (e.keyword !== 'boolean' && e.keyword !== 'anyOf') {
+      problems.push(`option '${where || '(root)'}' ${e.message}`);
+    } else if (e.keyword === 'anyOf') {
+      problems.push(`option '${where}' must be one of 'internal', 'external'`);
+    }
+  }
+  const o = raw as KvmOptionsInput;
+  if (problems.length === 0 && o.ssh && o.ssh.privateKey === undefined && o.ssh.password === undefined) {
+    problems.push("option 'ssh' needs 'privateKey' or 'password'");
+  }
+  if (problems.length > 0) {
+    throw new ProviderError(PROVIDER, 'invalid', `target '${target}': ${[...new Set(problems)].join('; ')}`);
+  }
+  return {
+    uri: o.uri ?? 'qemu:///system',
+    ssh: o.ssh,
+    commandTimeoutSec: o.commandTimeoutSec ?? 300,
+    snapshotStyle: o.snapshotStyle ?? 'internal',
+    offline: {
+      shutdownTimeoutSec: o.offline?.shutdownTimeoutSec ?? 120,
+      forceOff: o.offline?.forceOff ?? false,
+    },
+    consolidate: {
+      maxChainDepth: o.consolidate?.maxChainDepth ?? 1,
+      timeoutSec: o.consolidate?.timeoutSec ?? 3600,
+    },
+  };
+}

@@ -1,0 +1,136 @@
+/**
+ * KVM consolidate against the real lab through SSH: a 3-deep external chain on a running domain is
+ * merged down to maxChainDepth (inactive commit), then to 0 (active commit + pivot); the chain is
+ * read back from dumpxml as root, the stale snapshots are gone, the survivors still work with
+ * libvirt, merged files are deleted, the domain keeps running, progress is reported. A second run
+ * and an internal-only VM are no-ops; a shut-off domain with a deep chain is `conflict`.
+ */
+import t from 'tap';
+import { chmodSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { randomUUID } from 'node:crypto';
+import { createKvmProvider } from '../../providers/kvm/index.ts';
+import { parseDomainXml } from '../../providers/kvm/parse.ts';
+import { testContext } from '../../providers/conformance/suite.ts';
+import { ProviderError, markerForJob, type Logger, type SnapshotProvider } from '../../providers/contract.ts';
+import { createKvmLab, type KvmLab } from '../labs/kvm/lab.ts';
+
+const log: Logger = { debug() {}, info() {}, warn() {}, error() {}, child: () => log };
+const ctx = () => testContext();
+const marker = () => markerForJob(`cons-${randomUUID()}`);
+
+const dir = mkdtempSync(join('/tmp', 'snapvisor-kvm-cons-'));
+chmodSync(dir, 0o755);
+let lab: KvmLab;
+const providers: SnapshotProvider[] = [];
+function provider(maxChainDepth?: number): SnapshotProvider {
+  const { host, port, username, privateKey, hostKey } = lab.ssh;
+  const p = createKvmProvider(
+    'lab',
+    { uri: lab.uri, ssh: { host, port, username, privateKey, hostKey }, commandTimeoutSec: 60, ...(maxChainDepth === undefined ? {} : { consolidate: { maxChainDepth } }) },
+    { log },
+  );
+  providers.push(p);
+  return p;
+}
+
+/** The vda chain as libvirt has it (read as root, independent of the adapter), active first. */
+async function chain(name: string): Promise<string[]> {
+  const r = await lab.virsh('dumpxml', lab.domainName(name));
+  if (r.code !== 0) throw new Error(r.stderr);
+  const vda = parseDomainXml(r.stdout).disks.find((d) => d.target === 'vda');
+  if (!vda?.source) throw new Error('no vda');
+  return [vda.source, ...vda.backingChain];
+}
+
+async function rejection(p: Promise<unknown>): Promise<ProviderError> {
+  try {
+    await p;
+  } catch (e) {
+    if (e instanceof ProviderError) return e;
+    throw new Error(`expected a ProviderError, got ${String(e)}`);
+  }
+  throw new Error('expected a rejection, but it succeeded');
+}
+
+t.before(async () => {
+  lab = await createKvmLab({
+    dir,
+    domains: [
+      { name: 'deep', running: true },
+      { name: 'internal', running: true },
+      { name: 'off', running: false },
+    ],
+  });
+});
+t.teardown(async () => {
+  await Promise.allSettled(providers.map((p) => p.close()));
+  await lab.cleanup();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+t.test('3-deep crash chain on a running domain: merged to depth 1, then 0', async (tt) => {
+  const p = provider(); // default maxChainDepth 1
+  const id = lab.domainUuid('deep');
+  for (const name of ['c1', 'c2', 'c3']) await p.createSnapshot(id, { name, description: '', mode: 'crash', marker: marker() }, ctx());
+  const before = await chain('deep');
+  tt.equal(before.length - 1, 3, 'three overlays above the base');
+  tt.equal(before[3], lab.diskPath('deep'));
+
+  const progress: number[] = [];
+  const started = Date.now();
+  const report = await p.consolidate(id, testContext(undefined, (pct) => progress.push(pct)));
+  tt.comment(`consolidate 3 -> 1 took ${Date.now() - started} ms: ${report.message}`);
+  tt.equal(report.merged, 2, 'two overlays merged');
+  const after = await chain('deep');
+  tt.same(after, [before[0], before[3]], 'the newest overlay stays, directly on the base');
+  tt.same((await p.listSnapshots(id, ctx())).map((s) => [s.name, s.parentRef]), [['c3', null]], 'c1, c2 dropped; c3 now a root');
+  tt.equal((await p.listVms(ctx())).find((v) => v.providerVmId === id)?.powerState, 'running', 'still running');
+  tt.ok(progress.length >= 3 && progress.at(-1) === 100, `progress reported: ${progress.join(',')}`);
+  tt.ok(progress.every((x, i) => i === 0 || x >= (progress[i - 1] ?? 0)), 'progress never goes back');
+  for (const f of [before[1], before[2]]) tt.notOk(existsSync(f ?? ''), `merged overlay deleted by libvirt: ${f}`);
+  tt.match(report.message, /no unused files left/);
+
+  const again = await p.consolidate(id, ctx());
+  tt.same(again, { merged: 0, message: again.message }, 'second run: nothing to do');
+  tt.match(again.message, /nothing to do/);
+  tt.same(await chain('deep'), after, 'chain untouched');
+
+  // maxChainDepth 0: active commit + pivot of the last overlay into the base.
+  const report0 = await provider(0).consolidate(id, ctx());
+  tt.equal(report0.merged, 1);
+  tt.same(await chain('deep'), [lab.diskPath('deep')], 'the base is the active image again');
+  tt.same(await p.listSnapshots(id, ctx()), [], 'c3 dropped too');
+  tt.notOk(existsSync(after[0] ?? ''), 'pivoted-away overlay deleted');
+  tt.equal((await p.listVms(ctx())).find((v) => v.providerVmId === id)?.powerState, 'running', 'still running after the pivot');
+
+  // libvirt is consistent afterwards: a new external chain can be made and deleted natively.
+  const n = await p.createSnapshot(id, { name: 'fresh', description: '', mode: 'crash', marker: marker() }, ctx());
+  await p.deleteSnapshot(id, n.providerRef, { children: false }, ctx());
+  tt.same(await chain('deep'), [lab.diskPath('deep')], 'native delete after consolidation works');
+});
+
+t.test('internal-only VM: nothing to do, not an error', async (tt) => {
+  const p = provider();
+  const id = lab.domainUuid('internal');
+  await p.createSnapshot(id, { name: 'i1', description: '', mode: 'memory', marker: marker() }, ctx());
+  await p.createSnapshot(id, { name: 'i2', description: '', mode: 'memory', marker: marker() }, ctx());
+  const r = await p.consolidate(id, ctx());
+  tt.equal(r.merged, 0);
+  tt.match(r.message, /nothing to do/);
+  tt.equal((await p.listSnapshots(id, ctx())).length, 2, 'snapshots untouched');
+});
+
+t.test('shut-off domain with a deep chain: conflict, nothing touched', async (tt) => {
+  const p = provider();
+  const id = lab.domainUuid('off');
+  await p.createSnapshot(id, { name: 'o1', description: '', mode: 'crash', marker: marker() }, ctx());
+  await p.createSnapshot(id, { name: 'o2', description: '', mode: 'crash', marker: marker() }, ctx());
+  const before = await lab.virsh('dumpxml', lab.domainName('off'));
+  const e = await rejection(p.consolidate(id, ctx()));
+  tt.equal(e.kind, 'conflict', e.message);
+  tt.match(e.message, /start the VM first/);
+  tt.equal((await lab.virsh('dumpxml', lab.domainName('off'))).stdout, before.stdout, 'domain unchanged');
+  tt.equal((await p.listVms(ctx())).find((v) => v.providerVmId === id)?.powerState, 'off', 'not started behind the user\'s back');
+  tt.equal((await p.listSnapshots(id, ctx())).length, 2);
+});

@@ -1,0 +1,168 @@
+/**
+ * KVM faults against the real lab, through SSH: a domain undefined behind our back, hostile and
+ * dangerous snapshot names, the SSH session killed in the middle of a create (the engine-style
+ * retry with the same marker must end with exactly one snapshot), libvirtd stopped and restarted.
+ *
+ * libvirtd is stopped last and restarted in a teardown: other labs on this machine see it down for
+ * a few seconds only.
+ */
+import t from 'tap';
+import { chmodSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { randomUUID } from 'node:crypto';
+import { createKvmProvider } from '../../providers/kvm/index.ts';
+import { testContext } from '../../providers/conformance/suite.ts';
+import { ProviderError, markerForJob, type Logger, type SnapshotProvider } from '../../providers/contract.ts';
+import type { CommandRunner } from '../../providers/shared/command-runner.ts';
+import { createSshRunner } from '../../providers/shared/ssh.ts';
+import { createKvmLab, ensureLibvirt, stopLibvirtd, type KvmLab } from '../labs/kvm/lab.ts';
+
+const log: Logger = { debug() {}, info() {}, warn() {}, error() {}, child: () => log };
+const ctx = () => testContext();
+const marker = () => markerForJob(`fault-${randomUUID()}`);
+
+async function rejection(p: Promise<unknown>): Promise<ProviderError> {
+  try {
+    await p;
+  } catch (e) {
+    if (e instanceof ProviderError) return e;
+    throw new Error(`expected a ProviderError, got ${String(e)}`);
+  }
+  throw new Error('expected a rejection, but it succeeded');
+}
+
+const dir = mkdtempSync(join('/tmp', 'snapvisor-kvm-faults-'));
+chmodSync(dir, 0o755);
+let lab: KvmLab;
+const providers: SnapshotProvider[] = [];
+
+function sshOptions() {
+  return { host: lab.ssh.host, port: lab.ssh.port, username: lab.ssh.username, privateKey: lab.ssh.privateKey, hostKey: lab.ssh.hostKey };
+}
+function provider(runner?: CommandRunner): SnapshotProvider {
+  const p = createKvmProvider('lab', { uri: lab.uri, ssh: sshOptions(), commandTimeoutSec: 60 }, { log, ...(runner ? { runner } : {}) });
+  providers.push(p);
+  return p;
+}
+
+t.before(async () => {
+  lab = await createKvmLab({
+    dir,
+    domains: [
+      { name: 'doomed', running: true },
+      { name: 'hostile', running: true },
+      { name: 'dropped', running: true },
+      { name: 'daemon', running: true },
+    ],
+  });
+});
+t.teardown(async () => {
+  await ensureLibvirt(); // in case the libvirtd case failed half-way
+  await Promise.allSettled(providers.map((p) => p.close()));
+  await lab.cleanup();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+t.test('a domain undefined behind our back → not_found', async (tt) => {
+  const p = provider();
+  const id = lab.domainUuid('doomed');
+  const s = await p.createSnapshot(id, { name: 'before', description: '', mode: 'memory', marker: marker() }, ctx());
+  await lab.virsh('destroy', lab.domainName('doomed'));
+  const u = await lab.virsh('undefine', lab.domainName('doomed'), '--snapshots-metadata');
+  tt.equal(u.code, 0, `undefined (${u.stderr.trim()})`);
+  tt.equal((await rejection(p.listSnapshots(id, ctx()))).kind, 'not_found', 'listSnapshots');
+  tt.equal((await rejection(p.createSnapshot(id, { name: 'after', description: '', mode: 'memory', marker: marker() }, ctx()))).kind, 'not_found', 'createSnapshot');
+  tt.equal((await rejection(p.revertSnapshot(id, s.providerRef, ctx()))).kind, 'not_found', 'revertSnapshot');
+  tt.equal((await rejection(p.deleteSnapshot(id, s.providerRef, { children: false }, ctx()))).kind, 'not_found', 'deleteSnapshot');
+  tt.notOk((await p.listVms(ctx())).some((v) => v.providerVmId === id), 'no longer listed');
+});
+
+t.test('hostile names round-trip; dangerous names are refused', async (tt) => {
+  const p = provider();
+  const id = lab.domainUuid('hostile');
+  // No '/' is allowed in a libvirt name, so the payload touches a relative path: the SSH user's home.
+  const home = (await lab.runAsRoot(['getent', 'passwd', lab.ssh.username])).stdout.split(':')[5] ?? '/nonexistent';
+  const pwned = join(home, 'PWNED');
+  const names = [`it's "quoted"`, 'semi; colon', '$(touch PWNED) `touch PWNED`', '  spaces  around  ', 'unicode 🦀 é 日本', 'a\nnewline'];
+  const made: string[] = [];
+  for (const name of names) {
+    const s = await p.createSnapshot(id, { name, description: `d: ${name}`, mode: 'memory', marker: marker() }, ctx());
+    tt.equal(s.name, name, `created ${JSON.stringify(name)}`);
+    made.push(s.providerRef);
+  }
+  const listed = await p.listSnapshots(id, ctx());
+  tt.same(listed.map((s) => s.name).sort(), [...names].sort(), 'all listed literally');
+  tt.same(listed.map((s) => s.description).sort(), names.map((n) => `d: ${n}`).sort(), 'descriptions literal');
+  tt.notOk(existsSync(pwned), 'nothing ran');
+  await p.revertSnapshot(id, made[2] ?? '', ctx());
+  tt.equal((await p.listSnapshots(id, ctx())).find((s) => s.current)?.name, names[2], 'revert by a hostile name');
+  for (const ref of made) await p.deleteSnapshot(id, ref, { children: false }, ctx());
+  tt.same(await p.listSnapshots(id, ctx()), [], 'all deleted by name');
+
+  for (const bad of ['a/b', '42', '-x', '', 'é'.repeat(101)]) {
+    const e = await rejection(p.createSnapshot(id, { name: bad, description: '', mode: 'memory', marker: marker() }, ctx()));
+    tt.equal(e.kind, 'invalid', `refused ${JSON.stringify(bad.slice(0, 20))}: ${e.message}`);
+  }
+  tt.same(await p.listSnapshots(id, ctx()), [], 'nothing was created');
+
+  // A numeric name made outside Snapvisor: listed (owner external), but revert is refused (danger 1).
+  const ext = await lab.virsh('snapshot-create-as', '--domain', lab.domainName('hostile'), '--name', '7');
+  tt.equal(ext.code, 0, 'outside snapshot made');
+  const outside = (await p.listSnapshots(id, ctx())).find((s) => s.name === '7');
+  tt.equal(outside?.marker, null, 'no marker: made outside Snapvisor');
+  tt.equal((await rejection(p.revertSnapshot(id, '7', ctx()))).kind, 'unsupported', 'numeric revert refused');
+  await p.deleteSnapshot(id, '7', { children: false }, ctx());
+});
+
+t.test('SSH session killed mid-create: the retry with the same marker ends with exactly one snapshot', async (tt) => {
+  const id = lab.domainUuid('dropped');
+  for (const delayMs of [0, 30, 120]) {
+    const ssh = createSshRunner(sshOptions(), { log });
+    let armed = true;
+    // Fault injection at the one moment that matters: right after the create command went out.
+    const runner: CommandRunner = {
+      run(argv, options) {
+        const result = ssh.run(argv, options);
+        if (armed && argv.includes('snapshot-create-as')) {
+          armed = false;
+          setTimeout(() => lab.killSshSessions(), delayMs);
+        }
+        return result;
+      },
+    };
+    const p = createKvmProvider('lab', { uri: lab.uri, commandTimeoutSec: 60 }, { log, runner });
+    const spec = { name: `drop-${delayMs}`, description: '', mode: 'memory' as const, marker: marker() };
+    let firstOutcome = 'succeeded';
+    try {
+      await p.createSnapshot(id, spec, ctx());
+    } catch (e) {
+      tt.ok(e instanceof ProviderError && e.kind === 'transient', `first attempt fails as transient (${e instanceof Error ? e.message : String(e)})`);
+      firstOutcome = e instanceof ProviderError ? `${e.kind}/${e.retry}` : 'other';
+    }
+    tt.ok(!armed, 'the fault was injected');
+    const again = await p.createSnapshot(id, spec, ctx()); // what the engine does on retry/recovery
+    const withMarker = (await p.listSnapshots(id, ctx())).filter((s) => s.marker === spec.marker);
+    tt.equal(withMarker.length, 1, `exactly one snapshot after the retry (kill after ${delayMs} ms; first attempt ${firstOutcome})`);
+    tt.equal(withMarker[0]?.providerRef, again.providerRef, 'the retry returned it');
+    await ssh.close();
+  }
+});
+
+t.test('libvirtd stopped → transient and unhealthy; restarted → works again', async (tt) => {
+  const p = provider();
+  const id = lab.domainUuid('daemon');
+  await p.listSnapshots(id, ctx());
+  await stopLibvirtd();
+  try {
+    const e = await rejection(p.listSnapshots(id, ctx()));
+    tt.equal(e.kind, 'transient', `listSnapshots: ${e.message}`);
+    tt.equal(e.retry, 'transient', 'a read is safe to retry');
+    const health = await p.check(ctx());
+    tt.equal(health.reachable, false, `check() says unreachable (${health.message ?? ''})`);
+  } finally {
+    await ensureLibvirt();
+  }
+  tt.equal((await p.check(ctx())).reachable, true, 'reachable again');
+  const s = await p.createSnapshot(id, { name: 'after-restart', description: '', mode: 'memory', marker: marker() }, ctx());
+  tt.equal(s.name, 'after-restart', 'creates again');
+});
