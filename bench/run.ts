@@ -15,6 +15,7 @@ export interface BenchReport {
 const BENCHES: Record<string, () => Promise<BenchReport>> = {
   'tree-api': async () => (await import('./tree-api.ts')).run(),
   'store-scale': async () => (await import('./store-scale.ts')).run(),
+  kvm: async () => (await import('./kvm.ts')).run(),
 };
 
 async function main() {
