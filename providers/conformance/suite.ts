@@ -21,7 +21,6 @@ import {
   type Logger,
   type PowerState,
   type ProviderErrorKind,
-  type ProviderSnapshot,
   type SnapshotMode,
   type SnapshotProvider,
 } from '../contract.ts';

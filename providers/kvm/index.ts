@@ -47,7 +47,6 @@
  * delete libvirt-qemu-owned files. Cancelled mid-commit: `blockjob --abort`, chain checked again.
  */
 import {
-  MARKER_PREFIX,
   ProviderError,
   type CallContext,
   type Capabilities,
@@ -67,6 +66,7 @@ import { MAX_NAME_BYTES, isNumericName, memoryPath, nameProblems, overlayPath, s
 import { PROVIDER, parseOptions, type KvmOptions } from './options.ts';
 import { blockJobActive, chainOf, commitArgs, mayNeedConsolidation, parseCommitProgress, planConsolidation, sameChain, staleAfter, type DiskCommit } from './consolidation.ts';
 import { createSshTransport } from './transport.ts';
+import { descriptionWithMarker, splitMarker } from '../shared/description-marker.ts';
 import {
   parseDomainXml,
   parseDomState,
@@ -114,19 +114,6 @@ interface Snap extends ParsedSnapshotXml {
 /** Any part of it (memory or a disk) lives outside the base image. */
 function isExternal(s: ParsedSnapshotXml): boolean {
   return s.memory === 'external' || s.disks.some((d) => d.snapshot === 'external');
-}
-
-export function descriptionWithMarker(description: string, marker: string): string {
-  return description === '' ? marker : `${description}\n\n${marker}`;
-}
-
-export function splitMarker(raw: string): { description: string; marker: string | null } {
-  const nl = raw.lastIndexOf('\n');
-  const last = raw.slice(nl + 1);
-  if (!last.startsWith(MARKER_PREFIX) || /\s/.test(last)) return { description: raw, marker: null };
-  if (nl === -1) return { description: '', marker: last };
-  const before = raw.slice(0, nl);
-  return { description: before.endsWith('\n') ? before.slice(0, -1) : before, marker: last };
 }
 
 function modeOf(s: ParsedSnapshotXml): SnapshotMode | null {

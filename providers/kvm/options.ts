@@ -4,8 +4,8 @@
  * echoed back in a problem: only key names are.
  */
 import { Type, type Static } from 'typebox';
-import { Value } from 'typebox/value';
 import { ProviderError } from '../contract.ts';
+import { optionProblems } from '../shared/options.ts';
 
 export const PROVIDER = 'kvm';
 
@@ -77,27 +77,13 @@ export interface KvmOptions {
 /** Throws ProviderError `invalid` naming every bad, unknown or missing key. */
 export function parseOptions(target: string, input: unknown): KvmOptions {
   const raw = input ?? {};
-  const problems: string[] = [];
-  for (const e of Value.Errors(KvmOptionsSchema, raw)) {
-    const where = e.instancePath === '' ? '' : e.instancePath.slice(1).replace(/\//g, '.');
-    if (e.keyword === 'additionalProperties') {
-      const extra = (e.params as { additionalProperties?: string[] }).additionalProperties ?? [];
-      for (const k of extra) problems.push(`unknown option '${where ? `${where}.` : ''}${k}'`);
-    } else if (e.keyword === 'required') {
-      const missing = (e.params as { requiredProperties?: string[] }).requiredProperties ?? [];
-      for (const k of missing) problems.push(`missing option '${where ? `${where}.` : ''}${k}'`);
-    } else if (e.keyword !== 'boolean' && e.keyword !== 'anyOf') {
-      problems.push(`option '${where || '(root)'}' ${e.message}`);
-    } else if (e.keyword === 'anyOf') {
-      problems.push(`option '${where}' must be one of 'internal', 'external'`);
-    }
-  }
+  const problems = optionProblems(KvmOptionsSchema, raw);
   const o = raw as KvmOptionsInput;
   if (problems.length === 0 && o.ssh && o.ssh.privateKey === undefined && o.ssh.password === undefined) {
     problems.push("option 'ssh' needs 'privateKey' or 'password'");
   }
   if (problems.length > 0) {
-    throw new ProviderError(PROVIDER, 'invalid', `target '${target}': ${[...new Set(problems)].join('; ')}`);
+    throw new ProviderError(PROVIDER, 'invalid', `target '${target}': ${problems.join('; ')}`);
   }
   return {
     uri: o.uri ?? 'qemu:///system',

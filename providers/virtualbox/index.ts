@@ -28,7 +28,6 @@
  * Without it, VirtualBox's refusal (more than one child; current snapshot with a child) is `conflict`.
  */
 import {
-  MARKER_PREFIX,
   ProviderError,
   type CallContext,
   type Capabilities,
@@ -41,11 +40,11 @@ import {
   type TargetHealth,
   type VmInfo,
 } from '../contract.ts';
+import { descriptionWithMarker, splitMarker } from '../shared/description-marker.ts';
 import { createLocalRunner, type CommandRunner, type RunResult } from '../shared/command-runner.ts';
 import { fromRunError, fromVboxFailure, type CallInfo } from './errors.ts';
 import { PROVIDER, parseOptions, type VirtualBoxOptions } from './options.ts';
 import {
-  descriptionWithMarker,
   hasErrorLine,
   lastProgressPercent,
   parseListVms,
@@ -53,7 +52,6 @@ import {
   parseTakenUuid,
   parseVmInfo,
   powerStateOf,
-  splitMarker,
   type ParsedSnapshot,
   type ParsedVmInfo,
 } from './parse.ts';
@@ -144,7 +142,7 @@ export function createVirtualBoxProvider(target: string, rawOptions: Record<stri
   }
 
   function toProviderSnapshot(s: ParsedSnapshot): ProviderSnapshot {
-    const { description, marker } = splitMarker(s.description, MARKER_PREFIX);
+    const { description, marker } = splitMarker(s.description);
     return { providerRef: s.uuid, name: s.name, description, parentRef: s.parentUuid, current: s.current, createdAt: null, mode: null, marker };
   }
 
@@ -264,7 +262,7 @@ export function createVirtualBoxProvider(target: string, rawOptions: Record<stri
       if (!support.supported) throw err('unsupported', `mode '${spec.mode}' is not supported: ${support.reason}`);
       validateSpec(spec);
 
-      const existing = (await readSnapshots(vm, ctx)).find((s) => splitMarker(s.description, MARKER_PREFIX).marker === spec.marker);
+      const existing = (await readSnapshots(vm, ctx)).find((s) => splitMarker(s.description).marker === spec.marker);
       if (existing) return toProviderSnapshot(existing);
 
       const state = (await readVm(vm, ctx)).vmState;

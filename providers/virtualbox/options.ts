@@ -3,8 +3,8 @@
  * unknown keys are rejected and every problem names its key.
  */
 import { Type, type Static } from 'typebox';
-import { Value } from 'typebox/value';
 import { ProviderError } from '../contract.ts';
+import { optionProblems } from '../shared/options.ts';
 
 export const PROVIDER = 'virtualbox';
 
@@ -40,21 +40,9 @@ export interface VirtualBoxOptions {
 /** Throws ProviderError `invalid` naming every bad, unknown or missing key. */
 export function parseOptions(target: string, input: unknown): VirtualBoxOptions {
   const raw = input ?? {};
-  const problems: string[] = [];
-  for (const e of Value.Errors(VirtualBoxOptionsSchema, raw)) {
-    const where = e.instancePath === '' ? '' : e.instancePath.slice(1).replace(/\//g, '.');
-    if (e.keyword === 'additionalProperties') {
-      const extra = (e.params as { additionalProperties?: string[] }).additionalProperties ?? [];
-      for (const k of extra) problems.push(`unknown option '${where ? `${where}.` : ''}${k}'`);
-    } else if (e.keyword === 'required') {
-      const missing = (e.params as { requiredProperties?: string[] }).requiredProperties ?? [];
-      for (const k of missing) problems.push(`missing option '${where ? `${where}.` : ''}${k}'`);
-    } else if (e.keyword !== 'boolean') {
-      problems.push(`option '${where || '(root)'}' ${e.message}`);
-    }
-  }
+  const problems = optionProblems(VirtualBoxOptionsSchema, raw);
   if (problems.length > 0) {
-    throw new ProviderError(PROVIDER, 'invalid', `target '${target}': ${[...new Set(problems)].join('; ')}`);
+    throw new ProviderError(PROVIDER, 'invalid', `target '${target}': ${problems.join('; ')}`);
   }
   const o = raw as VirtualBoxOptionsInput;
   return {

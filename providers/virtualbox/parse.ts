@@ -301,22 +301,3 @@ export function lastProgressPercent(text: string): number | null {
   return last;
 }
 
-// ---------------------------------------------------------------------------------------------
-// Snapvisor marker in the description
-
-/**
- * The marker is the description's last line. A user description is separated from it by a blank
- * line so it comes back exactly, including its own trailing newlines.
- */
-export function descriptionWithMarker(description: string, marker: string): string {
-  return description === '' ? marker : `${description}\n\n${marker}`;
-}
-
-export function splitMarker(raw: string, prefix: string): { description: string; marker: string | null } {
-  const nl = raw.lastIndexOf('\n');
-  const last = raw.slice(nl + 1);
-  if (!last.startsWith(prefix) || /\s/.test(last)) return { description: raw, marker: null };
-  if (nl === -1) return { description: '', marker: last };
-  const before = raw.slice(0, nl);
-  return { description: before.endsWith('\n') ? before.slice(0, -1) : before, marker: last };
-}

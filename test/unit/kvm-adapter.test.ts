@@ -4,7 +4,7 @@
  */
 import t from 'tap';
 import { fromRunError, fromVirshFailure, NO_DOMAIN, NO_SNAPSHOT } from '../../providers/kvm/errors.ts';
-import { descriptionWithMarker, splitMarker } from '../../providers/kvm/index.ts';
+import { descriptionWithMarker, splitMarker } from '../../providers/shared/description-marker.ts';
 import { memoryPath, nameProblems, overlayPath, specValue } from '../../providers/kvm/naming.ts';
 import { parseOptions } from '../../providers/kvm/options.ts';
 import { parseVersion, versionAtLeast } from '../../providers/kvm/parse.ts';

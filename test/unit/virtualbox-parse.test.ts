@@ -1,10 +1,10 @@
 /** Parser tests on the verbatim samples of the reference (fixtures listed in test/fixtures/virtualbox/README.md). */
 import t from 'tap';
+import { descriptionWithMarker, splitMarker } from '../../providers/shared/description-marker.ts';
 import { readFileSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
-  descriptionWithMarker,
   hasErrorLine,
   lastProgressPercent,
   parseListVms,
@@ -13,7 +13,6 @@ import {
   parseVboxError,
   parseVmInfo,
   powerStateOf,
-  splitMarker,
   vboxTimeToIso,
 } from '../../providers/virtualbox/parse.ts';
 
@@ -170,8 +169,8 @@ t.test('VMState → PowerState (§5.3)', async (t) => {
 t.test('marker in the description', async (t) => {
   const m = 'snapvisor:job-42';
   for (const d of ['', 'plain', 'two\nlines', 'ends with newline\n', 'snapvisor:looks-like-a-marker', '\n\n']) {
-    t.same(splitMarker(descriptionWithMarker(d, m), 'snapvisor:'), { description: d, marker: m }, JSON.stringify(d));
+    t.same(splitMarker(descriptionWithMarker(d, m)), { description: d, marker: m }, JSON.stringify(d));
   }
-  t.same(splitMarker('user text only', 'snapvisor:'), { description: 'user text only', marker: null });
-  t.same(splitMarker('snapvisor:not a marker (has spaces)', 'snapvisor:'), { description: 'snapvisor:not a marker (has spaces)', marker: null });
+  t.same(splitMarker('user text only'), { description: 'user text only', marker: null });
+  t.same(splitMarker('snapvisor:not a marker (has spaces)'), { description: 'snapvisor:not a marker (has spaces)', marker: null });
 });
