@@ -4,17 +4,12 @@
  * carry secrets (the SSH runner guarantees it, and we only copy its message for non-auth failures).
  */
 import { ProviderError, type ProviderErrorKind, type RetryClass } from '../contract.ts';
-import { CommandError, type RunResult } from '../shared/command-runner.ts';
-import { SshAuthError } from '../shared/ssh.ts';
+import type { RunResult } from '../shared/command-runner.ts';
+import { fromTransportError, type CallInfo } from '../shared/transport-errors.ts';
 import { PROVIDER } from './options.ts';
 import { parseVirshError } from './parse.ts';
 
-export interface CallInfo {
-  /** What Snapvisor was doing, e.g. "create snapshot of domain X" — starts the message. */
-  what: string;
-  /** The command may change the domain: an interrupted call is `uncertain`, not safely repeatable. */
-  mutating: boolean;
-}
+export type { CallInfo };
 
 /** Native codes we attach, so callers can tell "no such domain" from "no such snapshot". */
 export const NO_DOMAIN = 'VIR_ERR_NO_DOMAIN';
@@ -69,27 +64,7 @@ export function fromVirshFailure(result: RunResult, call: CallInfo): ProviderErr
 
 /** The call did not finish with an exit code (timeout, abort, dropped connection) or threw something else. */
 export function fromRunError(err: unknown, call: CallInfo): ProviderError {
-  if (err instanceof ProviderError) return err;
-  if (err instanceof SshAuthError) {
-    return new ProviderError(PROVIDER, 'auth', `${call.what}: SSH authentication failed: ${err.message}`, { cause: err });
-  }
-  if (err instanceof CommandError) {
-    const retry: RetryClass = call.mutating && err.sent ? 'uncertain' : 'transient';
-    switch (err.failure) {
-      case 'timeout':
-        return new ProviderError(PROVIDER, 'transient', `${call.what}: virsh timed out and was killed`, { retry, cause: err });
-      case 'aborted':
-        return new ProviderError(PROVIDER, 'transient', `${call.what}: cancelled`, { retry, cause: err });
-      case 'spawn':
-        return new ProviderError(PROVIDER, 'transient', `${call.what}: cannot run virsh on the target (${err.message})`, { retry: err.sent ? retry : 'transient', cause: err });
-      case 'output-limit':
-        return new ProviderError(PROVIDER, 'internal', `${call.what}: virsh produced too much output`, { retry, cause: err });
-      default:
-        // A failure kind added by another transport (e.g. the SSH connection dropped mid-command).
-        return new ProviderError(PROVIDER, 'transient', `${call.what}: ${err.message}`, { retry, cause: err });
-    }
-  }
-  return new ProviderError(PROVIDER, 'internal', `${call.what}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+  return fromTransportError(err, call, { provider: PROVIDER, tool: 'virsh', cannotRun: (e) => `cannot run virsh on the target (${e.message})` });
 }
 
 function firstNonEmptyLine(text: string): string | undefined {

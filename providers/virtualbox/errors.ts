@@ -3,17 +3,13 @@
  * one place per provider). Messages carry the first error line only: never the whole stderr, never
  * the environment.
  */
-import { ProviderError, type RetryClass } from '../contract.ts';
-import { CommandError, type RunResult } from '../shared/command-runner.ts';
+import { ProviderError } from '../contract.ts';
+import type { RunResult } from '../shared/command-runner.ts';
+import { fromTransportError, type CallInfo } from '../shared/transport-errors.ts';
 import { PROVIDER } from './options.ts';
 import { parseVboxError } from './parse.ts';
 
-export interface CallInfo {
-  /** What Snapvisor was doing, e.g. "take snapshot" — starts the message. */
-  what: string;
-  /** The command may change the VM: an interrupted call is `uncertain`, not safely repeatable. */
-  mutating: boolean;
-}
+export type { CallInfo };
 
 const LOCKED = 'is already locked by a session';
 
@@ -77,24 +73,7 @@ export function fromVboxFailure(result: RunResult, call: CallInfo): ProviderErro
 
 /** The call did not finish with an exit code (timeout, abort, spawn failure) or threw something else. */
 export function fromRunError(err: unknown, call: CallInfo, vboxmanage: string): ProviderError {
-  if (err instanceof ProviderError) return err;
-  if (err instanceof CommandError) {
-    const retry: RetryClass = call.mutating && err.sent ? 'uncertain' : 'transient';
-    switch (err.failure) {
-      case 'timeout':
-        return new ProviderError(PROVIDER, 'transient', `${call.what}: VBoxManage timed out and was killed`, { retry, cause: err });
-      case 'aborted':
-        return new ProviderError(PROVIDER, 'transient', `${call.what}: cancelled`, { retry, cause: err });
-      case 'spawn':
-        return new ProviderError(PROVIDER, 'transient', `${call.what}: cannot run '${vboxmanage}' (is VirtualBox installed and on PATH?)`, {
-          retry: 'transient',
-          cause: err,
-        });
-      case 'output-limit':
-        return new ProviderError(PROVIDER, 'internal', `${call.what}: VBoxManage produced too much output`, { retry, cause: err });
-    }
-  }
-  return new ProviderError(PROVIDER, 'internal', `${call.what}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+  return fromTransportError(err, call, { provider: PROVIDER, tool: 'VBoxManage', cannotRun: () => `cannot run '${vboxmanage}' (is VirtualBox installed and on PATH?)` });
 }
 
 function firstNonEmptyLine(text: string): string | undefined {
