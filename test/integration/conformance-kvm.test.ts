@@ -9,9 +9,9 @@ import { join } from 'node:path';
 import { describeProviderConformance } from '../../providers/conformance/suite.ts';
 import { createKvmProvider } from '../../providers/kvm/index.ts';
 import { createKvmLab } from '../labs/kvm/lab.ts';
-import type { Logger } from '../../providers/contract.ts';
+import { silentLogger } from '../fixtures/fake-provider.ts';
 
-const log: Logger = { debug() {}, info() {}, warn() {}, error() {}, child: () => log };
+const log = silentLogger();
 // QEMU (user libvirt-qemu) must traverse to the disks: /tmp is world-traversable.
 const base = '/tmp';
 

@@ -9,9 +9,9 @@ import { join } from 'node:path';
 import { describeProviderConformance } from '../../providers/conformance/suite.ts';
 import { createVirtualBoxProvider } from '../../providers/virtualbox/index.ts';
 import { createVboxLab } from '../labs/vboxmanage-sim/lab.ts';
-import type { Logger } from '../../providers/contract.ts';
+import { silentLogger } from '../fixtures/fake-provider.ts';
 
-const log: Logger = { debug() {}, info() {}, warn() {}, error() {}, child: () => log };
+const log = silentLogger();
 
 describeProviderConformance(t, {
   name: 'virtualbox',

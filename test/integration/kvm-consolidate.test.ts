@@ -12,10 +12,12 @@ import { randomUUID } from 'node:crypto';
 import { createKvmProvider } from '../../providers/kvm/index.ts';
 import { parseDomainXml } from '../../providers/kvm/parse.ts';
 import { testContext } from '../../providers/conformance/suite.ts';
-import { ProviderError, markerForJob, type Logger, type SnapshotProvider } from '../../providers/contract.ts';
+import { markerForJob, type SnapshotProvider } from '../../providers/contract.ts';
 import { createKvmLab, type KvmLab } from '../labs/kvm/lab.ts';
+import { rejection } from '../fixtures/provider-error.ts';
+import { silentLogger } from '../fixtures/fake-provider.ts';
 
-const log: Logger = { debug() {}, info() {}, warn() {}, error() {}, child: () => log };
+const log = silentLogger();
 const ctx = () => testContext();
 const marker = () => markerForJob(`cons-${randomUUID()}`);
 
@@ -24,10 +26,9 @@ chmodSync(dir, 0o755);
 let lab: KvmLab;
 const providers: SnapshotProvider[] = [];
 function provider(maxChainDepth?: number): SnapshotProvider {
-  const { host, port, username, privateKey, hostKey } = lab.ssh;
   const p = createKvmProvider(
     'lab',
-    { uri: lab.uri, ssh: { host, port, username, privateKey, hostKey }, commandTimeoutSec: 60, ...(maxChainDepth === undefined ? {} : { consolidate: { maxChainDepth } }) },
+    { uri: lab.uri, ssh: lab.ssh, commandTimeoutSec: 60, ...(maxChainDepth === undefined ? {} : { consolidate: { maxChainDepth } }) },
     { log },
   );
   providers.push(p);
@@ -41,16 +42,6 @@ async function chain(name: string): Promise<string[]> {
   const vda = parseDomainXml(r.stdout).disks.find((d) => d.target === 'vda');
   if (!vda?.source) throw new Error('no vda');
   return [vda.source, ...vda.backingChain];
-}
-
-async function rejection(p: Promise<unknown>): Promise<ProviderError> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof ProviderError) return e;
-    throw new Error(`expected a ProviderError, got ${String(e)}`);
-  }
-  throw new Error('expected a rejection, but it succeeded');
 }
 
 t.before(async () => {

@@ -11,30 +11,21 @@ import { randomUUID } from 'node:crypto';
 import { createKvmProvider } from '../../providers/kvm/index.ts';
 import { overlayPath } from '../../providers/kvm/naming.ts';
 import { testContext } from '../../providers/conformance/suite.ts';
-import { ProviderError, markerForJob, type Logger, type SnapshotProvider } from '../../providers/contract.ts';
+import { markerForJob, type SnapshotProvider } from '../../providers/contract.ts';
 import { createKvmLab, type KvmLab } from '../labs/kvm/lab.ts';
+import { rejection } from '../fixtures/provider-error.ts';
+import { silentLogger } from '../fixtures/fake-provider.ts';
 
-const log: Logger = { debug() {}, info() {}, warn() {}, error() {}, child: () => log };
+const log = silentLogger();
 const ctx = () => testContext();
 const marker = () => markerForJob(`ext-${randomUUID()}`);
-
-async function rejection(p: Promise<unknown>): Promise<ProviderError> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof ProviderError) return e;
-    throw new Error(`expected a ProviderError, got ${String(e)}`);
-  }
-  throw new Error('expected a rejection, but it succeeded');
-}
 
 const dir = mkdtempSync(join('/tmp', 'snapvisor-kvm-ext-'));
 chmodSync(dir, 0o755);
 let lab: KvmLab;
 const providers: SnapshotProvider[] = [];
 function provider(extra: Record<string, unknown> = {}): SnapshotProvider {
-  const { host, port, username, privateKey, hostKey } = lab.ssh;
-  const p = createKvmProvider('lab', { uri: lab.uri, ssh: { host, port, username, privateKey, hostKey }, commandTimeoutSec: 60, ...extra }, { log });
+  const p = createKvmProvider('lab', { uri: lab.uri, ssh: lab.ssh, commandTimeoutSec: 60, ...extra }, { log });
   providers.push(p);
   return p;
 }

@@ -12,35 +12,24 @@ import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { createKvmProvider } from '../../providers/kvm/index.ts';
 import { testContext } from '../../providers/conformance/suite.ts';
-import { ProviderError, markerForJob, type Logger, type SnapshotProvider } from '../../providers/contract.ts';
+import { ProviderError, markerForJob, type SnapshotProvider } from '../../providers/contract.ts';
 import type { CommandRunner } from '../../providers/shared/command-runner.ts';
 import { createSshRunner } from '../../providers/shared/ssh.ts';
 import { createKvmLab, ensureLibvirt, stopLibvirtd, type KvmLab } from '../labs/kvm/lab.ts';
+import { rejection } from '../fixtures/provider-error.ts';
+import { silentLogger } from '../fixtures/fake-provider.ts';
 
-const log: Logger = { debug() {}, info() {}, warn() {}, error() {}, child: () => log };
+const log = silentLogger();
 const ctx = () => testContext();
 const marker = () => markerForJob(`fault-${randomUUID()}`);
-
-async function rejection(p: Promise<unknown>): Promise<ProviderError> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof ProviderError) return e;
-    throw new Error(`expected a ProviderError, got ${String(e)}`);
-  }
-  throw new Error('expected a rejection, but it succeeded');
-}
 
 const dir = mkdtempSync(join('/tmp', 'snapvisor-kvm-faults-'));
 chmodSync(dir, 0o755);
 let lab: KvmLab;
 const providers: SnapshotProvider[] = [];
 
-function sshOptions() {
-  return { host: lab.ssh.host, port: lab.ssh.port, username: lab.ssh.username, privateKey: lab.ssh.privateKey, hostKey: lab.ssh.hostKey };
-}
 function provider(runner?: CommandRunner): SnapshotProvider {
-  const p = createKvmProvider('lab', { uri: lab.uri, ssh: sshOptions(), commandTimeoutSec: 60 }, { log, ...(runner ? { runner } : {}) });
+  const p = createKvmProvider('lab', { uri: lab.uri, ssh: lab.ssh, commandTimeoutSec: 60 }, { log, ...(runner ? { runner } : {}) });
   providers.push(p);
   return p;
 }
@@ -117,7 +106,7 @@ t.test('hostile names round-trip; dangerous names are refused', async (tt) => {
 t.test('SSH session killed mid-create: the retry with the same marker ends with exactly one snapshot', async (tt) => {
   const id = lab.domainUuid('dropped');
   for (const delayMs of [0, 30, 120]) {
-    const ssh = createSshRunner(sshOptions(), { log });
+    const ssh = createSshRunner(lab.ssh, { log });
     let armed = true;
     // Fault injection at the one moment that matters: right after the create command went out.
     const runner: CommandRunner = {

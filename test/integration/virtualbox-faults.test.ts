@@ -10,9 +10,10 @@ import { ProviderError, markerForJob, type SnapshotProvider } from '../../provid
 import { createVirtualBoxProvider } from '../../providers/virtualbox/index.ts';
 import { testContext, type TapTest } from '../../providers/conformance/suite.ts';
 import { createVboxLab, type VboxLab } from '../labs/vboxmanage-sim/lab.ts';
-import type { Logger } from '../../providers/contract.ts';
+import { rejection as providerError } from '../fixtures/provider-error.ts';
+import { silentLogger } from '../fixtures/fake-provider.ts';
 
-const log: Logger = { debug() {}, info() {}, warn() {}, error() {}, child: () => log };
+const log = silentLogger();
 let n = 0;
 const spec = (name: string, mode: 'memory' | 'offline' = 'memory', description = '') => ({ name, description, mode, marker: markerForJob(`fault-${++n}`) });
 
@@ -35,16 +36,6 @@ function setup(t: TapTest, opts: { stepMs?: number; commandTimeoutSec?: number; 
   );
   const vmState = (name: string) => lab.readState().vms.find((v) => v.name === name)?.state;
   return { lab, provider, web: uuid('web01'), db: uuid('db01'), vmState };
-}
-
-async function providerError(p: Promise<unknown>): Promise<ProviderError> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof ProviderError) return e;
-    throw e;
-  }
-  throw new Error('expected a ProviderError, the call succeeded');
 }
 
 t.test('a hanging VBoxManage is killed at its timeout → transient', async (t) => {

@@ -12,8 +12,10 @@ import { blockJobActive, commitArgs, mayNeedConsolidation, parseCommitProgress, 
 import { createKvmProvider } from '../../providers/kvm/index.ts';
 import { parseDomainXml, parseSnapshotXml } from '../../providers/kvm/parse.ts';
 import { parseOptions } from '../../providers/kvm/options.ts';
-import { ProviderError, type CallContext, type Logger } from '../../providers/contract.ts';
+import type { CallContext } from '../../providers/contract.ts';
 import { CommandError, type CommandRunner, type RunOptions, type RunResult } from '../../providers/shared/command-runner.ts';
+import { rejection } from '../fixtures/provider-error.ts';
+import { silentLogger } from '../fixtures/fake-provider.ts';
 
 const FIXTURES = join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'kvm');
 const fixture = (name: string): string => readFileSync(join(FIXTURES, name), 'utf8');
@@ -109,7 +111,7 @@ t.test('options', async (t) => {
 // adapter flow against a scripted virsh
 
 const UUID = '11111111-2222-3333-4444-555555555555';
-const log: Logger = { debug() {}, info() {}, warn() {}, error() {}, child: () => log };
+const log = silentLogger();
 
 interface FakeHost {
   state: string;
@@ -214,16 +216,6 @@ function ctxWith(signal = new AbortController().signal): CallContext & { seen: n
 
 const provider = (h: FakeHost, consolidate: Record<string, unknown> = {}) =>
   createKvmProvider('fake', { consolidate }, { log, runner: fakeRunner(h) });
-
-async function rejection(p: Promise<unknown>): Promise<ProviderError> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof ProviderError) return e;
-    throw e;
-  }
-  throw new Error('expected a rejection');
-}
 
 t.test('adapter: merges, verifies, drops stale metadata, reports progress', async (t) => {
   const h = host();

@@ -3,12 +3,13 @@
  * not given, so the test also pins exactly which commands run, and that names pass as one argument.
  */
 import t from 'tap';
-import { markerForJob, ProviderError, type Logger } from '../../providers/contract.ts';
+import { markerForJob, ProviderError } from '../../providers/contract.ts';
 import { CommandError, type CommandRunner, type RunResult } from '../../providers/shared/command-runner.ts';
 import { createVirtualBoxProvider } from '../../providers/virtualbox/index.ts';
 import { testContext } from '../../providers/conformance/suite.ts';
+import { silentLogger } from '../fixtures/fake-provider.ts';
 
-const log: Logger = { debug() {}, info() {}, warn() {}, error() {}, child: () => log };
+const log = silentLogger();
 const VM = '7e261a39-d356-4eb1-a8ed-75675b149241';
 const SNAP = '31863d6f-8d58-4d58-aa2e-01aed147602c';
 
