@@ -1,6 +1,7 @@
 /**
- * What each job kind does on the hypervisor, then how the store learns the result (a sync of
- * the VM, so the rows come from what the hypervisor really has).
+ * What each job kind does on the hypervisor, then how the store learns the result: from what the
+ * provider answered (sync.record — no second listing of the VM; the periodic sync reads the whole
+ * truth), except after a consolidation, which can change much more than one snapshot (full re-read).
  */
 import { markerForJob, type CallContext, type ProviderSnapshot } from '../../providers/contract.ts';
 import { SnapvisorError } from '../domain/errors.ts';
@@ -39,13 +40,13 @@ export async function findByMarker(input: Omit<HandlerInput, 'sync' | 'job'> & {
   return list.find((s) => s.marker === marker) ?? null;
 }
 
-/** Records the created snapshot through a sync and returns the job result naming it. */
-export async function recordCreated(input: Omit<HandlerInput, 'ctx'>, made: ProviderSnapshot): Promise<JobResult> {
-  const { core, sync, target, vm } = input;
-  await sync.syncVm(target, vm);
+/** Records the created snapshot and returns the job result naming it. */
+export async function recordCreated(input: Pick<HandlerInput, 'core' | 'sync' | 'vm'>, made: ProviderSnapshot): Promise<JobResult> {
+  const { core, sync, vm } = input;
+  await sync.record(vm, { kind: 'created', snapshot: made });
   const row = await core.store.snapshots.getByRef(vm.id, made.providerRef);
   if (!row) {
-    throw new SnapvisorError('internal', 'SNAPVISOR_ERR_SNAPSHOT_NOT_RECORDED', 'the snapshot was created but is missing from the hypervisor listing');
+    throw new SnapvisorError('internal', 'SNAPVISOR_ERR_SNAPSHOT_NOT_RECORDED', 'the snapshot was created but could not be recorded');
   }
   return { snapshotId: row.id };
 }
@@ -79,7 +80,7 @@ async function revert(input: HandlerInput): Promise<JobResult> {
   const { core, sync, target, vm, ctx } = input;
   const snapshot = await snapshotOf(input);
   await core.call(target.provider, 'revertSnapshot', () => target.provider.revertSnapshot(vm.providerVmId, snapshot.providerRef, ctx));
-  await sync.syncVm(target, vm);
+  await sync.record(vm, { kind: 'reverted', providerRef: snapshot.providerRef });
   // Reverting changes the power state (a memory snapshot comes back saved).
   await sync.syncInventory(target).catch((err: unknown) => ctx.log.warn({ err: String(err) }, 'inventory refresh after revert failed'));
   return { snapshotId: snapshot.id };
@@ -91,12 +92,12 @@ async function remove(input: HandlerInput): Promise<JobResult> {
   const params = job.params as DeleteParams;
   const before = await core.store.snapshots.listByVm(vm.id, { includeGone: false });
   const doomed = [snapshot.id, ...(params.children ? descendantIds(before, snapshot.id) : [])];
-  // Provider first, then the rows (marked gone by the sync): a failure never leaves a row saying
-  // "gone" for a snapshot that is still there.
+  // Provider first, then the rows: a failure never leaves a row saying "gone" for a snapshot that
+  // is still there.
   await core.call(target.provider, 'deleteSnapshot', () =>
     target.provider.deleteSnapshot(vm.providerVmId, snapshot.providerRef, { children: params.children }, ctx),
   );
-  await sync.syncVm(target, vm);
+  await sync.record(vm, { kind: 'deleted', providerRef: snapshot.providerRef, children: params.children });
   const gone: string[] = [];
   for (const id of doomed) if ((await core.store.snapshots.get(id))?.state === 'gone') gone.push(id);
   return { snapshotId: snapshot.id, snapshotIds: gone };

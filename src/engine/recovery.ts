@@ -69,7 +69,7 @@ async function lookUp(core: Core, sync: Sync, job: Job, log: Core['log']): Promi
   if (job.kind === 'snapshot.create') {
     const made = await findByMarker({ core, target, vm, ctx, jobId: job.id });
     if (!made) return { done: false, reason: 'no snapshot carries the job marker' };
-    return { done: true, result: await recordCreated({ core, sync, job, target, vm }, made), reason: 'snapshot with the job marker found' };
+    return { done: true, result: await recordCreated({ core, sync, vm }, made), reason: 'snapshot with the job marker found' };
   }
   const snapshot = job.snapshotId === null ? null : await core.store.snapshots.get(job.snapshotId);
   if (!snapshot) return { done: false, reason: 'snapshot row missing' };

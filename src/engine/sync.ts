@@ -3,10 +3,11 @@
  * then each VM's snapshot list (one transaction per VM). Calls for one VM are serialised so a
  * slow periodic listing can never overwrite a newer one written after a job.
  */
-import { jobIdFromMarker } from '../../providers/contract.ts';
+import { jobIdFromMarker, type ProviderSnapshot } from '../../providers/contract.ts';
 import { reconcileVms } from '../domain/inventory.ts';
+import { listingAfter, type SucceededChange } from '../domain/listing-after.ts';
 import { reconcileSnapshots, type SnapshotPlan } from '../domain/reconcile.ts';
-import type { Vm } from '../domain/types.ts';
+import type { Snapshot, Vm } from '../domain/types.ts';
 import type { BoundTarget, Core } from './core.ts';
 
 export interface Sync {
@@ -16,6 +17,11 @@ export interface Sync {
   syncInventory(t: BoundTarget): Promise<void>;
   /** listSnapshots of one VM → snapshot rows. Throws the provider's error. */
   syncVm(t: BoundTarget, vm: Vm): Promise<SnapshotPlan>;
+  /**
+   * A job's change, as the provider answered it → snapshot rows, without asking the provider again
+   * (domain/listing-after.ts). Serialised with syncVm, so neither overwrites a newer state.
+   */
+  record(vm: Vm, change: SucceededChange): Promise<SnapshotPlan>;
 }
 
 export function createSync(core: Core): Sync {
@@ -87,17 +93,29 @@ export function createSync(core: Core): Sync {
           t.provider.listSnapshots(vm.providerVmId, core.backgroundContext(log)),
         );
         const stored = await core.store.snapshots.listByVm(vm.id, { includeGone: true });
-        const markerJobs = observed.map((o) => jobIdFromMarker(o.marker)).filter((id): id is string => id !== null);
-        const knownJobs = await core.store.jobs.createModes(markerJobs);
-        const plan = reconcileSnapshots({ vmId: vm.id, stored, observed, knownJobs, now: core.iso(), newId: core.newId });
-        if (plan.inserts.length || plan.updates.length || plan.gone.length) await core.store.snapshots.apply(plan);
-        for (const snapshot of plan.inserts) core.events.emit({ type: 'snapshot', action: 'created', snapshot });
-        for (const c of plan.updates) core.events.emit({ type: 'snapshot', action: 'updated', snapshot: c.after });
-        for (const c of plan.gone) core.events.emit({ type: 'snapshot', action: 'gone', snapshot: c.after });
-        return plan;
+        return applyObserved(vm, stored, observed);
+      });
+    },
+
+    record(vm, change) {
+      return serialised(vm.id, async () => {
+        const stored = await core.store.snapshots.listByVm(vm.id, { includeGone: true });
+        return applyObserved(vm, stored, listingAfter(stored, change));
       });
     },
   };
+
+  async function applyObserved(vm: Vm, stored: Snapshot[], observed: ProviderSnapshot[]): Promise<SnapshotPlan> {
+    const markerJobs = observed.map((o) => jobIdFromMarker(o.marker)).filter((id): id is string => id !== null);
+    const knownJobs = await core.store.jobs.createModes(markerJobs);
+    const plan = reconcileSnapshots({ vmId: vm.id, stored, observed, knownJobs, now: core.iso(), newId: core.newId });
+    if (plan.inserts.length || plan.updates.length || plan.gone.length) await core.store.snapshots.apply(plan);
+    for (const snapshot of plan.inserts) core.events.emit({ type: 'snapshot', action: 'created', snapshot });
+    for (const c of plan.updates) core.events.emit({ type: 'snapshot', action: 'updated', snapshot: c.after });
+    for (const c of plan.gone) core.events.emit({ type: 'snapshot', action: 'gone', snapshot: c.after });
+    return plan;
+  }
+
   return sync;
 }
 

@@ -74,12 +74,31 @@ t.test('a refusal from VirtualBox ends the job failed with its reason, and nothi
 t.test('create, revert, delete with children through the engine keep the stored tree equal to the hypervisor', async (t) => {
   const { lab, engine, vmId, final } = await setup(t);
   const vm = await vmId('web01');
+  // After a job the engine records what the provider answered without listing again; a full sync
+  // (what the periodic one does) must then find nothing to change.
+  const picture = async () => {
+    const rows = await engine.listSnapshots(vm, { includeGone: true });
+    return rows.map((r) => ({ name: r.name, parentId: r.parentId, current: r.current, state: r.state, mode: r.mode, owner: r.owner })).sort((x, y) => x.name.localeCompare(y.name));
+  };
+  const sameAsFullSync = async (after: string) => {
+    const recorded = await picture();
+    await engine.syncTarget('lab');
+    t.same(await picture(), recorded, `after ${after}: the recorded tree is what a full sync reads`);
+  };
   const a = await final((await engine.submit({ kind: 'snapshot.create', vmId: vm, name: 'a', description: 'first', mode: 'memory' }, meta('c1'))).job);
+  await sameAsFullSync('create a');
   const b = await final((await engine.submit({ kind: 'snapshot.create', vmId: vm, name: 'b', description: '', mode: 'offline' }, meta('c2'))).job);
   t.equal(b.state, 'succeeded', JSON.stringify(b.error));
+  await sameAsFullSync('create b');
   const rev = await final((await engine.submit({ kind: 'snapshot.revert', snapshotId: a.result!.snapshotId! }, meta('c3'))).job);
   t.equal(rev.state, 'succeeded', JSON.stringify(rev.error));
+  await sameAsFullSync('revert to a');
   const c = await final((await engine.submit({ kind: 'snapshot.create', vmId: vm, name: 'c', description: '', mode: 'memory' }, meta('c4'))).job);
+  await sameAsFullSync('create c');
+  const d = await final((await engine.submit({ kind: 'snapshot.create', vmId: vm, name: 'd', description: '', mode: 'memory' }, meta('c6'))).job);
+  const delD = await final((await engine.submit({ kind: 'snapshot.delete', snapshotId: d.result!.snapshotId!, children: false }, meta('c7'))).job);
+  t.equal(delD.state, 'succeeded', JSON.stringify(delD.error));
+  await sameAsFullSync('delete of the current snapshot d');
   const tree = await engine.snapshotTree(vm);
   t.equal(tree.roots.length, 1);
   t.same(tree.roots[0]!.children.map((n) => n.name).sort(), ['b', 'c'], 'branch after revert');
@@ -89,7 +108,8 @@ t.test('create, revert, delete with children through the engine keep the stored 
   t.equal(stored.find((s) => s.name === 'a')!.owner, 'snapvisor');
   const del = await final((await engine.submit({ kind: 'snapshot.delete', snapshotId: a.result!.snapshotId!, children: true }, meta('c5'))).job);
   t.equal(del.state, 'succeeded', JSON.stringify(del.error));
+  await sameAsFullSync('delete of a with children');
   t.same(await engine.listSnapshots(vm, { includeGone: false }), [], 'all gone from the store');
-  t.equal((await engine.listSnapshots(vm, { includeGone: true })).filter((s) => s.state === 'gone').length, 3, 'kept as history');
+  t.equal((await engine.listSnapshots(vm, { includeGone: true })).filter((s) => s.state === 'gone').length, 4, 'kept as history');
   t.same(Object.keys(lab.readState().vms.find((v) => v.name === 'web01')!.snapshots), [], 'and from the hypervisor');
 });
