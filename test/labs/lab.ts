@@ -4,20 +4,23 @@
  * kvm: libvirtd (started if needed) with two tiny domains and an sshd for the `snaplab` user; it
  * stays up while this command runs and is torn down on Ctrl-C (a lab whose process died is
  * reaped by the next one), so `down` only stops libvirtd's leftovers from crashed runs.
+ * vcsim: govmomi's vCenter simulator (built on first use) under ./data/labs/vcsim; it stays up
+ * while this command runs and dies with it, so `down` only removes its certificate and files.
  */
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { createKvmLab, ensureLibvirt } from './kvm/lab.ts';
 import { createVboxLab } from './vboxmanage-sim/lab.ts';
+import { startVcsim } from './vcsim/lab.ts';
 
 const [kind, action] = process.argv.slice(2);
 
 function usage(): never {
-  process.stderr.write('usage: npm run lab -- virtualbox|kvm up|down\n');
+  process.stderr.write('usage: npm run lab -- virtualbox|kvm|vcsim up|down\n');
   process.exit(2);
 }
 
-if ((kind !== 'virtualbox' && kind !== 'kvm') || (action !== 'up' && action !== 'down')) usage();
+if ((kind !== 'virtualbox' && kind !== 'kvm' && kind !== 'vcsim') || (action !== 'up' && action !== 'down')) usage();
 const dir = path.resolve('data/labs', kind);
 
 if (kind === 'virtualbox') {
@@ -43,6 +46,28 @@ if (kind === 'virtualbox') {
         `  try: ${wrapper} list vms\n` +
         `  target config: { name: lab-vbox, kind: virtualbox, vboxmanage: ${wrapper} }\n`,
     );
+  }
+} else if (kind === 'vcsim') {
+  if (action === 'down') {
+    rmSync(dir, { recursive: true, force: true });
+    process.stdout.write(`vcsim lab files removed (${dir}); a running vcsim stops with its \`lab vcsim up\` command\n`);
+  } else {
+    const lab = await startVcsim({ dir });
+    const caFile = path.join(dir, 'vcsim-served-cert.pem');
+    process.stdout.write(
+      `vcsim up (pid ${lab.pid}): ${lab.sdkUrl}, ${lab.vmCount} VMs (e.g. DC0_H0_VM0)\n` +
+        `  login: ${lab.username} / ${lab.password}\n` +
+        `  certificate: ${caFile} (SHA-1 thumbprint ${lab.thumbprint})\n` +
+        `  try: curl --cacert ${caFile} ${lab.url}/about\n` +
+        '  Ctrl-C stops it.\n',
+    );
+    const stop = async () => {
+      await lab.stop();
+      process.exit(0);
+    };
+    process.on('SIGINT', () => void stop());
+    process.on('SIGTERM', () => void stop());
+    setInterval(() => {}, 1 << 30);
   }
 } else if (action === 'down') {
   // Creating (and at once removing) a lab reaps every lab whose process is gone.

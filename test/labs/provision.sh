@@ -4,6 +4,7 @@
 # KVM lab: libvirt + QEMU (software emulation, no /dev/kvm) + OpenSSH server, without
 # libvirt-daemon-system (it pulls systemd, polkit and firewall packages). Users, libvirtd.conf
 # and the daemons are set up at test time by test/labs/kvm/lab.ts (ensureLibvirt).
+# VMware lab: Go and Debian's govmomi library; test/labs/vcsim/build.sh builds vcsim from them.
 set -euo pipefail
 need=()
 command -v node >/dev/null || need+=(nodejs npm)
@@ -12,11 +13,12 @@ command -v make >/dev/null || need+=(make)
 command -v python3 >/dev/null || need+=(python3)
 
 kvm_packages=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 qemu-utils openssh-server)
+vcsim_packages=(golang-go golang-github-vmware-govmomi-dev)
 if ! command -v dpkg-query >/dev/null; then
-  echo "provision: the KVM lab needs a Debian/Ubuntu host (dpkg + apt) to install: ${kvm_packages[*]}" >&2
+  echo "provision: the KVM and VMware labs need a Debian/Ubuntu host (dpkg + apt) to install: ${kvm_packages[*]} ${vcsim_packages[*]}" >&2
   exit 1
 fi
-for pkg in "${kvm_packages[@]}"; do
+for pkg in "${kvm_packages[@]}" "${vcsim_packages[@]}"; do
   # dpkg-query answers for installed packages in a few ms; "install ok installed" is the only good status.
   status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
   [ "$status" = "install ok installed" ] || need+=("$pkg")
@@ -35,7 +37,7 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
 fi
 
-for cmd in virsh libvirtd virtlogd qemu-system-x86_64 qemu-img /usr/sbin/sshd ssh-keygen; do
+for cmd in virsh libvirtd virtlogd qemu-system-x86_64 qemu-img /usr/sbin/sshd ssh-keygen go; do
   command -v "$cmd" >/dev/null || { echo "provision: $cmd is missing after install" >&2; exit 1; }
 done
 echo "provision: ok"
