@@ -62,12 +62,12 @@ import {
   type TargetHealth,
   type VmInfo,
 } from '../contract.ts';
-import { createLocalRunner, type CommandRunner, type RunResult } from '../shared/command-runner.ts';
+import type { CommandRunner, RunResult } from '../shared/command-runner.ts';
+import { createTargetTransport, type TargetTransport } from '../shared/ssh-target.ts';
 import { fromRunError, fromVirshFailure, NO_SNAPSHOT, type CallInfo } from './errors.ts';
 import { MAX_NAME_BYTES, isNumericName, memoryPath, nameProblems, overlayPath, specValue } from './naming.ts';
 import { PROVIDER, parseOptions, type KvmOptions } from './options.ts';
 import { blockJobActive, chainOf, commitArgs, mayNeedConsolidation, parseCommitProgress, planConsolidation, sameChain, staleAfter, type DiskCommit } from './consolidation.ts';
-import { createSshTransport } from './transport.ts';
 import { descriptionWithMarker, splitMarker } from '../shared/description-marker.ts';
 import {
   parseDomainXml,
@@ -139,11 +139,7 @@ async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) 
 
 export function createKvmProvider(target: string, rawOptions: Record<string, unknown>, deps: KvmDeps): SnapshotProvider {
   const options: KvmOptions = parseOptions(target, rawOptions);
-  const transport = deps.runner
-    ? { runner: deps.runner, close: async () => {} }
-    : options.ssh
-      ? createSshTransport(options.ssh, deps.log)
-      : { runner: createLocalRunner(), close: async () => {} };
+  const transport: TargetTransport = deps.runner ? { runner: deps.runner, close: async () => {} } : createTargetTransport(options.ssh, deps.log);
   const runner = transport.runner;
   const pollMs = deps.pollIntervalMs ?? 500;
   const timeoutMs = options.commandTimeoutSec * 1000;

@@ -6,32 +6,16 @@
 import { Type, type Static } from 'typebox';
 import { ProviderError } from '../contract.ts';
 import { optionProblems } from '../shared/options.ts';
+import { SshTargetSchema, sshProblems, type SshTargetOptions } from '../shared/ssh-target.ts';
 
 export const PROVIDER = 'kvm';
-
-const SshSchema = Type.Object(
-  {
-    host: Type.String({ minLength: 1 }),
-    port: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535 })),
-    username: Type.String({ minLength: 1 }),
-    privateKey: Type.Optional(Type.String({ minLength: 1 })),
-    passphrase: Type.Optional(Type.String()),
-    password: Type.Optional(Type.String()),
-    /** "SHA256:<base64>" fingerprint or a known_hosts / public-key line: pinned, never learned. */
-    hostKey: Type.String({ minLength: 1 }),
-    maxChannels: Type.Optional(Type.Integer({ minimum: 1, maximum: 64 })),
-    connectTimeoutMs: Type.Optional(Type.Integer({ minimum: 1 })),
-    keepaliveMs: Type.Optional(Type.Integer({ minimum: 0 })),
-  },
-  { additionalProperties: false },
-);
 
 export const KvmOptionsSchema = Type.Object(
   {
     /** libvirt connection URI as seen from the host virsh runs on. */
     uri: Type.Optional(Type.String({ minLength: 1, default: 'qemu:///system' })),
     /** Where virsh runs; absent = on this machine. */
-    ssh: Type.Optional(SshSchema),
+    ssh: Type.Optional(SshTargetSchema),
     /** Kill a virsh call that runs longer than this (remote `timeout` + local deadline). */
     commandTimeoutSec: Type.Optional(Type.Number({ exclusiveMinimum: 0, default: 300 })),
     /** How a `memory` snapshot is stored: inside the qcow2 (internal) or as overlays + memory file (external). */
@@ -63,11 +47,10 @@ export const KvmOptionsSchema = Type.Object(
 );
 
 export type KvmOptionsInput = Static<typeof KvmOptionsSchema>;
-export type KvmSshOptions = Static<typeof SshSchema>;
 
 export interface KvmOptions {
   uri: string;
-  ssh: KvmSshOptions | undefined;
+  ssh: SshTargetOptions | undefined;
   commandTimeoutSec: number;
   snapshotStyle: 'internal' | 'external';
   offline: { shutdownTimeoutSec: number; forceOff: boolean };
@@ -79,9 +62,7 @@ export function parseOptions(target: string, input: unknown): KvmOptions {
   const raw = input ?? {};
   const problems = optionProblems(KvmOptionsSchema, raw);
   const o = raw as KvmOptionsInput;
-  if (problems.length === 0 && o.ssh && o.ssh.privateKey === undefined && o.ssh.password === undefined) {
-    problems.push("option 'ssh' needs 'privateKey' or 'password'");
-  }
+  if (problems.length === 0) problems.push(...sshProblems(o.ssh));
   if (problems.length > 0) {
     throw new ProviderError(PROVIDER, 'invalid', `target '${target}': ${problems.join('; ')}`);
   }

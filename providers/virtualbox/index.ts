@@ -1,6 +1,7 @@
 /**
- * VirtualBox adapter: drives VBoxManage through a CommandRunner (argv arrays only; local by default,
- * SSH later by injecting another runner).
+ * VirtualBox adapter: drives VBoxManage through a CommandRunner (argv arrays only): local processes,
+ * or the target's pooled SSH connection when it has an `ssh:` block (each argument quoted for the
+ * remote shell by the transport).
  *
  * Identity: a VM is its UUID, a snapshot is its UUID. Every command addresses both by UUID — never by
  * name, because VirtualBox allows duplicate snapshot names and resolves a name to the first match.
@@ -41,7 +42,8 @@ import {
   type VmInfo,
 } from '../contract.ts';
 import { descriptionWithMarker, splitMarker } from '../shared/description-marker.ts';
-import { createLocalRunner, type CommandRunner, type RunResult } from '../shared/command-runner.ts';
+import type { CommandRunner, RunResult } from '../shared/command-runner.ts';
+import { createTargetTransport, type TargetTransport } from '../shared/ssh-target.ts';
 import { fromRunError, fromVboxFailure, type CallInfo } from './errors.ts';
 import { PROVIDER, parseOptions, type VirtualBoxOptions } from './options.ts';
 import {
@@ -58,7 +60,7 @@ import {
 
 export interface VirtualBoxDeps {
   log: Logger;
-  /** The transport; local processes when absent. */
+  /** The transport; built from options.ssh (or local processes without it) when absent. */
   runner?: CommandRunner;
   /** How often to look at the VM while waiting for a guest shutdown (default 500 ms). */
   pollIntervalMs?: number;
@@ -90,7 +92,8 @@ const OFF_STATES = new Set(['poweroff', 'aborted', 'teleported']);
 
 export function createVirtualBoxProvider(target: string, rawOptions: Record<string, unknown>, deps: VirtualBoxDeps): SnapshotProvider {
   const options: VirtualBoxOptions = parseOptions(target, rawOptions);
-  const runner = deps.runner ?? createLocalRunner();
+  const transport: TargetTransport = deps.runner ? { runner: deps.runner, close: async () => {} } : createTargetTransport(options.ssh, deps.log);
+  const runner = transport.runner;
   const pollMs = deps.pollIntervalMs ?? 500;
   const timeoutMs = options.commandTimeoutSec * 1000;
 
@@ -352,7 +355,7 @@ export function createVirtualBoxProvider(target: string, rawOptions: Record<stri
     },
 
     async close() {
-      // local processes only; nothing to release
+      await transport.close();
     },
   };
   return provider;

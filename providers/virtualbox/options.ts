@@ -5,13 +5,16 @@
 import { Type, type Static } from 'typebox';
 import { ProviderError } from '../contract.ts';
 import { optionProblems } from '../shared/options.ts';
+import { SshTargetSchema, sshProblems, type SshTargetOptions } from '../shared/ssh-target.ts';
 
 export const PROVIDER = 'virtualbox';
 
 export const VirtualBoxOptionsSchema = Type.Object(
   {
-    /** VBoxManage executable: a name looked up on PATH, or a path. */
+    /** VBoxManage executable: a name looked up on PATH, or a path (on the SSH host when `ssh` is set). */
     vboxmanage: Type.Optional(Type.String({ minLength: 1, default: 'VBoxManage' })),
+    /** Where VBoxManage runs; absent = on this machine. */
+    ssh: Type.Optional(SshTargetSchema),
     /** Kill a VBoxManage call that runs longer than this. */
     commandTimeoutSec: Type.Optional(Type.Number({ exclusiveMinimum: 0, default: 600 })),
     offline: Type.Optional(
@@ -33,6 +36,7 @@ export type VirtualBoxOptionsInput = Static<typeof VirtualBoxOptionsSchema>;
 
 export interface VirtualBoxOptions {
   vboxmanage: string;
+  ssh: SshTargetOptions | undefined;
   commandTimeoutSec: number;
   offline: { shutdownTimeoutSec: number; forcePowerOff: boolean };
 }
@@ -41,12 +45,14 @@ export interface VirtualBoxOptions {
 export function parseOptions(target: string, input: unknown): VirtualBoxOptions {
   const raw = input ?? {};
   const problems = optionProblems(VirtualBoxOptionsSchema, raw);
+  const o = raw as VirtualBoxOptionsInput;
+  if (problems.length === 0) problems.push(...sshProblems(o.ssh));
   if (problems.length > 0) {
     throw new ProviderError(PROVIDER, 'invalid', `target '${target}': ${problems.join('; ')}`);
   }
-  const o = raw as VirtualBoxOptionsInput;
   return {
     vboxmanage: o.vboxmanage ?? 'VBoxManage',
+    ssh: o.ssh,
     commandTimeoutSec: o.commandTimeoutSec ?? 600,
     offline: {
       shutdownTimeoutSec: o.offline?.shutdownTimeoutSec ?? 120,
