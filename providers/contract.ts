@@ -160,6 +160,12 @@ export interface VmInfo {
   disks?: DiskInfo[];
   /** The hypervisor reports that disk chains need consolidation (vSphere `consolidationNeeded`). */
   consolidationNeeded?: boolean;
+  /**
+   * The VM's whole snapshot list, when the provider reads it in the same pass as the inventory
+   * (vSphere: one PropertyCollector call for every VM's tree). The engine's sync then uses it instead
+   * of calling listSnapshots once per VM. Absent = not read; [] = no snapshots.
+   */
+  snapshots?: ProviderSnapshot[];
 }
 
 export interface ProviderSnapshot {

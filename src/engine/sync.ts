@@ -3,7 +3,7 @@
  * then each VM's snapshot list (one transaction per VM). Calls for one VM are serialised so a
  * slow periodic listing can never overwrite a newer one written after a job.
  */
-import { jobIdFromMarker, type ProviderSnapshot } from '../../providers/contract.ts';
+import { jobIdFromMarker, type ProviderSnapshot, type VmInfo } from '../../providers/contract.ts';
 import { reconcileVms } from '../domain/inventory.ts';
 import { listingAfter, type SucceededChange } from '../domain/listing-after.ts';
 import { reconcileSnapshots, type SnapshotPlan } from '../domain/reconcile.ts';
@@ -13,8 +13,8 @@ import type { BoundTarget, Core } from './core.ts';
 export interface Sync {
   /** Health, inventory and every VM's snapshots of one target. Never throws for a sick target. */
   syncTarget(t: BoundTarget, options?: { skipVm?: (vmId: string) => boolean }): Promise<void>;
-  /** listVms of the target → VM rows. */
-  syncInventory(t: BoundTarget): Promise<void>;
+  /** listVms of the target → VM rows; returns what the provider answered. */
+  syncInventory(t: BoundTarget): Promise<VmInfo[]>;
   /** listSnapshots of one VM → snapshot rows. Throws the provider's error. */
   syncVm(t: BoundTarget, vm: Vm): Promise<SnapshotPlan>;
   /**
@@ -40,6 +40,8 @@ export function createSync(core: Core): Sync {
   const sync: Sync = {
     async syncTarget(t, options = {}) {
       const log = core.log.child({ target: t.spec.name });
+      let revisionsBefore = new Map<string, number | null>();
+      const carried = new Map<string, ProviderSnapshot[]>();
       try {
         const health = await core.call(t.provider, 'check', () => t.provider.check(core.backgroundContext(log)));
         await core.store.targets.setHealth(t.row.id, {
@@ -49,7 +51,8 @@ export function createSync(core: Core): Sync {
           checkedAt: core.iso(),
         });
         if (!health.reachable || health.authOk === false) return;
-        await sync.syncInventory(t);
+        revisionsBefore = await snapshotRevisions(t);
+        for (const v of await sync.syncInventory(t)) if (v.snapshots) carried.set(v.providerVmId, v.snapshots);
       } catch (err) {
         // An unreachable target is shown as unhealthy; it never takes the daemon down.
         log.warn({ err: errSummary(err) }, 'target sync failed');
@@ -65,7 +68,9 @@ export function createSync(core: Core): Sync {
       for (const vm of vms) {
         if (vm.goneAt !== null || options.skipVm?.(vm.id) || core.lifecycle.signal.aborted) continue;
         try {
-          await sync.syncVm(t, vm);
+          const listing = carried.get(vm.providerVmId);
+          if (listing) await applyCarried(vm, listing, revisionsBefore.get(vm.id) ?? null);
+          else await sync.syncVm(t, vm);
         } catch (err) {
           log.warn({ vmId: vm.id, err: errSummary(err) }, 'snapshot sync of a VM failed');
         }
@@ -84,6 +89,7 @@ export function createSync(core: Core): Sync {
       if (plan.inserts.length || plan.gone.length) {
         log.info({ added: plan.inserts.length, gone: plan.gone.length }, 'VM inventory changed');
       }
+      return observed;
     },
 
     syncVm(t, vm) {
@@ -104,6 +110,26 @@ export function createSync(core: Core): Sync {
       });
     },
   };
+
+  /** Each stored VM's snapshot revision, read before an inventory pass that carries snapshot lists. */
+  async function snapshotRevisions(t: BoundTarget): Promise<Map<string, number | null>> {
+    const out = new Map<string, number | null>();
+    for (const vm of await core.store.vms.listByTarget(t.row.id)) out.set(vm.id, await core.store.snapshots.revision(vm.id));
+    return out;
+  }
+
+  /**
+   * A snapshot list read with the inventory, i.e. before this VM's lock was taken: a job that
+   * recorded a change since then (the revision moved) knows better — leave the VM to the next pass.
+   */
+  function applyCarried(vm: Vm, listing: ProviderSnapshot[], revisionBefore: number | null): Promise<SnapshotPlan | null> {
+    return serialised(vm.id, async () => {
+      const now = await core.store.snapshots.revision(vm.id);
+      if (revisionBefore !== null && now !== revisionBefore) return null;
+      const stored = await core.store.snapshots.listByVm(vm.id, { includeGone: true });
+      return applyObserved(vm, stored, listing);
+    });
+  }
 
   async function applyObserved(vm: Vm, stored: Snapshot[], observed: ProviderSnapshot[]): Promise<SnapshotPlan> {
     const markerJobs = observed.map((o) => jobIdFromMarker(o.marker)).filter((id): id is string => id !== null);

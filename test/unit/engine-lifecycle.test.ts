@@ -220,3 +220,44 @@ t.test('progress is persisted and streamed', async (t) => {
   await until(() => h.events.some((e) => e.type === 'job' && e.job.id === job.id && e.job.progressMessage === 'snapshot taken'));
   t.pass('progress event seen');
 });
+
+t.test('sync: snapshot lists carried by the inventory pass are used instead of one listSnapshots per VM', async (t) => {
+  const h = await harness(t, { targets: [{ provider: { inventoryCarriesSnapshots: true, vms: [{ name: 'web01', snapshots: [{ name: 'a' }, { name: 'b' }] }, { name: 'web02' }] } }] });
+  const vm = [...h.provider.vms.values()].find((v) => v.name === 'web01')!;
+  t.equal((await h.engine.listSnapshots(await h.vmId('web01'), { includeGone: false })).length, 2, 'first sync recorded the carried list');
+  const b = await h.snapshotId('web01', 'b');
+  h.provider.removeSnapshot(vm.id, vm.snapshots[1]!.ref);
+  h.provider.addExternalSnapshot(vm.id, 'made-by-hand');
+  await h.engine.syncTarget('lab');
+  t.match(await h.engine.getSnapshot(b), { state: 'gone' }, 'vanished one marked gone');
+  t.match(await h.engine.getSnapshot(await h.snapshotId('web01', 'made-by-hand')), { owner: 'external', current: true });
+  t.equal(h.provider.callsOf('listSnapshots').length, 0, 'never listed VM by VM');
+});
+
+t.test('sync: a carried snapshot list older than a job that finished meanwhile does not overwrite it', async (t) => {
+  const h = await harness(t, { targets: [{ provider: { inventoryCarriesSnapshots: true, vms: [{ name: 'web01', snapshots: [{ name: 'a' }] }] } }] });
+  const vmId = await h.vmId('web01');
+  // The inventory is read, then held back while a job creates a snapshot and records it.
+  const listVms = h.provider.listVms.bind(h.provider);
+  let read!: () => void;
+  const wasRead = new Promise<void>((resolve) => (read = resolve));
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => (release = resolve));
+  h.provider.listVms = async (ctx) => {
+    const answer = await listVms(ctx);
+    read();
+    await released;
+    return answer;
+  };
+  const syncing = h.engine.syncTarget('lab');
+  await wasRead;
+  const { job } = await h.engine.submit({ kind: 'snapshot.create', vmId, name: 'new', description: '', mode: 'memory' }, { principal: 't', requestHash: 'h' });
+  const done = await h.settle(job.id);
+  t.equal(done.state, 'succeeded');
+  release();
+  await syncing;
+  t.match(await h.engine.getSnapshot(done.result!.snapshotId!), { state: 'present', current: true }, 'the job\'s snapshot survived the stale list');
+  h.provider.listVms = listVms;
+  await h.engine.syncTarget('lab');
+  t.match(await h.engine.getSnapshot(done.result!.snapshotId!), { state: 'present', current: true }, 'and the next pass agrees');
+});
