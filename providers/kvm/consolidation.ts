@@ -94,25 +94,52 @@ export function mayNeedConsolidation(disks: readonly ChainDisk[], snapshots: rea
   return disks.some((d) => chainOf(d) !== null && overlaysOf(snapshots, d.target).size > maxChainDepth);
 }
 
+/**
+ * listVms' cheap first look, from the dumpxml it reads anyway: only a running/paused domain with a
+ * chain deeper than maxChainDepth can need consolidation (a shut-off domain's XML shows no chain:
+ * `externalSnapshots`, the count of its external snapshots, stands in for it).
+ */
+export function worthReadingSnapshots(disks: readonly ChainDisk[], online: boolean, maxChainDepth: number, externalSnapshots = 0): boolean {
+  if (!online) return externalSnapshots > maxChainDepth;
+  return disks.some((d) => {
+    const chain = chainOf(d);
+    return chain !== null && chain.length - 1 > maxChainDepth;
+  });
+}
+
+/** `consolidationNeeded` of a VM: exact when online (the plan has commits); from the recorded overlays when shut off. */
+export function consolidationNeeded(disks: readonly ChainDisk[], snapshots: readonly PlannedSnapshot[], online: boolean, maxChainDepth: number): boolean {
+  return online ? planConsolidation(disks, snapshots, maxChainDepth).commits.length > 0 : mayNeedConsolidation(disks, snapshots, maxChainDepth);
+}
+
 /** Which snapshots lose their point in time once `mergedFiles` are merged away, deepest first. */
 export function staleAfter(snapshots: readonly PlannedSnapshot[], mergedFiles: readonly string[]): { staleSnapshots: string[]; staleMemoryFiles: string[] } {
   const merged = new Set(mergedFiles);
   const stale = snapshots.filter((s) => s.disks.some((d) => d.snapshot === 'external' && d.source !== null && merged.has(d.source)));
+  const byName = new Map(stale.map((s) => [s.name, s]));
+  const ordered = deepestFirst(snapshots, stale.map((s) => s.name)).map((n) => byName.get(n) as PlannedSnapshot);
+  return {
+    staleSnapshots: ordered.map((s) => s.name),
+    staleMemoryFiles: ordered.flatMap((s) => (s.memoryFile === null ? [] : [s.memoryFile])),
+  };
+}
+
+/** `names` ordered deepest in the tree first (children before their parents); a parent loop does not hang. */
+export function deepestFirst(snapshots: readonly Pick<PlannedSnapshot, 'name' | 'parent'>[], names: readonly string[]): string[] {
   const byName = new Map(snapshots.map((s) => [s.name, s]));
-  const depthOf = (s: PlannedSnapshot): number => {
+  const depthOf = (name: string): number => {
     let n = 0;
-    const seen = new Set<string>();
-    for (let p = s.parent; p !== null && !seen.has(p); p = byName.get(p)?.parent ?? null) {
+    const seen = new Set<string>([name]);
+    for (let p = byName.get(name)?.parent ?? null; p !== null && !seen.has(p); p = byName.get(p)?.parent ?? null) {
       seen.add(p);
       n++;
     }
     return n;
   };
-  const ordered = stale.map((s) => ({ s, depth: depthOf(s) })).sort((a, b) => b.depth - a.depth);
-  return {
-    staleSnapshots: ordered.map((x) => x.s.name),
-    staleMemoryFiles: ordered.flatMap((x) => (x.s.memoryFile === null ? [] : [x.s.memoryFile])),
-  };
+  return names
+    .map((name) => ({ name, depth: depthOf(name) }))
+    .sort((a, b) => b.depth - a.depth)
+    .map((x) => x.name);
 }
 
 /**

@@ -27,26 +27,44 @@
  * Overlay and memory files are named from the domain, disk and snapshot plus a hash of the marker,
  * and never over an existing file (checked with `test -e`; libvirt accepts a 0-byte file — danger 4).
  *
- * Revert: natively. Refused (`unsupported`, with the reason): external snapshots on libvirt < 9.9,
+ * Revert: natively. Refused (`unsupported`, with the reason): external snapshots on libvirt < 9.9
+ * (it would need new overlays on the snapshot's backing images, created as root: the SSH user cannot),
  * an internal snapshot with external descendants (libvirt would silently invalidate the overlays,
  * danger 2), purely numeric names (QEMU would load the snapshot with that id, danger 1).
  *
- * Delete: internal natively (`--children` for a subtree). External: libvirt >= 9.0 commits a
- * snapshot in a linear external chain; with children, or in a mixed internal/external tree, the
- * answer is `unsupported` with the reason (manual blockcommit not implemented). Already gone = success.
+ * Delete (planner: merge-plan.ts): libvirt's own delete where it can — internal (`--children` for an
+ * internal subtree), and on >= 9.0 an external snapshot in a linear external chain (commit + pivot).
+ * Where libvirt 9.0 refuses but it is safe, a manual merge: every overlay a deleted snapshot created
+ * is committed into the image right below it, one blockcommit per contiguous run (`--active --pivot`
+ * when the run includes the active image), then `snapshot-delete --metadata`, deepest first. Cases:
+ * `children` on a subtree with external snapshots; an external snapshot with an internal parent (its
+ * overlay goes into the image holding the internal snapshot — writing a qcow2's active state leaves
+ * its internal snapshots alone). Refused (`unsupported`, reason in the message): a surviving snapshot
+ * stored in a file the merge removes, a deleted internal snapshot stored in an image that stays
+ * (internal with external children: it sits in a read-only backing file), an external snapshot with
+ * more than one child, non-file disks, overlays not in the chain. Already gone = success.
+ *
+ * Merging (consolidate and manual deletes share mergeCommits): the chain is read from dumpxml before
+ * each commit (must be as planned) and after (must be as expected), `blockcommit --wait --verbose
+ * --delete` with progress from the `--verbose` percentages; a disk with a block job already running
+ * is `conflict`. Snapshots whose data was merged away lose their metadata (`snapshot-delete
+ * --metadata`, deepest first), also after a failure part-way. `--delete` lets libvirtd (root) remove
+ * the merged files; any file still there afterwards, and external memory files of the dropped
+ * snapshots, are named in the job's message: the SSH user cannot delete libvirt-qemu-owned files.
+ * Cancelled mid-commit: `blockjob --abort`, chain checked again.
+ * Shut-off domains: libvirt 9.0 cannot blockcommit offline and the SSH user cannot qemu-img the 0600
+ * overlays, so with offlineMerge 'start-paused' (default) the domain is started `--paused` (the guest
+ * never runs), re-planned from the running XML (the shut-off XML lacks the chain), merged, and
+ * `destroy`ed again whatever happened; offlineMerge 'refuse' answers `conflict` naming the option.
  *
  * Consolidate (planner: consolidation.ts): per disk, chains of snapshot-made overlays deeper than
  * consolidate.maxChainDepth keep their newest overlays and merge the older ones into the image the
- * oldest overlay sits on (never into a template below it) with
- * `blockcommit --wait --verbose --delete` (`--active --pivot` when maxChainDepth is 0), progress from
- * the `--verbose` percentages. Running or paused domains only; a shut-off domain with (possibly)
- * work to do is `conflict` (start it first; its XML may not even show the chain), a disk with a block
- * job already running is `conflict`. The chain is
- * read from dumpxml before (must be as planned) and after (must be as expected). Snapshots whose
- * overlays were merged away lose their metadata (`snapshot-delete --metadata`, deepest first).
- * `--delete` lets libvirtd (root) remove the merged files; any file still there afterwards, and
- * external memory files of the dropped snapshots, are named in the report: the SSH user cannot
- * delete libvirt-qemu-owned files. Cancelled mid-commit: `blockjob --abort`, chain checked again.
+ * oldest overlay sits on (never into a template below it); `--active --pivot` when maxChainDepth is 0.
+ * A shut-off domain is started paused only when its recorded overlays say it may be too deep.
+ *
+ * listVms `consolidationNeeded`: the snapshots are read only when the dumpxml read anyway shows a
+ * chain deeper than maxChainDepth (shut off: when it has more external snapshots than that, one
+ * `snapshot-list --external`); then the planner decides (shut off: from the recorded overlays).
  */
 import {
   ProviderError,
@@ -67,7 +85,20 @@ import { createTargetTransport, type TargetTransport } from '../shared/ssh-targe
 import { fromRunError, fromVirshFailure, NO_SNAPSHOT, type CallInfo } from './errors.ts';
 import { MAX_NAME_BYTES, isNumericName, memoryPath, nameProblems, overlayPath, specValue } from './naming.ts';
 import { PROVIDER, parseOptions, type KvmOptions } from './options.ts';
-import { blockJobActive, chainOf, commitArgs, mayNeedConsolidation, parseCommitProgress, planConsolidation, sameChain, staleAfter, type DiskCommit } from './consolidation.ts';
+import {
+  blockJobActive,
+  chainOf,
+  commitArgs,
+  consolidationNeeded,
+  mayNeedConsolidation,
+  parseCommitProgress,
+  planConsolidation,
+  sameChain,
+  staleAfter,
+  worthReadingSnapshots,
+  type DiskCommit,
+} from './consolidation.ts';
+import { classifyDelete, droppedAfterMerge, isExternal, planMerge } from './merge-plan.ts';
 import { descriptionWithMarker, splitMarker } from '../shared/description-marker.ts';
 import {
   parseDomainXml,
@@ -111,11 +142,6 @@ const CAPABILITIES: Capabilities = {
 
 interface Snap extends ParsedSnapshotXml {
   current: boolean;
-}
-
-/** Any part of it (memory or a disk) lives outside the base image. */
-function isExternal(s: ParsedSnapshotXml): boolean {
-  return s.memory === 'external' || s.disks.some((d) => d.snapshot === 'external');
 }
 
 function modeOf(s: ParsedSnapshotXml): SnapshotMode | null {
@@ -431,40 +457,42 @@ export function createKvmProvider(target: string, rawOptions: Record<string, unk
     }
   }
 
-  async function consolidateDomain(dom: string, ctx: CallContext): Promise<ConsolidationReport> {
-    const max = options.consolidate.maxChainDepth;
-    const state = await readState(dom, ctx);
-    const domain = await readDomain(dom, ctx);
-    const snapshots = await readSnapshots(dom, ctx);
-    const plan = planConsolidation(domain.disks, snapshots, max);
-    const online = state === 'running' || state === 'paused';
-    if (!online && (plan.commits.length > 0 || mayNeedConsolidation(domain.disks, snapshots, max))) {
-      // conflict, not unsupported: it is the VM's state that stands in the way (blockcommit needs a
-      // running QEMU, and libvirt shows a shut-off domain's chain only once started); started, the
-      // same request succeeds. qemu-img on the host would need root (the overlays are 0600 libvirt-qemu).
-      throw err('conflict', `consolidate domain '${domain.name}': merging external overlays needs a running domain (state: ${state}); start the VM first`);
+  /** `conflict` when a disk to commit already has a block job (ours would fail half-way through). */
+  async function assertNoBlockJobs(dom: string, domainName: string, commits: readonly DiskCommit[], ctx: CallContext): Promise<void> {
+    for (const disk of new Set(commits.map((c) => c.disk))) {
+      const info = await virsh(['blockjob', '--domain', dom, '--path', disk, '--info'], ctx, { what: `read block jobs of disk ${disk} of domain ${dom}`, mutating: false });
+      if (blockJobActive(info.stdout)) throw err('conflict', `disk ${disk} of domain '${domainName}' already has a block job running; try again when it has finished`);
     }
-    if (plan.commits.length === 0) {
-      return { merged: 0, message: `nothing to do: no disk of domain '${domain.name}' has more than ${max} snapshot overlay(s) above its base` };
-    }
-    for (const c of plan.commits) {
-      const info = await virsh(['blockjob', '--domain', dom, '--path', c.disk, '--info'], ctx, { what: `read block jobs of disk ${c.disk} of domain ${dom}`, mutating: false });
-      if (blockJobActive(info.stdout)) throw err('conflict', `disk ${c.disk} of domain '${domain.name}' already has a block job running; try again when it has finished`);
-    }
-    ctx.progress(5, `merging ${plan.commits.map((c) => `${c.disk} (${c.before.length - 1} -> ${c.after.length - 1} overlays)`).join(', ')}`);
+  }
+
+  /**
+   * Runs `commits` in order (each disk's chain checked against the plan before, and by commitDisk
+   * after), then removes the metadata of the snapshots `dropped` names (deepest first) — also after a
+   * failure, for those whose data is gone — and names every file left behind. Consolidate and manual
+   * deletes both go through here.
+   */
+  async function mergeCommits(
+    dom: string,
+    domainName: string,
+    commits: readonly DiskCommit[],
+    ctx: CallContext,
+    dropped: (snapshots: readonly Snap[], mergedFiles: readonly string[], allDone: boolean) => string[],
+  ): Promise<ConsolidationReport> {
+    await assertNoBlockJobs(dom, domainName, commits, ctx);
+    if (commits.length > 0) ctx.progress(5, `merging ${commits.map((c) => `${c.disk} (${c.before.length - 1} -> ${c.after.length - 1} overlays)`).join(', ')}`);
 
     const done: DiskCommit[] = [];
     let failure: unknown = null;
-    const share = 85 / plan.commits.length;
-    for (const [i, c] of plan.commits.entries()) {
+    const share = 85 / Math.max(1, commits.length);
+    for (const [i, c] of commits.entries()) {
       if (ctx.signal.aborted) {
-        failure = err('transient', `consolidate domain '${domain.name}': cancelled`, { retry: 'transient' });
+        failure = err('transient', `merge overlays of domain '${domainName}': cancelled`, { retry: 'transient' });
         break;
       }
       try {
         const now = await chainNow(dom, c.disk, ctx);
         if (!now || !sameChain(now, c.before)) {
-          throw err('conflict', `disk ${c.disk} of domain '${domain.name}' changed while consolidating (chain ${now ? now.join(' <- ') : 'gone'}); try again`);
+          throw err('conflict', `disk ${c.disk} of domain '${domainName}' changed while merging (chain ${now ? now.join(' <- ') : 'gone'}, planned ${c.before.join(' <- ')}); try again`);
         }
         await commitDisk(dom, c, ctx, (pct) => ctx.progress(Math.round(5 + share * (i + pct / 100)), `block commit ${c.disk}: ${pct} %`));
         done.push(c);
@@ -474,12 +502,17 @@ export function createKvmProvider(target: string, rawOptions: Record<string, unk
       }
     }
 
-    // Whatever happened, the snapshots whose overlays are merged away are stale: drop their metadata.
+    // Whatever happened, snapshots whose data is merged away are stale: drop their metadata.
     const calm: CallContext = { ...ctx, signal: new AbortController().signal };
     const mergedFiles = done.flatMap((c) => c.merged);
-    const stale = staleAfter(await readSnapshots(dom, calm).catch(() => [] as Snap[]), mergedFiles);
+    const snapshots = await readSnapshots(dom, calm).catch(() => [] as Snap[]);
+    const names = dropped(snapshots, mergedFiles, failure === null);
+    const memoryFiles = names.flatMap((n) => {
+      const f = snapshots.find((s) => s.name === n)?.memoryFile ?? null;
+      return f === null ? [] : [f];
+    });
     const metadataLeft: string[] = [];
-    for (const name of stale.staleSnapshots) {
+    for (const name of names) {
       try {
         await virsh(['snapshot-delete', '--domain', dom, '--snapshotname', name, '--metadata'], calm, { what: `remove the stale metadata of snapshot '${name}' of domain ${dom}`, mutating: true });
       } catch (e) {
@@ -492,16 +525,16 @@ export function createKvmProvider(target: string, rawOptions: Record<string, unk
     // files of the dropped snapshots, belong to libvirt-qemu/root: the SSH user cannot delete them, so
     // they are named in the report instead of pretending they are gone.
     const unused: string[] = [];
-    for (const f of [...mergedFiles, ...stale.staleMemoryFiles]) {
+    for (const f of [...mergedFiles, ...memoryFiles]) {
       if (await fileExists(f, calm).catch(() => true)) unused.push(f);
     }
 
     const parts: string[] = [];
     if (done.length > 0) {
-      parts.push(`merged ${mergedFiles.length} overlay image(s) of domain '${domain.name}' into their base: ${done.map((c) => `${c.disk} ${c.before.length - 1} -> ${c.after.length - 1} overlays`).join(', ')}`);
+      parts.push(`merged ${mergedFiles.length} overlay image(s) of domain '${domainName}' into the image below them: ${done.map((c) => `${c.disk} ${c.before.length - 1} -> ${c.after.length - 1} overlays`).join(', ')}`);
     }
-    if (stale.staleSnapshots.length - metadataLeft.length > 0) {
-      parts.push(`removed the metadata of snapshot(s) ${stale.staleSnapshots.filter((n) => !metadataLeft.includes(n)).map((n) => `'${n}'`).join(', ')} (their overlays are merged away)`);
+    if (names.length - metadataLeft.length > 0) {
+      parts.push(`removed the metadata of snapshot(s) ${names.filter((n) => !metadataLeft.includes(n)).map((n) => `'${n}'`).join(', ')} (their overlays are merged away)`);
     }
     if (metadataLeft.length > 0) parts.push(`could not remove the stale metadata of snapshot(s) ${metadataLeft.map((n) => `'${n}'`).join(', ')}`);
     parts.push(unused.length === 0 ? 'no unused files left' : `these files are no longer used but could not be deleted by the SSH user (delete them as root on the host): ${unused.join(', ')}`);
@@ -515,6 +548,76 @@ export function createKvmProvider(target: string, rawOptions: Record<string, unk
     if (metadataLeft.length > 0) throw err('internal', message);
     ctx.progress(100, message);
     return { merged: mergedFiles.length, message };
+  }
+
+  /**
+   * Runs `work` on a domain QEMU has open: as it is when running/paused; a shut-off one is started
+   * paused (the guest never executes) and destroyed afterwards whatever happened, so it ends shut off
+   * as it was. libvirt 9.0 cannot blockcommit offline and the SSH user cannot qemu-img the overlays.
+   */
+  async function withQemuRunning<T>(dom: string, state: string, what: string, ctx: CallContext, work: (domain: ParsedDomainXml) => Promise<T>): Promise<T> {
+    if (state === 'running' || state === 'paused') return work(await readDomain(dom, ctx));
+    if (state !== 'shut off') throw err('conflict', `${what}: domain ${dom} is ${state}; merging overlays needs it running, paused or shut off`);
+    if (options.offlineMerge === 'refuse') {
+      throw err('conflict', `${what}: merging external overlays needs a running domain (state: ${state}) and option offlineMerge is 'refuse'; start the VM first, or set offlineMerge: 'start-paused'`);
+    }
+    await virsh(['start', '--domain', dom, '--paused'], ctx, { what: `start domain ${dom} paused to merge its overlays`, mutating: true });
+    let finished = false;
+    try {
+      const out = await work(await readDomain(dom, ctx));
+      finished = true;
+      return out;
+    } finally {
+      const calm: CallContext = { ...ctx, signal: new AbortController().signal };
+      try {
+        await virsh(['destroy', '--domain', dom], calm, { what: `power off domain ${dom} again after merging its overlays`, mutating: true });
+      } catch (e) {
+        ctx.log.error({ dom, err: e instanceof Error ? e.message : String(e) }, 'could not power off the domain started paused for a merge');
+        // The merge is done but the domain is left paused instead of shut off: the caller must hear it.
+        if (finished) throw err('internal', `${what}: done, but domain ${dom} (started paused for the merge) could not be powered off again: ${e instanceof Error ? e.message : String(e)}`);
+      }
+    }
+  }
+
+  async function consolidateDomain(dom: string, ctx: CallContext): Promise<ConsolidationReport> {
+    const max = options.consolidate.maxChainDepth;
+    const [state, shown, snapshots] = await Promise.all([readState(dom, ctx), readDomain(dom, ctx), readSnapshots(dom, ctx)]);
+    const online = state === 'running' || state === 'paused';
+    const nothing = (name: string): ConsolidationReport => ({ merged: 0, message: `nothing to do: no disk of domain '${name}' has more than ${max} snapshot overlay(s) above its base` });
+    // A shut-off domain's XML lacks the chain: start it (paused) only when its recorded overlays say it may be too deep.
+    if (!online && !mayNeedConsolidation(shown.disks, snapshots, max)) return nothing(shown.name);
+    if (online && planConsolidation(shown.disks, snapshots, max).commits.length === 0) return nothing(shown.name);
+    return withQemuRunning(dom, state, `consolidate domain '${shown.name}'`, ctx, async (domain) => {
+      const plan = planConsolidation(domain.disks, snapshots, max);
+      if (plan.commits.length === 0) return nothing(domain.name);
+      return mergeCommits(dom, domain.name, plan.commits, ctx, (snaps, merged) => staleAfter(snaps, merged).staleSnapshots);
+    });
+  }
+
+  /**
+   * listVms' consolidationNeeded: the snapshots are read only when the dumpxml already read shows a
+   * chain deeper than maxChainDepth (a shut-off domain shows none: then when it has more external
+   * snapshots than that), and the planner decides.
+   */
+  async function needsConsolidation(dom: string, domain: ParsedDomainXml, online: boolean, ctx: CallContext): Promise<boolean> {
+    const max = options.consolidate.maxChainDepth;
+    const externals = online || !domain.disks.some((d) => chainOf(d) !== null)
+      ? 0
+      : parseNameList((await virsh(['snapshot-list', '--domain', dom, '--external', '--name'], ctx, { what: `list external snapshots of domain ${dom}`, mutating: false })).stdout).length;
+    if (!worthReadingSnapshots(domain.disks, online, max, externals)) return false;
+    return consolidationNeeded(domain.disks, await readSnapshots(dom, ctx), online, max);
+  }
+
+  /** Deletes `deleted` (classifyDelete's answer for `name`) by merging their overlays, where libvirt will not. */
+  async function deleteByMerge(dom: string, name: string, all: readonly Snap[], deleted: string[], ctx: CallContext): Promise<void> {
+    const what = `delete snapshot '${name}' of domain ${dom}`;
+    const state = await readState(dom, ctx);
+    ctx.progress(2);
+    await withQemuRunning(dom, state, what, ctx, async (domain) => {
+      const plan = planMerge(domain.disks, all, deleted);
+      if (plan.kind === 'refuse') throw err('unsupported', `${what}: ${plan.reason}`);
+      return mergeCommits(dom, domain.name, plan.commits, ctx, (snaps, merged, allDone) => droppedAfterMerge(snaps, deleted, merged, allDone));
+    });
   }
 
   const provider: SnapshotProvider = {
@@ -550,6 +653,7 @@ export function createKvmProvider(target: string, rawOptions: Record<string, unk
             name: dom.name,
             powerState,
             rawPowerState: raw,
+            consolidationNeeded: await needsConsolidation(uuid, dom, raw === 'running' || raw === 'paused', ctx),
             disks: dom.disks
               .filter((d) => d.device === 'disk')
               .map((d) => ({ slot: d.target, ...(d.source === null ? {} : { path: d.source }), chainDepth: d.backingChain.length })),
@@ -689,29 +793,14 @@ export function createKvmProvider(target: string, rawOptions: Record<string, unk
       const all = await readSnapshots(dom, ctx);
       const snap = all.find((s) => s.name === providerRef);
       if (!snap) return; // already gone
-      const below = descendants(all, snap.name);
-      const children = all.filter((s) => s.parent === snap.name);
-      const parent = all.find((s) => s.name === snap.parent);
-      const args = ['snapshot-delete', '--domain', dom, '--snapshotname', snap.name];
-
-      if (options.children && below.length > 0) {
-        if (isExternal(snap) || below.some((d) => isExternal(d))) {
-          throw err('unsupported', `the subtree of snapshot '${snap.name}' has external snapshots: libvirt cannot delete external snapshots with children (manual merge not implemented)`);
-        }
-        args.push('--children');
-      } else if (!isExternal(snap)) {
-        if (children.some((c) => isExternal(c))) {
-          throw err('unsupported', `snapshot '${snap.name}' is internal with external children: libvirt cannot delete inside a mixed internal/external tree`);
-        }
-      } else {
-        const v = await libvirtVersion(ctx);
-        const lv = v.daemon ?? v.library;
-        if (!versionAtLeast(lv, 9, 0)) throw err('unsupported', `libvirt ${lv ?? '?'} cannot delete external snapshots (added in 9.0)`);
-        if (children.length > 1) throw err('unsupported', `external snapshot '${snap.name}' has ${children.length} children: libvirt can only merge an external snapshot in a linear chain`);
-        if ((parent && !isExternal(parent)) || children.some((c) => !isExternal(c))) {
-          throw err('unsupported', `external snapshot '${snap.name}' is in a mixed internal/external tree, which libvirt cannot merge`);
-        }
-      }
+      // Planner: merge-plan.ts. libvirt's own delete where it can (internal; >= 9.0: an external
+      // snapshot in a linear external chain); a manual merge where it refuses but it is safe.
+      const involvesExternal = isExternal(snap) || (options.children && descendants(all, snap.name).some((d) => isExternal(d)));
+      const v = involvesExternal ? await libvirtVersion(ctx) : null;
+      const decision = classifyDelete(all, snap.name, options.children, versionAtLeast(v?.daemon ?? v?.library ?? null, 9, 0));
+      if (decision.kind === 'refuse') throw err('unsupported', `delete snapshot '${snap.name}' of domain ${dom}: ${decision.reason}`);
+      if (decision.kind === 'merge') return deleteByMerge(dom, snap.name, all, decision.deleted, ctx);
+      const args = ['snapshot-delete', '--domain', dom, '--snapshotname', snap.name, ...(decision.children ? ['--children'] : [])];
       await remove(args);
     },
 

@@ -31,6 +31,12 @@ export const KvmOptionsSchema = Type.Object(
         { additionalProperties: false },
       ),
     ),
+    /**
+     * Merging overlays of a shut-off domain (manual deletes, consolidate): libvirt 9.0 cannot blockcommit
+     * offline and the SSH user cannot qemu-img the 0600 overlays, so 'start-paused' starts QEMU paused
+     * (the guest never runs), merges, and destroys it again; 'refuse' answers `conflict`.
+     */
+    offlineMerge: Type.Optional(Type.Union([Type.Literal('start-paused'), Type.Literal('refuse')])),
     consolidate: Type.Optional(
       Type.Object(
         {
@@ -54,6 +60,7 @@ export interface KvmOptions {
   commandTimeoutSec: number;
   snapshotStyle: 'internal' | 'external';
   offline: { shutdownTimeoutSec: number; forceOff: boolean };
+  offlineMerge: 'start-paused' | 'refuse';
   consolidate: { maxChainDepth: number; timeoutSec: number };
 }
 
@@ -75,6 +82,7 @@ export function parseOptions(target: string, input: unknown): KvmOptions {
       shutdownTimeoutSec: o.offline?.shutdownTimeoutSec ?? 120,
       forceOff: o.offline?.forceOff ?? false,
     },
+    offlineMerge: o.offlineMerge ?? 'start-paused',
     consolidate: {
       maxChainDepth: o.consolidate?.maxChainDepth ?? 1,
       timeoutSec: o.consolidate?.timeoutSec ?? 3600,

@@ -3,14 +3,15 @@
  * merged down to maxChainDepth (inactive commit), then to 0 (active commit + pivot); the chain is
  * read back from dumpxml as root, the stale snapshots are gone, the survivors still work with
  * libvirt, merged files are deleted, the domain keeps running, progress is reported. A second run
- * and an internal-only VM are no-ops; a shut-off domain with a deep chain is `conflict`.
+ * and an internal-only VM are no-ops; a shut-off domain with a deep chain is merged started paused
+ * and ends shut off. listVms' consolidationNeeded is true before and false after.
  */
 import t from 'tap';
 import { chmodSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { createKvmProvider } from '../../providers/kvm/index.ts';
-import { parseDomainXml } from '../../providers/kvm/parse.ts';
+import { parseDomainXml, parseSnapshotXml } from '../../providers/kvm/parse.ts';
 import { testContext } from '../../providers/conformance/suite.ts';
 import { markerForJob, type SnapshotProvider } from '../../providers/contract.ts';
 import { createKvmLab, type KvmLab } from '../labs/kvm/lab.ts';
@@ -36,8 +37,8 @@ function provider(maxChainDepth?: number): SnapshotProvider {
 }
 
 /** The vda chain as libvirt has it (read as root, independent of the adapter), active first. */
-async function chain(name: string): Promise<string[]> {
-  const r = await lab.virsh('dumpxml', lab.domainName(name));
+async function chain(name: string, inactive = false): Promise<string[]> {
+  const r = await lab.virsh('dumpxml', ...(inactive ? ['--inactive'] : []), lab.domainName(name));
   if (r.code !== 0) throw new Error(r.stderr);
   const vda = parseDomainXml(r.stdout).disks.find((d) => d.target === 'vda');
   if (!vda?.source) throw new Error('no vda');
@@ -67,6 +68,8 @@ t.test('3-deep crash chain on a running domain: merged to depth 1, then 0', asyn
   const before = await chain('deep');
   tt.equal(before.length - 1, 3, 'three overlays above the base');
   tt.equal(before[3], lab.diskPath('deep'));
+  const needed = async (q: SnapshotProvider) => (await q.listVms(ctx())).find((v) => v.providerVmId === id)?.consolidationNeeded;
+  tt.equal(await needed(p), true, 'listVms: consolidation needed (3 overlays > 1)');
 
   const progress: number[] = [];
   const started = Date.now();
@@ -81,6 +84,7 @@ t.test('3-deep crash chain on a running domain: merged to depth 1, then 0', asyn
   tt.ok(progress.every((x, i) => i === 0 || x >= (progress[i - 1] ?? 0)), 'progress never goes back');
   for (const f of [before[1], before[2]]) tt.notOk(existsSync(f ?? ''), `merged overlay deleted by libvirt: ${f}`);
   tt.match(report.message, /no unused files left/);
+  tt.equal(await needed(p), false, 'listVms: not needed after consolidate');
 
   const again = await p.consolidate(id, ctx());
   tt.same(again, { merged: 0, message: again.message }, 'second run: nothing to do');
@@ -112,16 +116,26 @@ t.test('internal-only VM: nothing to do, not an error', async (tt) => {
   tt.equal((await p.listSnapshots(id, ctx())).length, 2, 'snapshots untouched');
 });
 
-t.test('shut-off domain with a deep chain: conflict, nothing touched', async (tt) => {
+t.test('shut-off domain with a deep chain: merged started paused, ends shut off', async (tt) => {
   const p = provider();
   const id = lab.domainUuid('off');
   await p.createSnapshot(id, { name: 'o1', description: '', mode: 'crash', marker: marker() }, ctx());
-  await p.createSnapshot(id, { name: 'o2', description: '', mode: 'crash', marker: marker() }, ctx());
-  const before = await lab.virsh('dumpxml', lab.domainName('off'));
-  const e = await rejection(p.consolidate(id, ctx()));
+  const o2 = await p.createSnapshot(id, { name: 'o2', description: '', mode: 'crash', marker: marker() }, ctx());
+  const vm = async () => (await p.listVms(ctx())).find((v) => v.providerVmId === id);
+  const o2Xml = await lab.virsh('snapshot-dumpxml', lab.domainName('off'), o2.name);
+  const o2Overlay = parseSnapshotXml(o2Xml.stdout).disks.find((d) => d.name === 'vda')?.source;
+  tt.ok(o2Overlay, 'o2 made an overlay');
+  tt.equal((await vm())?.consolidationNeeded, true, 'listVms: two overlays recorded > 1');
+  const r = await p.consolidate(id, ctx());
+  tt.comment(r.message);
+  tt.equal(r.merged, 1, 'the older overlay merged into the base');
+  tt.same((await p.listSnapshots(id, ctx())).map((s) => [s.name, s.parentRef]), [[o2.name, null]], 'o1 dropped; o2 now a root');
+  const after = await vm();
+  tt.equal(after?.powerState, 'off', 'ends shut off, as it was');
+  tt.equal(after?.consolidationNeeded, false, 'listVms: not needed any more');
+  tt.same((await chain('off', true))[0], o2Overlay, "the persistent definition still uses o2's overlay");
+  tt.match(r.message, /no unused files left/);
+  const e = await rejection(createKvmProvider('lab', { uri: lab.uri, ssh: lab.ssh, commandTimeoutSec: 60, offlineMerge: 'refuse', consolidate: { maxChainDepth: 0 } }, { log }).consolidate(id, ctx()));
   tt.equal(e.kind, 'conflict', e.message);
-  tt.match(e.message, /start the VM first/);
-  tt.equal((await lab.virsh('dumpxml', lab.domainName('off'))).stdout, before.stdout, 'domain unchanged');
-  tt.equal((await p.listVms(ctx())).find((v) => v.providerVmId === id)?.powerState, 'off', 'not started behind the user\'s back');
-  tt.equal((await p.listSnapshots(id, ctx())).length, 2);
+  tt.match(e.message, /offlineMerge.*start the VM first/);
 });

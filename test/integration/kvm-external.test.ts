@@ -1,17 +1,20 @@
 /**
- * KVM external snapshots and the refusals around them, against the real lab through SSH: external
- * memory style, crash chains, never overwriting a file (danger 4), what libvirt 9.0 cannot do
- * (revert external, delete with children, mixed trees → unsupported with the reason), and the
- * mode conflicts (memory of a shut-off domain; quiesce without a guest agent).
+ * KVM external snapshots against the real lab through SSH: external memory style, crash chains,
+ * never overwriting a file (danger 4), what libvirt 9.0 cannot do and the adapter does by a manual
+ * merge (delete with children, external with an internal parent, shut-off domains started paused),
+ * what stays refused (revert external, internal with external children, offlineMerge 'refuse'),
+ * and the mode conflicts (memory of a shut-off domain; quiesce without a guest agent). Results are
+ * read back as root: chains from `virsh dumpxml`, files on disk.
  */
 import t from 'tap';
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { createKvmProvider } from '../../providers/kvm/index.ts';
 import { overlayPath } from '../../providers/kvm/naming.ts';
 import { testContext } from '../../providers/conformance/suite.ts';
-import { markerForJob, type SnapshotProvider } from '../../providers/contract.ts';
+import { parseDomainXml, parseSnapshotXml } from '../../providers/kvm/parse.ts';
+import { markerForJob, type CallContext, type SnapshotProvider } from '../../providers/contract.ts';
 import { createKvmLab, type KvmLab } from '../labs/kvm/lab.ts';
 import { rejection } from '../fixtures/provider-error.ts';
 import { silentLogger } from '../fixtures/fake-provider.ts';
@@ -19,6 +22,32 @@ import { silentLogger } from '../fixtures/fake-provider.ts';
 const log = silentLogger();
 const ctx = () => testContext();
 const marker = () => markerForJob(`ext-${randomUUID()}`);
+/** A context that keeps the progress messages (the job's message: files left behind are named there). */
+function ctxWithMessages(): CallContext & { messages: string[] } {
+  const messages: string[] = [];
+  return { signal: new AbortController().signal, log, messages, progress: (_pct, m) => void (m === undefined ? 0 : messages.push(m)) };
+}
+
+/** The vda chain as libvirt has it (root, independent of the adapter), active first; `inactive` for the persistent definition. */
+async function chain(name: string, inactive = false): Promise<string[]> {
+  const r = await lab.virsh('dumpxml', ...(inactive ? ['--inactive'] : []), lab.domainName(name));
+  if (r.code !== 0) throw new Error(r.stderr);
+  const vda = parseDomainXml(r.stdout).disks.find((d) => d.target === 'vda');
+  if (!vda?.source) throw new Error('no vda');
+  return [vda.source, ...vda.backingChain];
+}
+
+/** Overlay and memory files of a snapshot, read as root before it is deleted. */
+async function filesOf(name: string, snapshot: string): Promise<string[]> {
+  const r = await lab.virsh('snapshot-dumpxml', lab.domainName(name), snapshot);
+  if (r.code !== 0) throw new Error(r.stderr);
+  const s = parseSnapshotXml(r.stdout);
+  return [...s.disks.flatMap((d) => (d.snapshot === 'external' && d.source ? [d.source] : [])), ...(s.memoryFile ? [s.memoryFile] : [])];
+}
+
+async function powerState(p: SnapshotProvider, id: string): Promise<string | undefined> {
+  return (await p.listVms(ctx())).find((v) => v.providerVmId === id)?.powerState;
+}
 
 const dir = mkdtempSync(join('/tmp', 'snapvisor-kvm-ext-'));
 chmodSync(dir, 0o755);
@@ -38,6 +67,8 @@ t.before(async () => {
       { name: 'mixed', running: true },
       { name: 'off', running: false },
       { name: 'agent', running: true, agentChannel: true },
+      { name: 'offmerge', running: false },
+      { name: 'offrefuse', running: false },
     ],
   });
 });
@@ -68,17 +99,35 @@ t.test('external chain: memory (external style) + crash; overlays never overwrit
   const revert = await rejection(p.revertSnapshot(id, a.providerRef, ctx()));
   tt.equal(revert.kind, 'unsupported', `revert external: ${revert.message}`);
   tt.match(revert.message, /9\.9/, 'says which libvirt can');
-  const subtree = await rejection(p.deleteSnapshot(id, a.providerRef, { children: true }, ctx()));
-  tt.equal(subtree.kind, 'unsupported', `delete external with children: ${subtree.message}`);
 
   await p.deleteSnapshot(id, c.providerRef, { children: false }, ctx());
   await p.deleteSnapshot(id, b.providerRef, { children: false }, ctx());
   const left = await p.listSnapshots(id, ctx());
   tt.same(left.map((s) => s.name), ['mem1'], 'linear external deletes done natively');
-  tt.equal((await p.listVms(ctx())).find((v) => v.providerVmId === id)?.powerState, 'running', 'still running');
+  tt.equal(await powerState(p, id), 'running', 'still running');
+
+  // Children delete of an external subtree (libvirt 9.0 refuses): one active commit into the base.
+  await p.createSnapshot(id, { name: 'crash3', description: '', mode: 'crash', marker: marker() }, ctx());
+  await p.createSnapshot(id, { name: 'crash4', description: '', mode: 'crash', marker: marker() }, ctx());
+  const before = await chain('ext');
+  tt.equal(before.length, 4, 'three overlays above the base');
+  const files = [...(await filesOf('ext', 'mem1')), ...(await filesOf('ext', 'crash3')), ...(await filesOf('ext', 'crash4'))];
+  const c1 = ctxWithMessages();
+  await p.deleteSnapshot(id, a.providerRef, { children: true }, c1);
+  tt.same(await p.listSnapshots(id, c1), [], 'the whole subtree is gone');
+  tt.same(await chain('ext'), [lab.diskPath('ext')], 'merged into the base, which is the active image again');
+  tt.equal(await powerState(p, id), 'running', 'the guest kept running');
+  const message = c1.messages.at(-1) ?? '';
+  tt.comment(message);
+  for (const f of files) tt.ok(!existsSync(f) || message.includes(f), `${f} removed or named in the message`);
+  tt.notOk(existsSync(before[0] ?? ''), 'the active overlay was removed by libvirt');
+  // libvirt is consistent afterwards: a new snapshot is made and deleted natively.
+  const n = await p.createSnapshot(id, { name: 'after', description: '', mode: 'crash', marker: marker() }, ctx());
+  await p.deleteSnapshot(id, n.providerRef, { children: false }, ctx());
+  tt.same(await chain('ext'), [lab.diskPath('ext')]);
 });
 
-t.test('mixed tree: internal with external descendants is not reverted; mixed deletes refused', async (tt) => {
+t.test('mixed tree: internal with external children refused; external with internal parent merged into the internal one\'s image', async (tt) => {
   const p = provider();
   const id = lab.domainUuid('mixed');
   const base = await p.createSnapshot(id, { name: 'internal-base', description: '', mode: 'memory', marker: marker() }, ctx());
@@ -87,9 +136,48 @@ t.test('mixed tree: internal with external descendants is not reverted; mixed de
   const r = await rejection(p.revertSnapshot(id, base.providerRef, ctx()));
   tt.equal(r.kind, 'unsupported', `revert: ${r.message}`);
   tt.match(r.message, /external descendants/);
-  tt.equal((await rejection(p.deleteSnapshot(id, ext.providerRef, { children: false }, ctx()))).kind, 'unsupported', 'external with internal parent');
-  tt.equal((await rejection(p.deleteSnapshot(id, base.providerRef, { children: false }, ctx()))).kind, 'unsupported', 'internal with external child');
+  const stays = await rejection(p.deleteSnapshot(id, base.providerRef, { children: false }, ctx()));
+  tt.equal(stays.kind, 'unsupported', `internal with external child: ${stays.message}`);
+  tt.match(stays.message, /read-only backing file/);
   tt.equal((await p.listSnapshots(id, ctx())).length, 2, 'nothing was deleted');
+
+  const [overlay] = await filesOf('mixed', ext.providerRef);
+  tt.same(await chain('mixed'), [overlay, lab.diskPath('mixed')]);
+  await p.deleteSnapshot(id, ext.providerRef, { children: false }, ctx());
+  tt.same((await p.listSnapshots(id, ctx())).map((s) => s.name), ['internal-base'], 'external child deleted, internal parent kept');
+  tt.same(await chain('mixed'), [lab.diskPath('mixed')], 'the overlay is merged into the image holding the internal snapshot');
+  tt.notOk(existsSync(overlay ?? ''), 'overlay removed');
+  tt.equal(await powerState(p, id), 'running', 'still running');
+  // The internal snapshot survived the commit into its image: libvirt reverts to it.
+  await p.revertSnapshot(id, base.providerRef, ctx());
+  tt.equal(await powerState(p, id), 'running', 'reverted to the internal snapshot (taken running)');
+});
+
+t.test('shut-off domain: merged started paused, ends shut off; offlineMerge refuse is conflict', async (tt) => {
+  const p = provider();
+  const id = lab.domainUuid('offmerge');
+  const o1 = await p.createSnapshot(id, { name: 'o1', description: '', mode: 'crash', marker: marker() }, ctx());
+  await p.createSnapshot(id, { name: 'o2', description: '', mode: 'crash', marker: marker() }, ctx());
+  const files = [...(await filesOf('offmerge', 'o1')), ...(await filesOf('offmerge', 'o2'))];
+  const c1 = ctxWithMessages();
+  await p.deleteSnapshot(id, o1.providerRef, { children: true }, c1);
+  tt.comment(c1.messages.at(-1) ?? '');
+  tt.same(await p.listSnapshots(id, ctx()), [], 'subtree deleted');
+  tt.equal(await powerState(p, id), 'off', 'ends shut off, as it was');
+  tt.same(await chain('offmerge', true), [lab.diskPath('offmerge')], 'the persistent definition uses the base again');
+  for (const f of files) tt.ok(!existsSync(f) || (c1.messages.at(-1) ?? '').includes(f), `${f} removed or named`);
+
+  const q = provider({ offlineMerge: 'refuse' });
+  const rid = lab.domainUuid('offrefuse');
+  const r1 = await q.createSnapshot(rid, { name: 'r1', description: '', mode: 'crash', marker: marker() }, ctx());
+  await q.createSnapshot(rid, { name: 'r2', description: '', mode: 'crash', marker: marker() }, ctx());
+  const before = await lab.virsh('dumpxml', '--inactive', lab.domainName('offrefuse'));
+  const e = await rejection(q.deleteSnapshot(rid, r1.providerRef, { children: true }, ctx()));
+  tt.equal(e.kind, 'conflict', e.message);
+  tt.match(e.message, /offlineMerge/);
+  tt.equal((await q.listSnapshots(rid, ctx())).length, 2, 'nothing deleted');
+  tt.equal((await lab.virsh('dumpxml', '--inactive', lab.domainName('offrefuse'))).stdout, before.stdout, 'domain unchanged');
+  tt.equal(await powerState(q, rid), 'off', 'not started');
 });
 
 t.test('mode conflicts', async (tt) => {

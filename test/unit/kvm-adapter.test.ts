@@ -91,7 +91,7 @@ t.test('transport errors → kinds', async (t) => {
 
 t.test('options', async (t) => {
   const o = parseOptions('t', {});
-  t.same(o, { uri: 'qemu:///system', ssh: undefined, commandTimeoutSec: 300, snapshotStyle: 'internal', offline: { shutdownTimeoutSec: 120, forceOff: false }, consolidate: { maxChainDepth: 1, timeoutSec: 3600 } });
+  t.same(o, { uri: 'qemu:///system', ssh: undefined, commandTimeoutSec: 300, snapshotStyle: 'internal', offline: { shutdownTimeoutSec: 120, forceOff: false }, offlineMerge: 'start-paused', consolidate: { maxChainDepth: 1, timeoutSec: 3600 } });
   t.throws(() => parseOptions('t', { bogus: 1 }), /unknown option 'bogus'/);
   t.throws(() => parseOptions('t', { snapshotStyle: 'weird' }), /snapshotStyle/);
   t.throws(() => parseOptions('t', { ssh: { host: 'h', username: 'u', hostKey: 'SHA256:x' } }), /privateKey' or 'password/);

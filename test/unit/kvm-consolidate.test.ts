@@ -102,6 +102,9 @@ t.test('progress and block job output', async (t) => {
 
 t.test('options', async (t) => {
   t.same(parseOptions('x', {}).consolidate, { maxChainDepth: 1, timeoutSec: 3600 });
+  t.equal(parseOptions('x', {}).offlineMerge, 'start-paused');
+  t.equal(parseOptions('x', { offlineMerge: 'refuse' }).offlineMerge, 'refuse');
+  t.throws(() => parseOptions('x', { offlineMerge: 'qemu-img' }), /offlineMerge/);
   t.same(parseOptions('x', { consolidate: { maxChainDepth: 0 } }).consolidate.maxChainDepth, 0);
   t.throws(() => parseOptions('x', { consolidate: { maxChainDepth: -1 } }), /maxChainDepth/);
   t.throws(() => parseOptions('x', { consolidate: { depth: 1 } }), /consolidate\.depth/);
@@ -120,13 +123,16 @@ interface FakeHost {
   files: Set<string>;
   jobRunning: boolean;
   calls: string[][];
+  /** libvirt shows a shut-off domain's active image only, no backing chain. */
+  hideChainWhenOff?: boolean;
   /** Called for blockcommit instead of the default instant success. */
   onCommit?: (argv: readonly string[], opts: RunOptions) => Promise<RunResult>;
 }
 
 function domXml(h: FakeHost): string {
   let inner = '<backingStore/>';
-  for (const f of [...h.chain.slice(1)].reverse()) inner = `<backingStore type='file'><source file='${f}'/>${inner}</backingStore>`;
+  const below = h.hideChainWhenOff && h.state === 'shut off' ? [] : h.chain.slice(1);
+  for (const f of [...below].reverse()) inner = `<backingStore type='file'><source file='${f}'/>${inner}</backingStore>`;
   return `<domain type='qemu'><name>d1</name><uuid>${UUID}</uuid><devices><disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='${h.chain[0]}'/>${inner}<target dev='vda'/></disk></devices></domain>`;
 }
 function snapXml(s: PlannedSnapshot): string {
@@ -161,6 +167,13 @@ function fakeRunner(h: FakeHost): CommandRunner {
           return ok(domXml(h));
         case 'domstate':
           return ok(`${h.state}\n\n`);
+        case 'start':
+          if (h.state !== 'shut off') return failed('error: Requested operation is not valid: domain is already active\n');
+          h.state = rest.includes('--paused') ? 'paused' : 'running';
+          return ok();
+        case 'destroy':
+          h.state = 'shut off';
+          return ok();
         case 'snapshot-list':
           return ok(`${h.snaps.map((s) => s.name).join('\n')}\n\n`);
         case 'snapshot-dumpxml': {
@@ -183,7 +196,7 @@ function fakeRunner(h: FakeHost): CommandRunner {
           }
           return ok(h.jobRunning ? 'Active Block Commit: [ 10 %]\n' : 'No current block job for vda\n');
         case 'blockcommit':
-          if (h.state !== 'running') return failed('error: Requested operation is not valid: domain is not running\n');
+          if (h.state !== 'running' && h.state !== 'paused') return failed('error: Requested operation is not valid: domain is not running\n');
           if (h.onCommit) return h.onCommit(argv, opts);
           opts.onStderr?.('\rBlock commit: [ 50 %]');
           opts.onStderr?.('\rBlock commit: [100 %]');
@@ -250,16 +263,46 @@ t.test('adapter: files libvirt did not delete are named, not hidden', async (t) 
   t.notMatch(r.message, /\/i\/s1/);
 });
 
-t.test('adapter: shut-off domain with work is conflict; without work is nothing to do', async (t) => {
-  const e = await rejection(provider(host({ state: 'shut off' })).consolidate(UUID, ctxWith()));
+t.test('adapter: shut-off domain is merged started paused and ends shut off; offlineMerge refuse is conflict', async (t) => {
+  const h = host({ state: 'shut off', hideChainWhenOff: true });
+  const r = await provider(h).consolidate(UUID, ctxWith());
+  t.equal(r.merged, 2, 're-planned from the running XML');
+  t.same(h.chain, ['/i/s3', '/i/base']);
+  t.equal(h.state, 'shut off', 'ends shut off');
+  const verbs = h.calls.map((c) => c[3]);
+  t.ok(h.calls.some((c) => c[3] === 'start' && c.includes('--paused')), 'started paused');
+  t.ok(verbs.indexOf('start') < verbs.indexOf('blockcommit') && verbs.lastIndexOf('destroy') > verbs.lastIndexOf('blockcommit'), 'commit between start and destroy');
+
+  const failing = host({ state: 'shut off', hideChainWhenOff: true });
+  failing.onCommit = async () => failed('error: internal error: boom\n');
+  t.equal((await rejection(provider(failing).consolidate(UUID, ctxWith()))).kind, 'internal');
+  t.equal(failing.state, 'shut off', 'destroyed also after a failed merge');
+
+  const refused = host({ state: 'shut off', hideChainWhenOff: true });
+  const e = await rejection(createKvmProvider('fake', { offlineMerge: 'refuse' }, { log, runner: fakeRunner(refused) }).consolidate(UUID, ctxWith()));
   t.equal(e.kind, 'conflict');
-  t.match(e.message, /start the VM first/);
-  const hidden = host({ state: 'shut off', chain: ['/i/s3'] }); // libvirt omits the chain of a shut-off domain
-  t.equal((await rejection(provider(hidden).consolidate(UUID, ctxWith()))).kind, 'conflict', 'chain not shown but 3 overlays recorded');
+  t.match(e.message, /offlineMerge.*start the VM first/);
+  t.notOk(refused.calls.some((c) => c[3] === 'start' || c[3] === 'blockcommit'), 'not started');
+
   const flat = host({ state: 'shut off', chain: ['/i/base'], snaps: [] });
   t.same((await provider(flat).consolidate(UUID, ctxWith())).merged, 0);
-  const one = host({ state: 'shut off', chain: ['/i/s1'], snaps: [ext('s1', null, { vda: '/i/s1' })] });
+  const one = host({ state: 'shut off', chain: ['/i/s1', '/i/base'], hideChainWhenOff: true, snaps: [ext('s1', null, { vda: '/i/s1' })] });
   t.same((await provider(one).consolidate(UUID, ctxWith())).merged, 0, 'one overlay recorded, limit 1: nothing to do');
+  t.notOk(one.calls.some((c) => c[3] === 'start'), 'not started when nothing may be needed');
+});
+
+t.test('adapter: listVms consolidationNeeded', async (t) => {
+  const deep = host();
+  t.equal((await provider(deep).listVms(ctxWith()))[0]?.consolidationNeeded, true, '3 overlays > 1');
+  t.equal((await provider(deep).listVms(ctxWith()))[0]?.consolidationNeeded, true);
+  await provider(deep).consolidate(UUID, ctxWith());
+  t.equal((await provider(deep).listVms(ctxWith()))[0]?.consolidationNeeded, false, 'false after consolidate');
+  const shallow = host({ chain: ['/i/s1', '/i/base'], snaps: [ext('s1', null, { vda: '/i/s1' })] });
+  const p = provider(shallow);
+  t.equal((await p.listVms(ctxWith()))[0]?.consolidationNeeded, false);
+  t.notOk(shallow.calls.some((c) => c[3] === 'snapshot-list'), 'a shallow chain reads no snapshots');
+  const off = host({ state: 'shut off', hideChainWhenOff: true });
+  t.equal((await provider(off).listVms(ctxWith()))[0]?.consolidationNeeded, true, 'shut off: from the recorded overlays');
 });
 
 t.test('adapter: a block job already running is conflict, nothing touched', async (t) => {
