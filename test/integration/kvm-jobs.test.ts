@@ -1,0 +1,74 @@
+/**
+ * The engine driving the KVM adapter against the real lab (through SSH): after every job the store is
+ * updated from the adapter's answer, without listing the domain again (src/domain/listing-after.ts).
+ * Here each job is followed by a full sync, which must find nothing to change — i.e. libvirt's own
+ * rules (a new snapshot is current; a deleted one's children move to its parent; deleting the current
+ * snapshot makes its parent current; revert moves the current flag) hold for native deletes, for the
+ * fast internal-leaf delete and for manual merges alike.
+ */
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import t from 'tap';
+import { registryOf } from '../../providers/index.ts';
+import { createKvmProvider } from '../../providers/kvm/index.ts';
+import type { Job } from '../../src/domain/types.ts';
+import { createEngine } from '../../src/engine/engine.ts';
+import { openStore } from '../../src/store/index.ts';
+import { silentLogger } from '../fixtures/fake-provider.ts';
+import { createKvmLab } from '../labs/kvm/lab.ts';
+
+const dir = mkdtempSync(join('/tmp', 'snapvisor-kvm-jobs-'));
+chmodSync(dir, 0o755);
+const lab = await createKvmLab({ dir, domains: [{ name: 'jobs', running: true }] });
+const log = silentLogger();
+const provider = createKvmProvider('lab', { uri: lab.uri, ssh: lab.ssh, commandTimeoutSec: 60 }, { log });
+const store = openStore(':memory:');
+const registry = registryOf([{ spec: { name: 'lab', kind: 'kvm', demo: false, concurrency: 2, options: {} }, provider }]);
+const engine = createEngine({ store, registry, log, settings: { workerPollMs: 20, syncIntervalMs: 0, maxAttempts: 2, backoff: { initialMs: 50, maxMs: 100 } } });
+await engine.start();
+t.teardown(async () => {
+  await engine.stop({ graceMs: 100 });
+  store.close();
+  await provider.close();
+  await lab.cleanup();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const vm = (await engine.listVms({ limit: 50, name: lab.domainName('jobs') })).items[0]!.id;
+let n = 0;
+const meta = () => ({ principal: 'test', requestHash: `h${++n}` });
+async function final(job: Job): Promise<Job> {
+  for (;;) {
+    const j = await engine.waitForJob(job.id, 60_000);
+    if (['succeeded', 'failed', 'cancelled'].includes(j.state)) return j;
+  }
+}
+const picture = async () =>
+  (await engine.listSnapshots(vm, { includeGone: true }))
+    .map((r) => ({ name: r.name, parentId: r.parentId, current: r.current, state: r.state, owner: r.owner }))
+    .sort((x, y) => x.name.localeCompare(y.name));
+
+type TapTest = Parameters<Parameters<typeof t.test>[0]>[0];
+
+async function step(tt: TapTest, what: string, submit: () => ReturnType<typeof engine.submit>): Promise<Job> {
+  const done = await final((await submit()).job);
+  tt.equal(done.state, 'succeeded', done.error ? `${what}: ${JSON.stringify(done.error)}` : `${what}: succeeded`);
+  const recorded = await picture();
+  await engine.syncTarget('lab');
+  tt.same(await picture(), recorded, `${what}: the recorded tree is what a full sync reads`);
+  return done;
+}
+
+t.test('create, revert, delete (fast, native, merged) keep the recorded tree equal to libvirt', async (tt) => {
+  const create = (name: string, mode: 'memory' | 'crash') => () => engine.submit({ kind: 'snapshot.create', vmId: vm, name, description: '', mode }, meta());
+  const a = await step(tt, 'create a (internal)', create('a', 'memory'));
+  await step(tt, 'create b (internal, child of a)', create('b', 'memory'));
+  await step(tt, 'revert to a', () => engine.submit({ kind: 'snapshot.revert', snapshotId: a.result!.snapshotId! }, meta()));
+  const c = await step(tt, 'create c (internal, branch under a)', create('c', 'memory'));
+  await step(tt, 'delete c (the current internal leaf: fast path)', () => engine.submit({ kind: 'snapshot.delete', snapshotId: c.result!.snapshotId!, children: false }, meta()));
+  tt.equal((await engine.snapshotTree(vm)).currentSnapshotId, a.result!.snapshotId, 'its parent is current again');
+  const d = await step(tt, 'create d (external crash snapshot under internal a)', create('d', 'crash'));
+  await step(tt, 'delete d (external with an internal parent: merged by hand)', () => engine.submit({ kind: 'snapshot.delete', snapshotId: d.result!.snapshotId!, children: false }, meta()));
+  await step(tt, 'delete a with children (native)', () => engine.submit({ kind: 'snapshot.delete', snapshotId: a.result!.snapshotId!, children: true }, meta()));
+  tt.same(await engine.listSnapshots(vm, { includeGone: false }), [], 'nothing left');
+});
