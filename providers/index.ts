@@ -33,6 +33,7 @@ type Loader = () => Promise<(target: string, options: Record<string, unknown>, d
 const LOADERS: Partial<Record<ProviderKind, Loader>> = {
   virtualbox: async () => (await import('./virtualbox/index.ts')).default,
   kvm: async () => (await import('./kvm/index.ts')).default,
+  vmware: async () => (await import('./vmware/index.ts')).default,
 };
 
 export function supportedKinds(): ProviderKind[] {

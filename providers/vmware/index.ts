@@ -1,0 +1,387 @@
+/**
+ * VMware vSphere adapter over vim25 SOAP (client.ts), tested against vcsim.
+ *
+ * Identity: a VM is its ManagedObjectReference value (`vm-57`), a snapshot its MoRef value
+ * (`snapshot-71`). Every vim25 call addresses objects by MoRef, so the id needs no lookup (an
+ * instanceUuid would cost a SearchIndex call per operation); a MoRef is stable for as long as the VM
+ * stays registered in this vCenter (unregister/re-register gives a new one — the reconciler then
+ * sees a new VM). Snapshot names are never used to address anything: vSphere allows duplicates.
+ *
+ * Marker: `spec.marker` is the last line of the snapshot description (shared/description-marker);
+ * createSnapshot looks through the VM's tree for it first, so a retried job returns what it made.
+ *
+ * Modes: memory (memory=true; refused with `conflict` on a VM that is not powered on — vcsim would
+ * accept it), crash (memory=false, quiesce=false), quiesced (quiesce=true; a VMware Tools fault is a
+ * `conflict` saying Tools are needed), offline (ShutdownGuest, wait for poweredOff up to
+ * offline.shutdownTimeoutSec, PowerOffVM_Task only with offline.forcePowerOff, else `conflict`;
+ * snapshot; PowerOnVM_Task if it was on — also after a failed snapshot, best effort).
+ *
+ * Revert leaves the VM as vSphere does: running after a memory snapshot, powered off after a
+ * disk-only one. Delete: RemoveSnapshot_Task (removeChildren per option, consolidate=true); a
+ * snapshot already gone is success; without children vSphere re-parents them. Consolidate runs
+ * ConsolidateVMDisks_Task only when runtime.consolidationNeeded is set.
+ */
+import {
+  ProviderError,
+  type CallContext,
+  type Capabilities,
+  type ConsolidationReport,
+  type CreateSpec,
+  type DeleteOptions,
+  type Logger,
+  type ProviderErrorKind,
+  type ProviderSnapshot,
+  type SnapshotProvider,
+  type TargetHealth,
+  type VmInfo,
+} from '../contract.ts';
+import { descriptionWithMarker } from '../shared/description-marker.ts';
+import { createVimClient, type VimClient } from './client.ts';
+import { VimFault, needsTools, toProviderError, type CallInfo } from './faults.ts';
+import { PROVIDER, parseOptions, type VmwareOptions } from './options.ts';
+import { flattenSnapshots, objectProps, parseVm, powerStateOf, type MoRef } from './parse.ts';
+import { waitForTask } from './tasks.ts';
+
+/**
+ * vSphere's snapshot name limit is 80 characters (the vSphere Client enforces it; the API
+ * documentation does not state it — unverified against a real vCenter). 80 bytes is the
+ * conservative reading in the contract's unit.
+ */
+const MAX_NAME_BYTES = 80;
+const VM_PATHS = ['name', 'config.instanceUuid', 'runtime.powerState', 'runtime.consolidationNeeded', 'snapshot'];
+/** A MoRef value: vCenter uses `vm-123`, ESXi plain numbers; nothing with markup or whitespace. */
+const MOREF_VALUE_RE = /^[A-Za-z0-9_.:[\]-]{1,200}$/;
+
+const CAPABILITIES: Capabilities = {
+  modes: {
+    memory: { supported: true },
+    crash: { supported: true },
+    quiesced: { supported: true },
+    offline: { supported: true },
+  },
+  revert: true,
+  deleteChildren: true,
+  consolidate: true,
+  duplicateNames: true,
+  descriptions: true,
+  limits: { maxNameBytes: MAX_NAME_BYTES },
+};
+
+export interface VmwareDeps {
+  log: Logger;
+  /** How often to look at the VM while waiting for a guest shutdown (default 1 s). */
+  pollIntervalMs?: number;
+  /** A ready client (tests); built from the options when absent. */
+  client?: VimClient;
+}
+
+interface VmState {
+  rawPowerState: string;
+  consolidationNeeded: boolean;
+  snapshots: ProviderSnapshot[];
+}
+
+export function createVmwareProvider(target: string, rawOptions: Record<string, unknown>, deps: VmwareDeps): SnapshotProvider {
+  const options: VmwareOptions = parseOptions(target, rawOptions);
+  const log = deps.log;
+  const pollMs = deps.pollIntervalMs ?? 1000;
+  const taskTimeoutMs = options.taskTimeoutSec * 1000;
+  let client: VimClient | undefined = deps.client;
+  const vim = (): VimClient => {
+    client ??= createVimClient({
+      url: options.url,
+      username: options.username,
+      password: options.password,
+      tls: options.tls,
+      requestTimeoutMs: options.requestTimeoutSec * 1000,
+      log,
+    });
+    return client;
+  };
+
+  const err = (kind: ProviderErrorKind, message: string, opts: ConstructorParameters<typeof ProviderError>[3] = {}) =>
+    new ProviderError(PROVIDER, kind, `target '${target}': ${message}`, opts);
+  const info = (what: string, mutating: boolean): CallInfo => ({ what: `target '${target}': ${what}`, mutating });
+
+  /** Runs one step; anything it throws leaves as a ProviderError. */
+  async function step<T>(call: CallInfo, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (e) {
+      throw toProviderError(e, call);
+    }
+  }
+
+  function assertNotAborted(ctx: CallContext, what: string): void {
+    if (ctx.signal.aborted) throw err('transient', `${what}: cancelled before start`, { retry: 'transient' });
+  }
+
+  function vmRef(providerVmId: string): MoRef {
+    if (!MOREF_VALUE_RE.test(providerVmId)) throw err('not_found', `no VM with id '${providerVmId.slice(0, 80)}' (VMware VM ids are managed object ids such as vm-42)`);
+    return { type: 'VirtualMachine', value: providerVmId };
+  }
+
+  async function readVm(vm: MoRef, ctx: CallContext, paths = ['runtime.powerState', 'runtime.consolidationNeeded', 'snapshot']): Promise<VmState> {
+    const contents = await step(info(`read VM ${vm.value}`, false), () =>
+      vim().retrieve({ propSet: [{ type: 'VirtualMachine', pathSet: paths }], objectSet: [{ obj: vm }] }, { signal: ctx.signal }),
+    );
+    const content = contents.find((c) => objectProps(c).obj?.value === vm.value);
+    if (!content) throw err('not_found', `VM ${vm.value} does not exist`);
+    const { props, missing } = objectProps(content);
+    const [unreadable] = missing;
+    if (unreadable) throw toProviderError(new VimFault(unreadable.faultType, `cannot read ${unreadable.path} of VM ${vm.value}`), info(`read VM ${vm.value}`, false));
+    const power = props.get('runtime.powerState');
+    return {
+      rawPowerState: typeof power === 'string' ? power : 'unknown',
+      consolidationNeeded: props.get('runtime.consolidationNeeded') === true,
+      snapshots: flattenSnapshots(props.get('snapshot')),
+    };
+  }
+
+  async function runTask(call: CallInfo, start: () => Promise<MoRef>, ctx: CallContext, band?: [number, number]): Promise<unknown> {
+    const task = await step(call, start);
+    return waitForTask(vim(), task, ctx, { call, timeoutMs: taskTimeoutMs, ...(band ? { band } : {}) });
+  }
+
+  function validateSpec(spec: CreateSpec): void {
+    const problems: string[] = [];
+    if (spec.name.trim() === '') problems.push('the snapshot name is empty');
+    if (Buffer.byteLength(spec.name, 'utf8') > MAX_NAME_BYTES) problems.push(`the snapshot name is longer than ${MAX_NAME_BYTES} bytes (vSphere's limit is 80 characters)`);
+    // XML 1.0 cannot carry these control characters, not even escaped.
+    for (const [field, text] of [['name', spec.name], ['description', spec.description]] as const) {
+      if (/[\u0000-\u0008\u000B\u000C\u000E-\u001F\uFFFE\uFFFF]/.test(text)) problems.push(`the ${field} has control characters XML cannot carry`);
+    }
+    if (problems.length > 0) throw err('invalid', problems.join('; '));
+  }
+
+  async function sleep(ms: number, signal: AbortSignal, what: string): Promise<void> {
+    await new Promise<void>((resolve, reject) => {
+      const cancelled = () => err('transient', `${what}: cancelled while waiting for the guest to shut down`, { retry: 'uncertain' });
+      if (signal.aborted) return reject(cancelled());
+      const t = setTimeout(() => {
+        signal.removeEventListener('abort', onAbort);
+        resolve();
+      }, ms);
+      const onAbort = () => {
+        clearTimeout(t);
+        reject(cancelled());
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  /** ShutdownGuest, wait for poweredOff; PowerOffVM_Task after the timeout only when configured. */
+  async function shutDown(vm: MoRef, ctx: CallContext): Promise<void> {
+    const what = `offline snapshot of VM ${vm.value}`;
+    const force = async (why: string) => {
+      if (!options.offline.forcePowerOff) throw err('conflict', `${what}: ${why}; set offline.forcePowerOff to power it off`);
+      log.warn({ vm: vm.value }, `${why}; powering off`);
+      await runTask(info(`power off VM ${vm.value}`, true), () => vim().powerOffTask(vm, { signal: ctx.signal }), ctx, [0, 20]);
+    };
+    try {
+      await step(info(`shut down the guest of VM ${vm.value}`, true), () => vim().shutdownGuest(vm, { signal: ctx.signal }));
+    } catch (e) {
+      if (e instanceof ProviderError && e.nativeCode !== undefined && needsTools(e.nativeCode)) {
+        return force('the guest cannot be shut down without VMware Tools (the guest agent) running');
+      }
+      throw e;
+    }
+    const deadline = Date.now() + options.offline.shutdownTimeoutSec * 1000;
+    for (;;) {
+      const state = (await readVm(vm, ctx, ['runtime.powerState'])).rawPowerState;
+      if (state === 'poweredOff') return;
+      if (Date.now() >= deadline) return force(`the guest did not shut down within ${options.offline.shutdownTimeoutSec} s (state ${state})`);
+      await sleep(Math.min(pollMs, Math.max(1, deadline - Date.now())), ctx.signal, what);
+    }
+  }
+
+  async function take(vm: MoRef, spec: CreateSpec, memory: boolean, quiesce: boolean, ctx: CallContext, band: [number, number]): Promise<string> {
+    const call = info(`create snapshot of VM ${vm.value}`, true);
+    let result: unknown;
+    try {
+      result = await runTask(
+        call,
+        () => vim().createSnapshotTask(vm, { name: spec.name, description: descriptionWithMarker(spec.description, spec.marker), memory, quiesce }, { signal: ctx.signal }),
+        ctx,
+        band,
+      );
+    } catch (e) {
+      if (quiesce && e instanceof ProviderError && e.nativeCode !== undefined && needsTools(e.nativeCode)) {
+        throw err('conflict', `quiesced snapshot of VM ${vm.value}: VMware Tools (the guest agent) must be running in the guest to quiesce it (${e.nativeCode})`);
+      }
+      throw e;
+    }
+    const ref = result as Partial<MoRef> | null;
+    if (typeof ref?.value !== 'string') throw err('internal', `create snapshot of VM ${vm.value}: the task returned no snapshot`, { retry: 'uncertain' });
+    return ref.value;
+  }
+
+  async function findCreated(vm: MoRef, ref: string, ctx: CallContext): Promise<ProviderSnapshot> {
+    const found = (await readVm(vm, ctx, ['snapshot'])).snapshots.find((s) => s.providerRef === ref);
+    if (!found) throw err('internal', `create snapshot of VM ${vm.value}: snapshot ${ref} was made but is not in the VM's tree`, { retry: 'uncertain' });
+    return found;
+  }
+
+  const provider: SnapshotProvider = {
+    kind: 'vmware',
+    target,
+
+    capabilities: () => structuredClone(CAPABILITIES),
+
+    async check(ctx) {
+      assertNotAborted(ctx, 'check');
+      try {
+        const sc = await step(info('check', false), () => vim().serviceRefs({ signal: ctx.signal }));
+        return { reachable: true, version: `${sc.about.fullName} (API ${sc.about.apiVersion})`, authOk: true } satisfies TargetHealth;
+      } catch (e) {
+        if (e instanceof ProviderError && e.kind === 'transient') return { reachable: false, message: e.message };
+        if (e instanceof ProviderError && e.kind === 'auth') return { reachable: true, authOk: false, message: e.message };
+        throw e;
+      }
+    },
+
+    async listVms(ctx) {
+      assertNotAborted(ctx, 'list VMs');
+      const call = info('list VMs', false);
+      const sc = await step(call, () => vim().serviceRefs({ signal: ctx.signal }));
+      const view = await step(call, () => vim().createContainerView(sc.rootFolder, ['VirtualMachine'], true, { signal: ctx.signal }));
+      let contents: unknown[];
+      try {
+        contents = await step(call, () =>
+          vim().retrieve(
+            {
+              propSet: [{ type: 'VirtualMachine', pathSet: VM_PATHS }],
+              objectSet: [{ obj: view, skip: true, selectSet: [{ name: 'traverseView', type: 'ContainerView', path: 'view', skip: false }] }],
+            },
+            { signal: ctx.signal, maxObjects: options.pageSize },
+          ),
+        );
+      } finally {
+        // A view lives until its session ends: destroy it even when the read failed.
+        await vim()
+          .destroyView(view, { signal: AbortSignal.timeout(options.requestTimeoutSec * 1000) })
+          .catch((e: unknown) => log.debug({ err: e instanceof Error ? e.message : String(e) }, 'DestroyView failed (ignored)'));
+      }
+      const vms: VmInfo[] = [];
+      for (const content of contents) {
+        const { obj, missing } = objectProps(content);
+        // Deleted between the view and the read: not part of the inventory any more.
+        if (missing.some((m) => m.faultType === 'ManagedObjectNotFound')) continue;
+        const [unreadable] = missing;
+        if (unreadable) throw toProviderError(new VimFault(unreadable.faultType, `cannot read ${unreadable.path} of VM ${obj?.value ?? '?'}`), call);
+        const vm = parseVm(content);
+        if (!vm) continue;
+        vms.push({
+          providerVmId: vm.ref.value,
+          name: vm.name,
+          powerState: powerStateOf(vm.rawPowerState),
+          rawPowerState: vm.rawPowerState,
+          consolidationNeeded: vm.consolidationNeeded,
+          snapshots: vm.snapshots,
+        });
+      }
+      return vms;
+    },
+
+    async listSnapshots(providerVmId, ctx) {
+      assertNotAborted(ctx, 'list snapshots');
+      return (await readVm(vmRef(providerVmId), ctx, ['snapshot'])).snapshots;
+    },
+
+    async createSnapshot(providerVmId, spec, ctx) {
+      assertNotAborted(ctx, 'create snapshot');
+      const vm = vmRef(providerVmId);
+      validateSpec(spec);
+      const state = await readVm(vm, ctx, ['runtime.powerState', 'snapshot']);
+      const existing = state.snapshots.find((s) => s.marker === spec.marker);
+      if (existing) return existing;
+      const power = state.rawPowerState;
+
+      switch (spec.mode) {
+        case 'memory':
+          if (power !== 'poweredOn') {
+            throw err('conflict', `memory snapshot of VM ${vm.value} needs a powered-on VM (state: ${power}); use mode 'crash' or 'offline'`);
+          }
+          return findCreated(vm, await take(vm, spec, true, false, ctx, [0, 100]), ctx);
+        case 'crash':
+          return findCreated(vm, await take(vm, spec, false, false, ctx, [0, 100]), ctx);
+        case 'quiesced':
+          return findCreated(vm, await take(vm, spec, false, true, ctx, [0, 100]), ctx);
+        case 'offline':
+          break;
+      }
+
+      if (power === 'poweredOff') return findCreated(vm, await take(vm, spec, false, false, ctx, [0, 100]), ctx);
+      if (power !== 'poweredOn') {
+        throw err('conflict', `offline snapshot: VM ${vm.value} is ${power}; powering it off would discard its suspended state — resume it or use mode 'crash'`);
+      }
+      await shutDown(vm, ctx);
+      let ref: string;
+      try {
+        ref = await take(vm, spec, false, false, ctx, [20, 90]);
+      } catch (e) {
+        // Put the VM back the way we found it; the snapshot error is what the caller needs to see.
+        const detached = { ...ctx, signal: AbortSignal.timeout(taskTimeoutMs), progress: () => {} };
+        await runTask(info(`power on VM ${vm.value}`, true), () => vim().powerOnTask(vm, { signal: detached.signal }), detached).catch((startErr: unknown) =>
+          ctx.log.error({ vm: vm.value, err: startErr instanceof Error ? startErr.message : String(startErr) }, 'could not power on VM after a failed offline snapshot'),
+        );
+        throw e;
+      }
+      await runTask(info(`power on VM ${vm.value} after the offline snapshot`, true), () => vim().powerOnTask(vm, { signal: ctx.signal }), ctx, [90, 100]);
+      return findCreated(vm, ref, ctx);
+    },
+
+    async revertSnapshot(providerVmId, providerRef, ctx) {
+      assertNotAborted(ctx, 'revert');
+      const vm = vmRef(providerVmId);
+      const { snapshots } = await readVm(vm, ctx, ['snapshot']);
+      if (!snapshots.some((s) => s.providerRef === providerRef)) throw err('not_found', `VM ${vm.value} has no snapshot '${providerRef.slice(0, 80)}'`);
+      const snapshot: MoRef = { type: 'VirtualMachineSnapshot', value: providerRef };
+      await runTask(info(`revert VM ${vm.value} to snapshot ${providerRef}`, true), () => vim().revertToSnapshotTask(snapshot, { signal: ctx.signal }), ctx);
+    },
+
+    async deleteSnapshot(providerVmId, providerRef, options: DeleteOptions, ctx) {
+      assertNotAborted(ctx, 'delete');
+      const vm = vmRef(providerVmId);
+      const { snapshots } = await readVm(vm, ctx, ['snapshot']);
+      if (!snapshots.some((s) => s.providerRef === providerRef)) return; // already gone
+      const snapshot: MoRef = { type: 'VirtualMachineSnapshot', value: providerRef };
+      try {
+        await runTask(
+          info(`delete snapshot ${providerRef} of VM ${vm.value}`, true),
+          () => vim().removeSnapshotTask(snapshot, options.children, true, { signal: ctx.signal }),
+          ctx,
+        );
+      } catch (e) {
+        // Removed meanwhile (another client, or our own earlier attempt): gone is what was asked.
+        if (e instanceof ProviderError && e.nativeCode === 'ManagedObjectNotFound') {
+          const still = (await readVm(vm, ctx, ['snapshot'])).snapshots.some((s) => s.providerRef === providerRef);
+          if (!still) return;
+        }
+        throw e;
+      }
+    },
+
+    async consolidate(providerVmId, ctx): Promise<ConsolidationReport> {
+      assertNotAborted(ctx, 'consolidate');
+      const vm = vmRef(providerVmId);
+      const { consolidationNeeded } = await readVm(vm, ctx, ['runtime.consolidationNeeded']);
+      if (!consolidationNeeded) return { merged: 0, message: `VM ${vm.value}: vSphere reports no consolidation needed` };
+      await runTask(info(`consolidate the disks of VM ${vm.value}`, true), () => vim().consolidateDisksTask(vm, { signal: ctx.signal }), ctx);
+      const after = await readVm(vm, ctx, ['runtime.consolidationNeeded']);
+      if (after.consolidationNeeded) throw err('conflict', `VM ${vm.value}: disks were consolidated but vSphere still reports consolidation needed`);
+      return { merged: 1, message: `VM ${vm.value}: disks consolidated (ConsolidateVMDisks_Task)` };
+    },
+
+    async close() {
+      await client?.close();
+      client = undefined;
+    },
+  };
+  return provider;
+}
+
+/** Registry entry point (providers/index.ts). */
+export default function vmwareFactory(target: string, options: Record<string, unknown>, deps: { log: Logger }): SnapshotProvider {
+  return createVmwareProvider(target, options, deps);
+}

@@ -1,0 +1,109 @@
+/**
+ * Options of a `kind: vmware` target, validated eagerly when the provider is created: unknown keys
+ * are rejected and every problem names its key. `password` and `ca` arrive already resolved from
+ * `env:`/`file:` by src/config (its SECRET_KEYS); values are never echoed back in a problem.
+ */
+import { Type, type Static } from 'typebox';
+import { ProviderError } from '../contract.ts';
+import { optionProblems } from '../shared/options.ts';
+
+export const PROVIDER = 'vmware';
+
+/** SHA-1 of the server certificate as vSphere shows it: 20 colon-separated hex bytes. */
+const THUMBPRINT_RE = /^[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){19}$/;
+
+export const VmwareOptionsSchema = Type.Object(
+  {
+    /** The vim25 endpoint, e.g. https://vc.example/sdk (http:// only for local test servers). */
+    url: Type.String({ minLength: 1 }),
+    username: Type.String({ minLength: 1 }),
+    password: Type.String({ minLength: 1 }),
+    /** PEM certificate(s) to trust instead of the system CAs: the vCenter's CA or its own certificate. */
+    ca: Type.Optional(Type.String({ minLength: 1 })),
+    /** Pin the server certificate by its SHA-1 thumbprint (AB:CD:…), as the vSphere client shows it. */
+    thumbprint: Type.Optional(Type.String({ minLength: 1 })),
+    /** Skip certificate verification. Only for labs; logged as a warning. */
+    insecure: Type.Optional(Type.Boolean({ default: false })),
+    /** One SOAP request may take this long. */
+    requestTimeoutSec: Type.Optional(Type.Number({ exclusiveMinimum: 0, default: 60 })),
+    /** A vSphere task (snapshot, revert, consolidate…) may run this long before we give up waiting. */
+    taskTimeoutSec: Type.Optional(Type.Number({ exclusiveMinimum: 0, default: 3600 })),
+    /** Objects per PropertyCollector page (RetrieveOptions.maxObjects). */
+    pageSize: Type.Optional(Type.Integer({ minimum: 1, default: 1000 })),
+    offline: Type.Optional(
+      Type.Object(
+        {
+          /** How long to wait for the guest to power off after ShutdownGuest. */
+          shutdownTimeoutSec: Type.Optional(Type.Number({ minimum: 0, default: 120 })),
+          /** PowerOffVM_Task when the guest did not shut down in time (else the snapshot fails with conflict). */
+          forcePowerOff: Type.Optional(Type.Boolean({ default: false })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+export type VmwareOptionsInput = Static<typeof VmwareOptionsSchema>;
+
+export type TlsPolicy = { kind: 'system' } | { kind: 'ca'; ca: string } | { kind: 'thumbprint'; thumbprint: string } | { kind: 'insecure' } | { kind: 'plain' };
+
+export interface VmwareOptions {
+  url: string;
+  username: string;
+  password: string;
+  tls: TlsPolicy;
+  requestTimeoutSec: number;
+  taskTimeoutSec: number;
+  pageSize: number;
+  offline: { shutdownTimeoutSec: number; forcePowerOff: boolean };
+}
+
+/** Throws ProviderError `invalid` naming every bad, unknown or missing key. */
+export function parseOptions(target: string, input: unknown): VmwareOptions {
+  const raw = input ?? {};
+  const problems = optionProblems(VmwareOptionsSchema, raw);
+  const o = raw as VmwareOptionsInput;
+  let url: URL | undefined;
+  if (problems.length === 0) {
+    try {
+      url = new URL(o.url);
+    } catch {
+      problems.push("option 'url' is not a URL (expected https://host/sdk)");
+    }
+    if (url && url.protocol !== 'https:' && url.protocol !== 'http:') problems.push("option 'url' must be an https:// URL");
+    if (url && (url.username !== '' || url.password !== '')) problems.push("option 'url' must not carry credentials: use username and password");
+    const pins = [o.ca !== undefined, o.thumbprint !== undefined, o.insecure === true].filter(Boolean).length;
+    if (pins > 1) problems.push("options 'ca', 'thumbprint' and 'insecure: true' exclude each other: give at most one");
+    if (o.thumbprint !== undefined && !THUMBPRINT_RE.test(o.thumbprint)) problems.push("option 'thumbprint' must be a SHA-1 thumbprint (20 colon-separated hex bytes)");
+    if (o.ca !== undefined && !o.ca.includes('-----BEGIN CERTIFICATE-----')) problems.push("option 'ca' must be a PEM certificate");
+    if (url?.protocol === 'http:' && pins > 0) problems.push("options 'ca', 'thumbprint' and 'insecure' need an https:// url");
+  }
+  if (problems.length > 0 || !url) {
+    throw new ProviderError(PROVIDER, 'invalid', `target '${target}': ${problems.join('; ')}`);
+  }
+  const tls: TlsPolicy =
+    url.protocol === 'http:'
+      ? { kind: 'plain' }
+      : o.ca !== undefined
+        ? { kind: 'ca', ca: o.ca }
+        : o.thumbprint !== undefined
+          ? { kind: 'thumbprint', thumbprint: o.thumbprint.toUpperCase() }
+          : o.insecure === true
+            ? { kind: 'insecure' }
+            : { kind: 'system' };
+  return {
+    url: url.href,
+    username: o.username,
+    password: o.password,
+    tls,
+    requestTimeoutSec: o.requestTimeoutSec ?? 60,
+    taskTimeoutSec: o.taskTimeoutSec ?? 3600,
+    pageSize: o.pageSize ?? 1000,
+    offline: {
+      shutdownTimeoutSec: o.offline?.shutdownTimeoutSec ?? 120,
+      forcePowerOff: o.offline?.forcePowerOff ?? false,
+    },
+  };
+}
