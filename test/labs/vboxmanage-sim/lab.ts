@@ -7,22 +7,15 @@
  * lock file the simulator uses (O_EXCL create, stale lock recovered when its pid is dead).
  */
 import { randomUUID } from 'node:crypto';
-import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { chmodSync, closeSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { packageFile } from '../../../providers/shared/package-file.ts';
 
 /**
  * The simulator program. Found from the package root rather than beside this module, because the
  * daemon runs this module bundled into .build/ (demo mode), away from its source folder.
  */
-export const SIMULATOR_PATH = join(packageRoot(dirname(fileURLToPath(import.meta.url))), 'test', 'labs', 'vboxmanage-sim', 'vboxmanage.mjs');
-
-function packageRoot(from: string): string {
-  for (let dir = from; ; dir = dirname(dir)) {
-    if (existsSync(join(dir, 'package.json')) && existsSync(join(dir, 'test', 'labs', 'vboxmanage-sim'))) return dir;
-    if (dirname(dir) === dir) throw new Error(`vboxmanage-sim: cannot find the package root above ${from}`);
-  }
-}
+export const SIMULATOR_PATH = packageFile('test', 'labs', 'vboxmanage-sim', 'vboxmanage.mjs');
 
 export type SimVmState = 'running' | 'poweroff' | 'saved' | 'paused' | 'aborted' | (string & {});
 
