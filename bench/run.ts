@@ -16,6 +16,7 @@ const BENCHES: Record<string, () => Promise<BenchReport>> = {
   'tree-api': async () => (await import('./tree-api.ts')).run(),
   'store-scale': async () => (await import('./store-scale.ts')).run(),
   kvm: async () => (await import('./kvm.ts')).run(),
+  vmware: async () => (await import('./vmware.ts')).run(),
 };
 
 async function main() {

@@ -1,0 +1,251 @@
+/**
+ * VMware over vim25 SOAP against vcsim (test/labs/vcsim), with govmomi itself as the peer: the Go
+ * program bench/govmomi/main.go on the same Debian library, built by the same script, doing the same
+ * work in process. In one script:
+ * (a) 50 create + remove snapshot cycles (memory=false, quiesce=false; remove with consolidate=true)
+ *     on one VM: the adapter called directly (target ≤ 1.2 × govmomi) and through Snapvisor's REST API
+ *     with ?wait= (target ≤ 1.6 ×).
+ * (b) one inventory pass with snapshot trees of a vcsim with 1,000 VMs (200 of them with snapshots):
+ *     the adapter's listVms, which carries every tree (one PropertyCollector pass), vs govmomi's
+ *     ContainerView + RetrieveProperties; target ≤ 1.2 ×.
+ * (c) client start-up with the shipped WSDL in a fresh process (WSDL load, client, RetrieveServiceContent,
+ *     Login) vs govmomi's NewClient + Login; and RSS of each side.
+ * Sides alternate within every round so drift on this shared machine does not favour one of them.
+ * Rounds: VMWARE_BENCH_ROUNDS (default 3), cycles per round: VMWARE_BENCH_CYCLES (default 50).
+ */
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { markerForJob, type CallContext, type SnapshotProvider } from '../providers/contract.ts';
+import vmwareFactory from '../providers/vmware/index.ts';
+import { silentLogger } from '../test/fixtures/fake-provider.ts';
+import { api, startDaemon, until, type Daemon } from '../test/e2e/daemon.ts';
+import { ensureVcsimBuilt, startVcsim, type VcsimLab } from '../test/labs/vcsim/lab.ts';
+import type { BenchReport } from './run.ts';
+import { fmt, median } from './stats.ts';
+
+const ROUNDS = Number(process.env.VMWARE_BENCH_ROUNDS ?? 3);
+const CYCLES = Number(process.env.VMWARE_BENCH_CYCLES ?? 50);
+const INVENTORY_ROUNDS = Number(process.env.VMWARE_BENCH_INVENTORY_ROUNDS ?? 5);
+const SEEDED_SNAPSHOTS = 200;
+const VM = 'DC0_H0_VM0';
+const TOKEN = 'vmware-bench-token';
+const TARGET = 'vc';
+
+interface JobBody { id: string; state: string; result: { snapshotId?: string } | null; error: unknown }
+interface PeerOut { cyclesMs?: number; inventoryMs?: number; inventoryVms?: number; inventorySnapshots?: number; startupMs?: number; rssKb?: number; peakRssKb?: number }
+
+const ms = (since: number) => performance.now() - since;
+const verdict = (ok: boolean) => (ok ? 'met' : '**NOT met**');
+const ctx = (): CallContext => ({ signal: new AbortController().signal, progress: () => {}, log: silentLogger() });
+
+function execJson<T>(file: string, args: string[], env: Record<string, string> = {}): Promise<T> {
+  return new Promise((resolve, reject) => {
+    execFile(file, args, { env: { ...process.env, ...env }, maxBuffer: 16 * 1024 * 1024, timeout: 600_000 }, (err, stdout, stderr) => {
+      if (err) return reject(new Error(`${path.basename(file)} failed: ${err.message}\n${stderr}`));
+      const line = stdout.trim().split('\n').pop() ?? '';
+      try {
+        resolve(JSON.parse(line) as T);
+      } catch {
+        reject(new Error(`${path.basename(file)}: no JSON line in ${JSON.stringify(stdout)}`));
+      }
+    });
+  });
+}
+
+function labOptions(lab: VcsimLab): Record<string, unknown> {
+  return { url: lab.sdkUrl, username: lab.username, password: lab.password, ca: lab.caPem };
+}
+
+async function peer(bin: string, lab: VcsimLab, caFile: string, args: string[]): Promise<PeerOut> {
+  return execJson<PeerOut>(bin, ['-url', lab.sdkUrl, '-user', lab.username, '-ca', caFile, ...args], { VCSIM_PASSWORD: lab.password });
+}
+
+function rssMbOf(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? NaN);
+  return kb / 1024;
+}
+
+export async function run(): Promise<BenchReport> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'snapvisor-vmware-bench-'));
+  const labs: VcsimLab[] = [];
+  const providers: SnapshotProvider[] = [];
+  let daemon: Daemon | undefined;
+  try {
+    const { govmomiBench } = await ensureVcsimBuilt();
+    const small = await startVcsim({ dir: path.join(dir, 'small') });
+    labs.push(small);
+    const smallCa = path.join(dir, 'small-ca.pem');
+    writeFileSync(smallCa, small.caPem);
+
+    // (a) ---------------------------------------------------------------------------------------
+    const direct = vmwareFactory('bench', labOptions(small), { log: silentLogger() });
+    providers.push(direct);
+    const vm = (await direct.listVms(ctx())).find((v) => v.name === VM);
+    if (!vm) throw new Error(`vcsim has no VM ${VM}`);
+    let seq = 0;
+    const adapterCycles = async (n: number) => {
+      const t0 = performance.now();
+      for (let i = 0; i < n; i++) {
+        const s = await direct.createSnapshot(vm.providerVmId, { name: `direct-${++seq}`, description: '', mode: 'crash', marker: markerForJob(`bench-${seq}`) }, ctx());
+        await direct.deleteSnapshot(vm.providerVmId, s.providerRef, { children: false }, ctx());
+      }
+      return ms(t0);
+    };
+
+    daemon = await startBenchDaemon(dir, small);
+    const d = daemon;
+    const vmId = await until(
+      'first inventory sync',
+      async () => (await api<{ items: Array<{ id: string; name: string }> }>(d, TOKEN, 'GET', `/v1/vms?target=${TARGET}&limit=50`)).body.items.find((v) => v.name === VM)?.id,
+      60_000,
+      100,
+    );
+    const restCycles = async (n: number) => {
+      const t0 = performance.now();
+      for (let i = 0; i < n; i++) {
+        const created = await api<JobBody>(d, TOKEN, 'POST', `/v1/vms/${vmId}/snapshots?wait=60`, { name: `rest-${++seq}`, mode: 'crash' });
+        if (created.status !== 200 || created.body.state !== 'succeeded' || !created.body.result?.snapshotId) throw new Error(`create: ${JSON.stringify(created)}`);
+        const deleted = await api<JobBody>(d, TOKEN, 'DELETE', `/v1/snapshots/${created.body.result.snapshotId}?wait=60`);
+        if (deleted.status !== 200 || deleted.body.state !== 'succeeded') throw new Error(`delete: ${JSON.stringify(deleted)}`);
+      }
+      return ms(t0);
+    };
+    const govmomiCycles = async (n: number) => {
+      const out = await peer(govmomiBench, small, smallCa, ['-what', 'a', '-cycles', String(n), '-vm', VM]);
+      if (out.cyclesMs === undefined) throw new Error('govmomi peer printed no cyclesMs');
+      return out;
+    };
+    // Warm-up: sessions, WSDL, the daemon's first jobs, Go's first run.
+    await adapterCycles(3);
+    await restCycles(3);
+    await govmomiCycles(3);
+
+    const rowsA: Array<{ round: number; govmomi: number; adapter: number; rest: number }> = [];
+    let peerRssKb = 0;
+    for (let round = 1; round <= ROUNDS; round++) {
+      const order = [0, 1, 2].map((i) => (i + round) % 3);
+      const r = { round, govmomi: NaN, adapter: NaN, rest: NaN };
+      for (const side of order) {
+        if (side === 0) {
+          const out = await govmomiCycles(CYCLES);
+          r.govmomi = out.cyclesMs!;
+          peerRssKb = Math.max(peerRssKb, out.peakRssKb ?? 0);
+        } else if (side === 1) r.adapter = await adapterCycles(CYCLES);
+        else r.rest = await restCycles(CYCLES);
+      }
+      rowsA.push(r);
+    }
+    const daemonRssMb = rssMbOf(d.proc.pid!);
+    const ratioAdapter = median(rowsA.map((r) => r.adapter / r.govmomi));
+    const ratioRest = median(rowsA.map((r) => r.rest / r.govmomi));
+
+    // (c) --------------------------------------------------------------------------------------
+    const startup: Array<{ snapvisor: { coldMs: number; warmMs: number; rssMb: number }; govmomi: number }> = [];
+    for (let round = 1; round <= ROUNDS; round++) {
+      const sv = await execJson<{ coldMs: number; warmMs: number; rssMb: number }>(
+        process.execPath,
+        ['--import', 'tsx', path.join(import.meta.dirname, 'vmware-startup-child.ts')],
+        { VMWARE_BENCH_LAB: JSON.stringify(labOptions(small)) },
+      );
+      const go = await peer(govmomiBench, small, smallCa, ['-what', 'c']);
+      startup.push({ snapvisor: sv, govmomi: go.startupMs ?? NaN });
+    }
+
+    // (b) --------------------------------------------------------------------------------------
+    const big = await startVcsim({ dir: path.join(dir, 'big'), vms: 500 });
+    labs.push(big);
+    const bigCa = path.join(dir, 'big-ca.pem');
+    writeFileSync(bigCa, big.caPem);
+    // Seed (untimed) through the peer: SEEDED_SNAPSHOTS VMs get a snapshot, so trees are carried.
+    const seeded = await peer(govmomiBench, big, bigCa, ['-what', 'b', '-seed-snapshots', String(SEEDED_SNAPSHOTS)]);
+    const inv = vmwareFactory('bench-big', labOptions(big), { log: silentLogger() });
+    providers.push(inv);
+    const adapterInventory = async () => {
+      const t0 = performance.now();
+      const vms = await inv.listVms(ctx());
+      const took = ms(t0);
+      const snapshots = vms.reduce((n, v) => n + (v.snapshots?.length ?? 0), 0);
+      if (vms.length !== big.vmCount) throw new Error(`adapter listed ${vms.length} VMs, vcsim has ${big.vmCount}`);
+      if (vms.some((v) => v.snapshots === undefined)) throw new Error('the inventory pass did not carry snapshot lists');
+      return { ms: took, vms: vms.length, snapshots };
+    };
+    await adapterInventory();
+    await peer(govmomiBench, big, bigCa, ['-what', 'b']);
+    const rowsB: Array<{ round: number; govmomi: number; adapter: number; vms: number; snapshots: number; goSnapshots: number }> = [];
+    for (let round = 1; round <= INVENTORY_ROUNDS; round++) {
+      let go: PeerOut;
+      let ad: Awaited<ReturnType<typeof adapterInventory>>;
+      if (round % 2) {
+        go = await peer(govmomiBench, big, bigCa, ['-what', 'b']);
+        ad = await adapterInventory();
+      } else {
+        ad = await adapterInventory();
+        go = await peer(govmomiBench, big, bigCa, ['-what', 'b']);
+      }
+      rowsB.push({ round, govmomi: go.inventoryMs ?? NaN, adapter: ad.ms, vms: ad.vms, snapshots: ad.snapshots, goSnapshots: go.inventorySnapshots ?? NaN });
+    }
+    const ratioB = median(rowsB.map((r) => r.adapter / r.govmomi));
+    const benchRssMb = process.memoryUsage().rss / 2 ** 20;
+
+    const tableA = [
+      `| round | govmomi ${CYCLES} cycles (ms) | adapter direct (ms) | ratio | REST API with ?wait= (ms) | ratio |`,
+      '|---|---|---|---|---|---|',
+      ...rowsA.map((r) => `| ${r.round} | ${fmt(r.govmomi, 0)} | ${fmt(r.adapter, 0)} | ${fmt(r.adapter / r.govmomi)} | ${fmt(r.rest, 0)} | ${fmt(r.rest / r.govmomi)} |`),
+    ].join('\n');
+    const tableB = [
+      '| round | govmomi inventory (ms) | adapter listVms with trees (ms) | ratio | VMs | snapshots (adapter / govmomi) |',
+      '|---|---|---|---|---|---|',
+      ...rowsB.map((r) => `| ${r.round} | ${fmt(r.govmomi, 0)} | ${fmt(r.adapter, 0)} | ${fmt(r.adapter / r.govmomi)} | ${r.vms} | ${r.snapshots} / ${r.goSnapshots} |`),
+    ].join('\n');
+    const tableC = [
+      '| round | Snapvisor first client in a fresh process: WSDL + client + login (ms) | second client, WSDL cached (ms) | govmomi NewClient + login (ms) |',
+      '|---|---|---|---|',
+      ...startup.map((s, i) => `| ${i + 1} | ${fmt(s.snapvisor.coldMs, 0)} | ${fmt(s.snapvisor.warmMs, 0)} | ${fmt(s.govmomi, 0)} |`),
+    ].join('\n');
+
+    return {
+      title: 'VMware vim25 SOAP against vcsim: Snapvisor vs govmomi',
+      markdown: [
+        `Lab: test/labs/vcsim (vcsim from Debian's govmomi 0.24.2, TLS with a pinned per-lab certificate). Peer: bench/govmomi/main.go on the same library, built by test/labs/vcsim/build.sh, timing in process (its process start and login excluded from (a) and (b)). Snapvisor's daemon is the real one (\`scripts/start.mjs\`), one \`kind: vmware\` target, periodic sync off, worker poll 50 ms.`,
+        `### (a) ${CYCLES} create + remove snapshot cycles on ${VM} (${ROUNDS} rounds, sides rotated, after a warm-up)`,
+        tableA,
+        `**Median ratio adapter/govmomi ${fmt(ratioAdapter)}** (target ≤ 1.2: ${verdict(ratioAdapter <= 1.2)}); **REST API/govmomi ${fmt(ratioRest)}** (target ≤ 1.6: ${verdict(ratioRest <= 1.6)}).`,
+        `### (b) Inventory with snapshot trees: ${big.vmCount} VMs, ${seeded.inventorySnapshots ?? '?'} snapshots (${INVENTORY_ROUNDS} rounds, alternating)`,
+        tableB,
+        `**Median ratio adapter/govmomi ${fmt(ratioB)}** (target ≤ 1.2: ${verdict(ratioB <= 1.2)}). One PropertyCollector pass for every VM and its tree; the engine's sync records the carried trees instead of one listSnapshots per VM.`,
+        '### (c) Client start-up with the shipped WSDL',
+        tableC,
+        `Median: Snapvisor cold ${fmt(median(startup.map((s) => s.snapvisor.coldMs)), 0)} ms, warm ${fmt(median(startup.map((s) => s.snapvisor.warmMs)), 0)} ms; govmomi ${fmt(median(startup.map((s) => s.govmomi)), 0)} ms.`,
+        `RSS: the daemon after (a) ${fmt(daemonRssMb, 0)} MB; the startup child ${fmt(median(startup.map((s) => s.snapvisor.rssMb)), 0)} MB (Node + tsx + the adapter); this bench process after (b) ${fmt(benchRssMb, 0)} MB; the govmomi peer at most ${fmt(peerRssKb / 1024, 0)} MB.`,
+      ].join('\n\n'),
+    };
+  } finally {
+    await Promise.allSettled(providers.map((p) => p.close()));
+    if (daemon) await daemon.kill('SIGTERM');
+    await Promise.allSettled(labs.map((l) => l.stop()));
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function startBenchDaemon(dir: string, lab: VcsimLab): Promise<Daemon> {
+  const caFile = path.join(dir, 'daemon-ca.pem');
+  writeFileSync(caFile, lab.caPem);
+  const config = path.join(dir, 'snapvisor.yaml');
+  writeFileSync(
+    config,
+    [
+      'tokens:',
+      '  - { name: bench, value: env:VMWARE_BENCH_TOKEN, scopes: [read, write, admin] }',
+      `database: ${JSON.stringify(path.join(dir, 'snapvisor.db'))}`,
+      'logLevel: info',
+      'engine: { workerPollMs: 50, syncIntervalSec: 0, shutdownGraceSec: 10 }',
+      'targets:',
+      `  - { name: ${TARGET}, kind: vmware, url: ${JSON.stringify(lab.sdkUrl)}, username: ${JSON.stringify(lab.username)}, password: env:VMWARE_BENCH_PASSWORD, ca: ${JSON.stringify(`file:${caFile}`)} }`,
+      '',
+    ].join('\n'),
+  );
+  return startDaemon({ cwd: dir, env: { SNAPVISOR_CONFIG: config, VMWARE_BENCH_TOKEN: TOKEN, VMWARE_BENCH_PASSWORD: lab.password }, timeoutMs: 120_000 });
+}
