@@ -132,6 +132,12 @@ export interface CallContext {
   /** 0..100; the engine persists it on the job and streams it as an event. */
   progress(percent: number, message?: string): void;
   log: Logger;
+  /**
+   * True only when no earlier attempt of this job can have reached the hypervisor (its first attempt,
+   * never recovered after a crash): createSnapshot may then skip looking for `spec.marker` first —
+   * nothing can carry a marker made from a job id that was never sent. Absent or false: look.
+   */
+  firstAttempt?: boolean;
 }
 
 export interface TargetHealth {

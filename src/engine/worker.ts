@@ -117,6 +117,7 @@ export function createWorker(core: Core, sync: Sync): Worker {
     const ctx: CallContext = {
       signal: entry.controller.signal,
       log,
+      firstAttempt: job.attempts === 1,
       progress(percent, message) {
         const at = performance.now();
         if (percent < 100 && at - lastProgressAt < PROGRESS_INTERVAL_MS) return;

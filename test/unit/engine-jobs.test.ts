@@ -125,6 +125,7 @@ t.test('transient errors until maxAttempts → failed with the last error', asyn
   await requeued(h, job.id, 1);
   h.clock.advance(1_000);
   t.match(await h.settle(job.id), { state: 'failed', attempts: 2, error: { kind: 'transient' } });
+  t.same(h.provider.callsOf('createSnapshot').map((c) => c.firstAttempt), [true, false], 'only the first attempt may skip the marker lookup');
 });
 
 t.test('an unexpected error fails the job as internal with a generic message', async (t) => {
