@@ -105,7 +105,13 @@ export function createSync(core: Core): Sync {
 
     record(vm, change) {
       return serialised(vm.id, async () => {
-        const stored = await core.store.snapshots.listByVm(vm.id, { includeGone: true });
+        // Present rows only (a VM's history of gone rows grows without bound), plus the one gone row
+        // a created snapshot may revive (same ref, e.g. a snapshot id the hypervisor reused).
+        const stored = await core.store.snapshots.listByVm(vm.id, { includeGone: false });
+        if (change.kind === 'created' && !stored.some((s) => s.providerRef === change.snapshot.providerRef)) {
+          const earlier = await core.store.snapshots.getByRef(vm.id, change.snapshot.providerRef);
+          if (earlier) stored.push(earlier);
+        }
         return applyObserved(vm, stored, listingAfter(stored, change));
       });
     },
