@@ -11,7 +11,8 @@ COPY . .
 # Listen on all interfaces inside the container; the compose file publishes on loopback only.
 ENV SNAPVISOR_HOST=0.0.0.0 \
     NODE_ENV=production
-RUN mkdir -p /app/data && chown -R node:node /app/data
+# `npm start` bundles the daemon into /app/.build on every start: the node user must be able to write it.
+RUN mkdir -p /app/data /app/.build && chown -R node:node /app/data /app/.build
 USER node
 EXPOSE 7480
 STOPSIGNAL SIGTERM

@@ -52,6 +52,9 @@ t.test('Dockerfile uses the README install steps', async (t) => {
   t.match(dockerfile, /FROM node:20-bookworm/);
   t.match(dockerfile, /npm ci/);
   t.match(dockerfile, /CMD \["npm", "start"\]/);
+  const start = readFileSync(new URL('scripts/start.mjs', root), 'utf8');
+  t.match(start, /'\.build'/, 'npm start writes its bundle to .build');
+  if (/^USER (?!root)/m.test(dockerfile)) t.match(dockerfile, /chown[^\n]*\/app\/\.build/, 'so the unprivileged container user must own /app/.build');
   t.match(readme, /npm install && npm start/, 'README gives the daemon command');
   t.match(readme, /npm test/, 'README gives the test command');
   for (const pkg of ['python3', 'make', 'g\\+\\+']) t.match(dockerfile, new RegExp(`apt-get install[^\\n]*${pkg}`), `installs ${pkg} as the README says`);
