@@ -150,11 +150,15 @@ export function vimFaultFromSoapError(err: unknown): VimFault | null {
   return new VimFault(type, faultstring);
 }
 
+const GO_TYPE_NAME = /^\*?types\.\w+$/;
+
 /** `TaskInfo.error` (a LocalizedMethodFault) as a VimFault. */
 export function vimFaultFromTaskError(error: unknown): VimFault {
   if (!isRecord(error)) return new VimFault('MethodFault', 'the task failed without saying why');
   const type = xsiTypeOf(error.fault) ?? 'MethodFault';
-  const message = typeof error.localizedMessage === 'string' && error.localizedMessage !== '' ? error.localizedMessage : type;
+  const localized = typeof error.localizedMessage === 'string' ? error.localizedMessage.trim() : '';
+  // vcsim writes its Go type (`*types.InvalidPowerState`) as the message: that says nothing the type does not.
+  const message = localized === '' || GO_TYPE_NAME.test(localized) ? type : localized;
   return new VimFault(type, message);
 }
 
@@ -196,7 +200,8 @@ export function needsTools(faultType: string): boolean {
 
 export function fromVimFault(fault: VimFault, call: CallInfo): ProviderError {
   const kind = kindOfFault(fault.faultType);
-  const text = fault.message.trim() === '' ? fault.faultType : `${fault.faultType}: ${fault.message.trim()}`;
+  const message = fault.message.trim();
+  const text = message === '' || message === fault.faultType ? fault.faultType : `${fault.faultType}: ${message}`;
   const hint = needsTools(fault.faultType) ? ' (quiesced snapshots need VMware Tools — the guest agent — running in the guest)' : '';
   const retry: RetryClass | undefined = kind === 'transient' && (call.mutating || call.outcomeUnknown) ? 'uncertain' : undefined;
   return new ProviderError(PROVIDER, kind, `${call.what}: ${text}${hint}`, { nativeCode: fault.faultType, ...(retry ? { retry } : {}) });

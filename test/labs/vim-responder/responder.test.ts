@@ -467,3 +467,22 @@ t.test('serves HTTPS with the given certificate', async (t) => {
   });
   t.equal(status, 200, 'RetrieveServiceContent over TLS, verified against the pinned certificate');
 });
+
+t.test('onRequest sees each request before it is answered; character references are decoded', async (t) => {
+  const { responder, client } = await start(t, scenarios.slowTasks('manual'));
+  await client.login();
+  const vm = vmRef(responder, 'slow-vm');
+  const task = ref(child((await client.send(req.createSnapshot(vm, 'NAME', 'd', false, false).replace('NAME', 'line1&#xA;line2 &#233;'))).node, 'returnval'));
+  const seen: string[] = [];
+  // Stepping inside the hook moves the task before this very poll is answered.
+  responder.onRequest = (q) => {
+    seen.push(q.method);
+    responder.stepTasks();
+  };
+  t.equal(textOf(child(await taskInfo(client, task), 'state')), 'running', 'queued → running by the hook, seen by the same poll');
+  t.same(seen, ['RetrievePropertiesEx']);
+  responder.onRequest = undefined;
+  while (responder.stepTasks() > 0);
+  const names = asList(child((await vmProps(client, vm, ['snapshot'])).get('snapshot'), 'rootSnapshotList')).map((n) => textOf(child(n, 'name')));
+  t.same(names, ['line1\nline2 é'], 'a numeric character reference in a request is the character it stands for');
+});

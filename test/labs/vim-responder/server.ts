@@ -63,6 +63,11 @@ export interface VimResponder {
   stepTasks(): number;
   /** Forgets every session, as a vCenter restart or session expiry would. */
   expireSessions(): void;
+  /**
+   * Called with each request after it is recorded and before it is answered, so a test can act at
+   * an exact point of the exchange (step a task when the adapter polls it, abort mid-task) without sleeping.
+   */
+  onRequest: ((request: RecordedRequest) => void) | undefined;
   stop(): Promise<void>;
 }
 
@@ -155,7 +160,9 @@ export async function startVimResponder(opts: StartVimResponderOptions): Promise
     const session = key !== undefined ? sessions.get(key) : undefined;
     const soapAction = typeof req.headers.soapaction === 'string' ? req.headers.soapaction : undefined;
     // Recorded requests end up in test output; the password never does.
-    requests.push({ method, body: 'password' in args ? { ...args, password: '(redacted)' } : args, sessionKey: session?.key, soapAction });
+    const recorded: RecordedRequest = { method, body: 'password' in args ? { ...args, password: '(redacted)' } : args, sessionKey: session?.key, soapAction };
+    requests.push(recorded);
+    responder.onRequest?.(recorded);
 
     const planned = armed.find((f) => f.method === method);
     if (planned) {
@@ -359,9 +366,10 @@ export async function startVimResponder(opts: StartVimResponderOptions): Promise
   const { port } = server.address() as AddressInfo;
   const url = `${opts.tls ? 'https' : 'http'}://127.0.0.1:${port}`;
 
-  return {
+  const responder: VimResponder = {
     url,
     sdkUrl: `${url}/sdk`,
+    onRequest: undefined,
     requests,
     get model() {
       return model;
@@ -385,6 +393,7 @@ export async function startVimResponder(opts: StartVimResponderOptions): Promise
       });
     },
   };
+  return responder;
 }
 
 export type { VimFault };

@@ -14,7 +14,9 @@ const parser = new XMLParser({
   parseAttributeValue: false,
   trimValues: true,
   processEntities: true,
-  htmlEntities: false,
+  // Also decodes numeric character references: node-soap writes a newline in a snapshot
+  // description as `&#xA;`, which a real server reads as a newline.
+  htmlEntities: true,
 });
 
 export type XmlNode = string | XmlObject | XmlNode[];
