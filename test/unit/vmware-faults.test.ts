@@ -56,6 +56,9 @@ t.test('task errors → VimFault with the localized message', async (t) => {
   t.match(f.message, /current state/);
   t.equal(vimFaultFromTaskError(undefined).faultType, 'MethodFault');
   t.equal(vimFaultFromTaskError({ fault: { attributes: { 'xsi:type': 'FileLocked' } } }).message, 'FileLocked', 'no message: the type');
+  const goName = vimFaultFromTaskError({ fault: { attributes: { 'XMLSchema-instance:type': 'InvalidPowerState' } }, localizedMessage: '*types.InvalidPowerState' });
+  t.equal(goName.message, 'InvalidPowerState', "vcsim's Go type name as the message: the fault type instead");
+  t.match(fromVimFault(goName, { what: 'revert', mutating: true }).message, /revert: InvalidPowerState$/, 'and not repeated');
 });
 
 t.test('fault type → ProviderError kind', async (t) => {
