@@ -82,6 +82,7 @@ import {
 } from '../contract.ts';
 import type { CommandRunner, RunResult } from '../shared/command-runner.ts';
 import { createTargetTransport, type TargetTransport } from '../shared/ssh-target.ts';
+import { sleep } from '../shared/sleep.ts';
 import { fromRunError, fromVirshFailure, NO_SNAPSHOT, type CallInfo } from './errors.ts';
 import { MAX_NAME_BYTES, isNumericName, memoryPath, nameProblems, overlayPath, specValue } from './naming.ts';
 import { PROVIDER, parseOptions, type KvmOptions } from './options.ts';
@@ -309,21 +310,8 @@ export function createKvmProvider(target: string, rawOptions: Record<string, unk
     if (problems.length > 0) throw err('invalid', problems.join('; '));
   }
 
-  async function sleep(ms: number, signal: AbortSignal): Promise<void> {
-    await new Promise<void>((resolve, reject) => {
-      const cancelled = () => err('transient', 'cancelled while waiting for the guest to shut down', { retry: 'uncertain' });
-      if (signal.aborted) return reject(cancelled());
-      const t = setTimeout(() => {
-        signal.removeEventListener('abort', onAbort);
-        resolve();
-      }, ms);
-      const onAbort = () => {
-        clearTimeout(t);
-        reject(cancelled());
-      };
-      signal.addEventListener('abort', onAbort, { once: true });
-    });
-  }
+  const shutdownWait = (ms: number, signal: AbortSignal) =>
+    sleep(ms, signal, () => err('transient', 'cancelled while waiting for the guest to shut down', { retry: 'uncertain' }));
 
   async function fileExists(path: string, ctx: CallContext): Promise<boolean> {
     const r = await exec(['test', '-e', path], ctx, { what: `look for ${path}`, mutating: false });
@@ -382,7 +370,7 @@ export function createKvmProvider(target: string, rawOptions: Record<string, unk
         await virsh(['destroy', '--domain', dom], ctx, { what: `power off domain ${dom}`, mutating: true });
         return;
       }
-      await sleep(Math.min(pollMs, Math.max(1, deadline - Date.now())), ctx.signal);
+      await shutdownWait(Math.min(pollMs, Math.max(1, deadline - Date.now())), ctx.signal);
     }
   }
 

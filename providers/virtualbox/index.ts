@@ -44,6 +44,7 @@ import {
 import { descriptionWithMarker, splitMarker } from '../shared/description-marker.ts';
 import type { CommandRunner, RunResult } from '../shared/command-runner.ts';
 import { createTargetTransport, type TargetTransport } from '../shared/ssh-target.ts';
+import { sleep } from '../shared/sleep.ts';
 import { fromRunError, fromVboxFailure, type CallInfo } from './errors.ts';
 import { PROVIDER, parseOptions, type VirtualBoxOptions } from './options.ts';
 import {
@@ -164,20 +165,8 @@ export function createVirtualBoxProvider(target: string, rawOptions: Record<stri
     if (problems.length > 0) throw err('invalid', problems.join('; '));
   }
 
-  async function sleep(ms: number, signal: AbortSignal): Promise<void> {
-    await new Promise<void>((resolve, reject) => {
-      if (signal.aborted) return reject(err('transient', 'cancelled while waiting for the guest to shut down', { retry: 'uncertain' }));
-      const t = setTimeout(() => {
-        signal.removeEventListener('abort', onAbort);
-        resolve();
-      }, ms);
-      const onAbort = () => {
-        clearTimeout(t);
-        reject(err('transient', 'cancelled while waiting for the guest to shut down', { retry: 'uncertain' }));
-      };
-      signal.addEventListener('abort', onAbort, { once: true });
-    });
-  }
+  const shutdownWait = (ms: number, signal: AbortSignal) =>
+    sleep(ms, signal, () => err('transient', 'cancelled while waiting for the guest to shut down', { retry: 'uncertain' }));
 
   /** ACPI shutdown, then (optionally) power off. Resolves when the VM is off. */
   async function shutDown(vm: string, ctx: CallContext): Promise<void> {
@@ -194,7 +183,7 @@ export function createVirtualBoxProvider(target: string, rawOptions: Record<stri
         await run(['controlvm', vm, 'poweroff'], ctx, { what: `power off VM ${vm}`, mutating: true });
         return;
       }
-      await sleep(Math.min(pollMs, Math.max(1, deadline - Date.now())), ctx.signal);
+      await shutdownWait(Math.min(pollMs, Math.max(1, deadline - Date.now())), ctx.signal);
     }
   }
 
