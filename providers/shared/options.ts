@@ -3,7 +3,7 @@
  * its key (dotted, e.g. `offline.forcePowerOff`); unknown keys are refused. Values are never echoed,
  * so a mistyped secret does not end up in an error message.
  */
-import type { TSchema } from 'typebox';
+import { Type, type Static, type TSchema } from 'typebox';
 import { Value } from 'typebox/value';
 
 export function optionProblems(schema: TSchema, raw: unknown): string[] {
@@ -35,4 +35,26 @@ export function optionProblems(schema: TSchema, raw: unknown): string[] {
   }
   for (const [where, values] of allowed) problems.push(`option '${where}' must be one of ${values.map((v) => JSON.stringify(v)).join(', ')}`);
   return [...new Set(problems)];
+}
+
+/**
+ * `offline:` of a target that can ask the guest to shut down (VirtualBox's ACPI button, vSphere's
+ * ShutdownGuest): how long to wait for it, and whether to pull the plug after that (else the
+ * offline snapshot fails with `conflict`).
+ */
+export const OfflineOptionsSchema = Type.Object(
+  {
+    shutdownTimeoutSec: Type.Optional(Type.Number({ minimum: 0, default: 120 })),
+    forcePowerOff: Type.Optional(Type.Boolean({ default: false })),
+  },
+  { additionalProperties: false },
+);
+
+export interface OfflineOptions {
+  shutdownTimeoutSec: number;
+  forcePowerOff: boolean;
+}
+
+export function offlineOptions(o: Static<typeof OfflineOptionsSchema> | undefined): OfflineOptions {
+  return { shutdownTimeoutSec: o?.shutdownTimeoutSec ?? 120, forcePowerOff: o?.forcePowerOff ?? false };
 }

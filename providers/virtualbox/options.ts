@@ -4,7 +4,7 @@
  */
 import { Type, type Static } from 'typebox';
 import { ProviderError } from '../contract.ts';
-import { optionProblems } from '../shared/options.ts';
+import { OfflineOptionsSchema, offlineOptions, optionProblems, type OfflineOptions } from '../shared/options.ts';
 import { SshTargetSchema, sshProblems, type SshTargetOptions } from '../shared/ssh-target.ts';
 
 export const PROVIDER = 'virtualbox';
@@ -17,17 +17,7 @@ export const VirtualBoxOptionsSchema = Type.Object(
     ssh: Type.Optional(SshTargetSchema),
     /** Kill a VBoxManage call that runs longer than this. */
     commandTimeoutSec: Type.Optional(Type.Number({ exclusiveMinimum: 0, default: 600 })),
-    offline: Type.Optional(
-      Type.Object(
-        {
-          /** How long to wait for the guest to power off after the ACPI power button. */
-          shutdownTimeoutSec: Type.Optional(Type.Number({ minimum: 0, default: 120 })),
-          /** Pull the plug when the guest does not shut down in time (else the snapshot fails with conflict). */
-          forcePowerOff: Type.Optional(Type.Boolean({ default: false })),
-        },
-        { additionalProperties: false },
-      ),
-    ),
+    offline: Type.Optional(OfflineOptionsSchema),
   },
   { additionalProperties: false },
 );
@@ -38,7 +28,7 @@ export interface VirtualBoxOptions {
   vboxmanage: string;
   ssh: SshTargetOptions | undefined;
   commandTimeoutSec: number;
-  offline: { shutdownTimeoutSec: number; forcePowerOff: boolean };
+  offline: OfflineOptions;
 }
 
 /** Throws ProviderError `invalid` naming every bad, unknown or missing key. */
@@ -54,9 +44,6 @@ export function parseOptions(target: string, input: unknown): VirtualBoxOptions 
     vboxmanage: o.vboxmanage ?? 'VBoxManage',
     ssh: o.ssh,
     commandTimeoutSec: o.commandTimeoutSec ?? 600,
-    offline: {
-      shutdownTimeoutSec: o.offline?.shutdownTimeoutSec ?? 120,
-      forcePowerOff: o.offline?.forcePowerOff ?? false,
-    },
+    offline: offlineOptions(o.offline),
   };
 }

@@ -5,7 +5,7 @@
  */
 import { Type, type Static } from 'typebox';
 import { ProviderError } from '../contract.ts';
-import { optionProblems } from '../shared/options.ts';
+import { OfflineOptionsSchema, offlineOptions, optionProblems, type OfflineOptions } from '../shared/options.ts';
 
 export const PROVIDER = 'vmware';
 
@@ -30,17 +30,7 @@ export const VmwareOptionsSchema = Type.Object(
     taskTimeoutSec: Type.Optional(Type.Number({ exclusiveMinimum: 0, default: 3600 })),
     /** Objects per PropertyCollector page (RetrieveOptions.maxObjects). */
     pageSize: Type.Optional(Type.Integer({ minimum: 1, default: 1000 })),
-    offline: Type.Optional(
-      Type.Object(
-        {
-          /** How long to wait for the guest to power off after ShutdownGuest. */
-          shutdownTimeoutSec: Type.Optional(Type.Number({ minimum: 0, default: 120 })),
-          /** PowerOffVM_Task when the guest did not shut down in time (else the snapshot fails with conflict). */
-          forcePowerOff: Type.Optional(Type.Boolean({ default: false })),
-        },
-        { additionalProperties: false },
-      ),
-    ),
+    offline: Type.Optional(OfflineOptionsSchema),
   },
   { additionalProperties: false },
 );
@@ -57,7 +47,7 @@ export interface VmwareOptions {
   requestTimeoutSec: number;
   taskTimeoutSec: number;
   pageSize: number;
-  offline: { shutdownTimeoutSec: number; forcePowerOff: boolean };
+  offline: OfflineOptions;
 }
 
 /** Throws ProviderError `invalid` naming every bad, unknown or missing key. */
@@ -101,9 +91,6 @@ export function parseOptions(target: string, input: unknown): VmwareOptions {
     requestTimeoutSec: o.requestTimeoutSec ?? 60,
     taskTimeoutSec: o.taskTimeoutSec ?? 3600,
     pageSize: o.pageSize ?? 1000,
-    offline: {
-      shutdownTimeoutSec: o.offline?.shutdownTimeoutSec ?? 120,
-      forcePowerOff: o.offline?.forcePowerOff ?? false,
-    },
+    offline: offlineOptions(o.offline),
   };
 }
