@@ -8,7 +8,12 @@
  * sees a new VM). Snapshot names are never used to address anything: vSphere allows duplicates.
  *
  * Marker: `spec.marker` is the last line of the snapshot description (shared/description-marker);
- * createSnapshot looks through the VM's tree for it first, so a retried job returns what it made.
+ * createSnapshot looks through the VM's tree for it first, so a retried job returns what it made —
+ * except on a job's first attempt (ctx.firstAttempt), which cannot have made one.
+ *
+ * Round trips (vcsim answers each in ~0.5 ms; node-soap adds about twice that): a first-attempt crash
+ * or quiesced create is CreateSnapshot_Task + one poll that reads the task's info and the VM's tree
+ * together; delete is RemoveSnapshot_Task + one poll, with no existence read first.
  *
  * Modes: memory (memory=true; refused with `conflict` on a VM that is not powered on — vcsim would
  * accept it), crash (memory=false, quiesce=false), quiesced (quiesce=true; a VMware Tools fault is a
@@ -36,11 +41,13 @@ import {
   type VmInfo,
 } from '../contract.ts';
 import { descriptionWithMarker } from '../shared/description-marker.ts';
+import { sleep } from '../shared/sleep.ts';
 import { createVimClient, type VimClient } from './client.ts';
 import { VimFault, needsTools, toProviderError, type CallInfo } from './faults.ts';
 import { PROVIDER, parseOptions, type VmwareOptions } from './options.ts';
 import { flattenSnapshots, objectProps, parseVm, powerStateOf, type MoRef } from './parse.ts';
-import { waitForTask } from './tasks.ts';
+import { createdRefOf, createdSnapshotIn } from './created-snapshot.ts';
+import { waitForTask, waitForTaskOutcome, type TaskOutcome } from './tasks.ts';
 
 /**
  * vSphere's snapshot name limit is 80 characters (the vSphere Client enforces it; the API
@@ -154,21 +161,8 @@ export function createVmwareProvider(target: string, rawOptions: Record<string, 
     if (problems.length > 0) throw err('invalid', problems.join('; '));
   }
 
-  async function sleep(ms: number, signal: AbortSignal, what: string): Promise<void> {
-    await new Promise<void>((resolve, reject) => {
-      const cancelled = () => err('transient', `${what}: cancelled while waiting for the guest to shut down`, { retry: 'uncertain' });
-      if (signal.aborted) return reject(cancelled());
-      const t = setTimeout(() => {
-        signal.removeEventListener('abort', onAbort);
-        resolve();
-      }, ms);
-      const onAbort = () => {
-        clearTimeout(t);
-        reject(cancelled());
-      };
-      signal.addEventListener('abort', onAbort, { once: true });
-    });
-  }
+  const shutdownWait = (ms: number, signal: AbortSignal, what: string) =>
+    sleep(ms, signal, () => err('transient', `${what}: cancelled while waiting for the guest to shut down`, { retry: 'uncertain' }));
 
   /** ShutdownGuest, wait for poweredOff; PowerOffVM_Task after the timeout only when configured. */
   async function shutDown(vm: MoRef, ctx: CallContext): Promise<void> {
@@ -191,29 +185,36 @@ export function createVmwareProvider(target: string, rawOptions: Record<string, 
       const state = (await readVm(vm, ctx, ['runtime.powerState'])).rawPowerState;
       if (state === 'poweredOff') return;
       if (Date.now() >= deadline) return force(`the guest did not shut down within ${options.offline.shutdownTimeoutSec} s (state ${state})`);
-      await sleep(Math.min(pollMs, Math.max(1, deadline - Date.now())), ctx.signal, what);
+      await shutdownWait(Math.min(pollMs, Math.max(1, deadline - Date.now())), ctx.signal, what);
     }
   }
 
-  async function take(vm: MoRef, spec: CreateSpec, memory: boolean, quiesce: boolean, ctx: CallContext, band: [number, number]): Promise<string> {
+  /**
+   * CreateSnapshot_Task and its wait; each poll reads the VM's tree too, so the snapshot usually
+   * comes back without another call (`made`; null when the tree did not show it yet).
+   */
+  async function take(vm: MoRef, spec: CreateSpec, memory: boolean, quiesce: boolean, ctx: CallContext, band: [number, number]): Promise<{ ref: string; made: ProviderSnapshot | null }> {
     const call = info(`create snapshot of VM ${vm.value}`, true);
-    let result: unknown;
+    let outcome: TaskOutcome;
     try {
-      result = await runTask(
-        call,
-        () => vim().createSnapshotTask(vm, { name: spec.name, description: descriptionWithMarker(spec.description, spec.marker), memory, quiesce }, { signal: ctx.signal }),
-        ctx,
-        band,
+      const task = await step(call, () =>
+        vim().createSnapshotTask(vm, { name: spec.name, description: descriptionWithMarker(spec.description, spec.marker), memory, quiesce }, { signal: ctx.signal }),
       );
+      outcome = await waitForTaskOutcome(vim(), task, ctx, { call, timeoutMs: taskTimeoutMs, band, alongside: { obj: vm, paths: ['snapshot'] } });
     } catch (e) {
       if (quiesce && e instanceof ProviderError && e.nativeCode !== undefined && needsTools(e.nativeCode)) {
         throw err('conflict', `quiesced snapshot of VM ${vm.value}: VMware Tools (the guest agent) must be running in the guest to quiesce it (${e.nativeCode})`);
       }
       throw e;
     }
-    const ref = result as Partial<MoRef> | null;
-    if (typeof ref?.value !== 'string') throw err('internal', `create snapshot of VM ${vm.value}: the task returned no snapshot`, { retry: 'uncertain' });
-    return ref.value;
+    const ref = createdRefOf(outcome.result);
+    if (ref === null) throw err('internal', `create snapshot of VM ${vm.value}: the task returned no snapshot`, { retry: 'uncertain' });
+    return { ref, made: createdSnapshotIn(ref, outcome.alongside) };
+  }
+
+  /** The snapshot `take` made: as its last poll saw it, else read again. */
+  async function made(vm: MoRef, taken: { ref: string; made: ProviderSnapshot | null }, ctx: CallContext): Promise<ProviderSnapshot> {
+    return taken.made ?? findCreated(vm, taken.ref, ctx);
   }
 
   async function findCreated(vm: MoRef, ref: string, ctx: CallContext): Promise<ProviderSnapshot> {
@@ -292,33 +293,40 @@ export function createVmwareProvider(target: string, rawOptions: Record<string, 
       assertNotAborted(ctx, 'create snapshot');
       const vm = vmRef(providerVmId);
       validateSpec(spec);
-      const state = await readVm(vm, ctx, ['runtime.powerState', 'snapshot']);
-      const existing = state.snapshots.find((s) => s.marker === spec.marker);
-      if (existing) return existing;
-      const power = state.rawPowerState;
+      // A first attempt cannot have left a snapshot with this marker: no need to look for one. Crash
+      // and quiesced snapshots do not depend on the power state, so they then start without a read.
+      const needsPower = spec.mode === 'memory' || spec.mode === 'offline';
+      const skipMarker = ctx.firstAttempt === true;
+      let power = 'unknown';
+      if (!skipMarker || needsPower) {
+        const state = await readVm(vm, ctx, skipMarker ? ['runtime.powerState'] : ['runtime.powerState', 'snapshot']);
+        const existing = skipMarker ? undefined : state.snapshots.find((s) => s.marker === spec.marker);
+        if (existing) return existing;
+        power = state.rawPowerState;
+      }
 
       switch (spec.mode) {
         case 'memory':
           if (power !== 'poweredOn') {
             throw err('conflict', `memory snapshot of VM ${vm.value} needs a powered-on VM (state: ${power}); use mode 'crash' or 'offline'`);
           }
-          return findCreated(vm, await take(vm, spec, true, false, ctx, [0, 100]), ctx);
+          return made(vm, await take(vm, spec, true, false, ctx, [0, 100]), ctx);
         case 'crash':
-          return findCreated(vm, await take(vm, spec, false, false, ctx, [0, 100]), ctx);
+          return made(vm, await take(vm, spec, false, false, ctx, [0, 100]), ctx);
         case 'quiesced':
-          return findCreated(vm, await take(vm, spec, false, true, ctx, [0, 100]), ctx);
+          return made(vm, await take(vm, spec, false, true, ctx, [0, 100]), ctx);
         case 'offline':
           break;
       }
 
-      if (power === 'poweredOff') return findCreated(vm, await take(vm, spec, false, false, ctx, [0, 100]), ctx);
+      if (power === 'poweredOff') return made(vm, await take(vm, spec, false, false, ctx, [0, 100]), ctx);
       if (power !== 'poweredOn') {
         throw err('conflict', `offline snapshot: VM ${vm.value} is ${power}; powering it off would discard its suspended state — resume it or use mode 'crash'`);
       }
       await shutDown(vm, ctx);
       let ref: string;
       try {
-        ref = await take(vm, spec, false, false, ctx, [20, 90]);
+        ({ ref } = await take(vm, spec, false, false, ctx, [20, 90]));
       } catch (e) {
         // Put the VM back the way we found it; the snapshot error is what the caller needs to see.
         const detached = { ...ctx, signal: AbortSignal.timeout(taskTimeoutMs), progress: () => {} };
@@ -328,6 +336,7 @@ export function createVmwareProvider(target: string, rawOptions: Record<string, 
         throw e;
       }
       await runTask(info(`power on VM ${vm.value} after the offline snapshot`, true), () => vim().powerOnTask(vm, { signal: ctx.signal }), ctx, [90, 100]);
+      // Read after the power-on: the tree's `current` and state are what the caller sees next.
       return findCreated(vm, ref, ctx);
     },
 
@@ -343,9 +352,14 @@ export function createVmwareProvider(target: string, rawOptions: Record<string, 
     async deleteSnapshot(providerVmId, providerRef, options: DeleteOptions, ctx) {
       assertNotAborted(ctx, 'delete');
       const vm = vmRef(providerVmId);
-      const { snapshots } = await readVm(vm, ctx, ['snapshot']);
-      if (!snapshots.some((s) => s.providerRef === providerRef)) return; // already gone
+      if (!MOREF_VALUE_RE.test(providerRef)) {
+        // Cannot name a snapshot of this vCenter, so it is not there — but an unknown VM is still not_found.
+        await readVm(vm, ctx, ['runtime.powerState']);
+        return;
+      }
       const snapshot: MoRef = { type: 'VirtualMachineSnapshot', value: providerRef };
+      // No existence read first: a snapshot MoRef addresses it on its own, and the server's
+      // ManagedObjectNotFound (on the call or as the task's error) says it is gone.
       try {
         await runTask(
           info(`delete snapshot ${providerRef} of VM ${vm.value}`, true),
@@ -353,11 +367,19 @@ export function createVmwareProvider(target: string, rawOptions: Record<string, 
           ctx,
         );
       } catch (e) {
-        // Removed meanwhile (another client, or our own earlier attempt): gone is what was asked.
-        if (e instanceof ProviderError && e.nativeCode === 'ManagedObjectNotFound') {
-          const still = (await readVm(vm, ctx, ['snapshot'])).snapshots.some((s) => s.providerRef === providerRef);
-          if (!still) return;
+        if (!(e instanceof ProviderError)) throw e;
+        // Only a failure pays for a read of the VM, and it explains it: a VM that is gone is the
+        // caller's not_found (vcsim even resets the connection when asked to remove a snapshot of a
+        // destroyed VM); a snapshot that is gone (another client, or our own earlier attempt) is
+        // what was asked. A read that fails for its own reasons leaves the original error standing.
+        let still: boolean;
+        try {
+          still = (await readVm(vm, ctx, ['snapshot'])).snapshots.some((s) => s.providerRef === providerRef);
+        } catch (readErr) {
+          if (readErr instanceof ProviderError && readErr.kind === 'not_found') throw readErr;
+          throw e;
         }
+        if (e.nativeCode === 'ManagedObjectNotFound' && !still) return;
         throw e;
       }
     },

@@ -4,12 +4,19 @@
  * `info.progress` flows into ctx.progress (scaled into the caller's band); `state: error` becomes the
  * task's fault (VimFault, mapped like a SOAP fault). On abort the task is cancelled (best effort) and
  * the wait ends with a transient 'cancelled' error whose retry is `uncertain`: the task may still finish.
+ *
+ * The first poll follows the *_Task call at once (vcsim and short vCenter tasks are done by then).
+ * `alongside` reads properties of another object in the same RetrievePropertiesEx as the task's
+ * info, so a caller that needs the object's state after the task (createSnapshot: the VM's tree)
+ * does not pay another round trip — vCenter may update the two at different moments, so what comes
+ * back alongside is a hint for the caller to verify, not a guarantee.
  */
 import { ProviderError, type CallContext } from '../contract.ts';
 import type { VimClient } from './client.ts';
 import { toProviderError, vimFaultFromTaskError, type CallInfo } from './faults.ts';
 import { PROVIDER } from './options.ts';
 import { objectProps, parseTaskInfo, type MoRef } from './parse.ts';
+import { sleep } from '../shared/sleep.ts';
 
 const FIRST_POLL_MS = 25;
 const MAX_POLL_MS = 1000;
@@ -19,20 +26,42 @@ export interface WaitOptions {
   timeoutMs: number;
   /** The part of the job's 0..100 this task covers (default the whole). */
   band?: [number, number];
+  /** Properties of another object to read in every poll (see the header). */
+  alongside?: { obj: MoRef; paths: string[] };
+}
+
+export interface TaskOutcome {
+  /** `info.result`, normalised. */
+  result: unknown;
+  /** The `alongside` object's properties from the poll that saw success; null when not asked or not returned. */
+  alongside: Map<string, unknown> | null;
 }
 
 /** Resolves with `info.result` (normalised) when the task succeeds. */
 export async function waitForTask(client: VimClient, task: MoRef, ctx: CallContext, options: WaitOptions): Promise<unknown> {
+  return (await waitForTaskOutcome(client, task, ctx, options)).result;
+}
+
+/** waitForTask, also handing back what `options.alongside` asked for. */
+export async function waitForTaskOutcome(client: VimClient, task: MoRef, ctx: CallContext, options: WaitOptions): Promise<TaskOutcome> {
   const deadline = Date.now() + options.timeoutMs;
   const [lo, hi] = options.band ?? [0, 100];
+  const other = options.alongside;
+  const spec = {
+    propSet: [{ type: 'Task', pathSet: ['info'] }, ...(other ? [{ type: other.obj.type, pathSet: other.paths }] : [])],
+    objectSet: [{ obj: task }, ...(other ? [{ obj: other.obj }] : [])],
+  };
   let delay = FIRST_POLL_MS;
   let lastProgress = -1;
   for (;;) {
     if (ctx.signal.aborted) return cancelled(client, task, ctx, options.call);
     let info;
+    let alongside: Map<string, unknown> | null = null;
     try {
-      const [content] = await client.retrieve({ propSet: [{ type: 'Task', pathSet: ['info'] }], objectSet: [{ obj: task }] }, { signal: ctx.signal });
-      info = parseTaskInfo(objectProps(content).props.get('info'));
+      const contents = (await client.retrieve(spec, { signal: ctx.signal })).map(objectProps);
+      const own = contents.find((c) => c.obj?.value === task.value && c.obj.type === task.type) ?? (other ? undefined : contents[0]);
+      info = parseTaskInfo(own?.props.get('info'));
+      if (other) alongside = contents.find((c) => c.obj?.value === other.obj.value && c.obj.type === other.obj.type)?.props ?? null;
     } catch (e) {
       if (ctx.signal.aborted) return cancelled(client, task, ctx, options.call);
       // We lost sight of a task that may complete: whatever the cause, the outcome is unknown.
@@ -40,7 +69,7 @@ export async function waitForTask(client: VimClient, task: MoRef, ctx: CallConte
     }
     if (info.state === 'success') {
       ctx.progress(hi);
-      return info.result;
+      return { result: info.result, alongside };
     }
     if (info.state === 'error') throw toProviderError(vimFaultFromTaskError(info.error), options.call);
     if (info.progress !== null && info.progress !== lastProgress) {
@@ -65,19 +94,4 @@ async function cancelled(client: VimClient, task: MoRef, ctx: CallContext, call:
     ctx.log.debug({ task: task.value, err: e instanceof Error ? e.message : String(e) }, 'CancelTask failed (ignored)');
   }
   throw new ProviderError(PROVIDER, 'transient', `${call.what}: cancelled while task ${task.value} was running (it may still complete)`, { retry: 'uncertain' });
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const t = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(t);
-      resolve();
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
 }

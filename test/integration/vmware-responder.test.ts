@@ -59,9 +59,9 @@ async function lab(tt: TapTest, scenario: Scenario, options: Record<string, unkn
 /** The object type of a one-object RetrievePropertiesEx (e.g. 'Task' for a task poll), '' for other calls. */
 function retrievedType(q: RecordedRequest): string {
   if (q.method !== 'RetrievePropertiesEx') return '';
-  const obj = child(asList(child(q.body, 'specSet'))[0], 'objectSet', 'obj');
-  const type = child(obj, '@_type');
-  return typeof type === 'string' ? type : '';
+  // A task poll may carry a second ObjectSpec (the VM's snapshot tree, read in the same call).
+  const types = asList(child(asList(child(q.body, 'specSet'))[0], 'objectSet')).map((os) => child(os, 'obj', '@_type'));
+  return types.includes('Task') ? 'Task' : typeof types[0] === 'string' ? types[0] : '';
 }
 
 /** Each time the adapter polls a task, every manual task moves one step first: the poll sees each step once. */

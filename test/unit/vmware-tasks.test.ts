@@ -7,7 +7,7 @@ import t from 'tap';
 import { ProviderError } from '../../providers/contract.ts';
 import { testContext } from '../../providers/conformance/suite.ts';
 import type { VimClient } from '../../providers/vmware/client.ts';
-import { waitForTask } from '../../providers/vmware/tasks.ts';
+import { waitForTask, waitForTaskOutcome } from '../../providers/vmware/tasks.ts';
 
 const task = { type: 'Task', value: 'task-9' };
 const call = { what: "target 'vc': create snapshot of VM vm-1", mutating: true };
@@ -98,4 +98,50 @@ t.test('losing the connection while waiting → uncertain even when nothing was 
   t.equal((e as ProviderError).kind, 'transient');
   t.equal((e as ProviderError).retry, 'uncertain', 'the task was started: its outcome is unknown');
   t.match((e as ProviderError).message, /waiting for task task-9/);
+});
+
+t.test('alongside: one read per poll carries both objects; the success poll hands the other back', async (t) => {
+  const vm = { type: 'VirtualMachine', value: 'vm-1' };
+  const specs: unknown[] = [];
+  const infos = [{ state: 'running', progress: 50 }, { state: 'success', result: { attributes: { 'xsi:type': 'ManagedObjectReference', type: 'VirtualMachineSnapshot' }, $value: 'snapshot-3' } }];
+  let reads = 0;
+  const client = {
+    async retrieve(spec: unknown) {
+      specs.push(spec);
+      const info = infos[Math.min(reads, infos.length - 1)] ?? {};
+      const n = reads++;
+      // The VM first, as a server may order them: the task's content is found by its MoRef.
+      return [{ obj: { attributes: { type: 'VirtualMachine' }, $value: 'vm-1' }, propSet: { name: 'snapshot', val: { read: n } } }, infoContent(info)];
+    },
+  } as unknown as VimClient;
+  const out = await waitForTaskOutcome(client, task, testContext(), { call, timeoutMs: 10_000, alongside: { obj: vm, paths: ['snapshot'] } });
+  t.same(out.result, { type: 'VirtualMachineSnapshot', value: 'snapshot-3' });
+  t.same(out.alongside?.get('snapshot'), { read: 1 }, 'the VM as read in the poll that saw success');
+  t.equal(specs.length, 2, 'one read per poll');
+  t.same(specs[0], {
+    propSet: [{ type: 'Task', pathSet: ['info'] }, { type: 'VirtualMachine', pathSet: ['snapshot'] }],
+    objectSet: [{ obj: task }, { obj: vm }],
+  });
+});
+
+t.test('alongside: the other object missing from the answer → alongside null, result still returned', async (t) => {
+  const client = {
+    async retrieve() {
+      return [infoContent({ state: 'success', result: { attributes: { 'xsi:type': 'ManagedObjectReference', type: 'VirtualMachineSnapshot' }, $value: 'snapshot-4' } })];
+    },
+  } as unknown as VimClient;
+  const out = await waitForTaskOutcome(client, task, testContext(), { call, timeoutMs: 10_000, alongside: { obj: { type: 'VirtualMachine', value: 'vm-1' }, paths: ['snapshot'] } });
+  t.same(out.result, { type: 'VirtualMachineSnapshot', value: 'snapshot-4' });
+  t.equal(out.alongside, null);
+});
+
+t.test('the first poll follows the task call at once (no wait before it)', async (t) => {
+  const { client, reads } = scripted([{ state: 'success' }]);
+  const ac = new AbortController();
+  // Aborting right after the synchronous start: a poll that waited first would see the abort and cancel.
+  const p = waitForTask(client, task, testContext(ac.signal), { call, timeoutMs: 10_000 });
+  await Promise.resolve();
+  ac.abort();
+  await p;
+  t.equal(reads(), 1, 'one read, done before any backoff');
 });
