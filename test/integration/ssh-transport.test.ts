@@ -12,6 +12,7 @@ import type { Logger } from '../../providers/contract.ts';
 import { CommandError, type CommandRunner } from '../../providers/shared/command-runner.ts';
 import { SshAuthError, SshError, createSshRunner, type SshOptions, type SshRunner } from '../../providers/shared/ssh.ts';
 import { ensureUser, generateKeyPair, startSshd, type SshdLab } from '../labs/sshd/lab.ts';
+import { until } from '../unit/engine-harness.ts';
 
 const USER = 'snapssh';
 const PASSWORD = 'hunter2-not-a-real-password';
@@ -249,7 +250,11 @@ t.test('sshd down: connect error with backoff; sshd back: works again', async (t
   const r = runner();
   t.equal((await r.run(['echo', 'up'])).stdout, 'up\n');
   const { port } = lab;
+  const logged = seen.length;
   await lab.stop();
+  // sshd's exit closes our pooled connection, but the client sees the close a moment later; a command
+  // sent in between fails as 'disconnected' (the test above covers that). Here: once it is known down.
+  await until(() => seen.slice(logged).some((m) => m.includes('ssh connection lost')), 5_000);
   const first = await failure(r.run(['echo', 'down']));
   t.ok(first instanceof SshError && first.transport === 'connect', `connect error: ${first.message}`);
   t.equal(first.failure, 'spawn');
