@@ -1,18 +1,17 @@
 /**
- * The vim25 transport: one node-soap client per target over its own axios instance, with the
+ * The vim25 transport: one node-soap client per target over its own HTTP client (soap-http.ts), with the
  * shipped WSDL subset (wsdl/vim25.wsdl, parsed once per process and shared by every target).
  *
  * - TLS is verified by default (system CAs); `ca` pins a PEM; `thumbprint` checks the server
  *   certificate's SHA-1 on the handshake, before a byte of the request is written; `insecure`
  *   skips verification and is logged as a warning once. A plain-http URL (local test servers) is
  *   warned about too.
- * - node-soap has no cookies: the session cookie `vmware_soap_session` is captured by a response
- *   interceptor of this target's axios instance and sent by its request interceptor (never through
- *   node-soap's shared last-response headers, which are unsafe under concurrency).
+ * - node-soap has no cookies: the session cookie is kept by this target's HTTP client (never read
+ *   from node-soap's shared last-response headers, which are unsafe under concurrency).
  * - Login happens lazily, once; a call that meets NotAuthenticated (session expired, server
  *   restarted) logs in again and is retried once, transparently.
  * - Every call honours the caller's AbortSignal and the per-request timeout.
- * - Errors leave as VimFault / VimTransportError (faults.ts), never as axios or node-soap errors:
+ * - Errors leave as VimFault / VimTransportError (faults.ts), never as HTTP or node-soap errors:
  *   those carry the request body, and the Login body holds the password.
  *
  * Arguments are built in the schema's sequence order: node-soap emits elements in key order.
@@ -22,17 +21,16 @@ import http from 'node:http';
 import https from 'node:https';
 import type { TLSSocket } from 'node:tls';
 import type { Duplex } from 'node:stream';
-import axios, { type AxiosInstance } from 'axios';
 import soap from 'soap';
 import { pathToFileURL } from 'node:url';
 import type { Logger } from '../contract.ts';
 import { packageFile } from '../shared/package-file.ts';
+import { createSoapHttp } from './soap-http.ts';
 import { VimFault, VimTransportError, httpStatusError, transportErrorFrom, vimFaultFromSoapError } from './faults.ts';
 import type { TlsPolicy } from './options.ts';
 import { asArray, moRefOf, objectProps, toSoap, type MoRef } from './parse.ts';
 
 const WSDL_PATH = pathToFileURL(packageFile('providers', 'vmware', 'wsdl', 'vim25.wsdl'));
-const SESSION_COOKIE = 'vmware_soap_session';
 /** Logout on close must not hold a shutdown up. */
 const LOGOUT_TIMEOUT_MS = 5000;
 
@@ -159,7 +157,7 @@ function agentFor(tls: TlsPolicy): http.Agent {
   }
 }
 
-/** An axios/node-soap error → VimFault | VimTransportError | a plain Error with a safe message. */
+/** An HTTP/node-soap error → VimFault | VimTransportError | a plain Error with a safe message. */
 function classify(err: unknown): Error {
   const fault = vimFaultFromSoapError(err);
   if (fault) return fault;
@@ -178,29 +176,12 @@ export function createVimClient(config: VimClientConfig): VimClient {
   if (config.tls.kind === 'insecure') config.log.warn({ url: config.url }, 'TLS certificate verification is disabled for this target (insecure: true)');
   if (config.tls.kind === 'plain') config.log.warn({ url: config.url }, 'plain HTTP: the password and session cookie cross the network unencrypted');
 
-  let cookie: string | undefined;
-  const ax: AxiosInstance = axios.create({
-    httpAgent: agent,
-    httpsAgent: agent,
-    // A redirect would re-send the Login body (the password) somewhere else.
-    maxRedirects: 0,
-    proxy: false,
-  });
-  ax.interceptors.request.use((req) => {
-    if (cookie) req.headers.set('Cookie', cookie);
-    return req;
-  });
-  ax.interceptors.response.use((res) => {
-    const setCookie = res.headers['set-cookie'];
-    const found = asArray<string>(setCookie).find((c) => c.startsWith(`${SESSION_COOKIE}=`));
-    if (found) cookie = found.split(';')[0];
-    return res;
-  });
+  const transport = createSoapHttp(agent);
 
   let soapClient: Promise<soap.Client> | undefined;
   const getSoapClient = () => {
-    // axios ships separate ESM and CJS typings; node-soap's are the CJS ones: same runtime object.
-    soapClient ??= loadWsdl().then((wsdl) => new soap.Client(wsdl, config.url, { ...SOAP_OPTIONS, request: ax as unknown as soap.IOptions['request'] }));
+    // node-soap types `request` as an axios instance; it only ever calls it as a function (lib/http.js).
+    soapClient ??= loadWsdl().then((wsdl) => new soap.Client(wsdl, config.url, { ...SOAP_OPTIONS, request: transport.request as unknown as soap.IOptions['request'] }));
     return soapClient;
   };
 
@@ -256,7 +237,7 @@ export function createVimClient(config: VimClientConfig): VimClient {
   function login(): Promise<ServiceRefs> {
     session ??= (async () => {
       const sc = await serviceRefs();
-      cookie = undefined;
+      transport.forgetSession();
       await raw('Login', { _this: toSoap(sc.sessionManager), userName: config.username, password: config.password }, undefined);
       return sc;
     })().catch((e: unknown) => {
@@ -379,7 +360,7 @@ export function createVimClient(config: VimClientConfig): VimClient {
           config.log.debug({ err: e instanceof Error ? e.message : String(e) }, 'vSphere logout failed (ignored)');
         }
       }
-      cookie = undefined;
+      transport.forgetSession();
       agent.destroy();
     },
   };
