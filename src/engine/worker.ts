@@ -113,19 +113,21 @@ export function createWorker(core: Core, sync: Sync): Worker {
       entry.controller.abort(new Error('job attempt timed out'));
     }, core.settings.jobTimeoutMs);
     timeout.unref?.();
-    let lastProgressAt = 0;
+    // A job that ends within the interval writes no progress at all (finishing sets 100 %), except a
+    // final message: it explains the outcome.
+    let lastProgressAt = performance.now();
     const ctx: CallContext = {
       signal: entry.controller.signal,
       log,
       firstAttempt: job.attempts === 1,
       progress(percent, message) {
         const at = performance.now();
-        if (percent < 100 && at - lastProgressAt < PROGRESS_INTERVAL_MS) return;
+        const finalMessage = percent >= 100 && message !== undefined;
+        if (!finalMessage && at - lastProgressAt < PROGRESS_INTERVAL_MS) return;
         lastProgressAt = at;
         void core.store.jobs
           .setProgress(job.id, ticket, percent, message ?? null)
-          .then(async (ok) => {
-            const fresh = ok ? await core.store.jobs.get(job.id) : null;
+          .then((fresh) => {
             if (fresh && fresh.state === 'running') core.events.emit({ type: 'job', job: fresh });
           })
           .catch((err: unknown) => log.warn({ err: errSummary(err) }, 'progress update failed'));

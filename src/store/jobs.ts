@@ -62,7 +62,7 @@ export interface JobRepo {
    * job (state running, attempts + 1) or null.
    */
   tryClaim(id: string, ticket: string, now: string, maxRunningPerTarget: number): Promise<Job | null>;
-  setProgress(id: string, ticket: string, percent: number, message: string | null): Promise<boolean>;
+  setProgress(id: string, ticket: string, percent: number, message: string | null): Promise<Job | null>;
   /** Final state; only the holder of the ticket can finish the job. */
   finish(id: string, ticket: string, update: FinishUpdate): Promise<Job | null>;
   /** Back to queued; only the holder of the ticket can release it. */
@@ -107,12 +107,21 @@ const toJob = (r: Row): Job => ({
 
 const enc = (v: unknown) => (v === null || v === undefined ? null : JSON.stringify(v));
 
+/** Queued jobs due at ?1 whose VM has no running job, oldest first, at most ?2 (exported for its query-plan test). */
+export const DUE_SQL = `SELECT * FROM jobs j WHERE j.state = 'queued' AND j.next_attempt_at <= ?
+     AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.vm_id = j.vm_id AND r.state = 'running')
+   ORDER BY j.created_at, j.id LIMIT ?`;
+
 export function createJobRepo(db: Db): JobRepo {
   const get = (id: string): Job | null => {
     const r = db.stmt('SELECT * FROM jobs WHERE id = ?').get(id) as Row | undefined;
     return r ? toJob(r) : null;
   };
-  const changed = (info: { changes: number }, id: string) => (info.changes === 1 ? get(id) : null);
+  /** Runs an `UPDATE … RETURNING *` on one job: the updated job, or null when no row matched. */
+  const update = (sql: string, ...params: unknown[]): Job | null => {
+    const r = db.stmt(`${sql} RETURNING *`).get(...params) as Row | undefined;
+    return r ? toJob(r) : null;
+  };
 
   return {
     async submit(job, idem) {
@@ -182,75 +191,65 @@ export function createJobRepo(db: Db): JobRepo {
       return { items, next: rows.length > q.limit && last ? encodeCursor([last.createdAt, last.id]) : null };
     },
     async due(now, limit) {
-      const rows = db
-        .stmt(
-          `SELECT * FROM jobs j WHERE j.state = 'queued' AND j.next_attempt_at <= ?
-             AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.vm_id = j.vm_id AND r.state = 'running')
-           ORDER BY j.created_at, j.id LIMIT ?`,
-        )
-        .all(now, limit) as Row[];
+      const rows = db.stmt(DUE_SQL).all(now, limit) as Row[];
       return rows.map(toJob);
     },
     async tryClaim(id, ticket, now, maxRunningPerTarget) {
-      return db.tx(() => {
-        const info = db
-          .stmt(
-            `UPDATE jobs SET state = 'running', claim_ticket = ?, claimed_at = ?, started_at = coalesce(started_at, ?),
-               attempts = attempts + 1, next_attempt_at = NULL
-             WHERE id = ? AND claim_ticket IS NULL AND state = 'queued'
-               AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.vm_id = jobs.vm_id AND r.state = 'running')
-               AND (SELECT count(*) FROM jobs r WHERE r.target_id = jobs.target_id AND r.state = 'running') < ?`,
-          )
-          .run(ticket, now, now, id, maxRunningPerTarget);
-        return changed(info, id);
-      });
+      // One statement: SQLite takes the write lock before its subqueries read, so the checks and the
+      // claim cannot interleave with another writer.
+      return update(
+        `UPDATE jobs SET state = 'running', claim_ticket = ?, claimed_at = ?, started_at = coalesce(started_at, ?),
+             attempts = attempts + 1, next_attempt_at = NULL
+           WHERE id = ? AND claim_ticket IS NULL AND state = 'queued'
+             AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.vm_id = jobs.vm_id AND r.state = 'running')
+             AND (SELECT count(*) FROM jobs r WHERE r.target_id = jobs.target_id AND r.state = 'running') < ?`,
+        ticket, now, now, id, maxRunningPerTarget,
+      );
     },
     async setProgress(id, ticket, percent, message) {
-      const info = db
-        .stmt('UPDATE jobs SET progress = ?, progress_message = ? WHERE id = ? AND claim_ticket = ?')
-        .run(Math.max(0, Math.min(100, Math.round(percent))), message, id, ticket);
-      return info.changes === 1;
+      return update(
+        'UPDATE jobs SET progress = ?, progress_message = ? WHERE id = ? AND claim_ticket = ?',
+        Math.max(0, Math.min(100, Math.round(percent))), message, id, ticket,
+      );
     },
     async finish(id, ticket, u) {
-      const info = db
-        .stmt(
-          `UPDATE jobs SET state = ?, result = ?, error = ?, finished_at = ?, claim_ticket = NULL, next_attempt_at = NULL,
-             progress = CASE WHEN ? = 'succeeded' THEN 100 ELSE progress END,
-             snapshot_id = coalesce(snapshot_id, ?)
-           WHERE id = ? AND claim_ticket = ?`,
-        )
-        .run(u.state, enc(u.result), enc(u.error), u.at, u.state, u.result?.snapshotId ?? null, id, ticket);
-      return changed(info, id);
+      return update(
+        `UPDATE jobs SET state = ?, result = ?, error = ?, finished_at = ?, claim_ticket = NULL, next_attempt_at = NULL,
+           progress = CASE WHEN ? = 'succeeded' THEN 100 ELSE progress END,
+           snapshot_id = coalesce(snapshot_id, ?)
+         WHERE id = ? AND claim_ticket = ?`,
+        u.state, enc(u.result), enc(u.error), u.at, u.state, u.result?.snapshotId ?? null, id, ticket,
+      );
     },
     async requeue(id, ticket, u) {
-      const info = db
-        .stmt(
-          `UPDATE jobs SET state = 'queued', claim_ticket = NULL, claimed_at = NULL, next_attempt_at = ?, error = ?,
-             attempts = max(0, attempts - ?)
-           WHERE id = ? AND claim_ticket = ?`,
-        )
-        .run(u.nextAttemptAt, enc(u.error), u.refundAttempt ? 1 : 0, id, ticket);
-      return changed(info, id);
+      return update(
+        `UPDATE jobs SET state = 'queued', claim_ticket = NULL, claimed_at = NULL, next_attempt_at = ?, error = ?,
+           attempts = max(0, attempts - ?)
+         WHERE id = ? AND claim_ticket = ?`,
+        u.nextAttemptAt, enc(u.error), u.refundAttempt ? 1 : 0, id, ticket,
+      );
     },
     async cancelQueued(id, at, error) {
-      const info = db
-        .stmt(
-          `UPDATE jobs SET state = 'cancelled', cancel_requested = 1, finished_at = ?, error = ?, next_attempt_at = NULL
-           WHERE id = ? AND state = 'queued' AND claim_ticket IS NULL`,
-        )
-        .run(at, enc(error), id);
-      return changed(info, id);
+      return update(
+        `UPDATE jobs SET state = 'cancelled', cancel_requested = 1, finished_at = ?, error = ?, next_attempt_at = NULL
+         WHERE id = ? AND state = 'queued' AND claim_ticket IS NULL`,
+        at, enc(error), id,
+      );
     },
     async requestCancel(id) {
-      const info = db.stmt(`UPDATE jobs SET cancel_requested = 1 WHERE id = ? AND state IN ('queued', 'running')`).run(id);
-      return changed(info, id);
+      return update(
+        `UPDATE jobs SET cancel_requested = 1 WHERE id = ? AND state IN ('queued', 'running')`,
+        id,
+      );
     },
     async listByState(state) {
       return (db.stmt('SELECT * FROM jobs WHERE state = ? ORDER BY created_at, id').all(state) as Row[]).map(toJob);
     },
     async takeOver(id, ticket, now) {
-      const info = db.stmt(`UPDATE jobs SET claim_ticket = ?, claimed_at = ? WHERE id = ? AND state = 'running'`).run(ticket, now, id);
-      return changed(info, id);
+      return update(
+        `UPDATE jobs SET claim_ticket = ?, claimed_at = ? WHERE id = ? AND state = 'running'`,
+        ticket, now, id,
+      );
     },
     async clearStaleClaims() {
       return db.stmt(`UPDATE jobs SET claim_ticket = NULL, claimed_at = NULL WHERE state = 'queued' AND claim_ticket IS NOT NULL`).run()

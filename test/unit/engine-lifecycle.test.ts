@@ -221,6 +221,24 @@ t.test('progress is persisted and streamed', async (t) => {
   t.pass('progress event seen');
 });
 
+t.test('progress: a job that ends within the interval writes none but its final message; a slower one writes it', async (t) => {
+  const h = await harness(t, { targets: [{ provider: { vms: [{ name: 'web01' }] } }] });
+  const progressOf = (jobId: string) => h.events.flatMap((e) => (e.type === 'job' && e.job.id === jobId && e.job.state === 'running' ? [e.job.progress] : []));
+  const fast = await create(h, 'web01', 'fast');
+  await h.settle(fast.job.id);
+  await until(() => h.events.some((e) => e.type === 'job' && e.job.id === fast.job.id && e.job.progressMessage === 'snapshot taken'));
+  t.notOk(progressOf(fast.job.id).includes(50), 'no row written for 50 % of a job that took milliseconds');
+
+  const gate = h.provider.hold('createSnapshot');
+  const slow = await create(h, 'web01', 'slow');
+  await gate.reached;
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  gate.release();
+  await h.settle(slow.job.id);
+  await until(() => progressOf(slow.job.id).includes(50));
+  t.pass('50 % persisted and streamed once the job had run longer than the interval');
+});
+
 t.test('sync: snapshot lists carried by the inventory pass are used instead of one listSnapshots per VM', async (t) => {
   const h = await harness(t, { targets: [{ provider: { inventoryCarriesSnapshots: true, vms: [{ name: 'web01', snapshots: [{ name: 'a' }, { name: 'b' }] }, { name: 'web02' }] } }] });
   const vm = [...h.provider.vms.values()].find((v) => v.name === 'web01')!;

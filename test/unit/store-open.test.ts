@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import { MIGRATIONS } from '../../src/store/migrations/index.ts';
 import { openStore, StoreVersionError } from '../../src/store/index.ts';
+import { DUE_SQL } from '../../src/store/jobs.ts';
 
 const tmp = (t: { teardown(fn: () => void): void }) => {
   const dir = mkdtempSync(join(tmpdir(), 'snapvisor-store-'));
@@ -62,4 +63,19 @@ t.test('foreign keys are enforced', async (t) => {
     }),
     /FOREIGN KEY/,
   );
+});
+
+t.test('the worker\'s queue queries are answered from indexes, without a sort', async (t) => {
+  const file = tmp(t);
+  const store = openStore(file);
+  t.teardown(() => store.close());
+  const raw = new Database(file, { readonly: true });
+  t.teardown(() => raw.close());
+  const plan = (sql: string, ...params: unknown[]) =>
+    (raw.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(...params) as Array<{ detail: string }>).map((r) => r.detail).join('\n');
+  const due = plan(DUE_SQL, '2026-11-24T00:00:00.000Z', 50);
+  t.match(due, /SEARCH j USING INDEX jobs_state_created \(state=\?\)/);
+  t.match(due, /jobs_running_vm/);
+  t.notMatch(due, /TEMP B-TREE/);
+  t.match(plan(`SELECT count(*) FROM jobs r WHERE r.target_id = 'x' AND r.state = 'running'`), /jobs_running_target/);
 });

@@ -142,8 +142,8 @@ t.test('jobs: submit with idempotency, claim rules, release by ticket only', asy
   t.equal(await store.jobs.tryClaim('j3', 'T5', later, 2), null, 'per-target limit reached');
 
   t.equal(await store.jobs.finish('j1', 'wrong', { state: 'succeeded', at: later }), null, 'release needs the ticket');
-  t.equal(await store.jobs.setProgress('j1', 'wrong', 50, null), false);
-  t.equal(await store.jobs.setProgress('j1', 'T1', 50, 'half'), true);
+  t.equal(await store.jobs.setProgress('j1', 'wrong', 50, null), null);
+  t.match(await store.jobs.setProgress('j1', 'T1', 50, 'half'), { progress: 50, progressMessage: 'half' });
   t.match(await store.jobs.requeue('j1', 'T1', { nextAttemptAt: later, error: { kind: 'transient', message: 'x' } }), {
     state: 'queued',
     attempts: 1,

@@ -6,6 +6,7 @@
 import { sql as init } from './001_init.ts';
 import { sql as snapshotRev } from './002_snapshot_rev.ts';
 import { sql as vmNamePrefix } from './003_vm_name_prefix.ts';
+import { sql as jobQueueIndexes } from './004_job_queue_indexes.ts';
 
 export interface Migration {
   version: number;
@@ -17,4 +18,5 @@ export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: 'init', sql: init },
   { version: 2, name: 'snapshot_rev', sql: snapshotRev },
   { version: 3, name: 'vm_name_prefix', sql: vmNamePrefix },
+  { version: 4, name: 'job_queue_indexes', sql: jobQueueIndexes },
 ];
