@@ -8,7 +8,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { TypeBoxValidatorCompiler, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import Fastify, { type FastifyBaseLogger, type FastifyHttpsOptions, type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyHttpsOptions, type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import type { Server as HttpsServer } from 'node:https';
 import type { EngineApi } from '../engine/api.ts';
 import { REDACT } from '../log-redaction.ts';
@@ -52,11 +52,19 @@ function loggerOptions(logger: AppOptions['logger']): Pick<FastifyServerOptions,
   return { loggerInstance: logger.child({}, { redact: REDACT }) };
 }
 
+/** At info, one line per request ('request completed', which names the request); 'incoming request' at debug. */
+class OneLinePerRequest extends LogController {
+  override incomingRequest(request: FastifyRequest): void {
+    request.log.debug({ req: request }, 'incoming request');
+  }
+}
+
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const settings: FastifyServerOptions = {
     ...loggerOptions(options.logger),
     bodyLimit: options.bodyLimit ?? DEFAULT_BODY_LIMIT,
     genReqId: () => randomUUID(),
+    logController: new OneLinePerRequest(),
     // Ids come from us, not from a client-supplied header that could forge log correlation.
     requestIdHeader: false,
     // Redirects and 404s for "/v1/vms/" would only confuse clients.

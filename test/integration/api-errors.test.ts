@@ -108,7 +108,10 @@ t.test('the bearer token never appears in the logs', async (t) => {
   await h.call({ url: '/v1/vms/missing', as: 'writer' });
   const text = log.text();
   t.ok(text.length > 0, 'something was logged');
-  t.match(text, /incoming request/);
+  t.match(text, /request completed/);
+  const atInfo = text.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { level: number; msg: string }).filter((l) => l.level >= 30);
+  t.notOk(atInfo.some((l) => l.msg === 'incoming request'), 'one line per request at info (incoming request is debug)');
+  t.match(text, /incoming request/, 'debug still shows requests as they arrive');
   for (const token of [...Object.values(TOKENS), 'wrong-but-secret-looking-token']) t.notOk(text.includes(token), 'token absent');
   t.notMatch(text, /Bearer/);
 });
