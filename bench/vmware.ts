@@ -4,7 +4,8 @@
  * work in process. In one script:
  * (a) 50 create + remove snapshot cycles (memory=false, quiesce=false; remove with consolidate=true)
  *     on one VM: the adapter called directly (target ≤ 1.2 × govmomi) and through Snapvisor's REST API
- *     with ?wait= (target ≤ 1.6 ×).
+ *     with ?wait= (target ≤ 1.6 ×), from a node:http client on one kept-alive connection
+ *     (keepalive-client.ts; fetch's own CPU would be taken from the daemon on this 2-core machine).
  * (b) one inventory pass with snapshot trees of a vcsim with 1,000 VMs (200 of them with snapshots):
  *     the adapter's listVms, which carries every tree (one PropertyCollector pass), vs govmomi's
  *     ContainerView + RetrieveProperties; target ≤ 1.2 ×.
@@ -22,6 +23,7 @@ import vmwareFactory from '../providers/vmware/index.ts';
 import { silentLogger } from '../test/fixtures/fake-provider.ts';
 import { api, startDaemon, until, type Daemon } from '../test/e2e/daemon.ts';
 import { ensureVcsimBuilt, startVcsim, type VcsimLab } from '../test/labs/vcsim/lab.ts';
+import { keepAliveClient, type KeepAliveClient } from './keepalive-client.ts';
 import type { BenchReport } from './run.ts';
 import { fmt, median } from './stats.ts';
 
@@ -73,6 +75,7 @@ export async function run(): Promise<BenchReport> {
   const dir = mkdtempSync(path.join(tmpdir(), 'snapvisor-vmware-bench-'));
   const labs: VcsimLab[] = [];
   const providers: SnapshotProvider[] = [];
+  const clients: KeepAliveClient[] = [];
   let daemon: Daemon | undefined;
   try {
     const { govmomiBench } = await ensureVcsimBuilt();
@@ -104,12 +107,14 @@ export async function run(): Promise<BenchReport> {
       60_000,
       100,
     );
+    const rest = keepAliveClient(d.url, TOKEN);
+    clients.push(rest);
     const restCycles = async (n: number) => {
       const t0 = performance.now();
       for (let i = 0; i < n; i++) {
-        const created = await api<JobBody>(d, TOKEN, 'POST', `/v1/vms/${vmId}/snapshots?wait=60`, { name: `rest-${++seq}`, mode: 'crash' });
+        const created = await rest.call<JobBody>('POST', `/v1/vms/${vmId}/snapshots?wait=60`, { name: `rest-${++seq}`, mode: 'crash' });
         if (created.status !== 200 || created.body.state !== 'succeeded' || !created.body.result?.snapshotId) throw new Error(`create: ${JSON.stringify(created)}`);
-        const deleted = await api<JobBody>(d, TOKEN, 'DELETE', `/v1/snapshots/${created.body.result.snapshotId}?wait=60`);
+        const deleted = await rest.call<JobBody>('DELETE', `/v1/snapshots/${created.body.result.snapshotId}?wait=60`);
         if (deleted.status !== 200 || deleted.body.state !== 'succeeded') throw new Error(`delete: ${JSON.stringify(deleted)}`);
       }
       return ms(t0);
@@ -225,6 +230,7 @@ export async function run(): Promise<BenchReport> {
       ].join('\n\n'),
     };
   } finally {
+    for (const c of clients) c.close();
     await Promise.allSettled(providers.map((p) => p.close()));
     if (daemon) await daemon.kill('SIGTERM');
     await Promise.allSettled(labs.map((l) => l.stop()));

@@ -224,22 +224,25 @@ export function createEngine(options: EngineOptions): Engine {
       return flagged ?? engine.getJob(jobId);
     },
     async waitForJob(jobId, timeoutMs, signal) {
-      let wake!: () => void;
-      const woken = new Promise<void>((resolve) => (wake = resolve));
+      // The final job as its event carried it (the row the store returned when it was settled), or
+      // null when woken by the timeout or the signal.
+      let wake!: (job: Job | null) => void;
+      const woken = new Promise<Job | null>((resolve) => (wake = resolve));
       const unsubscribe = events.subscribe((e) => {
-        if (e.type === 'job' && e.job.id === jobId && isFinal(e.job)) wake();
+        if (e.type === 'job' && e.job.id === jobId && isFinal(e.job)) wake(e.job);
       });
-      const timer = setTimeout(wake, Math.max(0, timeoutMs));
-      signal?.addEventListener('abort', wake, { once: true });
+      const stop = () => wake(null);
+      const timer = setTimeout(stop, Math.max(0, timeoutMs));
+      signal?.addEventListener('abort', stop, { once: true });
       try {
+        // Read after subscribing: a job that ended in between is final here, one that ends later wakes us.
         const first = await engine.getJob(jobId);
         if (isFinal(first) || timeoutMs <= 0 || signal?.aborted) return first;
-        await woken;
-        return await engine.getJob(jobId);
+        return (await woken) ?? (await engine.getJob(jobId));
       } finally {
         clearTimeout(timer);
         unsubscribe();
-        signal?.removeEventListener('abort', wake);
+        signal?.removeEventListener('abort', stop);
       }
     },
 

@@ -221,6 +221,24 @@ t.test('progress is persisted and streamed', async (t) => {
   t.pass('progress event seen');
 });
 
+for (const waitsFor of ['its VM', 'its target'] as const) {
+  t.test(`without polling, a job waiting for ${waitsFor} starts as soon as the job before it ends`, async (t) => {
+    const h = await harness(t, {
+      settings: { workerPollMs: 600_000 },
+      targets: [{ spec: { concurrency: waitsFor === 'its VM' ? 4 : 1 }, provider: { vms: [{ name: 'web01' }, { name: 'web02' }] } }],
+    });
+    const first = h.provider.hold('createSnapshot');
+    const a = await create(h, 'web01', 'a');
+    await first.reached;
+    const b = await create(h, waitsFor === 'its VM' ? 'web01' : 'web02', 'b');
+    first.release();
+    t.equal((await h.settle(a.job.id, 2_000)).state, 'succeeded');
+    t.equal((await h.settle(b.job.id, 2_000)).state, 'succeeded', 'ran without waiting for the poll');
+    const lone = await create(h, 'web02', 'c');
+    t.equal((await h.settle(lone.job.id, 2_000)).state, 'succeeded', 'a submit starts its own round');
+  });
+}
+
 t.test('progress: a job that ends within the interval writes none but its final message; a slower one writes it', async (t) => {
   const h = await harness(t, { targets: [{ provider: { vms: [{ name: 'web01' }] } }] });
   const progressOf = (jobId: string) => h.events.flatMap((e) => (e.type === 'job' && e.job.id === jobId && e.job.state === 'running' ? [e.job.progress] : []));
