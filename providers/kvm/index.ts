@@ -56,6 +56,9 @@
  * overlays, so with offlineMerge 'start-paused' (default) the domain is started `--paused` (the guest
  * never runs), re-planned from the running XML (the shut-off XML lacks the chain), merged, and
  * `destroy`ed again whatever happened; offlineMerge 'refuse' answers `conflict` naming the option.
+ * The started domain carries live-only metadata (MERGE_MARKER, gone with its QEMU process): a retry
+ * after a crash mid-merge finds it paused *and marked*, finishes, and powers it off; a domain a user
+ * paused has no mark and stays as it is.
  *
  * Consolidate (planner: consolidation.ts): per disk, chains of snapshot-made overlays deeper than
  * consolidate.maxChainDepth keep their newest overlays and merge the older ones into the image the
@@ -105,6 +108,7 @@ import {
   parseDomainXml,
   parseDomState,
   parseNameList,
+  MERGE_MARKER,
   parseSnapshotXml,
   parseVersion,
   versionAtLeast,
@@ -544,15 +548,32 @@ export function createKvmProvider(target: string, rawOptions: Record<string, unk
    * as it was. libvirt 9.0 cannot blockcommit offline and the SSH user cannot qemu-img the overlays.
    */
   async function withQemuRunning<T>(dom: string, state: string, what: string, ctx: CallContext, work: (domain: ParsedDomainXml) => Promise<T>): Promise<T> {
-    if (state === 'running' || state === 'paused') return work(await readDomain(dom, ctx));
+    if (state === 'running' || state === 'paused') {
+      const domain = await readDomain(dom, ctx);
+      // An earlier attempt started it paused for this merge and died before powering it off again.
+      if (state === 'paused' && domain.startedPausedForMerge) {
+        ctx.log.info({ dom }, 'domain was started paused for a merge by an earlier attempt; it is powered off again afterwards');
+        return thenPowerOff(dom, what, ctx, () => work(domain));
+      }
+      return work(domain);
+    }
     if (state !== 'shut off') throw err('conflict', `${what}: domain ${dom} is ${state}; merging overlays needs it running, paused or shut off`);
     if (options.offlineMerge === 'refuse') {
       throw err('conflict', `${what}: merging external overlays needs a running domain (state: ${state}) and option offlineMerge is 'refuse'; start the VM first, or set offlineMerge: 'start-paused'`);
     }
     await virsh(['start', '--domain', dom, '--paused'], ctx, { what: `start domain ${dom} paused to merge its overlays`, mutating: true });
+    return thenPowerOff(dom, what, ctx, async () => {
+      const { uri, key, xml } = MERGE_MARKER;
+      await virsh(['metadata', '--domain', dom, '--uri', uri, '--key', key, '--set', xml, '--live'], ctx, { what: `mark domain ${dom} as started for a merge`, mutating: true });
+      return work(await readDomain(dom, ctx));
+    });
+  }
+
+  /** Runs `work` on a domain started paused for it, then destroys it whatever happened, so it ends shut off. */
+  async function thenPowerOff<T>(dom: string, what: string, ctx: CallContext, work: () => Promise<T>): Promise<T> {
     let finished = false;
     try {
-      const out = await work(await readDomain(dom, ctx));
+      const out = await work();
       finished = true;
       return out;
     } finally {

@@ -153,7 +153,16 @@ export interface ParsedDomainXml {
   type: string;
   disks: ParsedDomainDisk[];
   hasGuestAgentChannel: boolean;
+  /** The live XML carries MERGE_MARKER: Snapvisor started this (shut-off) domain paused to merge overlays. */
+  startedPausedForMerge: boolean;
 }
+
+/**
+ * Live-only domain metadata (`virsh metadata --live`) set right after `start --paused` for a merge:
+ * it lives exactly as long as that QEMU process, so a retry after a crash can tell a domain it
+ * started (and must power off again) from one a user paused.
+ */
+export const MERGE_MARKER = { uri: 'urn:snapvisor:merge:1', key: 'snapvisor', xml: '<started-paused/>' } as const;
 
 function sourcePath(source: unknown): string | null {
   return attrOf(source, 'file') ?? attrOf(source, 'dev') ?? attrOf(source, 'name') ?? attrOf(source, 'volume') ?? null;
@@ -186,7 +195,11 @@ export function parseDomainXml(xml: string): ParsedDomainXml {
   const hasGuestAgentChannel = arrayOf(devices?.channel).some(
     (c) => attrOf(node(c)?.target, 'name') === 'org.qemu.guest_agent.0',
   );
-  return { uuid, name, type: attrOf(domain, 'type') ?? '', disks, hasGuestAgentChannel };
+  const metadata = node(domain.metadata) ?? {};
+  const startedPausedForMerge = Object.values(metadata)
+    .flatMap(arrayOf)
+    .some((el) => Object.entries(node(el) ?? {}).some(([k, v]) => k.startsWith('@_xmlns:') && v === MERGE_MARKER.uri));
+  return { uuid, name, type: attrOf(domain, 'type') ?? '', disks, hasGuestAgentChannel, startedPausedForMerge };
 }
 
 // ---------------------------------------------------------------------------------------------

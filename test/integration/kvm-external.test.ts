@@ -13,7 +13,7 @@ import { randomUUID } from 'node:crypto';
 import { createKvmProvider } from '../../providers/kvm/index.ts';
 import { overlayPath } from '../../providers/kvm/naming.ts';
 import { testContext } from '../../providers/conformance/suite.ts';
-import { parseDomainXml, parseSnapshotXml } from '../../providers/kvm/parse.ts';
+import { MERGE_MARKER, parseDomainXml, parseSnapshotXml } from '../../providers/kvm/parse.ts';
 import { markerForJob, type CallContext, type SnapshotProvider } from '../../providers/contract.ts';
 import { createKvmLab, type KvmLab } from '../labs/kvm/lab.ts';
 import { rejection } from '../fixtures/provider-error.ts';
@@ -69,6 +69,8 @@ t.before(async () => {
       { name: 'agent', running: true, agentChannel: true },
       { name: 'offmerge', running: false },
       { name: 'offrefuse', running: false },
+      { name: 'offcrash', running: false },
+      { name: 'userpaused', running: false },
     ],
   });
 });
@@ -178,6 +180,32 @@ t.test('shut-off domain: merged started paused, ends shut off; offlineMerge refu
   tt.equal((await q.listSnapshots(rid, ctx())).length, 2, 'nothing deleted');
   tt.equal((await lab.virsh('dumpxml', '--inactive', lab.domainName('offrefuse'))).stdout, before.stdout, 'domain unchanged');
   tt.equal(await powerState(q, rid), 'off', 'not started');
+});
+
+t.test('a merge whose attempt died while the domain was started paused: the retry finishes it and powers it off; a domain a user paused stays paused', async (tt) => {
+  const p = provider();
+  const { uri, key, xml } = MERGE_MARKER;
+  for (const name of ['offcrash', 'userpaused']) {
+    const id = lab.domainUuid(name);
+    const s1 = await p.createSnapshot(id, { name: 's1', description: '', mode: 'crash', marker: marker() }, ctx());
+    await p.createSnapshot(id, { name: 's2', description: '', mode: 'crash', marker: marker() }, ctx());
+    // What an attempt leaves when the daemon is killed mid-merge: started paused, marked (live only).
+    // A user's paused domain is the same without the mark.
+    const dom = lab.domainName(name);
+    tt.equal((await lab.virsh('start', '--paused', dom)).code, 0);
+    if (name === 'offcrash') tt.equal((await lab.virsh('metadata', '--domain', dom, '--uri', uri, '--key', key, '--set', xml, '--live')).code, 0);
+    await p.deleteSnapshot(id, s1.providerRef, { children: true }, ctx());
+    tt.same(await p.listSnapshots(id, ctx()), [], `${name}: subtree deleted`);
+    tt.same(await chain(name, true), [lab.diskPath(name)], `${name}: the persistent definition uses the base again`);
+    const state = (await lab.virsh('domstate', dom)).stdout.trim();
+    tt.equal(state, name === 'offcrash' ? 'shut off' : 'paused', name === 'offcrash' ? 'the retry powered off the domain the dead attempt had started' : 'the user’s paused domain is left paused');
+  }
+  // The mark dies with the QEMU process: a later start shows none.
+  const dom = lab.domainName('offcrash');
+  await lab.virsh('start', '--paused', dom);
+  tt.notOk(parseDomainXml((await lab.virsh('dumpxml', dom)).stdout).startedPausedForMerge, 'no mark on a later start');
+  await lab.virsh('destroy', dom);
+  await lab.virsh('destroy', lab.domainName('userpaused'));
 });
 
 t.test('mode conflicts', async (tt) => {

@@ -125,6 +125,8 @@ interface FakeHost {
   calls: string[][];
   /** libvirt shows a shut-off domain's active image only, no backing chain. */
   hideChainWhenOff?: boolean;
+  /** Live-only metadata set by `metadata --live --set` (gone on destroy, as libvirt's). */
+  liveMetadata?: string;
   /** Called for blockcommit instead of the default instant success. */
   onCommit?: (argv: readonly string[], opts: RunOptions) => Promise<RunResult>;
 }
@@ -133,7 +135,8 @@ function domXml(h: FakeHost): string {
   let inner = '<backingStore/>';
   const below = h.hideChainWhenOff && h.state === 'shut off' ? [] : h.chain.slice(1);
   for (const f of [...below].reverse()) inner = `<backingStore type='file'><source file='${f}'/>${inner}</backingStore>`;
-  return `<domain type='qemu'><name>d1</name><uuid>${UUID}</uuid><devices><disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='${h.chain[0]}'/>${inner}<target dev='vda'/></disk></devices></domain>`;
+  const meta = h.liveMetadata && h.state !== 'shut off' ? `<metadata>${h.liveMetadata}</metadata>` : '';
+  return `<domain type='qemu'><name>d1</name><uuid>${UUID}</uuid>${meta}<devices><disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='${h.chain[0]}'/>${inner}<target dev='vda'/></disk></devices></domain>`;
 }
 function snapXml(s: PlannedSnapshot): string {
   const disks = s.disks.map((d) => `<disk name='${d.name}' snapshot='external' type='file'><driver type='qcow2'/><source file='${d.source}'/></disk>`).join('');
@@ -173,7 +176,14 @@ function fakeRunner(h: FakeHost): CommandRunner {
           return ok();
         case 'destroy':
           h.state = 'shut off';
+          delete h.liveMetadata;
           return ok();
+        case 'metadata': {
+          if (h.state === 'shut off' || !rest.includes('--live') || !rest.includes('--set')) return failed(`error: unexpected metadata ${rest.join(' ')}\n`);
+          const key = arg('--key');
+          h.liveMetadata = arg('--set').replace(/^<([\w-]+)/, `<${key}:$1 xmlns:${key}="${arg('--uri')}"`);
+          return ok('Metadata modified\n\n');
+        }
         case 'snapshot-list':
           return ok(`${h.snaps.map((s) => s.name).join('\n')}\n\n`);
         case 'snapshot-dumpxml': {
@@ -272,6 +282,8 @@ t.test('adapter: shut-off domain is merged started paused and ends shut off; off
   const verbs = h.calls.map((c) => c[3]);
   t.ok(h.calls.some((c) => c[3] === 'start' && c.includes('--paused')), 'started paused');
   t.ok(verbs.indexOf('start') < verbs.indexOf('blockcommit') && verbs.lastIndexOf('destroy') > verbs.lastIndexOf('blockcommit'), 'commit between start and destroy');
+  t.ok(verbs.indexOf('start') < verbs.indexOf('metadata') && verbs.indexOf('metadata') < verbs.indexOf('blockcommit'), 'marked (live) after the start, before merging');
+  t.equal(h.liveMetadata, undefined, 'the mark went with the destroy');
 
   const failing = host({ state: 'shut off', hideChainWhenOff: true });
   failing.onCommit = async () => failed('error: internal error: boom\n');

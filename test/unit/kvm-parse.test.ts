@@ -2,7 +2,7 @@ import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseDomainXml, parseDomState, parseNameList, parseSnapshotXml, parseVirshError } from '../../providers/kvm/parse.ts';
+import { MERGE_MARKER, parseDomainXml, parseDomState, parseNameList, parseSnapshotXml, parseVirshError } from '../../providers/kvm/parse.ts';
 
 // Verbatim output of the real lab (test/labs/kvm/capture-fixtures.sh; commands in INDEX.tsv).
 const FIXTURES = join(dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'kvm');
@@ -102,6 +102,19 @@ t.test('parseSnapshotXml rejects what is not a snapshot', async (t) => {
   t.throws(() => parseSnapshotXml(''), /no <domainsnapshot>/);
   t.throws(() => parseSnapshotXml('<domainsnapshot><name>x</name></domainsnapshot>'), /creationTime/);
   t.throws(() => parseSnapshotXml('<domainsnapshot><state>running</state><creationTime>1</creationTime></domainsnapshot>'), /without <name>/);
+});
+
+t.test('parseDomainXml: the live merge mark (as libvirt 9.0 prints `virsh metadata --live --set`)', async (t) => {
+  const plain = fixture('dumpxml-plain.xml');
+  t.equal(parseDomainXml(plain).startedPausedForMerge, false, 'no metadata');
+  const withMeta = (inner: string) => plain.replace(/(<\/uuid>\n)/, `$1  <metadata>\n${inner}\n  </metadata>\n`);
+  const marked = withMeta(`    <snapvisor:started-paused xmlns:snapvisor="${MERGE_MARKER.uri}"/>`);
+  t.not(marked, plain, 'the fixture took the metadata');
+  t.equal(parseDomainXml(marked).startedPausedForMerge, true, 'marked');
+  const other = withMeta('    <libosinfo:libosinfo xmlns:libosinfo="http://libosinfo.org/xmlns/libvirt/domain/1.0">\n      <libosinfo:os id="http://debian.org/debian/12"/>\n    </libosinfo:libosinfo>');
+  t.equal(parseDomainXml(other).startedPausedForMerge, false, 'someone else\'s metadata is not our mark');
+  const both = withMeta(`    <libosinfo:libosinfo xmlns:libosinfo="http://libosinfo.org/xmlns/libvirt/domain/1.0"/>\n    <snapvisor:started-paused xmlns:snapvisor="${MERGE_MARKER.uri}"/>`);
+  t.equal(parseDomainXml(both).startedPausedForMerge, true, 'found among other metadata');
 });
 
 t.test('parseDomainXml: plain domain', async (t) => {
