@@ -40,6 +40,11 @@ export interface Capabilities {
   revert: boolean;
   /** Can delete a snapshot together with its whole subtree in one request. */
   deleteChildren: boolean;
+  /**
+   * Can remove every snapshot of a VM: natively (`deleteAllSnapshots`, e.g. vSphere's
+   * RemoveAllSnapshots_Task) or, without it, by the engine deleting each root with its children.
+   */
+  deleteAll: boolean;
   /** Implements `consolidate`. */
   consolidate: boolean;
   /** The hypervisor allows two snapshots of one VM with the same name. */
@@ -228,6 +233,11 @@ export interface SnapshotProviderV1 {
   deleteSnapshot(providerVmId: string, providerRef: string, options: DeleteOptions, ctx: CallContext): Promise<void>;
   /** Only when `capabilities().consolidate`; otherwise throws `unsupported`. */
   consolidate(providerVmId: string, ctx: CallContext): Promise<ConsolidationReport>;
+  /**
+   * Optional: the hypervisor's own "remove every snapshot" (one operation, merged into the disks).
+   * An empty VM is success. Without it the engine deletes the roots with their children.
+   */
+  deleteAllSnapshots?(providerVmId: string, ctx: CallContext): Promise<void>;
   /** Release connections. */
   close(): Promise<void>;
 }

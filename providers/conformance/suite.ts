@@ -247,6 +247,33 @@ export function describeProviderConformance(t: TapTest, options: ConformanceOpti
     tt.same(await f.provider.listSnapshots(f.runningVmId, ctx()), [], 'the whole subtree is gone');
   });
 
+  it('delete all snapshots of a VM', async (tt, f) => {
+    const caps = f.provider.capabilities();
+    const mode = baseModeOf(tt, f.provider);
+    if (!caps.deleteAll) {
+      tt.equal(f.provider.deleteAllSnapshots, undefined, 'no native remove-all on a provider that declares deleteAll false');
+      return;
+    }
+    if (!f.provider.deleteAllSnapshots) {
+      // The engine removes the roots with their children: that needs deleteChildren, tested above.
+      tt.ok(caps.deleteChildren, 'deleteAll without a native operation rests on deleteChildren');
+      return;
+    }
+    const a = await f.provider.createSnapshot(f.runningVmId, spec('all-a', mode), ctx());
+    await f.provider.createSnapshot(f.runningVmId, spec('all-b', mode), ctx());
+    if (caps.revert) {
+      await f.provider.revertSnapshot(f.runningVmId, a.providerRef, ctx());
+      await f.provider.createSnapshot(f.runningVmId, spec('all-c', mode), ctx());
+    }
+    const powerWithTree = await power(f, f.runningVmId);
+    await f.provider.deleteAllSnapshots(f.runningVmId, ctx());
+    tt.same(await f.provider.listSnapshots(f.runningVmId, ctx()), [], 'no snapshot left');
+    tt.equal(await power(f, f.runningVmId), powerWithTree, 'the power state is not changed by removing the snapshots');
+    await f.provider.deleteAllSnapshots(f.runningVmId, ctx());
+    tt.pass('removing all snapshots of a VM that has none succeeds');
+    await rejectsWith(tt, f.provider.deleteAllSnapshots(options.unknownVmId ?? randomUUID(), ctx()), 'not_found', 'remove-all on an unknown VM');
+  });
+
   it('delete a snapshot with two children (no children flag)', async (tt, f) => {
     const caps = f.provider.capabilities();
     const mode = baseModeOf(tt, f.provider);

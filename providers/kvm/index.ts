@@ -139,6 +139,7 @@ const CAPABILITIES: Capabilities = {
   },
   revert: true,
   deleteChildren: true,
+  deleteAll: true,
   consolidate: true,
   duplicateNames: false,
   descriptions: true,

@@ -82,6 +82,7 @@ const CAPABILITIES: Capabilities = {
   },
   revert: true,
   deleteChildren: true,
+  deleteAll: true,
   consolidate: false,
   duplicateNames: true,
   descriptions: true,

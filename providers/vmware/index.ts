@@ -68,6 +68,7 @@ const CAPABILITIES: Capabilities = {
   },
   revert: true,
   deleteChildren: true,
+  deleteAll: true,
   consolidate: true,
   duplicateNames: true,
   descriptions: true,
@@ -382,6 +383,14 @@ export function createVmwareProvider(target: string, rawOptions: Record<string, 
         if (e.nativeCode === 'ManagedObjectNotFound' && !still) return;
         throw e;
       }
+    },
+
+    async deleteAllSnapshots(providerVmId, ctx) {
+      assertNotAborted(ctx, 'delete all snapshots');
+      const vm = vmRef(providerVmId);
+      // RemoveAllSnapshots_Task on a VM without snapshots succeeds; consolidate=true merges the
+      // deltas into the base disks as part of the task, as RemoveSnapshot_Task does here.
+      await runTask(info(`remove all snapshots of VM ${vm.value}`, true), () => vim().removeAllSnapshotsTask(vm, { signal: ctx.signal }), ctx);
     },
 
     async consolidate(providerVmId, ctx): Promise<ConsolidationReport> {

@@ -44,6 +44,7 @@ Commands:
   revert <snapshotId> [--no-wait]             revert the VM to a snapshot
   delete <snapshotId> [--children] [--no-wait]
                                               delete a snapshot (with its subtree)
+  delete-all <vmId> [--no-wait]               remove every snapshot of a VM
   consolidate <vmId> [--dry-run] [--no-wait]  consolidate a VM's disk chains
   jobs [--state S] [--vm V] [--kind K]        jobs
   job <jobId>                                 one job
@@ -156,6 +157,7 @@ interface TargetJson {
     modes: Record<string, { supported: boolean; reason?: string }>;
     revert: boolean;
     deleteChildren: boolean;
+    deleteAll: boolean;
     consolidate: boolean;
   };
 }
@@ -237,6 +239,7 @@ const COMMANDS: Record<string, (ctx: Context) => Promise<number>> = {
         ['vms', String(t.vmCount)],
         ['revert', String(t.capabilities.revert)],
         ['delete children', String(t.capabilities.deleteChildren)],
+        ['delete all', String(t.capabilities.deleteAll)],
         ['consolidate', String(t.capabilities.consolidate)],
       ];
       for (const [mode, support] of Object.entries(t.capabilities.modes)) {
@@ -357,6 +360,12 @@ const COMMANDS: Record<string, (ctx: Context) => Promise<number>> = {
     const id = arg(ctx, 0, 'snapshotId');
     noMoreArgs(ctx, 1);
     return submit(ctx, 'DELETE', `/v1/snapshots/${enc(id)}${query({ children: ctx.values.children ? 'true' : undefined })}`, undefined);
+  },
+
+  async 'delete-all'(ctx) {
+    const vmId = arg(ctx, 0, 'vmId');
+    noMoreArgs(ctx, 1);
+    return submit(ctx, 'DELETE', `/v1/vms/${enc(vmId)}/snapshots`, undefined);
   },
 
   async consolidate(ctx) {

@@ -60,7 +60,7 @@ export interface Snapshot {
   deletedAt: Iso | null;
 }
 
-export const JOB_KINDS = ['snapshot.create', 'snapshot.revert', 'snapshot.delete', 'vm.consolidate'] as const;
+export const JOB_KINDS = ['snapshot.create', 'snapshot.revert', 'snapshot.delete', 'snapshot.delete-all', 'vm.consolidate'] as const;
 export type JobKind = (typeof JOB_KINDS)[number];
 
 export const JOB_STATES = ['queued', 'running', 'succeeded', 'failed', 'cancelled'] as const;
@@ -89,7 +89,11 @@ export interface DeleteParams {
 export interface ConsolidateParams {
   dryRun: boolean;
 }
-export type JobParams = CreateParams | RevertParams | DeleteParams | ConsolidateParams;
+/** Every snapshot the VM has when the job runs (not when it was submitted). */
+export interface DeleteAllParams {
+  all: true;
+}
+export type JobParams = CreateParams | RevertParams | DeleteParams | DeleteAllParams | ConsolidateParams;
 
 export interface JobResult {
   snapshotId?: string;

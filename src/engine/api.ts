@@ -75,6 +75,7 @@ export type JobRequest =
   | { kind: 'snapshot.create'; vmId: string; name: string; description: string; mode: SnapshotMode }
   | { kind: 'snapshot.revert'; snapshotId: string }
   | { kind: 'snapshot.delete'; snapshotId: string; children: boolean }
+  | { kind: 'snapshot.delete-all'; vmId: string }
   | { kind: 'vm.consolidate'; vmId: string; dryRun: boolean };
 
 export interface SubmitMeta {

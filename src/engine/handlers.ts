@@ -3,7 +3,7 @@
  * provider answered (sync.record — no second listing of the VM; the periodic sync reads the whole
  * truth), except after a consolidation, which can change much more than one snapshot (full re-read).
  */
-import { markerForJob, type CallContext, type ProviderSnapshot } from '../../providers/contract.ts';
+import { markerForJob, ProviderError, type CallContext, type ProviderSnapshot } from '../../providers/contract.ts';
 import { SnapvisorError } from '../domain/errors.ts';
 import { descendantIds } from '../domain/tree.ts';
 import type { CreateParams, DeleteParams, Job, JobResult, Vm } from '../domain/types.ts';
@@ -27,6 +27,8 @@ export async function runHandler(input: HandlerInput): Promise<JobResult> {
       return revert(input);
     case 'snapshot.delete':
       return remove(input);
+    case 'snapshot.delete-all':
+      return removeAll(input);
     case 'vm.consolidate':
       return consolidate(input);
   }
@@ -101,6 +103,35 @@ async function remove(input: HandlerInput): Promise<JobResult> {
   const gone: string[] = [];
   for (const id of doomed) if ((await core.store.snapshots.get(id))?.state === 'gone') gone.push(id);
   return { snapshotId: snapshot.id, snapshotIds: gone };
+}
+
+/**
+ * Every snapshot the VM has now: the hypervisor's own operation when it has one, else each root
+ * with its children, one after the other (a retry deletes what is left; an empty VM is success).
+ * Then a full re-read of the VM: afterwards it has no snapshots, whatever the rows said before.
+ */
+async function removeAll(input: HandlerInput): Promise<JobResult> {
+  const { core, sync, target, vm, ctx } = input;
+  const { provider } = target;
+  const before = await core.store.snapshots.listByVm(vm.id, { includeGone: false });
+  if (provider.deleteAllSnapshots) {
+    const native = provider.deleteAllSnapshots.bind(provider);
+    await core.call(provider, 'deleteAllSnapshots', () => native(vm.providerVmId, ctx));
+  } else {
+    if (!provider.capabilities().deleteChildren) {
+      throw new ProviderError(provider.kind, 'unsupported', `target '${target.spec.name}' cannot remove all snapshots of a VM`);
+    }
+    const present = await core.call(provider, 'listSnapshots', () => provider.listSnapshots(vm.providerVmId, ctx));
+    const roots = present.filter((s) => s.parentRef === null || !present.some((p) => p.providerRef === s.parentRef));
+    for (const [i, root] of roots.entries()) {
+      ctx.progress(Math.round((i / roots.length) * 100), `deleting snapshot '${root.name}' and its children (${i + 1} of ${roots.length})`);
+      await core.call(provider, 'deleteSnapshot', () => provider.deleteSnapshot(vm.providerVmId, root.providerRef, { children: true }, ctx));
+    }
+  }
+  await sync.syncVm(target, vm);
+  const gone: string[] = [];
+  for (const s of before) if ((await core.store.snapshots.get(s.id))?.state === 'gone') gone.push(s.id);
+  return { snapshotIds: gone, message: `removed ${gone.length} snapshot(s)` };
 }
 
 async function consolidate(input: HandlerInput): Promise<JobResult> {

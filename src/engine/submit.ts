@@ -111,6 +111,13 @@ async function validate(core: Core, request: JobRequest): Promise<Draft> {
       }
       return { target, vm, snapshot, params: { snapshotId: snapshot.id, children: request.children } };
     }
+    case 'snapshot.delete-all': {
+      const { vm, target } = await liveVm(core, request.vmId);
+      if (!target.provider.capabilities().deleteAll) {
+        throw new SnapvisorError('unsupported', 'SNAPVISOR_ERR_DELETE_ALL_UNSUPPORTED', `target '${target.spec.name}' cannot remove all snapshots of a VM`);
+      }
+      return { target, vm, params: { all: true } };
+    }
     case 'vm.consolidate': {
       const { vm, target } = await liveVm(core, request.vmId);
       const caps = target.provider.capabilities();

@@ -70,6 +70,12 @@ t.test('targets, vms, snapshots (table and tree), create with progress, revert, 
   const noWait = await cli(['create', vm, '--name', 'later', '--mode', 'memory', '--no-wait', '--json']);
   t.equal(noWait.code, 0);
   t.equal(JSON.parse(noWait.stdout).kind, 'snapshot.create');
+
+  t.equal((await cli(['create', vm, '--name', 'more', '--mode', 'memory'])).code, 0);
+  const all = await cli(['delete-all', vm]);
+  t.equal(all.code, 0, all.stderr);
+  t.match(all.stdout, /job \S+ succeeded/);
+  t.match((await cli(['snapshots', vm, '--tree'])).stdout, /^\(no snapshots\)\n$/, 'delete-all left none');
 });
 
 t.test('exit codes: failed job 1, problem 1, usage 2', async (t) => {

@@ -53,7 +53,7 @@ t.test('OpenAPI document lists every route, with bearer security and problem res
     '/v1/targets/{target}/sync': ['post'],
     '/v1/vms': ['get'],
     '/v1/vms/{vmId}': ['get'],
-    '/v1/vms/{vmId}/snapshots': ['get', 'post'],
+    '/v1/vms/{vmId}/snapshots': ['delete', 'get', 'post'],
     '/v1/vms/{vmId}/consolidate': ['post'],
     '/v1/snapshots/{snapshotId}': ['delete', 'get'],
     '/v1/snapshots/{snapshotId}/revert': ['post'],

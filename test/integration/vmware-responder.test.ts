@@ -175,6 +175,26 @@ t.test('paging: the server pages below the asked size (maxObjectsCap) and listVm
 
 // ---- 3. running tasks: progress and cancellation -------------------------------------------
 
+t.test('remove all snapshots: one RemoveAllSnapshots_Task (consolidate=true) with progress, then an empty tree', async (t) => {
+  // vcsim 0.24 finishes RemoveAllSnapshots_Task inside the call (conformance-vmware runs it there); progress needs the responder.
+  const scenario = scenarios.consolidation('manual');
+  scenario.tasks = { byMethod: { RemoveAllSnapshots_Task: { progress: [0, 30, 60, 100], stepMs: 'manual' } } };
+  const { r, provider, vmId } = await lab(t, scenario);
+  const vm = vmId('vm-needs-consolidation');
+  await provider.createSnapshot(vm, spec('crash', 'second'), ctx());
+  t.equal((await provider.listSnapshots(vm, ctx())).length, 2, 'a chain of two');
+  stepOnTaskPoll(r);
+  const seen: number[] = [];
+  await provider.deleteAllSnapshots!(vm, testContext(undefined, (p) => seen.push(p)));
+  t.same(await provider.listSnapshots(vm, ctx()), [], 'no snapshot left');
+  t.equal(count(r, 'RemoveAllSnapshots_Task'), 1, 'one task');
+  t.equal(count(r, 'RemoveSnapshot_Task'), 0, 'not snapshot by snapshot');
+  const sent = r.requests.find((q) => q.method === 'RemoveAllSnapshots_Task');
+  t.equal(textOf(child(sent?.body, '_this')), vm, 'on that VM');
+  t.equal(textOf(child(sent?.body, 'consolidate')), 'true', 'consolidate=true');
+  t.same(distinct(seen), [30, 60, 100], 'the task progress reached ctx.progress');
+});
+
 t.test('a slow CreateSnapshot_Task: queued, then running with progress, then done', async (t) => {
   // vcsim 0.24 cannot show this: its tasks finish inside the call, never queued or running with progress.
   const { r, provider, vmId } = await lab(t, scenarios.slowTasks('manual'));

@@ -13,6 +13,7 @@ export const Capabilities = Type.Object({
   modes: Type.Object(modes),
   revert: Type.Boolean(),
   deleteChildren: Type.Boolean(),
+  deleteAll: Type.Boolean(),
   consolidate: Type.Boolean(),
   duplicateNames: Type.Boolean(),
   descriptions: Type.Boolean(),

@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { EngineApi, SnapshotTree, SnapshotTreeNode } from '../../../engine/api.ts';
 import { submitJob } from '../../jobs.ts';
 import { createRepresentationCache } from '../../representation-cache.ts';
-import { NotModified } from '../../schemas/common.ts';
+import { EmptyBody, NotModified } from '../../schemas/common.ts';
 import { Job } from '../../schemas/jobs.ts';
 import { CreateSnapshotBody, SNAPSHOT_FIELDS, SnapshotListing, SnapshotListQuery, WaitQuery } from '../../schemas/snapshots.ts';
 import { ConsolidateBody, Vm, VmListQuery, VmPage, VmParams } from '../../schemas/vms.ts';
@@ -83,6 +83,19 @@ const vms: FastifyPluginAsyncTypebox<{ engine: EngineApi; listingCacheBytes: num
       request.query.wait,
     );
   });
+
+  app.delete('/vms/:vmId/snapshots', {
+    preValidation: optionalBody,
+    schema: {
+      tags: ['snapshots'],
+      summary: 'Remove every snapshot of a VM — a job (the snapshots it has when the job runs)',
+      description: "Uses the hypervisor's own remove-all where it has one (vSphere: RemoveAllSnapshots_Task, merged into the disks); elsewhere each root snapshot is deleted with its children. A target that cannot is a 422.",
+      params: VmParams,
+      querystring: WaitQuery,
+      body: EmptyBody,
+      response: { 200: Job, 202: Job, ...WRITE },
+    },
+  }, async (request, reply) => submitJob(engine, request, reply, { kind: 'snapshot.delete-all', vmId: request.params.vmId }, {}, request.query.wait));
 
   app.post('/vms/:vmId/consolidate', {
     preValidation: optionalBody,
