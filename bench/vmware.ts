@@ -65,6 +65,34 @@ async function peer(bin: string, lab: VcsimLab, caFile: string, args: string[]):
   return execJson<PeerOut>(bin, ['-url', lab.sdkUrl, '-user', lab.username, '-ca', caFile, ...args], { VCSIM_PASSWORD: lab.password });
 }
 
+async function daemonMetrics(d: Daemon): Promise<string> {
+  const res = await fetch(`${d.url}/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } });
+  if (!res.ok) throw new Error(`/metrics: HTTP ${res.status}`);
+  return res.text();
+}
+
+/** Sum of `<metric>_sum` over the series whose labels include `labels`. */
+function seriesSum(text: string, metric: string, labels: Record<string, string>): number {
+  let total = 0;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(`${metric}_sum{`)) continue;
+    const close = line.lastIndexOf('}');
+    const set = line.slice(line.indexOf('{') + 1, close);
+    if (Object.entries(labels).every(([k, v]) => set.includes(`${k}="${v}"`))) total += Number(line.slice(close + 1).trim());
+  }
+  return total;
+}
+
+/** Mean milliseconds per create + remove cycle spent in the daemon's HTTP handling and in its provider calls, between two /metrics reads. */
+function breakdown(before: string, after: string, cycles: number): { httpMs: number; providerMs: number } {
+  const delta = (metric: string, labels: Record<string, string>) => seriesSum(after, metric, labels) - seriesSum(before, metric, labels);
+  const http = 'snapvisor_http_request_duration_seconds';
+  const provider = 'snapvisor_provider_call_duration_seconds';
+  const httpS = delta(http, { method: 'POST', route: '/v1/vms/:vmId/snapshots' }) + delta(http, { method: 'DELETE', route: '/v1/snapshots/:snapshotId' });
+  const providerS = delta(provider, { operation: 'createSnapshot' }) + delta(provider, { operation: 'deleteSnapshot' });
+  return { httpMs: (httpS * 1000) / cycles, providerMs: (providerS * 1000) / cycles };
+}
+
 function rssMbOf(pid: number): number {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const kb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? NaN);
@@ -130,6 +158,7 @@ export async function run(): Promise<BenchReport> {
     await restCycles(10);
     await govmomiCycles(10);
 
+    const metricsBefore = await daemonMetrics(d);
     const rowsA: Array<{ round: number; govmomi: number; adapter: number; rest: number }> = [];
     let peerRssKb = 0;
     for (let round = 1; round <= ROUNDS; round++) {
@@ -145,6 +174,7 @@ export async function run(): Promise<BenchReport> {
       }
       rowsA.push(r);
     }
+    const inside = breakdown(metricsBefore, await daemonMetrics(d), ROUNDS * CYCLES);
     const daemonRssMb = rssMbOf(d.proc.pid!);
     const ratioAdapter = median(rowsA.map((r) => r.adapter / r.govmomi));
     const ratioRest = median(rowsA.map((r) => r.rest / r.govmomi));
@@ -220,6 +250,7 @@ export async function run(): Promise<BenchReport> {
         `### (a) ${CYCLES} create + remove snapshot cycles on ${VM} (${ROUNDS} rounds, sides rotated, after a warm-up)`,
         tableA,
         `**Median ratio adapter/govmomi ${fmt(ratioAdapter)}** (target ≤ 1.2: ${verdict(ratioAdapter <= 1.2)}); **REST API/govmomi ${fmt(ratioRest)}** (target ≤ 1.6: ${verdict(ratioRest <= 1.6)}).`,
+        `Where a REST cycle's time goes, from the daemon's own /metrics over the measured rounds (${ROUNDS * CYCLES} cycles; mean per cycle of two jobs): client-observed ${fmt(median(rowsA.map((r) => r.rest)) / CYCLES)} ms; inside the daemon's HTTP handling ${fmt(inside.httpMs)} ms, of which the adapter's vim25 calls ${fmt(inside.providerMs)} ms and the rest — request parsing and validation, the job's persistence (submit, claim, record, finish), the worker's hand-off, the answer — ${fmt(inside.httpMs - inside.providerMs)} ms; outside it (the client, loopback HTTP, the audit write after each answer, scheduling three processes on two cores) ${fmt(median(rowsA.map((r) => r.rest)) / CYCLES - inside.httpMs)} ms. The adapter called directly takes ${fmt(median(rowsA.map((r) => r.adapter)) / CYCLES)} ms per cycle.`,
         `### (b) Inventory with snapshot trees: ${big.vmCount} VMs, ${seeded.inventorySnapshots ?? '?'} snapshots (${INVENTORY_ROUNDS} rounds, alternating)`,
         tableB,
         `**Median ratio adapter/govmomi ${fmt(ratioB)}** (target ≤ 1.2: ${verdict(ratioB <= 1.2)}). One PropertyCollector pass for every VM and its tree; the engine's sync records the carried trees instead of one listSnapshots per VM.`,
