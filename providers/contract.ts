@@ -162,6 +162,12 @@ export interface DiskInfo {
   chainDepth?: number;
 }
 
+/** The VM as a revert left it. */
+export interface RevertOutcome {
+  powerState: PowerState;
+  rawPowerState: string;
+}
+
 export interface VmInfo {
   /** Stable provider id: VirtualBox/vSphere UUID, libvirt domain UUID, ARM resource id. */
   providerVmId: string;
@@ -227,8 +233,11 @@ export interface SnapshotProviderV1 {
   listSnapshots(providerVmId: string, ctx: CallContext): Promise<ProviderSnapshot[]>;
   /** Idempotent by `spec.marker`. */
   createSnapshot(providerVmId: string, spec: CreateSpec, ctx: CallContext): Promise<ProviderSnapshot>;
-  /** Only when `capabilities().revert`; otherwise throws `unsupported`. */
-  revertSnapshot(providerVmId: string, providerRef: string, ctx: CallContext): Promise<void>;
+  /**
+   * Only when `capabilities().revert`; otherwise throws `unsupported`. Answers the VM's power state
+   * afterwards (a revert changes it), so the engine updates that one VM without an inventory pass.
+   */
+  revertSnapshot(providerVmId: string, providerRef: string, ctx: CallContext): Promise<RevertOutcome>;
   /** Already gone is success. */
   deleteSnapshot(providerVmId: string, providerRef: string, options: DeleteOptions, ctx: CallContext): Promise<void>;
   /** Only when `capabilities().consolidate`; otherwise throws `unsupported`. */

@@ -210,11 +210,13 @@ export function describeProviderConformance(t: TapTest, options: ConformanceOpti
       return;
     }
     const progress: number[] = [];
-    await f.provider.revertSnapshot(f.runningVmId, a.providerRef, testContext(undefined, (p) => progress.push(p)));
+    const outcome = await f.provider.revertSnapshot(f.runningVmId, a.providerRef, testContext(undefined, (p) => progress.push(p)));
     const listed = await f.provider.listSnapshots(f.runningVmId, ctx());
     tt.same(listed.filter((s) => s.current).map((s) => s.providerRef), [a.providerRef], 'reverted snapshot is current');
     const expected = (options.powerStateAfterRevert ?? defaultPowerAfterRevert)(mode);
-    tt.equal(await power(f, f.runningVmId), expected, `power state after reverting a '${mode}' snapshot`);
+    const vm = (await f.provider.listVms(ctx())).find((v) => v.providerVmId === f.runningVmId);
+    tt.equal(vm?.powerState, expected, `power state after reverting a '${mode}' snapshot`);
+    tt.same(outcome, { powerState: vm?.powerState, rawPowerState: vm?.rawPowerState }, 'the revert answers the power state the inventory shows');
     tt.ok(progress.every((p) => p >= 0 && p <= 100), 'progress stays within 0..100');
     await rejectsWith(tt, f.provider.revertSnapshot(f.runningVmId, options.unknownSnapshotRef ?? randomUUID(), ctx()), 'not_found', 'revert to an unknown snapshot');
   });

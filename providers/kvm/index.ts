@@ -217,8 +217,12 @@ export function createKvmProvider(target: string, rawOptions: Record<string, unk
     return parseDomainXml(r.stdout);
   }
 
+  async function readDomState(dom: string, ctx: CallContext): Promise<ReturnType<typeof parseDomState>> {
+    return parseDomState((await virsh(['domstate', '--domain', dom], ctx, { what: `read the state of domain ${dom}`, mutating: false })).stdout);
+  }
+
   async function readState(dom: string, ctx: CallContext): Promise<string> {
-    return parseDomState((await virsh(['domstate', '--domain', dom], ctx, { what: `read the state of domain ${dom}`, mutating: false })).stdout).raw;
+    return (await readDomState(dom, ctx)).raw;
   }
 
   /** The snapshot's XML, or null when it does not exist. */
@@ -777,7 +781,9 @@ export function createKvmProvider(target: string, rawOptions: Record<string, unk
       }
       ctx.progress(5);
       await virsh(['snapshot-revert', '--domain', dom, '--snapshotname', snap.name], ctx, { what: `revert domain ${dom} to snapshot '${snap.name}'`, mutating: true });
+      const { powerState, raw } = await readDomState(dom, ctx);
       ctx.progress(100);
+      return { powerState, rawPowerState: raw };
     },
 
     async deleteSnapshot(providerVmId, providerRef, options: DeleteOptions, ctx) {

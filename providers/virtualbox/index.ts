@@ -301,11 +301,13 @@ export function createVirtualBoxProvider(target: string, rawOptions: Record<stri
         await run(['controlvm', vm, 'poweroff'], ctx, { what: `power off VM ${vm} before revert`, mutating: true }, (p) => ctx.progress(p / 4));
       }
       await run(['snapshot', vm, 'restore', ref], ctx, { what: `revert VM ${vm} to snapshot ${ref}`, mutating: true }, (p) => ctx.progress(25 + (p * 3) / 4));
-      const after = (await readVm(vm, ctx)).vmState;
+      let after = (await readVm(vm, ctx)).vmState;
       if (after === 'saved') {
         await run(['startvm', vm, '--type', 'headless'], ctx, { what: `start VM ${vm} after revert`, mutating: true });
+        after = (await readVm(vm, ctx)).vmState;
       }
       ctx.progress(100);
+      return { powerState: powerStateOf(after), rawPowerState: after };
     },
 
     async deleteSnapshot(providerVmId, providerRef, options: DeleteOptions, ctx) {

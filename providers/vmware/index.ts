@@ -348,6 +348,8 @@ export function createVmwareProvider(target: string, rawOptions: Record<string, 
       if (!snapshots.some((s) => s.providerRef === providerRef)) throw err('not_found', `VM ${vm.value} has no snapshot '${providerRef.slice(0, 80)}'`);
       const snapshot: MoRef = { type: 'VirtualMachineSnapshot', value: providerRef };
       await runTask(info(`revert VM ${vm.value} to snapshot ${providerRef}`, true), () => vim().revertToSnapshotTask(snapshot, { signal: ctx.signal }), ctx);
+      const { rawPowerState } = await readVm(vm, ctx, ['runtime.powerState']);
+      return { powerState: powerStateOf(rawPowerState), rawPowerState };
     },
 
     async deleteSnapshot(providerVmId, providerRef, options: DeleteOptions, ctx) {

@@ -81,10 +81,10 @@ async function snapshotOf(input: HandlerInput) {
 async function revert(input: HandlerInput): Promise<JobResult> {
   const { core, sync, target, vm, ctx } = input;
   const snapshot = await snapshotOf(input);
-  await core.call(target.provider, 'revertSnapshot', () => target.provider.revertSnapshot(vm.providerVmId, snapshot.providerRef, ctx));
+  const outcome = await core.call(target.provider, 'revertSnapshot', () => target.provider.revertSnapshot(vm.providerVmId, snapshot.providerRef, ctx));
   await sync.record(vm, { kind: 'reverted', providerRef: snapshot.providerRef });
-  // Reverting changes the power state (a memory snapshot comes back saved).
-  await sync.syncInventory(target).catch((err: unknown) => ctx.log.warn({ err: String(err) }, 'inventory refresh after revert failed'));
+  // Reverting changes the power state (a memory snapshot comes back running, an offline one off).
+  await sync.recordPower(target, vm, outcome);
   return { snapshotId: snapshot.id };
 }
 

@@ -3,7 +3,7 @@
  * then each VM's snapshot list (one transaction per VM). Calls for one VM are serialised so a
  * slow periodic listing can never overwrite a newer one written after a job.
  */
-import { jobIdFromMarker, type ProviderSnapshot, type VmInfo } from '../../providers/contract.ts';
+import { jobIdFromMarker, type ProviderSnapshot, type RevertOutcome, type VmInfo } from '../../providers/contract.ts';
 import { reconcileVms } from '../domain/inventory.ts';
 import { listingAfter, type SucceededChange } from '../domain/listing-after.ts';
 import { reconcileSnapshots, type SnapshotPlan } from '../domain/reconcile.ts';
@@ -22,6 +22,8 @@ export interface Sync {
    * (domain/listing-after.ts). Serialised with syncVm, so neither overwrites a newer state.
    */
   record(vm: Vm, change: SucceededChange): Promise<SnapshotPlan>;
+  /** The power state a job left one VM in (a revert), as the provider answered it: that VM's row only. */
+  recordPower(t: BoundTarget, vm: Vm, outcome: RevertOutcome): Promise<void>;
 }
 
 export function createSync(core: Core): Sync {
@@ -81,15 +83,18 @@ export function createSync(core: Core): Sync {
       const log = core.log.child({ target: t.spec.name });
       const observed = await core.call(t.provider, 'listVms', () => t.provider.listVms(core.backgroundContext(log)));
       const stored = await core.store.vms.listByTarget(t.row.id);
-      const plan = reconcileVms({ targetId: t.row.id, stored, observed, now: core.iso(), newId: core.newId });
-      await core.store.vms.apply(plan);
-      for (const vm of plan.inserts) core.events.emit({ type: 'vm', action: 'created', vm });
-      for (const c of plan.updates) if (c.meaningful) core.events.emit({ type: 'vm', action: 'updated', vm: c.after });
-      for (const c of plan.gone) core.events.emit({ type: 'vm', action: 'gone', vm: c.after });
+      const plan = await applyVms(t, stored, observed);
       if (plan.inserts.length || plan.gone.length) {
         log.info({ added: plan.inserts.length, gone: plan.gone.length }, 'VM inventory changed');
       }
       return observed;
+    },
+
+    async recordPower(t, vm, outcome) {
+      const current = (await core.store.vms.get(vm.id)) ?? vm;
+      const { providerVmId, name, consolidationNeeded } = current;
+      // Reconciled against this VM alone: nothing else is marked gone.
+      await applyVms(t, [current], [{ providerVmId, name, consolidationNeeded, ...outcome }]);
     },
 
     syncVm(t, vm) {
@@ -116,6 +121,15 @@ export function createSync(core: Core): Sync {
       });
     },
   };
+
+  async function applyVms(t: BoundTarget, stored: Vm[], observed: VmInfo[]) {
+    const plan = reconcileVms({ targetId: t.row.id, stored, observed, now: core.iso(), newId: core.newId });
+    await core.store.vms.apply(plan);
+    for (const vm of plan.inserts) core.events.emit({ type: 'vm', action: 'created', vm });
+    for (const c of plan.updates) if (c.meaningful) core.events.emit({ type: 'vm', action: 'updated', vm: c.after });
+    for (const c of plan.gone) core.events.emit({ type: 'vm', action: 'gone', vm: c.after });
+    return plan;
+  }
 
   /** Each stored VM's snapshot revision, read before an inventory pass that carries snapshot lists. */
   async function snapshotRevisions(t: BoundTarget): Promise<Map<string, number | null>> {

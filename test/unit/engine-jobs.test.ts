@@ -172,6 +172,24 @@ t.test('revert and delete', async (t) => {
   t.equal((await h.engine.listSnapshots(await h.vmId('web01'), { includeGone: true })).length, 3, 'history kept');
 });
 
+t.test('revert records the power state the provider answered for that VM alone (no inventory pass)', async (t) => {
+  const h = await harness(t, {
+    targets: [{ provider: { vms: [{ name: 'web01', powerState: 'off', snapshots: [{ name: 'mem', mode: 'memory' }, { name: 'later' }] }, { name: 'web02', powerState: 'running' }] } }],
+  });
+  const vmId = await h.vmId('web01');
+  const other = await h.vmId('web02');
+  t.equal((await h.engine.getVm(vmId)).powerState, 'off');
+  // Behind our back: web02 stopped. A full inventory pass would notice; recording the revert must not touch it.
+  [...h.provider.vms.values()].find((v) => v.name === 'web02')!.powerState = 'off';
+  const listsBefore = h.provider.callsOf('listVms').length;
+  const rev = await h.engine.submit({ kind: 'snapshot.revert', snapshotId: await h.snapshotId('web01', 'mem') }, meta());
+  t.match(await h.settle(rev.job.id), { state: 'succeeded' });
+  t.equal((await h.engine.getVm(vmId)).powerState, 'running', 'a memory snapshot comes back running');
+  t.equal(h.provider.callsOf('listVms').length, listsBefore, 'no listVms');
+  t.equal((await h.engine.getVm(other)).powerState, 'running', 'other VMs left to the periodic sync');
+  t.ok(h.events.some((e) => e.type === 'vm' && e.action === 'updated' && e.vm.id === vmId && e.vm.powerState === 'running'), 'a VM event says so');
+});
+
 t.test('consolidate: real job calls the provider; dry run is answered at submit with the plan', async (t) => {
   const h = await harness(t, { targets: [{ provider: { vms: [{ name: 'web01', consolidationNeeded: true }] } }] });
   const vmId = await h.vmId('web01');
