@@ -72,3 +72,22 @@ t.test('create, revert, delete (fast, native, merged) keep the recorded tree equ
   await step(tt, 'delete a with children (native)', () => engine.submit({ kind: 'snapshot.delete', snapshotId: a.result!.snapshotId!, children: true }, meta()));
   tt.same(await engine.listSnapshots(vm, { includeGone: false }), [], 'nothing left');
 });
+
+t.test('remove all: two roots and a snapshot made outside Snapvisor, root by root, through the engine', async (tt) => {
+  const create = (name: string) => () => engine.submit({ kind: 'snapshot.create', vmId: vm, name, description: '', mode: 'memory' }, meta());
+  const p = await step(tt, 'create p', create('p'));
+  await step(tt, 'create q (child of p)', create('q'));
+  await step(tt, 'revert to p', () => engine.submit({ kind: 'snapshot.revert', snapshotId: p.result!.snapshotId! }, meta()));
+  await step(tt, 'create r (child of p)', create('r'));
+  await step(tt, 'delete p alone: q and r become roots', () => engine.submit({ kind: 'snapshot.delete', snapshotId: p.result!.snapshotId!, children: false }, meta()));
+  tt.equal((await engine.snapshotTree(vm)).roots.length, 2, 'two roots');
+  const dom = lab.domainName('jobs');
+  const made = await lab.virsh('snapshot-create-as', '--domain', dom, '--name', 'by hand; $(x)');
+  tt.equal(made.code, 0, made.stderr);
+  await engine.syncTarget('lab');
+  tt.ok((await engine.listSnapshots(vm, { includeGone: false })).some((s) => s.owner === 'external'), 'the hand-made one is recorded as external');
+  const all = await step(tt, 'remove all', () => engine.submit({ kind: 'snapshot.delete-all', vmId: vm }, meta()));
+  tt.equal(all.result?.snapshotIds?.length, 3, 'q, r and the hand-made one');
+  tt.equal((await lab.virsh('snapshot-list', '--domain', dom, '--name')).stdout.trim(), '', 'libvirt has none left');
+  tt.same(await engine.listSnapshots(vm, { includeGone: false }), [], 'nor does the store');
+});
