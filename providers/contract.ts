@@ -16,6 +16,7 @@
  * - A mode or operation the hypervisor cannot do throws kind `unsupported` — never a silent
  *   downgrade, never a fake success.
  */
+import { Type, type Static } from 'typebox';
 
 export const PROVIDER_KINDS = ['azure', 'vmware', 'hyperv', 'virtualbox', 'kvm'] as const;
 export type ProviderKind = (typeof PROVIDER_KINDS)[number];
@@ -31,32 +32,93 @@ export type SnapshotMode = (typeof SNAPSHOT_MODES)[number];
 export const POWER_STATES = ['running', 'paused', 'suspended', 'off', 'transitioning', 'unknown'] as const;
 export type PowerState = (typeof POWER_STATES)[number];
 
-export type ModeSupport = { supported: true } | { supported: false; reason: string };
+const ModeSupportSchema = Type.Union([
+  Type.Object({ supported: Type.Literal(true) }),
+  Type.Object({ supported: Type.Literal(false), reason: Type.String({ description: 'Why the mode is not available (shown on 422)' }) }),
+]);
+export type ModeSupport = Static<typeof ModeSupportSchema>;
 
-export interface Capabilities {
-  /** One entry per mode: supported, or not with the reason shown to the user (HTTP 422). */
-  modes: Record<SnapshotMode, ModeSupport>;
-  /** Can revert the VM to a snapshot. */
-  revert: boolean;
-  /** Can delete a snapshot together with its whole subtree in one request. */
-  deleteChildren: boolean;
-  /**
-   * Can remove every snapshot of a VM: natively (`deleteAllSnapshots`, e.g. vSphere's
-   * RemoveAllSnapshots_Task) or, without it, by the engine deleting each root with its children.
-   */
-  deleteAll: boolean;
-  /** Implements `consolidate`. */
-  consolidate: boolean;
-  /** The hypervisor allows two snapshots of one VM with the same name. */
-  duplicateNames: boolean;
-  /** Snapshots carry a free-text description. */
-  descriptions: boolean;
-  limits: {
-    /** Longest snapshot name, in UTF-8 bytes. */
-    maxNameBytes: number;
-    /** Most snapshots per VM the hypervisor allows, when it has a limit. */
-    maxSnapshotsPerVm?: number;
-  };
+/**
+ * A rule a snapshot name (or description) must keep, as data: the API refuses a name that breaks one
+ * with 400 before any job exists, and the adapter checks the same rules before calling the hypervisor.
+ */
+export const TextRuleSchema = Type.Object({
+  /** ECMAScript regular expression source, evaluated with the `u` flag. */
+  pattern: Type.String(),
+  /** `forbid`: a text matching the pattern is refused. `require`: a text not matching it is refused. */
+  effect: Type.Union([Type.Literal('forbid'), Type.Literal('require')]),
+  /** Which text the rule is about (default: the name). */
+  field: Type.Optional(Type.Union([Type.Literal('name'), Type.Literal('description')])),
+  /** Why, shown to the user: "a snapshot name must not start with '-' (virsh would read it as an option)". */
+  reason: Type.String(),
+});
+export type TextRule = Static<typeof TextRuleSchema>;
+
+/** The capability matrix, declared once: the engine, the API schema and the conformance suite read it. */
+export const CapabilitiesSchema = Type.Object(
+  {
+    /** One entry per mode: supported, or not with the reason shown to the user (HTTP 422). */
+    modes: Type.Object({
+      memory: ModeSupportSchema,
+      crash: ModeSupportSchema,
+      quiesced: ModeSupportSchema,
+      offline: ModeSupportSchema,
+    }),
+    /** Can revert the VM to a snapshot: exactly when the provider has `revertSnapshot`. */
+    revert: Type.Boolean(),
+    /** Can delete a snapshot together with its whole subtree in one request. */
+    deleteChildren: Type.Boolean(),
+    /**
+     * Can remove every snapshot of a VM: natively (`deleteAllSnapshots`, e.g. vSphere's
+     * RemoveAllSnapshots_Task) or, without it, by the engine deleting each root with its children.
+     */
+    deleteAll: Type.Boolean(),
+    /** Can consolidate disk chains: exactly when the provider has `consolidate`. */
+    consolidate: Type.Boolean(),
+    /** The hypervisor allows two snapshots of one VM with the same name. */
+    duplicateNames: Type.Boolean(),
+    /** Snapshots carry a free-text description. */
+    descriptions: Type.Boolean(),
+    /**
+     * A new snapshot may exist before it is usable (a cloud still copying it): `createSnapshot` can
+     * answer `ready: false`, and the job waits on `getSnapshot` until it is ready.
+     */
+    readiness: Type.Boolean(),
+    limits: Type.Object({
+      /** Longest snapshot name, in UTF-8 bytes. */
+      maxNameBytes: Type.Integer({ minimum: 1 }),
+      /** Most snapshots per VM the hypervisor allows, when it has a limit. */
+      maxSnapshotsPerVm: Type.Optional(Type.Integer({ minimum: 1 })),
+      /** What a name (or description) may contain, beyond its length. */
+      nameRules: Type.Array(TextRuleSchema),
+    }),
+  },
+  { title: 'Capabilities' },
+);
+export type Capabilities = Static<typeof CapabilitiesSchema>;
+
+/** What a name (and description) breaks among `limits`; empty when the target can take it. Pure. */
+export function snapshotTextProblems(limits: Capabilities['limits'], text: { name: string; description: string }): string[] {
+  const problems: string[] = [];
+  if (text.name.trim() === '') problems.push('the snapshot name is empty');
+  const bytes = Buffer.byteLength(text.name, 'utf8');
+  if (bytes > limits.maxNameBytes) problems.push(`the snapshot name is ${bytes} bytes; the target allows ${limits.maxNameBytes}`);
+  for (const rule of limits.nameRules) {
+    const value = rule.field === 'description' ? text.description : text.name;
+    const matches = compiledRule(rule).test(value);
+    if (matches === (rule.effect === 'forbid')) problems.push(rule.reason);
+  }
+  return problems;
+}
+
+const compiled = new Map<string, RegExp>();
+function compiledRule(rule: TextRule): RegExp {
+  let re = compiled.get(rule.pattern);
+  if (!re) {
+    re = new RegExp(rule.pattern, 'u');
+    compiled.set(rule.pattern, re);
+  }
+  return re;
 }
 
 export const PROVIDER_ERROR_KINDS = [
@@ -79,6 +141,39 @@ export type ProviderErrorKind = (typeof PROVIDER_ERROR_KINDS)[number];
  */
 export type RetryClass = 'transient' | 'final' | 'uncertain';
 
+export interface SnapvisorErrorOptions {
+  /** Default: `final` — trying again gives the same answer. */
+  retry?: RetryClass;
+  /** For `throttled`: how long to wait before trying again. */
+  retryAfterMs?: number;
+  /** Extra fields safe to show in the problem body (never secrets). */
+  extra?: Record<string, unknown>;
+  cause?: unknown;
+}
+
+/**
+ * The one error base. Its `kind` decides the HTTP status and whether a job is retried; `code` is a
+ * stable machine-readable name, part of the public API (SNAPVISOR_ERR_VM_NOT_FOUND). Its message is
+ * shown to API clients: keep secrets and raw stderr out.
+ */
+export class SnapvisorError extends Error {
+  override readonly name: string = 'SnapvisorError';
+  readonly kind: ProviderErrorKind;
+  readonly code: string;
+  readonly retry: RetryClass;
+  readonly retryAfterMs: number | undefined;
+  readonly extra: Record<string, unknown>;
+
+  constructor(kind: ProviderErrorKind, code: string, message: string, options: SnapvisorErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.kind = kind;
+    this.code = code;
+    this.retry = options.retry ?? 'final';
+    this.retryAfterMs = options.retryAfterMs;
+    this.extra = options.extra ?? {};
+  }
+}
+
 export interface ProviderErrorOptions {
   retry?: RetryClass;
   /** For `throttled`: how long the hypervisor asked us to wait. */
@@ -100,21 +195,20 @@ const DEFAULT_RETRY: Record<ProviderErrorKind, RetryClass> = {
   internal: 'final',
 };
 
-/** The one error type adapters throw. Its message is shown to API clients: keep secrets and raw stderr out. */
-export class ProviderError extends Error {
+/** What a hypervisor or cloud said: the one error type adapters throw. */
+export class ProviderError extends SnapvisorError {
   override readonly name = 'ProviderError';
-  readonly kind: ProviderErrorKind;
   readonly provider: string;
-  readonly retry: RetryClass;
-  readonly retryAfterMs: number | undefined;
   readonly nativeCode: string | undefined;
 
   constructor(provider: string, kind: ProviderErrorKind, message: string, options: ProviderErrorOptions = {}) {
-    super(`[snapvisor] [${provider}] ${message}`, options.cause === undefined ? undefined : { cause: options.cause });
+    super(kind, `SNAPVISOR_ERR_${kind.toUpperCase()}`, `[snapvisor] [${provider}] ${message}`, {
+      retry: options.retry ?? DEFAULT_RETRY[kind],
+      ...(options.retryAfterMs === undefined ? {} : { retryAfterMs: options.retryAfterMs }),
+      extra: { target: provider, ...(options.nativeCode === undefined ? {} : { nativeCode: options.nativeCode }) },
+      cause: options.cause,
+    });
     this.provider = provider;
-    this.kind = kind;
-    this.retry = options.retry ?? DEFAULT_RETRY[kind];
-    this.retryAfterMs = options.retryAfterMs;
     this.nativeCode = options.nativeCode;
   }
 }
@@ -201,6 +295,13 @@ export interface ProviderSnapshot {
   mode: SnapshotMode | null;
   /** `snapvisor:<jobId>` when Snapvisor made it; null for snapshots made outside Snapvisor. */
   marker: string | null;
+  /**
+   * Usable now (restorable, complete). False while a cloud still copies it (Azure CompletionPercent
+   * < 100); only providers declaring `capabilities.readiness` answer false.
+   */
+  ready: boolean;
+  /** 0..100 while not ready, when the provider can tell. */
+  progress?: number;
 }
 
 export interface CreateSpec {
@@ -221,7 +322,14 @@ export interface ConsolidationReport {
   message: string;
 }
 
-/** Version 1 of the provider interface. A breaking change becomes SnapshotProviderV2 beside it. */
+/**
+ * Version 1 of the provider interface. A breaking change becomes SnapshotProviderV2 beside it.
+ *
+ * The required core is small: check, list VMs, list / get / create / delete snapshots. Everything
+ * else is optional and present exactly when `capabilities()` says so (the registry refuses a provider
+ * whose methods and capabilities disagree); the engine answers 422 from the capabilities, so no
+ * adapter carries a method whose only body throws `unsupported`.
+ */
 export interface SnapshotProviderV1 {
   readonly kind: ProviderKind;
   /** The configured target name; used in errors and logs. */
@@ -231,17 +339,19 @@ export interface SnapshotProviderV1 {
   listVms(ctx: CallContext): Promise<VmInfo[]>;
   /** Flat list; tree shape is given by `parentRef`, exactly one `current` when any exist. */
   listSnapshots(providerVmId: string, ctx: CallContext): Promise<ProviderSnapshot[]>;
-  /** Idempotent by `spec.marker`. */
+  /** One snapshot, with its readiness; `not_found` when the VM or the snapshot does not exist. */
+  getSnapshot(providerVmId: string, providerRef: string, ctx: CallContext): Promise<ProviderSnapshot>;
+  /** Idempotent by `spec.marker`. May answer `ready: false` only with `capabilities().readiness`. */
   createSnapshot(providerVmId: string, spec: CreateSpec, ctx: CallContext): Promise<ProviderSnapshot>;
-  /**
-   * Only when `capabilities().revert`; otherwise throws `unsupported`. Answers the VM's power state
-   * afterwards (a revert changes it), so the engine updates that one VM without an inventory pass.
-   */
-  revertSnapshot(providerVmId: string, providerRef: string, ctx: CallContext): Promise<RevertOutcome>;
   /** Already gone is success. */
   deleteSnapshot(providerVmId: string, providerRef: string, options: DeleteOptions, ctx: CallContext): Promise<void>;
-  /** Only when `capabilities().consolidate`; otherwise throws `unsupported`. */
-  consolidate(providerVmId: string, ctx: CallContext): Promise<ConsolidationReport>;
+  /**
+   * Present exactly when `capabilities().revert`. Answers the VM's power state afterwards (a revert
+   * changes it), so the engine updates that one VM without an inventory pass.
+   */
+  revertSnapshot?(providerVmId: string, providerRef: string, ctx: CallContext): Promise<RevertOutcome>;
+  /** Present exactly when `capabilities().consolidate`. */
+  consolidate?(providerVmId: string, ctx: CallContext): Promise<ConsolidationReport>;
   /**
    * Optional: the hypervisor's own "remove every snapshot" (one operation, merged into the disks).
    * An empty VM is success. Without it the engine deletes the roots with their children.
@@ -251,7 +361,34 @@ export interface SnapshotProviderV1 {
   close(): Promise<void>;
 }
 
+/** Why a provider's methods and declared capabilities disagree; empty when they match. Pure. */
+export function capabilityMismatches(provider: SnapshotProvider): string[] {
+  const caps = provider.capabilities();
+  const problems: string[] = [];
+  const pair = (capability: string, declared: boolean, method: string, present: boolean) => {
+    if (declared && !present) problems.push(`declares ${capability} but has no ${method}()`);
+    if (!declared && present) problems.push(`has ${method}() but does not declare ${capability}`);
+  };
+  pair('revert', caps.revert, 'revertSnapshot', typeof provider.revertSnapshot === 'function');
+  pair('consolidate', caps.consolidate, 'consolidate', typeof provider.consolidate === 'function');
+  if (caps.deleteAll && typeof provider.deleteAllSnapshots !== 'function' && !caps.deleteChildren) {
+    problems.push('declares deleteAll but has neither deleteAllSnapshots() nor deleteChildren');
+  }
+  if (!caps.deleteAll && typeof provider.deleteAllSnapshots === 'function') problems.push('has deleteAllSnapshots() but does not declare deleteAll');
+  for (const rule of caps.limits.nameRules) {
+    try {
+      new RegExp(rule.pattern, 'u');
+    } catch {
+      problems.push(`name rule /${rule.pattern}/ is not a valid regular expression`);
+    }
+  }
+  return problems;
+}
+
 export type SnapshotProvider = SnapshotProviderV1;
+
+/** A provider whose optional methods K are known to be present: an adapter's own factory type. */
+export type ProviderWith<K extends 'revertSnapshot' | 'consolidate' | 'deleteAllSnapshots'> = SnapshotProvider & Required<Pick<SnapshotProvider, K>>;
 
 export interface ProviderDeps {
   log: Logger;

@@ -2,7 +2,7 @@
  * Registry: provider kind → factory. Adapters are imported lazily so a heavy SDK (Azure, SOAP)
  * is loaded only when a target of that kind is configured.
  */
-import { ProviderError, type ProviderDeps, type ProviderKind, type SnapshotProvider } from './contract.ts';
+import { ProviderError, capabilityMismatches, type ProviderDeps, type ProviderKind, type SnapshotProvider } from './contract.ts';
 
 /** A configured target as the registry sees it: its kind-specific options stay opaque here. */
 export interface TargetSpec {
@@ -52,8 +52,19 @@ export async function createRegistry(specs: readonly TargetSpec[], deps: Provide
   return registryOf(entries);
 }
 
-/** A registry around providers already built (createRegistry's result, or test fakes). */
+/**
+ * A registry around providers already built (createRegistry's result, or test fakes). Refuses a
+ * provider whose optional methods and declared capabilities disagree: the engine and the API decide
+ * from the capabilities alone, so a mismatch would be a 202 for a call that cannot run, or a
+ * capability nobody can use.
+ */
 export function registryOf(targets: readonly RegisteredTarget[]): ProviderRegistry {
+  for (const { spec, provider } of targets) {
+    const problems = capabilityMismatches(provider);
+    if (problems.length > 0) {
+      throw new ProviderError(spec.kind, 'internal', `target '${spec.name}': the ${spec.kind} provider ${problems.join('; ')}`);
+    }
+  }
   const entries = new Map(targets.map((t) => [t.spec.name, t]));
   return {
     get(target) {

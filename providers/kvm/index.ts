@@ -79,15 +79,17 @@ import {
   type Logger,
   type ProviderSnapshot,
   type SnapshotMode,
+  type ProviderWith,
   type SnapshotProvider,
   type TargetHealth,
   type VmInfo,
 } from '../contract.ts';
+import { snapshotIn } from '../shared/snapshot-lookup.ts';
 import type { CommandRunner, RunResult } from '../shared/command-runner.ts';
 import { createTargetTransport, type TargetTransport } from '../shared/ssh-target.ts';
 import { sleep } from '../shared/sleep.ts';
 import { fromRunError, fromVirshFailure, NO_SNAPSHOT, type CallInfo } from './errors.ts';
-import { MAX_NAME_BYTES, isNumericName, memoryPath, nameProblems, overlayPath, specValue } from './naming.ts';
+import { KVM_LIMITS, isNumericName, memoryPath, nameProblems, overlayPath, specValue } from './naming.ts';
 import { PROVIDER, parseOptions, type KvmOptions } from './options.ts';
 import {
   blockJobActive,
@@ -143,7 +145,8 @@ const CAPABILITIES: Capabilities = {
   consolidate: true,
   duplicateNames: false,
   descriptions: true,
-  limits: { maxNameBytes: MAX_NAME_BYTES },
+  readiness: false,
+  limits: KVM_LIMITS,
 };
 
 interface Snap extends ParsedSnapshotXml {
@@ -169,7 +172,9 @@ async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) 
   return out;
 }
 
-export function createKvmProvider(target: string, rawOptions: Record<string, unknown>, deps: KvmDeps): SnapshotProvider {
+export type KvmProvider = ProviderWith<'revertSnapshot' | 'consolidate'>;
+
+export function createKvmProvider(target: string, rawOptions: Record<string, unknown>, deps: KvmDeps): KvmProvider {
   const options: KvmOptions = parseOptions(target, rawOptions);
   const transport: TargetTransport = deps.runner ? { runner: deps.runner, close: async () => {} } : createTargetTransport(options.ssh, deps.log);
   const runner = transport.runner;
@@ -298,6 +303,7 @@ export function createKvmProvider(target: string, rawOptions: Record<string, unk
       createdAt: s.createdAt,
       mode: modeOf(s),
       marker,
+      ready: true,
     };
   }
 
@@ -634,7 +640,7 @@ export function createKvmProvider(target: string, rawOptions: Record<string, unk
     });
   }
 
-  const provider: SnapshotProvider = {
+  const provider: KvmProvider = {
     kind: 'kvm',
     target,
 
@@ -683,6 +689,10 @@ export function createKvmProvider(target: string, rawOptions: Record<string, unk
     async listSnapshots(providerVmId, ctx) {
       assertNotAborted(ctx, 'list snapshots');
       return (await readSnapshots(domArg(providerVmId), ctx)).map(toProviderSnapshot);
+    },
+
+    async getSnapshot(providerVmId, providerRef, ctx) {
+      return snapshotIn(await provider.listSnapshots(providerVmId, ctx), providerRef, () => err('not_found', `domain ${providerVmId} has no snapshot '${providerRef}'`));
     },
 
     async createSnapshot(providerVmId, spec, ctx) {

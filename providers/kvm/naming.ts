@@ -4,20 +4,25 @@
  */
 import { createHash } from 'node:crypto';
 import { posix } from 'node:path';
+import { snapshotTextProblems, type Capabilities } from '../contract.ts';
 
 /** Longer names made libvirt fail to save metadata and leave orphan internal snapshots (danger 3). */
 export const MAX_NAME_BYTES = 200;
 
+/** The name rules, as data: the API refuses a name breaking one before any job exists. */
+export const KVM_LIMITS: Capabilities['limits'] = {
+  maxNameBytes: MAX_NAME_BYTES,
+  nameRules: [
+    { pattern: '/', effect: 'forbid', reason: "a snapshot name cannot contain '/' (libvirt refuses it)" },
+    { pattern: '^[0-9]+$', effect: 'forbid', reason: 'a snapshot name must not be purely numeric (a revert would pick the QEMU snapshot with that id instead)' },
+    { pattern: '^-', effect: 'forbid', reason: "a snapshot name must not start with '-' (virsh would read it as an option)" },
+    { pattern: '\\u0000', effect: 'forbid', reason: 'a snapshot name cannot contain NUL' },
+  ],
+};
+
 /** Problems with a name for a new snapshot; empty when it is fine. */
 export function nameProblems(name: string): string[] {
-  const problems: string[] = [];
-  if (name === '') problems.push('the snapshot name is empty');
-  if (Buffer.byteLength(name, 'utf8') > MAX_NAME_BYTES) problems.push(`the snapshot name is longer than ${MAX_NAME_BYTES} bytes (libvirt can lose track of longer ones)`);
-  if (name.includes('/')) problems.push("a snapshot name cannot contain '/' (libvirt refuses it)");
-  if (/^[0-9]+$/.test(name)) problems.push('a snapshot name must not be purely numeric (a revert would pick the QEMU snapshot with that id instead)');
-  if (name.startsWith('-')) problems.push("a snapshot name must not start with '-' (virsh would read it as an option)");
-  if (name.includes('\0')) problems.push('a snapshot name cannot contain NUL');
-  return problems;
+  return snapshotTextProblems(KVM_LIMITS, { name, description: '' });
 }
 
 /** Numeric names made outside Snapvisor can still exist; reverting them is what is dangerous. */

@@ -32,15 +32,17 @@ import {
   ProviderError,
   type CallContext,
   type Capabilities,
-  type ConsolidationReport,
   type CreateSpec,
   type DeleteOptions,
   type Logger,
   type ProviderSnapshot,
+  type ProviderWith,
   type SnapshotProvider,
+  snapshotTextProblems,
   type TargetHealth,
   type VmInfo,
 } from '../contract.ts';
+import { snapshotIn } from '../shared/snapshot-lookup.ts';
 import { descriptionWithMarker, splitMarker } from '../shared/description-marker.ts';
 import type { CommandRunner, RunResult } from '../shared/command-runner.ts';
 import { createTargetTransport, type TargetTransport } from '../shared/ssh-target.ts';
@@ -69,9 +71,10 @@ export interface VirtualBoxDeps {
 
 const UUID_RE = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
 const NO_SNAPSHOTS = 'This machine does not have any snapshots';
-/** A line VBoxManage would print unescaped that a machine-readable parser would take for a key (§4.1). */
-const KEY_LIKE_LINE = /^(?:Snapshot(?:Name|UUID|Description)(?:-\d+)*|CurrentSnapshot(?:Name|UUID|Node))=/;
 const MAX_NAME_BYTES = 1024;
+const UUID_SOURCE = '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$';
+/** A line VBoxManage would print unescaped that a machine-readable parser would take for a key (§4.1). */
+const KEY_LIKE_LINE_SOURCE = '(?:^|\\n)(?:Snapshot(?:Name|UUID|Description)(?:-\\d+)*|CurrentSnapshot(?:Name|UUID|Node))=';
 
 const CAPABILITIES: Capabilities = {
   modes: {
@@ -86,13 +89,31 @@ const CAPABILITIES: Capabilities = {
   consolidate: false,
   duplicateNames: true,
   descriptions: true,
-  limits: { maxNameBytes: MAX_NAME_BYTES },
+  readiness: false,
+  limits: {
+    maxNameBytes: MAX_NAME_BYTES,
+    nameRules: [
+      { pattern: '^-', effect: 'forbid', reason: "a snapshot name must not start with '-' (VBoxManage would read it as an option)" },
+      { pattern: UUID_SOURCE, effect: 'forbid', reason: 'a snapshot name must not be a UUID (VirtualBox would look it up as an id)' },
+      { pattern: '\\u0000', effect: 'forbid', reason: 'NUL characters cannot be passed to VBoxManage' },
+      { pattern: '\\u0000', effect: 'forbid', field: 'description', reason: 'NUL characters cannot be passed to VBoxManage' },
+      { pattern: KEY_LIKE_LINE_SOURCE, effect: 'forbid', reason: "the name has a line that VBoxManage's machine-readable output would mistake for a key (SnapshotName…=, CurrentSnapshot…=)" },
+      {
+        pattern: KEY_LIKE_LINE_SOURCE,
+        effect: 'forbid',
+        field: 'description',
+        reason: "the description has a line that VBoxManage's machine-readable output would mistake for a key (SnapshotName…=, CurrentSnapshot…=)",
+      },
+    ],
+  },
 };
 
 const ONLINE_STATES = new Set(['running', 'paused']);
 const OFF_STATES = new Set(['poweroff', 'aborted', 'teleported']);
 
-export function createVirtualBoxProvider(target: string, rawOptions: Record<string, unknown>, deps: VirtualBoxDeps): SnapshotProvider {
+export type VirtualBoxProvider = ProviderWith<'revertSnapshot'>;
+
+export function createVirtualBoxProvider(target: string, rawOptions: Record<string, unknown>, deps: VirtualBoxDeps): VirtualBoxProvider {
   const options: VirtualBoxOptions = parseOptions(target, rawOptions);
   const transport: TargetTransport = deps.runner ? { runner: deps.runner, close: async () => {} } : createTargetTransport(options.ssh, deps.log);
   const runner = transport.runner;
@@ -148,21 +169,11 @@ export function createVirtualBoxProvider(target: string, rawOptions: Record<stri
 
   function toProviderSnapshot(s: ParsedSnapshot): ProviderSnapshot {
     const { description, marker } = splitMarker(s.description);
-    return { providerRef: s.uuid, name: s.name, description, parentRef: s.parentUuid, current: s.current, createdAt: null, mode: null, marker };
+    return { providerRef: s.uuid, name: s.name, description, parentRef: s.parentUuid, current: s.current, createdAt: null, mode: null, marker, ready: true };
   }
 
   function validateSpec(spec: CreateSpec): void {
-    const problems: string[] = [];
-    if (spec.name === '') problems.push('the snapshot name is empty');
-    if (spec.name.startsWith('-')) problems.push("a snapshot name must not start with '-' (VBoxManage would read it as an option)");
-    if (Buffer.byteLength(spec.name, 'utf8') > MAX_NAME_BYTES) problems.push(`the snapshot name is longer than ${MAX_NAME_BYTES} bytes`);
-    if (UUID_RE.test(spec.name)) problems.push('a snapshot name must not be a UUID (VirtualBox would look it up as an id)');
-    if (spec.name.includes('\0') || spec.description.includes('\0')) problems.push('NUL characters cannot be passed to VBoxManage');
-    for (const [field, text] of [['name', spec.name], ['description', spec.description]] as const) {
-      if (text.split(/\r?\n/).some((l) => KEY_LIKE_LINE.test(l))) {
-        problems.push(`the ${field} has a line that VBoxManage's machine-readable output would mistake for a key (SnapshotName…=, CurrentSnapshot…=)`);
-      }
-    }
+    const problems = snapshotTextProblems(CAPABILITIES.limits, spec);
     if (problems.length > 0) throw err('invalid', problems.join('; '));
   }
 
@@ -202,7 +213,7 @@ export function createVirtualBoxProvider(target: string, rawOptions: Record<stri
     return toProviderSnapshot(found);
   }
 
-  const provider: SnapshotProvider = {
+  const provider: VirtualBoxProvider = {
     kind: 'virtualbox',
     target,
 
@@ -246,6 +257,10 @@ export function createVirtualBoxProvider(target: string, rawOptions: Record<stri
     async listSnapshots(providerVmId, ctx) {
       assertNotAborted(ctx, 'list snapshots');
       return (await readSnapshots(vmArg(providerVmId), ctx)).map(toProviderSnapshot);
+    },
+
+    async getSnapshot(providerVmId, providerRef, ctx) {
+      return snapshotIn(await provider.listSnapshots(providerVmId, ctx), providerRef, () => err('not_found', `VM ${providerVmId} has no snapshot '${providerRef}'`));
     },
 
     async createSnapshot(providerVmId, spec, ctx) {
@@ -340,10 +355,6 @@ export function createVirtualBoxProvider(target: string, rawOptions: Record<stri
           throw e;
         }
       }
-    },
-
-    async consolidate(): Promise<ConsolidationReport> {
-      throw err('unsupported', 'VirtualBox merges differencing images when a snapshot is deleted; there is nothing separate to consolidate');
     },
 
     async close() {

@@ -36,10 +36,13 @@ import {
   type Logger,
   type ProviderErrorKind,
   type ProviderSnapshot,
+  type ProviderWith,
   type SnapshotProvider,
+  snapshotTextProblems,
   type TargetHealth,
   type VmInfo,
 } from '../contract.ts';
+import { snapshotIn } from '../shared/snapshot-lookup.ts';
 import { descriptionWithMarker } from '../shared/description-marker.ts';
 import { sleep } from '../shared/sleep.ts';
 import { createVimClient, type VimClient } from './client.ts';
@@ -55,6 +58,7 @@ import { waitForTask, waitForTaskOutcome, type TaskOutcome } from './tasks.ts';
  * conservative reading in the contract's unit.
  */
 const MAX_NAME_BYTES = 80;
+const XML_FORBIDDEN = '[\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\uFFFE\\uFFFF]';
 const VM_PATHS = ['name', 'config.instanceUuid', 'runtime.powerState', 'runtime.consolidationNeeded', 'snapshot'];
 /** A MoRef value: vCenter uses `vm-123`, ESXi plain numbers; nothing with markup or whitespace. */
 const MOREF_VALUE_RE = /^[A-Za-z0-9_.:[\]-]{1,200}$/;
@@ -72,7 +76,15 @@ const CAPABILITIES: Capabilities = {
   consolidate: true,
   duplicateNames: true,
   descriptions: true,
-  limits: { maxNameBytes: MAX_NAME_BYTES },
+  readiness: false,
+  limits: {
+    maxNameBytes: MAX_NAME_BYTES,
+    // XML 1.0 cannot carry these control characters, not even escaped.
+    nameRules: [
+      { pattern: XML_FORBIDDEN, effect: 'forbid', reason: 'the name has control characters XML cannot carry' },
+      { pattern: XML_FORBIDDEN, effect: 'forbid', field: 'description', reason: 'the description has control characters XML cannot carry' },
+    ],
+  },
 };
 
 export interface VmwareDeps {
@@ -89,7 +101,9 @@ interface VmState {
   snapshots: ProviderSnapshot[];
 }
 
-export function createVmwareProvider(target: string, rawOptions: Record<string, unknown>, deps: VmwareDeps): SnapshotProvider {
+export type VmwareProvider = ProviderWith<'revertSnapshot' | 'consolidate' | 'deleteAllSnapshots'>;
+
+export function createVmwareProvider(target: string, rawOptions: Record<string, unknown>, deps: VmwareDeps): VmwareProvider {
   const options: VmwareOptions = parseOptions(target, rawOptions);
   const log = deps.log;
   const pollMs = deps.pollIntervalMs ?? 1000;
@@ -152,13 +166,7 @@ export function createVmwareProvider(target: string, rawOptions: Record<string, 
   }
 
   function validateSpec(spec: CreateSpec): void {
-    const problems: string[] = [];
-    if (spec.name.trim() === '') problems.push('the snapshot name is empty');
-    if (Buffer.byteLength(spec.name, 'utf8') > MAX_NAME_BYTES) problems.push(`the snapshot name is longer than ${MAX_NAME_BYTES} bytes (vSphere's limit is 80 characters)`);
-    // XML 1.0 cannot carry these control characters, not even escaped.
-    for (const [field, text] of [['name', spec.name], ['description', spec.description]] as const) {
-      if (/[\u0000-\u0008\u000B\u000C\u000E-\u001F\uFFFE\uFFFF]/.test(text)) problems.push(`the ${field} has control characters XML cannot carry`);
-    }
+    const problems = snapshotTextProblems(CAPABILITIES.limits, spec);
     if (problems.length > 0) throw err('invalid', problems.join('; '));
   }
 
@@ -224,7 +232,7 @@ export function createVmwareProvider(target: string, rawOptions: Record<string, 
     return found;
   }
 
-  const provider: SnapshotProvider = {
+  const provider: VmwareProvider = {
     kind: 'vmware',
     target,
 
@@ -288,6 +296,10 @@ export function createVmwareProvider(target: string, rawOptions: Record<string, 
     async listSnapshots(providerVmId, ctx) {
       assertNotAborted(ctx, 'list snapshots');
       return (await readVm(vmRef(providerVmId), ctx, ['snapshot'])).snapshots;
+    },
+
+    async getSnapshot(providerVmId, providerRef, ctx) {
+      return snapshotIn(await provider.listSnapshots(providerVmId, ctx), providerRef, () => err('not_found', `VM ${providerVmId} has no snapshot '${providerRef}'`));
     },
 
     async createSnapshot(providerVmId, spec, ctx) {

@@ -158,6 +158,7 @@ export function flattenSnapshots(info: unknown): ProviderSnapshot[] {
       description,
       parentRef,
       current: ref.value === current,
+      ready: true,
       createdAt: isoOf(node.createTime),
       mode: modeOf(state, quiesced),
       marker,

@@ -31,6 +31,8 @@ export function listingAfter(stored: readonly Snapshot[], change: SucceededChang
     createdAt: s.createdAt,
     mode: s.mode,
     marker: s.jobId === null ? null : markerForJob(s.jobId),
+    ready: s.ready,
+    ...(s.progress === null ? {} : { progress: s.progress }),
   }));
 
   switch (change.kind) {

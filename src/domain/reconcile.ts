@@ -9,7 +9,7 @@ import type { Iso, Snapshot, SnapshotMode } from './types.ts';
 
 export type SnapshotFields = Pick<
   Snapshot,
-  'parentId' | 'name' | 'description' | 'mode' | 'owner' | 'jobId' | 'state' | 'current' | 'createdAt' | 'deletedAt'
+  'parentId' | 'name' | 'description' | 'mode' | 'owner' | 'jobId' | 'state' | 'current' | 'ready' | 'progress' | 'createdAt' | 'deletedAt'
 >;
 
 export interface SnapshotChange {
@@ -69,6 +69,8 @@ export function reconcileSnapshots(input: SnapshotReconcileInput): SnapshotPlan 
         jobId: job ? markerJobId : null,
         state: 'present',
         current: o.current,
+        ready: o.ready,
+        progress: o.ready ? null : (o.progress ?? null),
         createdAt: o.createdAt,
         firstSeenAt: now,
         deletedAt: null,
@@ -80,6 +82,8 @@ export function reconcileSnapshots(input: SnapshotReconcileInput): SnapshotPlan 
       name: o.name,
       description: o.description,
       current: o.current,
+      ready: o.ready,
+      progress: o.ready ? null : (o.progress ?? null),
       state: 'present',
       deletedAt: null,
     };

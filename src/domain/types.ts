@@ -55,6 +55,10 @@ export interface Snapshot {
   jobId: string | null;
   state: SnapshotState;
   current: boolean;
+  /** Usable now; false while the provider still copies it (a cloud disk snapshot). */
+  ready: boolean;
+  /** 0..100 while not ready, when the provider can tell; null otherwise. */
+  progress: number | null;
   createdAt: Iso | null;
   firstSeenAt: Iso;
   deletedAt: Iso | null;

@@ -29,16 +29,15 @@ export function decideAfterError(
   job: { attempts: number; maxAttempts: number },
   settings: BackoffSettings,
 ): FailureDecision {
-  if (isProviderError(err)) {
-    const error: JobError = { kind: err.kind, message: err.message, ...(err.nativeCode ? { code: err.nativeCode } : {}) };
+  if (err instanceof SnapvisorError) {
+    // A provider's job error carries its native code (VBOX_E_…); the engine's own, its stable code.
+    const code = isProviderError(err) ? err.nativeCode : err.code;
+    const error: JobError = { kind: err.kind, message: err.message, ...(code ? { code } : {}) };
     // `uncertain` is retried too: create is idempotent by marker and the handler looks first.
     if (err.retry !== 'final' && job.attempts < job.maxAttempts) {
       return { action: 'retry', delayMs: backoffDelayMs(job.attempts, settings, err.retryAfterMs), error };
     }
     return { action: 'fail', error, internal: false };
-  }
-  if (err instanceof SnapvisorError) {
-    return { action: 'fail', error: { kind: err.kind, message: err.message, code: err.code }, internal: false };
   }
   return { action: 'fail', error: { kind: 'internal', message: INTERNAL_MESSAGE }, internal: true };
 }

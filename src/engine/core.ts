@@ -18,6 +18,8 @@ export interface EngineSettings {
   maxAttempts: number;
   backoff: { initialMs: number; maxMs: number };
   syncIntervalMs: number;
+  /** How often a create job asks whether a snapshot that is not ready yet (a cloud copy) is ready. */
+  readinessPollMs: number;
 }
 
 export const DEFAULT_SETTINGS: EngineSettings = {
@@ -26,6 +28,7 @@ export const DEFAULT_SETTINGS: EngineSettings = {
   maxAttempts: 5,
   backoff: { initialMs: 1_000, maxMs: 5 * 60_000 },
   syncIntervalMs: 60_000,
+  readinessPollMs: 5_000,
 };
 
 export interface BoundTarget {

@@ -208,7 +208,7 @@ export function createEngine(options: EngineOptions): Engine {
     async cancelJob(jobId, principal) {
       const job = await engine.getJob(jobId);
       if (isFinal(job)) {
-        throw new SnapvisorError('conflict', 'SNAPVISOR_ERR_JOB_FINISHED', `job '${jobId}' is already ${job.state}`, { state: job.state });
+        throw new SnapvisorError('conflict', 'SNAPVISOR_ERR_JOB_FINISHED', `job '${jobId}' is already ${job.state}`, { extra: { state: job.state } });
       }
       const cancelled = await store.jobs.cancelQueued(jobId, core.iso(), cancelledError());
       if (cancelled) {

@@ -3,7 +3,8 @@
  * provider answered (sync.record — no second listing of the VM; the periodic sync reads the whole
  * truth), except after a consolidation, which can change much more than one snapshot (full re-read).
  */
-import { markerForJob, ProviderError, type CallContext, type ProviderSnapshot } from '../../providers/contract.ts';
+import { markerForJob, type CallContext, type ProviderSnapshot } from '../../providers/contract.ts';
+import { sleep } from '../../providers/shared/sleep.ts';
 import { SnapvisorError } from '../domain/errors.ts';
 import { descendantIds } from '../domain/tree.ts';
 import type { CreateParams, DeleteParams, Job, JobResult, Vm } from '../domain/types.ts';
@@ -53,6 +54,26 @@ export async function recordCreated(input: Pick<HandlerInput, 'core' | 'sync' | 
   return { snapshotId: row.id };
 }
 
+/**
+ * A snapshot that exists but is not usable yet (a cloud still copying it) is recorded as not ready
+ * at once — visible and owned — and the job waits on getSnapshot until it is, with the copy's progress.
+ */
+async function untilReady(input: HandlerInput, made: ProviderSnapshot): Promise<void> {
+  const { core, sync, target, vm, ctx } = input;
+  let snap = made;
+  while (!snap.ready) {
+    ctx.progress(snap.progress ?? 0, `snapshot '${snap.name}' is not ready yet${snap.progress === undefined ? '' : ` (${snap.progress} %)`}`);
+    await sleep(core.settings.readinessPollMs, ctx.signal, () =>
+      // The snapshot exists either way: a retry finds it by its marker and goes on waiting.
+      new SnapvisorError('transient', 'SNAPVISOR_ERR_READINESS_WAIT_ABORTED', `stopped waiting for snapshot '${snap.name}' to be ready`, { retry: 'uncertain' }),
+    );
+    const ref = snap.providerRef;
+    const fresh = await core.call(target.provider, 'getSnapshot', () => target.provider.getSnapshot(vm.providerVmId, ref, ctx));
+    if (fresh.ready !== snap.ready || fresh.progress !== snap.progress) await sync.record(vm, { kind: 'created', snapshot: fresh });
+    snap = fresh;
+  }
+}
+
 async function create(input: HandlerInput): Promise<JobResult> {
   const { core, target, vm, ctx, job } = input;
   const params = job.params as CreateParams;
@@ -68,7 +89,9 @@ async function create(input: HandlerInput): Promise<JobResult> {
         ctx,
       ),
     ));
-  return recordCreated(input, made);
+  const result = await recordCreated(input, made);
+  await untilReady(input, made);
+  return result;
 }
 
 async function snapshotOf(input: HandlerInput) {
@@ -81,7 +104,10 @@ async function snapshotOf(input: HandlerInput) {
 async function revert(input: HandlerInput): Promise<JobResult> {
   const { core, sync, target, vm, ctx } = input;
   const snapshot = await snapshotOf(input);
-  const outcome = await core.call(target.provider, 'revertSnapshot', () => target.provider.revertSnapshot(vm.providerVmId, snapshot.providerRef, ctx));
+  const revertSnapshot = target.provider.revertSnapshot?.bind(target.provider);
+  // Submit refuses this up front; the configuration may have changed while the job waited.
+  if (!revertSnapshot) throw cannot(target, 'revert to a snapshot');
+  const outcome = await core.call(target.provider, 'revertSnapshot', () => revertSnapshot(vm.providerVmId, snapshot.providerRef, ctx));
   await sync.record(vm, { kind: 'reverted', providerRef: snapshot.providerRef });
   // Reverting changes the power state (a memory snapshot comes back running, an offline one off).
   await sync.recordPower(target, vm, outcome);
@@ -118,9 +144,7 @@ async function removeAll(input: HandlerInput): Promise<JobResult> {
     const native = provider.deleteAllSnapshots.bind(provider);
     await core.call(provider, 'deleteAllSnapshots', () => native(vm.providerVmId, ctx));
   } else {
-    if (!provider.capabilities().deleteChildren) {
-      throw new ProviderError(provider.kind, 'unsupported', `target '${target.spec.name}' cannot remove all snapshots of a VM`);
-    }
+    if (!provider.capabilities().deleteChildren) throw cannot(target, 'remove all snapshots of a VM');
     const present = await core.call(provider, 'listSnapshots', () => provider.listSnapshots(vm.providerVmId, ctx));
     const roots = present.filter((s) => s.parentRef === null || !present.some((p) => p.providerRef === s.parentRef));
     for (const [i, root] of roots.entries()) {
@@ -136,8 +160,13 @@ async function removeAll(input: HandlerInput): Promise<JobResult> {
 
 async function consolidate(input: HandlerInput): Promise<JobResult> {
   const { core, sync, target, vm, ctx } = input;
-  const report = await core.call(target.provider, 'consolidate', () => target.provider.consolidate(vm.providerVmId, ctx));
+  const consolidateVm = target.provider.consolidate?.bind(target.provider);
+  if (!consolidateVm) throw cannot(target, 'consolidate disks');
+  const report = await core.call(target.provider, 'consolidate', () => consolidateVm(vm.providerVmId, ctx));
   await sync.syncVm(target, vm);
   await sync.syncInventory(target).catch((err: unknown) => ctx.log.warn({ err: String(err) }, 'inventory refresh after consolidate failed'));
   return { message: report.message };
 }
+
+const cannot = (target: BoundTarget, what: string) =>
+  new SnapvisorError('unsupported', 'SNAPVISOR_ERR_UNSUPPORTED', `target '${target.spec.name}' cannot ${what}`);

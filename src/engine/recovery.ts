@@ -69,6 +69,11 @@ async function lookUp(core: Core, sync: Sync, job: Job, log: Core['log']): Promi
   if (job.kind === 'snapshot.create') {
     const made = await findByMarker({ core, target, vm, ctx, jobId: job.id });
     if (!made) return { done: false, reason: 'no snapshot carries the job marker' };
+    if (!made.ready) {
+      // Recorded now, waited for by the job itself (its retry finds the snapshot by the marker).
+      await recordCreated({ core, sync, vm }, made);
+      return { done: false, reason: 'snapshot with the job marker found, not ready yet' };
+    }
     return { done: true, result: await recordCreated({ core, sync, vm }, made), reason: 'snapshot with the job marker found' };
   }
   const snapshot = job.snapshotId === null ? null : await core.store.snapshots.get(job.snapshotId);

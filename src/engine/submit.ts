@@ -3,7 +3,7 @@
  * capabilities first (no row exists for a refused request), then insert the job and its
  * idempotency key in one transaction.
  */
-import { SNAPSHOT_MODES } from '../../providers/contract.ts';
+import { SNAPSHOT_MODES, snapshotTextProblems } from '../../providers/contract.ts';
 import { planConsolidation } from '../domain/consolidation.ts';
 import { SnapvisorError, notFound } from '../domain/errors.ts';
 import type { JobParams, Snapshot, Vm } from '../domain/types.ts';
@@ -76,16 +76,28 @@ async function validate(core: Core, request: JobRequest): Promise<Draft> {
       const support = caps.modes[request.mode];
       if (!support.supported) {
         throw new SnapvisorError('unsupported', 'SNAPVISOR_ERR_MODE_UNSUPPORTED', `mode '${request.mode}' is not supported by target '${target.spec.name}': ${support.reason}`, {
-          mode: request.mode,
-          target: target.spec.name,
-          reason: support.reason,
+          extra: { mode: request.mode, target: target.spec.name, reason: support.reason },
         });
       }
       if (request.name.trim() === '') throw new SnapvisorError('invalid', 'SNAPVISOR_ERR_NAME_EMPTY', 'snapshot name must not be empty');
       const bytes = Buffer.byteLength(request.name, 'utf8');
       if (bytes > caps.limits.maxNameBytes) {
         throw new SnapvisorError('invalid', 'SNAPVISOR_ERR_NAME_TOO_LONG', `snapshot name is ${bytes} bytes; target '${target.spec.name}' allows ${caps.limits.maxNameBytes}`, {
-          maxNameBytes: caps.limits.maxNameBytes,
+          extra: { maxNameBytes: caps.limits.maxNameBytes },
+        });
+      }
+      // The target's own rules, declared as data (the adapter checks the same ones again).
+      const problems = snapshotTextProblems(caps.limits, { name: request.name, description: request.description });
+      if (problems.length > 0) {
+        throw new SnapvisorError('invalid', 'SNAPVISOR_ERR_NAME_INVALID', `target '${target.spec.name}' cannot take this snapshot: ${problems.join('; ')}`, {
+          extra: { problems },
+        });
+      }
+      // No RAM to save: refused before a job exists rather than failing on the hypervisor (or, worse,
+      // being taken without memory). The stored state may be stale; the provider checks again.
+      if (request.mode === 'memory' && vm.powerState === 'off') {
+        throw new SnapvisorError('conflict', 'SNAPVISOR_ERR_VM_POWERED_OFF', `a memory snapshot needs a running VM; VM '${vm.name}' is powered off (use mode 'offline' or 'crash')`, {
+          extra: { powerState: vm.powerState },
         });
       }
       if (request.description !== '' && !caps.descriptions) {

@@ -4,7 +4,8 @@
  * cancel, on the per-attempt timeout and on shutdown, and settles the row by what happened.
  */
 import { randomUUID } from 'node:crypto';
-import { ProviderError, type CallContext } from '../../providers/contract.ts';
+import type { CallContext } from '../../providers/contract.ts';
+import { SnapvisorError } from '../domain/errors.ts';
 import type { Job, JobError } from '../domain/types.ts';
 import { decideAfterError } from './backoff.ts';
 import type { Core } from './core.ts';
@@ -138,7 +139,7 @@ export function createWorker(core: Core, sync: Sync): Worker {
     try {
       const target = await core.targetById(job.targetId);
       const vm = await core.store.vms.get(job.vmId);
-      if (!vm) throw new ProviderError(target.provider.kind, 'not_found', `VM of job ${job.id} is missing from the store`);
+      if (!vm) throw new SnapvisorError('not_found', 'SNAPVISOR_ERR_VM_NOT_FOUND', `VM of job ${job.id} is missing from the store`);
       const result = await runHandler({ core, sync, job, target, vm, ctx });
       // Success stands even if a cancel arrived meanwhile: the hypervisor already did it.
       settled = await core.store.jobs.finish(job.id, ticket, { state: 'succeeded', result, error: null, at: core.iso() });
@@ -169,8 +170,8 @@ export function createWorker(core: Core, sync: Sync): Worker {
       return core.store.jobs.requeue(job.id, ticket, { nextAttemptAt: now.toISOString(), error: null, refundAttempt: true });
     }
     const cause =
-      entry.reason === 'timeout' && !(err instanceof ProviderError)
-        ? new ProviderError('engine', 'transient', `job attempt timed out after ${core.settings.jobTimeoutMs} ms`, { retry: 'uncertain' })
+      entry.reason === 'timeout' && !(err instanceof SnapvisorError)
+        ? new SnapvisorError('transient', 'SNAPVISOR_ERR_JOB_TIMEOUT', `job attempt timed out after ${core.settings.jobTimeoutMs} ms`, { retry: 'uncertain' })
         : err;
     const decision = decideAfterError(cause, job, core.settings.backoff);
     if (decision.action === 'retry') {

@@ -4,6 +4,7 @@ export const bool = (v: unknown): boolean => v === 1 || v === true;
 export const int = (b: boolean): number => (b ? 1 : 0);
 export const str = (v: unknown): string => (typeof v === 'string' ? v : String(v));
 export const strOrNull = (v: unknown): string | null => (v === null || v === undefined ? null : String(v));
+export const intOrNull = (v: unknown): number | null => (typeof v === 'number' ? v : typeof v === 'bigint' ? Number(v) : null);
 
 export function json<T>(v: unknown): T | null {
   return typeof v === 'string' ? (JSON.parse(v) as T) : null;

@@ -1,7 +1,7 @@
 import type { SnapshotFields, SnapshotPlan } from '../domain/reconcile.ts';
 import type { Snapshot, SnapshotMode, SnapshotOwner, SnapshotState } from '../domain/types.ts';
 import type { Db } from './db.ts';
-import { bool, int, str, strOrNull, type Row } from './rows.ts';
+import { bool, int, intOrNull, str, strOrNull, type Row } from './rows.ts';
 
 export interface SnapshotRepo {
   get(id: string): Promise<Snapshot | null>;
@@ -28,6 +28,8 @@ const toSnapshot = (r: Row): Snapshot => ({
   jobId: strOrNull(r.job_id),
   state: str(r.state) as SnapshotState,
   current: bool(r.is_current),
+  ready: bool(r.ready),
+  progress: intOrNull(r.progress),
   createdAt: strOrNull(r.created_at),
   firstSeenAt: str(r.first_seen_at),
   deletedAt: strOrNull(r.deleted_at),
@@ -42,6 +44,8 @@ const COLUMNS: Record<keyof SnapshotFields, string> = {
   jobId: 'job_id',
   state: 'state',
   current: 'is_current',
+  ready: 'ready',
+  progress: 'progress',
   createdAt: 'created_at',
   deletedAt: 'deleted_at',
 };
@@ -72,13 +76,13 @@ export function createSnapshotRepo(db: Db): SnapshotRepo {
     async apply(plan) {
       db.tx(() => {
         const insert = db.stmt(
-          `INSERT INTO snapshots (id, vm_id, provider_ref, parent_id, name, description, mode, owner, job_id, state, is_current, created_at, first_seen_at, deleted_at)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+          `INSERT INTO snapshots (id, vm_id, provider_ref, parent_id, name, description, mode, owner, job_id, state, is_current, ready, progress, created_at, first_seen_at, deleted_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
         );
         const touched = new Set<string>();
         for (const s of plan.inserts) {
           touched.add(s.vmId);
-          insert.run(s.id, s.vmId, s.providerRef, s.parentId, s.name, s.description, s.mode, s.owner, s.jobId, s.state, int(s.current), s.createdAt, s.firstSeenAt, s.deletedAt);
+          insert.run(s.id, s.vmId, s.providerRef, s.parentId, s.name, s.description, s.mode, s.owner, s.jobId, s.state, int(s.current), int(s.ready), s.progress, s.createdAt, s.firstSeenAt, s.deletedAt);
         }
         for (const change of [...plan.updates, ...plan.gone]) {
           const keys = Object.keys(change.set) as Array<keyof SnapshotFields>;

@@ -87,7 +87,7 @@ t.test('ProviderError kinds map to statuses; 5xx details stay generic', async (t
 });
 
 t.test('SnapvisorError keeps its code and safe extra fields; idempotency reuse is 422', async (t) => {
-  const app = await tiny(t, () => new SnapvisorError('unsupported', 'SNAPVISOR_ERR_MODE_UNSUPPORTED', 'no crash mode here', { reason: 'disk-only needs a running VM', status: 999 }));
+  const app = await tiny(t, () => new SnapvisorError('unsupported', 'SNAPVISOR_ERR_MODE_UNSUPPORTED', 'no crash mode here', { extra: { reason: 'disk-only needs a running VM', status: 999 } }));
   const body = JSON.parse((await app.inject('/boom')).body);
   t.equal(body.status, 422, 'extra cannot override reserved fields');
   t.equal(body.reason, 'disk-only needs a running VM');

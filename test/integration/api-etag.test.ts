@@ -27,7 +27,7 @@ t.test('ETag and If-None-Match on the snapshot listing', async (t) => {
   t.ok(Array.isArray(flat.json().items));
 
   // A job changes the tree: the old ETag no longer matches and the body shows the new snapshot.
-  const created = await h.call({ method: 'POST', url: `/v1/vms/${vm}/snapshots?wait=10`, payload: { name: 'after', mode: 'memory' } });
+  const created = await h.call({ method: 'POST', url: `/v1/vms/${vm}/snapshots?wait=10`, payload: { name: 'after', mode: 'offline' } });
   t.equal(created.json().state, 'succeeded');
   const changed = await h.call({ method: 'GET', url, as: 'reader', headers: { 'if-none-match': etag } });
   t.equal(changed.statusCode, 200, 'stale ETag → full answer');

@@ -10,10 +10,10 @@ import t from 'tap';
 import { chmodSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
-import { createKvmProvider } from '../../providers/kvm/index.ts';
+import { createKvmProvider, type KvmProvider } from '../../providers/kvm/index.ts';
 import { parseDomainXml, parseSnapshotXml } from '../../providers/kvm/parse.ts';
 import { testContext } from '../../providers/conformance/suite.ts';
-import { markerForJob, type SnapshotProvider } from '../../providers/contract.ts';
+import { markerForJob } from '../../providers/contract.ts';
 import { createKvmLab, type KvmLab } from '../labs/kvm/lab.ts';
 import { rejection } from '../fixtures/provider-error.ts';
 import { silentLogger } from '../fixtures/fake-provider.ts';
@@ -25,8 +25,8 @@ const marker = () => markerForJob(`cons-${randomUUID()}`);
 const dir = mkdtempSync(join('/tmp', 'snapvisor-kvm-cons-'));
 chmodSync(dir, 0o755);
 let lab: KvmLab;
-const providers: SnapshotProvider[] = [];
-function provider(maxChainDepth?: number): SnapshotProvider {
+const providers: KvmProvider[] = [];
+function provider(maxChainDepth?: number): KvmProvider {
   const p = createKvmProvider(
     'lab',
     { uri: lab.uri, ssh: lab.ssh, commandTimeoutSec: 60, ...(maxChainDepth === undefined ? {} : { consolidate: { maxChainDepth } }) },
@@ -68,7 +68,7 @@ t.test('3-deep crash chain on a running domain: merged to depth 1, then 0', asyn
   const before = await chain('deep');
   tt.equal(before.length - 1, 3, 'three overlays above the base');
   tt.equal(before[3], lab.diskPath('deep'));
-  const needed = async (q: SnapshotProvider) => (await q.listVms(ctx())).find((v) => v.providerVmId === id)?.consolidationNeeded;
+  const needed = async (q: KvmProvider) => (await q.listVms(ctx())).find((v) => v.providerVmId === id)?.consolidationNeeded;
   tt.equal(await needed(p), true, 'listVms: consolidation needed (3 overlays > 1)');
 
   const progress: number[] = [];

@@ -10,11 +10,11 @@ import t from 'tap';
 import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { randomUUID } from 'node:crypto';
-import { createKvmProvider } from '../../providers/kvm/index.ts';
+import { createKvmProvider, type KvmProvider } from '../../providers/kvm/index.ts';
 import { overlayPath } from '../../providers/kvm/naming.ts';
 import { testContext } from '../../providers/conformance/suite.ts';
 import { MERGE_MARKER, parseDomainXml, parseSnapshotXml } from '../../providers/kvm/parse.ts';
-import { markerForJob, type CallContext, type SnapshotProvider } from '../../providers/contract.ts';
+import { markerForJob, type CallContext } from '../../providers/contract.ts';
 import { createKvmLab, type KvmLab } from '../labs/kvm/lab.ts';
 import { rejection } from '../fixtures/provider-error.ts';
 import { silentLogger } from '../fixtures/fake-provider.ts';
@@ -45,15 +45,15 @@ async function filesOf(name: string, snapshot: string): Promise<string[]> {
   return [...s.disks.flatMap((d) => (d.snapshot === 'external' && d.source ? [d.source] : [])), ...(s.memoryFile ? [s.memoryFile] : [])];
 }
 
-async function powerState(p: SnapshotProvider, id: string): Promise<string | undefined> {
+async function powerState(p: KvmProvider, id: string): Promise<string | undefined> {
   return (await p.listVms(ctx())).find((v) => v.providerVmId === id)?.powerState;
 }
 
 const dir = mkdtempSync(join('/tmp', 'snapvisor-kvm-ext-'));
 chmodSync(dir, 0o755);
 let lab: KvmLab;
-const providers: SnapshotProvider[] = [];
-function provider(extra: Record<string, unknown> = {}): SnapshotProvider {
+const providers: KvmProvider[] = [];
+function provider(extra: Record<string, unknown> = {}): KvmProvider {
   const p = createKvmProvider('lab', { uri: lab.uri, ssh: lab.ssh, commandTimeoutSec: 60, ...extra }, { log });
   providers.push(p);
   return p;

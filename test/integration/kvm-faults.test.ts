@@ -10,9 +10,9 @@ import t from 'tap';
 import { chmodSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
-import { createKvmProvider } from '../../providers/kvm/index.ts';
+import { createKvmProvider, type KvmProvider } from '../../providers/kvm/index.ts';
 import { testContext } from '../../providers/conformance/suite.ts';
-import { ProviderError, markerForJob, type SnapshotProvider } from '../../providers/contract.ts';
+import { ProviderError, markerForJob } from '../../providers/contract.ts';
 import type { CommandRunner } from '../../providers/shared/command-runner.ts';
 import { createSshRunner } from '../../providers/shared/ssh.ts';
 import { createKvmLab, ensureLibvirt, stopLibvirtd, type KvmLab } from '../labs/kvm/lab.ts';
@@ -26,9 +26,9 @@ const marker = () => markerForJob(`fault-${randomUUID()}`);
 const dir = mkdtempSync(join('/tmp', 'snapvisor-kvm-faults-'));
 chmodSync(dir, 0o755);
 let lab: KvmLab;
-const providers: SnapshotProvider[] = [];
+const providers: KvmProvider[] = [];
 
-function provider(runner?: CommandRunner): SnapshotProvider {
+function provider(runner?: CommandRunner): KvmProvider {
   const p = createKvmProvider('lab', { uri: lab.uri, ssh: lab.ssh, commandTimeoutSec: 60 }, { log, ...(runner ? { runner } : {}) });
   providers.push(p);
   return p;

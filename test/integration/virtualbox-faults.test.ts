@@ -6,8 +6,8 @@ import t from 'tap';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ProviderError, markerForJob, type SnapshotProvider } from '../../providers/contract.ts';
-import { createVirtualBoxProvider } from '../../providers/virtualbox/index.ts';
+import { ProviderError, markerForJob } from '../../providers/contract.ts';
+import { createVirtualBoxProvider, type VirtualBoxProvider } from '../../providers/virtualbox/index.ts';
 import { testContext, type TapTest } from '../../providers/conformance/suite.ts';
 import { createVboxLab, type VboxLab } from '../labs/vboxmanage-sim/lab.ts';
 import { rejection as providerError } from '../fixtures/provider-error.ts';
@@ -29,7 +29,7 @@ function setup(t: TapTest, opts: { stepMs?: number; commandTimeoutSec?: number; 
     ],
   });
   const uuid = (name: string) => lab.readState().vms.find((v) => v.name === name)?.uuid ?? '';
-  const provider: SnapshotProvider = createVirtualBoxProvider(
+  const provider: VirtualBoxProvider = createVirtualBoxProvider(
     'lab',
     { vboxmanage: lab.vboxmanage, commandTimeoutSec: opts.commandTimeoutSec ?? 30, offline: { shutdownTimeoutSec: 1, ...opts.offline } },
     { log, pollIntervalMs: 20 },

@@ -46,6 +46,7 @@ const ps = (ref: string, parentRef: string | null, current = false): ProviderSna
   createdAt: null,
   mode: null,
   marker: null,
+  ready: true,
 });
 
 /** Stored rows for a listing (first sync). */
@@ -112,7 +113,7 @@ t.test('random job sequences: prediction equals a full listing after every step'
         what = `create ${name}`;
       } else if (op === 1) {
         const s = present[rand(present.length)]!;
-        await fake.revertSnapshot('vm', s.providerRef, ctx);
+        await fake.revertSnapshot!('vm', s.providerRef, ctx);
         change = { kind: 'reverted', providerRef: s.providerRef };
         what = `revert ${s.providerRef}`;
       } else {

@@ -156,7 +156,7 @@ for (const row of recoveries) {
     t.ok(await h.store.jobs.tryClaim(jobId, 'dead-process-ticket', h.clock.now().toISOString(), 4));
     if (row.cancelRequested) await h.store.jobs.requestCancel(jobId);
     if (row.hypervisorDid && row.kind === 'snapshot.create') {
-      fakeVm.snapshots.push({ ref: 'made-before-crash', name: 'nightly', description: '', parentRef: fakeVm.currentRef, createdAt: h.clock.now().toISOString(), mode: 'memory', marker: markerForJob(jobId) });
+      fakeVm.snapshots.push({ ref: 'made-before-crash', name: 'nightly', description: '', parentRef: fakeVm.currentRef, createdAt: h.clock.now().toISOString(), mode: 'memory', marker: markerForJob(jobId), pendingPolls: 0 });
       fakeVm.currentRef = 'made-before-crash';
     }
     if (row.hypervisorDid && row.kind === 'snapshot.delete') h.provider.removeSnapshot(fakeVm.id, fakeVm.snapshots[1]!.ref);

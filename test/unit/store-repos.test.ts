@@ -48,6 +48,8 @@ const snap = (id: string, vmId: string, parentId: string | null, extra: Partial<
   jobId: null,
   state: 'present',
   current: false,
+  ready: true,
+  progress: null,
   createdAt: null,
   firstSeenAt: AT,
   deletedAt: null,

@@ -1,13 +1,12 @@
 /**
  * The one error handler: every failure leaves as RFC 9457 application/problem+json.
  *
- * SnapvisorError and ProviderError are mapped by `kind` (never by message or class name); Fastify's
+ * SnapvisorError (and ProviderError, which extends it) is mapped by `kind` (never by message or class name); Fastify's
  * own errors by their FST_ERR_* code. 5xx bodies say nothing specific — the original error is
  * logged with the request id, which the body carries so an operator can find it.
  */
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
-import { ProviderError } from '../../../providers/contract.ts';
 import { SnapvisorError, type ErrorKind } from '../../domain/errors.ts';
 import { HttpProblem } from '../errors.ts';
 import type { ProblemBody } from '../schemas/common.ts';
@@ -142,18 +141,8 @@ export function toProblem(err: unknown, request: FastifyRequest): Problem {
   if (err instanceof HttpProblem) {
     return { body: base(err.status, err.kind, err.code, err.message, request, err.title), headers: err.headers, logError: undefined };
   }
-  if (err instanceof SnapvisorError) {
-    const extra = err.extra;
-    const retryAfterMs = typeof extra['retryAfterMs'] === 'number' ? extra['retryAfterMs'] : undefined;
-    const rest = Object.fromEntries(Object.entries(extra).filter(([k]) => k !== 'retryAfterMs'));
-    return fromKind(err.kind, err.code, err.message, rest, retryAfterMs, err, request);
-  }
-  if (err instanceof ProviderError) {
-    const code = `SNAPVISOR_ERR_${err.kind.toUpperCase()}`;
-    const extra: Record<string, unknown> = { target: err.provider };
-    if (err.nativeCode !== undefined) extra['nativeCode'] = err.nativeCode;
-    return fromKind(err.kind, code, err.message, extra, err.retryAfterMs, err, request);
-  }
+  // The engine's own errors and the providers' share one base: mapped by kind, never by class.
+  if (err instanceof SnapvisorError) return fromKind(err.kind, err.code, err.message, err.extra, err.retryAfterMs, err, request);
   const fe = err as Partial<FastifyError> & { validation?: ValidationIssue[]; validationContext?: string };
   if (fe && typeof fe === 'object' && Array.isArray(fe.validation)) {
     const errors = validationErrors(fe.validationContext, fe.validation);

@@ -14,6 +14,8 @@ const snapshotProperties = {
   jobId: NullableString(),
   state: StringEnum(['present', 'gone'] as const),
   current: Type.Boolean({ description: "The VM's current state descends from this snapshot" }),
+  ready: Type.Boolean({ description: 'Usable now; false while the provider still copies it (a cloud disk snapshot)' }),
+  progress: Type.Union([Type.Integer({ minimum: 0, maximum: 100 }), Type.Null()], { description: 'Copy progress while not ready, when known' }),
   createdAt: NullableIsoTime,
   firstSeenAt: IsoTime,
   deletedAt: NullableIsoTime,

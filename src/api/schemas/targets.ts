@@ -1,27 +1,9 @@
 import { Type } from 'typebox';
-import { PROVIDER_KINDS, SNAPSHOT_MODES } from '../../../providers/contract.ts';
+import { CapabilitiesSchema, PROVIDER_KINDS } from '../../../providers/contract.ts';
 import { NullableBoolean, NullableIsoTime, NullableString, StringEnum } from './common.ts';
 
-const ModeSupport = Type.Object({
-  supported: Type.Boolean(),
-  reason: Type.Optional(Type.String({ description: 'Why the mode is not available (shown on 422)' })),
-});
-
-const modes = Object.fromEntries(SNAPSHOT_MODES.map((m) => [m, ModeSupport])) as Record<(typeof SNAPSHOT_MODES)[number], typeof ModeSupport>;
-
-export const Capabilities = Type.Object({
-  modes: Type.Object(modes),
-  revert: Type.Boolean(),
-  deleteChildren: Type.Boolean(),
-  deleteAll: Type.Boolean(),
-  consolidate: Type.Boolean(),
-  duplicateNames: Type.Boolean(),
-  descriptions: Type.Boolean(),
-  limits: Type.Object({
-    maxNameBytes: Type.Integer(),
-    maxSnapshotsPerVm: Type.Optional(Type.Integer()),
-  }),
-});
+/** Declared once, in the provider contract: the API shows what the engine and the suite read. */
+export const Capabilities = CapabilitiesSchema;
 
 export const TargetHealth = Type.Object({
   reachable: Type.Boolean(),

@@ -7,6 +7,7 @@ import { sql as init } from './001_init.ts';
 import { sql as snapshotRev } from './002_snapshot_rev.ts';
 import { sql as vmNamePrefix } from './003_vm_name_prefix.ts';
 import { sql as jobQueueIndexes } from './004_job_queue_indexes.ts';
+import { sql as snapshotReadiness } from './005_snapshot_readiness.ts';
 
 export interface Migration {
   version: number;
@@ -19,4 +20,5 @@ export const MIGRATIONS: readonly Migration[] = [
   { version: 2, name: 'snapshot_rev', sql: snapshotRev },
   { version: 3, name: 'vm_name_prefix', sql: vmNamePrefix },
   { version: 4, name: 'job_queue_indexes', sql: jobQueueIndexes },
+  { version: 5, name: 'snapshot_readiness', sql: snapshotReadiness },
 ];
