@@ -162,13 +162,17 @@ t.test('validation → invalid before anything runs', async (t) => {
 });
 
 t.test('concurrent operations see the transient state (changing-state errors)', async (t) => {
-  const { provider, web, lab } = setup(t, { stepMs: 150 });
+  // A 5 s transient window: on a loaded CI machine a VBoxManage process can take a second to start,
+  // and the second call must reach the VM while the first take still holds it.
+  const { provider, web, lab } = setup(t, { stepMs: 500 });
   const zero = await provider.createSnapshot(web, spec('zero'), testContext());
   const results = await Promise.allSettled([
     provider.createSnapshot(web, spec('one'), testContext()),
     (async () => {
       // Start the second take once the first one holds the VM in its transient state.
-      for (let i = 0; i < 200 && lab.readState().vms.find((v) => v.name === 'web01')?.state !== 'onlinesnapshotting'; i++) {
+      const deadline = Date.now() + 30_000;
+      while (lab.readState().vms.find((v) => v.name === 'web01')?.state !== 'onlinesnapshotting') {
+        if (Date.now() > deadline) throw new Error('the first take never reached OnlineSnapshotting within 30 s');
         await new Promise((r) => setTimeout(r, 10));
       }
       return provider.deleteSnapshot(web, zero.providerRef, { children: false }, testContext());
