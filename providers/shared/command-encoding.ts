@@ -10,6 +10,14 @@
  *   JSON literal the script decodes, so no user string is ever spliced into code. The whole thing
  *   goes as `powershell -NoProfile -NonInteractive -EncodedCommand <base64 of UTF-16LE>`, whose
  *   alphabet (A-Z a-z 0-9 + / =) needs no quoting in cmd.exe or PowerShell.
+ *
+ * Why the PowerShell script carries its own deadline: Windows OpenSSH does not end a non-tty exec's
+ * process when the channel or connection closes (PowerShell/Win32-OpenSSH#1751, open), and it
+ * ignores signal requests. So an abort or local timeout stops our waiting, but only the in-script
+ * watchdog stops the remote process (at `timeoutMs`; such errors are `sent`, as on POSIX).
+ * Checked by hand with PowerShell 7.6 (pwsh) on Linux: params round-trip byte-exact, `exit N` comes
+ * back as N under both shells' command shapes, the watchdog ends a sleeping or busy script with
+ * 124. Not checked on Windows PowerShell 5.1 or a real Windows OpenSSH (none here).
  */
 import { ProviderError } from '../contract.ts';
 import type { RunOptions, RunResult } from './command-runner.ts';
