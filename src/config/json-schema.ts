@@ -1,3 +1,5 @@
+import { SECRET_KEYS } from './load.ts';
+import { SecretRef } from './schema.ts';
 import { ConfigForEditors } from './targets.ts';
 
 /**
@@ -14,6 +16,7 @@ export function configJsonSchema(): string {
   relaxDefaulted(schema);
   const targets = (schema as unknown as { properties: { targets: { items: unknown } } }).properties.targets;
   targets.items = dispatchOn('kind', targets.items);
+  describeSecrets(targets.items);
   return `${JSON.stringify(schema, null, 2)}\n`;
 }
 
@@ -49,4 +52,14 @@ function relaxDefaulted(node: unknown): void {
     if (obj.required.length === 0) delete obj.required;
   }
   for (const value of Object.values(obj)) relaxDefaulted(value);
+}
+
+/** In target blocks the loader resolves `env:`/`file:` for these keys (SECRET_KEYS): say so to the editor. */
+function describeSecrets(node: unknown): void {
+  if (node === null || typeof node !== 'object') return;
+  const properties = (node as { properties?: Record<string, { type?: unknown; description?: string }> }).properties;
+  for (const [key, prop] of Object.entries(properties ?? {})) {
+    if (SECRET_KEYS.has(key) && prop.type === 'string' && prop.description === undefined) prop.description = (SecretRef as { description?: string }).description;
+  }
+  for (const value of Object.values(node)) describeSecrets(value);
 }

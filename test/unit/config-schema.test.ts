@@ -94,6 +94,8 @@ t.test('every kind this build can run has a typed target block, made of its adap
   const json = JSON.parse(committed) as { properties: { targets: { items: { allOf: { if: unknown; then: { properties: Record<string, unknown> } }[] } } } };
   const inFile = json.properties.targets.items.allOf;
   t.same(inFile.map((b) => (b.then.properties.kind as { const: string }).const).sort(), Object.keys(TARGET_OPTIONS_SCHEMAS).sort(), 'the file has one branch per kind');
+  const vmwareBranch = inFile.find((b) => (b.then.properties.kind as { const: string }).const === 'vmware')!;
+  t.match(vmwareBranch.then.properties.password, { description: /^env:NAME reads an environment variable, file:\/path reads a file/ }, 'secret keys say how to reference a secret');
   for (const b of inFile) t.same(b.if, { properties: { kind: { const: (b.then.properties.kind as { const: string }).const } }, required: ['kind'] }, 'chosen by kind');
 });
 
