@@ -6,6 +6,7 @@
  */
 import { Type, type Static } from 'typebox';
 import type { Logger } from '../contract.ts';
+import { powershellArgv, powershellEncoding, type PowerShellRunner, type WindowsShell } from './command-encoding.ts';
 import { createLocalRunner, type CommandRunner } from './command-runner.ts';
 import { createSshRunner } from './ssh.ts';
 
@@ -28,6 +29,21 @@ export const SshTargetSchema = Type.Object(
 
 export type SshTargetOptions = Static<typeof SshTargetSchema>;
 
+/**
+ * The `ssh:` block of a Windows host (Hyper-V): the same keys, plus the account's default shell,
+ * which decides the command's shape and length limit (8,191 characters under cmd.exe).
+ */
+export const WindowsSshTargetSchema = Type.Object(
+  {
+    ...SshTargetSchema.properties,
+    /** Windows OpenSSH's DefaultShell for this account: cmd (its default) or powershell. */
+    shell: Type.Optional(Type.Union([Type.Literal('cmd'), Type.Literal('powershell')], { default: 'cmd' })),
+  },
+  { additionalProperties: false },
+);
+
+export type WindowsSshTargetOptions = Static<typeof WindowsSshTargetSchema>;
+
 /** What the schema cannot say: a way to authenticate. Names keys only, never values. */
 export function sshProblems(ssh: SshTargetOptions | undefined): string[] {
   return ssh && ssh.privateKey === undefined && ssh.password === undefined ? ["option 'ssh' needs 'privateKey' or 'password'"] : [];
@@ -41,5 +57,32 @@ export interface TargetTransport {
 export function createTargetTransport(ssh: SshTargetOptions | undefined, log: Logger): TargetTransport {
   if (!ssh) return { runner: createLocalRunner(), close: async () => {} };
   const runner = createSshRunner(ssh, { log });
+  return { runner, close: () => runner.close() };
+}
+
+export interface PowerShellTransport {
+  runner: PowerShellRunner;
+  close(): Promise<void>;
+}
+
+/**
+ * A PowerShell target's runner: over SSH with the PowerShell encoding for the account's shell, or —
+ * with no `ssh:` — a local `powershell`/`pwsh` process (the daemon on the Hyper-V host itself).
+ */
+export function createPowerShellTransport(
+  ssh: WindowsSshTargetOptions | undefined,
+  opts: { provider: string; log: Logger; executable?: string },
+): PowerShellTransport {
+  const executable = opts.executable ?? 'powershell';
+  if (!ssh) {
+    const local = createLocalRunner();
+    return {
+      runner: { run: (request, o = {}) => local.run(powershellArgv(request, { timeoutMs: o.timeoutMs ?? 120_000, executable }), o) },
+      close: async () => {},
+    };
+  }
+  const { shell, ...connection } = ssh;
+  const encoding = powershellEncoding({ provider: opts.provider, shell: (shell ?? 'cmd') as WindowsShell, executable });
+  const runner = createSshRunner(connection, { log: opts.log, encoding });
   return { runner, close: () => runner.close() };
 }

@@ -7,7 +7,10 @@
  *   connection by default (MaxSessions 10) with "Channel open failure".
  * - The host key is pinned (fingerprint or known_hosts/public-key line); anything else is refused
  *   before authentication, so no secret is ever offered to an impostor.
- * - A timeout is enforced twice: remotely by coreutils `timeout` (closing a channel does not stop a
+ * - What is sent is decided by a CommandEncoding (command-encoding.ts): by default POSIX — an argv,
+ *   quoted, under coreutils `timeout`; Hyper-V's PowerShell encoding takes a script + params instead.
+ *   The transport itself never looks inside a command.
+ * - A timeout is enforced twice: remotely by the encoding (closing a channel does not stop a
  *   command that has no terminal) and locally by a deadline a little later, in case the remote side
  *   never answers.
  * - Errors name user@host:port and never carry the key, passphrase or password.
@@ -17,8 +20,8 @@ import { constants as osConstants } from 'node:os';
 import { StringDecoder } from 'node:string_decoder';
 import { NodeSSH } from 'node-ssh';
 import type { Logger } from '../contract.ts';
-import { CommandError, type CommandRunner, type RunOptions, type RunResult } from './command-runner.ts';
-import { REMOTE_KILL_AFTER_SEC, remoteCommand } from './shell-quote.ts';
+import { posixEncoding, type CommandEncoding, type EncodedCommand, type RequestRunner } from './command-encoding.ts';
+import { CommandError, type RunOptions, type RunResult } from './command-runner.ts';
 
 export interface SshOptions {
   host: string;
@@ -74,13 +77,14 @@ export class SshAuthError extends SshError {
   }
 }
 
-export interface SshRunner extends CommandRunner {
+/** With the default (POSIX) encoding an SshRunner is a CommandRunner: `run(argv)`. */
+export interface SshRunner<Request = readonly string[]> extends RequestRunner<Request> {
   /** End the connection; running commands fail with `aborted`, later calls are refused. */
   close(): Promise<void>;
 }
 
 const DEFAULT_TIMEOUT_MS = 120_000;
-/** Extra local wait after the remote `timeout` (and its KILL) should have ended the command. */
+/** Extra local wait after the encoding's remote deadline (and its KILL) should have ended the command. */
 const LOCAL_GRACE_MS = 2_000;
 const BACKOFF_INITIAL_MS = 500;
 /** Retries of a refused channel open: 25, 50, 100, 200, 400 ms. */
@@ -121,7 +125,16 @@ interface Connection {
   running: Set<(err: CommandError) => void>;
 }
 
-export function createSshRunner(options: SshOptions, deps: { log: Logger }): SshRunner {
+export interface SshRunnerDeps<Request> {
+  log: Logger;
+  /** How a request becomes the remote command line. Default: POSIX (argv). */
+  encoding?: CommandEncoding<Request>;
+}
+
+export function createSshRunner(options: SshOptions, deps: { log: Logger }): SshRunner;
+export function createSshRunner<Request>(options: SshOptions, deps: SshRunnerDeps<Request> & { encoding: CommandEncoding<Request> }): SshRunner<Request>;
+export function createSshRunner<Request>(options: SshOptions, deps: SshRunnerDeps<Request>): SshRunner<Request> {
+  const encoding = (deps.encoding ?? posixEncoding) as CommandEncoding<Request>;
   const port = options.port ?? 22;
   const endpoint = `${options.username}@${options.host}:${port}`;
   const log = deps.log.child({ ssh: endpoint });
@@ -251,15 +264,15 @@ export function createSshRunner(options: SshOptions, deps: { log: Logger }): Ssh
     });
   }
 
-  async function run(argv: readonly string[], runOptions: RunOptions = {}): Promise<RunResult> {
+  async function run(request: Request, runOptions: RunOptions = {}): Promise<RunResult> {
     if (closed) throw new CommandError('spawn', `ssh ${endpoint}: runner closed`, false);
     const { signal } = runOptions;
     if (signal?.aborted) throw new CommandError('aborted', `ssh ${endpoint}: aborted before start`, false);
     const timeoutMs = runOptions.timeoutMs ?? options.defaultTimeoutMs ?? DEFAULT_TIMEOUT_MS;
-    const command = remoteCommand(argv, { timeoutSec: timeoutMs / 1000 });
+    const encoded = encoding.encode(request, { timeoutMs, ...(runOptions.stdin !== undefined ? { stdin: runOptions.stdin } : {}) });
     const started = Date.now();
-    const deadline = started + timeoutMs + REMOTE_KILL_AFTER_SEC * 1000 + LOCAL_GRACE_MS;
-    const program = argv[0] ?? '';
+    const deadline = started + timeoutMs + encoding.remoteKillAfterMs + LOCAL_GRACE_MS;
+    const program = encoding.label(request);
 
     const release = await slots.acquire(signal, deadline, (why) =>
       why === 'aborted'
@@ -268,7 +281,7 @@ export function createSshRunner(options: SshOptions, deps: { log: Logger }): Ssh
     );
     try {
       const conn = await connection(signal, deadline);
-      return await exec(conn, command, program, runOptions, { started, timeoutMs, deadline });
+      return await exec(conn, encoded, program, runOptions, { started, timeoutMs, deadline });
     } finally {
       release();
     }
@@ -276,7 +289,7 @@ export function createSshRunner(options: SshOptions, deps: { log: Logger }): Ssh
 
   function exec(
     conn: Connection,
-    command: string,
+    { command, stdin }: EncodedCommand,
     program: string,
     runOptions: RunOptions,
     time: { started: number; timeoutMs: number; deadline: number },
@@ -329,7 +342,7 @@ export function createSshRunner(options: SshOptions, deps: { log: Logger }): Ssh
       const start = (attempt: number) => conn.ssh
         .execCommand(command, {
           noTrim: true,
-          ...(runOptions.stdin !== undefined ? { stdin: runOptions.stdin } : {}),
+          ...(stdin !== undefined ? { stdin } : {}),
           onChannel: (ch: ChannelLike) => {
             channel = ch;
             if (stopped || settled) stopRemote();
@@ -350,9 +363,8 @@ export function createSshRunner(options: SshOptions, deps: { log: Logger }): Ssh
               return;
             }
             const exitCode = res.code ?? 128 + signalNumber(res.signal);
-            const elapsed = Date.now() - time.started;
-            // coreutils `timeout`: 124 after TERM, 137 after its KILL. Only a real deadline counts.
-            if ((exitCode === 124 || exitCode === 137) && elapsed >= time.timeoutMs - 50) {
+            // The encoding's remote deadline (coreutils `timeout`: 124 after TERM, 137 after its KILL).
+            if (encoding.exitMeaning(exitCode, { elapsedMs: Date.now() - time.started, timeoutMs: time.timeoutMs }) === 'timeout') {
               settle({ error: new CommandError('timeout', `${program}: timed out after ${time.timeoutMs} ms and was killed on ${endpoint}`, true) });
               return;
             }

@@ -52,7 +52,7 @@ export interface LoadEnv {
 }
 
 /** Keys whose string values are secret references, wherever they appear in a target. */
-const SECRET_KEYS = new Set(['password', 'privateKey', 'passphrase', 'clientSecret', 'token', 'ca', 'cert', 'key']);
+export const SECRET_KEYS: ReadonlySet<string> = new Set(['password', 'privateKey', 'passphrase', 'clientSecret', 'token', 'ca', 'cert', 'key']);
 
 export function resolveSecret(ref: string, where: string, ctx: LoadEnv): string {
   if (ref.startsWith('env:')) {

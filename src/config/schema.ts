@@ -1,6 +1,7 @@
 /**
- * The configuration file's shape (YAML), as TypeBox: the same object validates the file, types the
- * code and is exported as config/snapvisor.schema.json (`npm run config:schema`).
+ * The configuration file's shape (YAML), as TypeBox: the same object validates the file and types
+ * the code; config/snapvisor.schema.json (`npm run config:schema`) is this object with each target
+ * block typed by its adapter's options schema (src/config/targets.ts).
  * Names follow DESIGN.md's configuration sketch.
  */
 import { Type, type Static } from 'typebox';
@@ -33,7 +34,8 @@ export const TargetName = Type.String({
 
 /**
  * The fields every target has. Kind-specific options sit beside them and are validated by the
- * adapter's own schema (providers/<kind>/options.ts) when the registry is built.
+ * adapter's own schema (providers/<kind>/options.ts) when the registry is built; the JSON schema
+ * for editors checks them too (src/config/targets.ts).
  */
 export const TargetConfig = Type.Object(
   {

@@ -1,0 +1,216 @@
+/**
+ * How a request becomes the one string an SSH server hands to the account's shell, and what the
+ * remote exit code means. The transport (providers/shared/ssh.ts) knows nothing about shells: it
+ * takes a `CommandEncoding` and sends whatever the encoding built.
+ *
+ * - `posixEncoding` (KVM's virsh, VirtualBox's VBoxManage): an argv, every word single-quoted for a
+ *   POSIX login shell, `LC_ALL=C`, and coreutils `timeout --kill-after` as the remote deadline.
+ * - `powershellEncoding` (Hyper-V on Windows OpenSSH): a script plus parameters. The script is our
+ *   own code; the parameters (VM and snapshot names, descriptions — user data) travel as a base64
+ *   JSON literal the script decodes, so no user string is ever spliced into code. The whole thing
+ *   goes as `powershell -NoProfile -NonInteractive -EncodedCommand <base64 of UTF-16LE>`, whose
+ *   alphabet (A-Z a-z 0-9 + / =) needs no quoting in cmd.exe or PowerShell.
+ *
+ * Why the PowerShell script carries its own deadline: Windows OpenSSH does not end a non-tty exec's
+ * process when the channel or connection closes (PowerShell/Win32-OpenSSH#1751, open), and it
+ * ignores signal requests. So an abort or local timeout stops our waiting, but only the in-script
+ * watchdog stops the remote process (at `timeoutMs`; such errors are `sent`, as on POSIX).
+ * Checked by hand with PowerShell 7.6 (pwsh) on Linux: params round-trip byte-exact, `exit N` comes
+ * back as N under both shells' command shapes, the watchdog ends a sleeping or busy script with
+ * 124. Not checked on Windows PowerShell 5.1 or a real Windows OpenSSH (none here).
+ */
+import { ProviderError } from '../contract.ts';
+import type { RunOptions, RunResult } from './command-runner.ts';
+import { REMOTE_KILL_AFTER_SEC, remoteCommand } from './shell-quote.ts';
+
+export interface EncodeContext {
+  /** The command's deadline; the encoding makes the remote side enforce it. */
+  timeoutMs: number;
+  /** What the caller wants on the command's stdin (RunOptions.stdin). */
+  stdin?: string;
+}
+
+export interface EncodedCommand {
+  /** The exec request's command string, exactly as sent. */
+  command: string;
+  /** Bytes for the command's stdin; absent = none (stdin is closed at once). */
+  stdin?: string;
+}
+
+/** `timeout`: the encoding's own remote deadline ended the command. `exit`: an ordinary exit code. */
+export type ExitMeaning = 'exit' | 'timeout';
+
+export interface CommandEncoding<Request> {
+  /** 'posix', 'powershell/cmd', … — for logs and messages. */
+  readonly name: string;
+  /**
+   * How long after `timeoutMs` the remote side may still take to end the command by itself (for
+   * coreutils: the --kill-after wait). The transport's local deadline waits this long, plus a grace.
+   */
+  readonly remoteKillAfterMs: number;
+  /** Throws (never truncates or guesses) when the request cannot be carried. */
+  encode(request: Request, ctx: EncodeContext): EncodedCommand;
+  /** What a remote exit code means, given how long the command ran. */
+  exitMeaning(exitCode: number, run: { elapsedMs: number; timeoutMs: number }): ExitMeaning;
+  /** What to call the command in messages: a program name, never user data. */
+  label(request: Request): string;
+}
+
+/** A runner for some request shape: CommandRunner is `RequestRunner<readonly string[]>`. */
+export interface RequestRunner<Request> {
+  run(request: Request, options?: RunOptions): Promise<RunResult>;
+}
+
+/** The remote deadline counts only when the command really ran that long (a tool may exit 124 itself). */
+const DEADLINE_SLACK_MS = 50;
+
+// ---------------------------------------------------------------------------------------------
+// POSIX
+
+/**
+ * `LC_ALL=C timeout --kill-after=5 <sec> 'argv0' 'argv1' …` for a POSIX login shell (see
+ * shell-quote.ts). coreutils `timeout` exits 124 after its TERM and 137 after its KILL.
+ */
+export const posixEncoding: CommandEncoding<readonly string[]> = {
+  name: 'posix',
+  remoteKillAfterMs: REMOTE_KILL_AFTER_SEC * 1000,
+  encode(argv, { timeoutMs, stdin }) {
+    return { command: remoteCommand(argv, { timeoutSec: timeoutMs / 1000 }), ...(stdin !== undefined ? { stdin } : {}) };
+  },
+  exitMeaning(exitCode, { elapsedMs, timeoutMs }) {
+    return (exitCode === 124 || exitCode === 137) && elapsedMs >= timeoutMs - DEADLINE_SLACK_MS ? 'timeout' : 'exit';
+  },
+  label: (argv) => argv[0] ?? '',
+};
+
+// ---------------------------------------------------------------------------------------------
+// PowerShell
+
+/** JSON data: what ConvertFrom-Json gives back to the script as `$Params`. */
+export type PowerShellValue = string | number | boolean | null | PowerShellValue[] | { [key: string]: PowerShellValue };
+
+export interface PowerShellRequest {
+  /**
+   * The script: fixed text written in the adapter, never built from user input. It reads its
+   * inputs from `$Params` (a PSCustomObject from ConvertFrom-Json). It runs with
+   * `$ErrorActionPreference = 'Stop'`, so an error ends it with exit code 1; `exit N` works.
+   */
+  script: string;
+  /** Inputs, passed as data. Keys are JSON property names (`$Params.vmName`). */
+  params?: { [key: string]: PowerShellValue };
+}
+
+export type PowerShellRunner = RequestRunner<PowerShellRequest>;
+
+/**
+ * The account's default shell on the Windows host (Windows OpenSSH's `DefaultShell`; cmd.exe unless
+ * changed). It decides the command's shape and its length limit.
+ */
+export type WindowsShell = 'cmd' | 'powershell';
+
+export interface PowerShellEncodingOptions {
+  /** Names the adapter in a refusal (ProviderError's provider). */
+  provider: string;
+  /** Default 'cmd' (Windows OpenSSH's default). */
+  shell?: WindowsShell;
+  /** Default 'powershell' (Windows PowerShell 5.1, where the Hyper-V module lives); 'pwsh' for PowerShell 7. */
+  executable?: string;
+}
+
+/** cmd.exe's longest command line (Microsoft KB 830473). */
+export const CMD_MAX_COMMAND_CHARS = 8191;
+/**
+ * With DefaultShell = powershell.exe sshd starts `<shell path> -c "<command>"` through CreateProcess,
+ * whose limit is 32,767 characters; about 700 are kept for the shell's own path and switch.
+ */
+export const POWERSHELL_MAX_COMMAND_CHARS = 32_000;
+
+/** Extra time the remote side gets after `timeoutMs` before its watchdog kills the process outright. */
+export const POWERSHELL_KILL_AFTER_MS = 5_000;
+/** The exit code the watchdog gives a timed-out script: coreutils `timeout`'s, so logs read the same. */
+export const POWERSHELL_TIMEOUT_EXIT = 124;
+
+/** Windows' exit code after TerminateProcess(…, -1) (Process.Kill), as SSH's uint32 exit-status. */
+const WINDOWS_KILLED_EXIT = 0xffff_ffff;
+const EXECUTABLE = /^[A-Za-z0-9._-]+$/;
+
+export function powershellEncoding(options: PowerShellEncodingOptions): CommandEncoding<PowerShellRequest> {
+  const shell = options.shell ?? 'cmd';
+  const executable = options.executable ?? 'powershell';
+  if (!EXECUTABLE.test(executable)) throw new Error(`powershellEncoding: executable must be a plain program name, not ${JSON.stringify(executable)}`);
+  const limit = shell === 'cmd' ? CMD_MAX_COMMAND_CHARS : POWERSHELL_MAX_COMMAND_CHARS;
+  return {
+    name: `powershell/${shell}`,
+    remoteKillAfterMs: POWERSHELL_KILL_AFTER_MS,
+    encode(request, { timeoutMs, stdin }) {
+      const encoded = encodeScript(powershellScript(request, { timeoutMs }));
+      const invoke = `${executable} -NoProfile -NonInteractive -EncodedCommand ${encoded}`;
+      // Under a PowerShell DefaultShell the inner process is a native command: `-c` would turn any
+      // exit code but 0 into 1, so its $LASTEXITCODE is passed on explicitly.
+      const command = shell === 'cmd' ? invoke : `${invoke}; exit $LASTEXITCODE`;
+      if (command.length > limit) {
+        // Refused, never truncated: a cut base64 string would run a different script (or none).
+        throw new ProviderError(
+          options.provider,
+          'invalid',
+          `the PowerShell command is ${command.length} characters, over the ${limit}-character limit of a ${shell === 'cmd' ? 'cmd.exe' : 'PowerShell'} default shell on the SSH host; shorten the request (a long description or name?)`,
+        );
+      }
+      return { command, ...(stdin !== undefined ? { stdin } : {}) };
+    },
+    exitMeaning(exitCode, { elapsedMs, timeoutMs }) {
+      const killed = exitCode === POWERSHELL_TIMEOUT_EXIT || exitCode === WINDOWS_KILLED_EXIT || exitCode === 137;
+      return killed && elapsedMs >= timeoutMs - DEADLINE_SLACK_MS ? 'timeout' : 'exit';
+    },
+    label: () => executable,
+  };
+}
+
+/** `-EncodedCommand`'s argument: base64 of the script's UTF-16LE bytes. */
+export function encodeScript(script: string): string {
+  if (/[\uD800-\uDFFF]/u.test(script)) throw new Error('powershell: cannot encode a string with an unpaired surrogate');
+  return Buffer.from(script, 'utf16le').toString('base64');
+}
+
+/**
+ * The full script `-EncodedCommand` carries: a preamble (strict errors, no progress records, UTF-8
+ * stdout, the deadline watchdog), `$Params` decoded from a base64 JSON literal, then the request's
+ * script. Exported for tests and for running the same script locally.
+ */
+export function powershellScript(request: PowerShellRequest, opts: { timeoutMs: number }): string {
+  if (typeof request.script !== 'string' || request.script.trim() === '') throw new Error('powershell: empty script');
+  const ms = Math.ceil(opts.timeoutMs);
+  if (!Number.isFinite(ms) || ms <= 0 || ms > 2_147_483_647 - POWERSHELL_KILL_AFTER_MS) throw new Error(`powershell: invalid timeout ${opts.timeoutMs}`);
+  const json = JSON.stringify(request.params ?? {});
+  if (json === undefined) throw new Error('powershell: params are not JSON');
+  // JSON.stringify writes a lone surrogate as a \uD800 escape, which .NET strings (UTF-16) hold as is.
+  const paramsB64 = Buffer.from(json, 'utf8').toString('base64');
+  return [
+    "$ErrorActionPreference = 'Stop'",
+    "$ProgressPreference = 'SilentlyContinue'",
+    // Windows PowerShell writes the console's OEM code page to a pipe; names are not ASCII-only.
+    'try { [Console]::OutputEncoding = New-Object System.Text.UTF8Encoding $false } catch { }',
+    // The remote deadline, like coreutils `timeout --kill-after`: exit 124 at the deadline, kill
+    // the process 5 s later if that exit hangs. Compiled delegates, not script blocks: a timer
+    // fires on a thread that has no PowerShell runspace to run a script block on.
+    '$snapvisorExit = [System.Linq.Expressions.Expression]::Lambda([System.Action], [System.Linq.Expressions.Expression]::Call([System.Environment].GetMethod(\'Exit\'), [System.Linq.Expressions.Expression]::Constant(' +
+      String(POWERSHELL_TIMEOUT_EXIT) +
+      '))).Compile()',
+    `$snapvisorDeadline = New-Object System.Threading.CancellationTokenSource ${ms}`,
+    '$null = $snapvisorDeadline.Token.Register($snapvisorExit)',
+    `$snapvisorKill = New-Object System.Threading.CancellationTokenSource ${ms + POWERSHELL_KILL_AFTER_MS}`,
+    "$null = $snapvisorKill.Token.Register([System.Delegate]::CreateDelegate([System.Action], [System.Diagnostics.Process]::GetCurrentProcess(), 'Kill'))",
+    // User data arrives as data: base64 (no quote, `$`, backtick or newline can survive it) of UTF-8 JSON.
+    `$Params = [System.Text.Encoding]::UTF8.GetString([System.Convert]::FromBase64String('${paramsB64}')) | ConvertFrom-Json`,
+    request.script,
+  ].join('\n');
+}
+
+/**
+ * The argv that runs a request with a local PowerShell (the daemon on the Windows host itself, or
+ * `pwsh` in a test): no shell in between, so no length limit but CreateProcess's own. The local
+ * runner enforces its timeout; the script's watchdog is a second, remote-style one.
+ */
+export function powershellArgv(request: PowerShellRequest, opts: { timeoutMs: number; executable?: string }): string[] {
+  return [opts.executable ?? 'powershell', '-NoProfile', '-NonInteractive', '-EncodedCommand', encodeScript(powershellScript(request, opts))];
+}
