@@ -61,14 +61,22 @@ t.test('a hanging VBoxManage is killed at its timeout; the job fails as transien
 });
 
 t.test('a refusal from VirtualBox ends the job failed with its reason, and nothing stored changes', async (t) => {
-  const { engine, vmId, final } = await setup(t);
-  const { job } = await engine.submit({ kind: 'snapshot.create', vmId: await vmId('db01'), name: 'no ram', description: '', mode: 'memory' }, meta('b'));
+  const { lab, engine, vmId, final } = await setup(t);
+  // Stored as powered off: refused up front (409), no job.
+  const refused = await engine
+    .submit({ kind: 'snapshot.create', vmId: await vmId('db01'), name: 'no ram', description: '', mode: 'memory' }, meta('a'))
+    .then(() => undefined, (e: unknown) => e);
+  t.match(refused, { kind: 'conflict', code: 'SNAPVISOR_ERR_VM_POWERED_OFF' });
+  // Stored as running, powered off since (the store is stale): VirtualBox itself refuses, and the job says so.
+  const web = await vmId('web01');
+  lab.setVmState('web01', 'poweroff');
+  const { job } = await engine.submit({ kind: 'snapshot.create', vmId: web, name: 'no ram', description: '', mode: 'memory' }, meta('b'));
   const done = await final(job);
   t.equal(done.state, 'failed');
   t.equal(done.error?.kind, 'conflict');
   t.match(done.error?.message ?? '', /running/);
   t.equal(done.attempts, 1, 'a final error is not retried');
-  t.same(await engine.listSnapshots(await vmId('db01'), { includeGone: true }), []);
+  t.same(await engine.listSnapshots(web, { includeGone: true }), []);
 });
 
 t.test('create, revert, delete with children through the engine keep the stored tree equal to the hypervisor', async (t) => {
