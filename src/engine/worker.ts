@@ -24,6 +24,8 @@ export interface Worker {
   start(): void;
   /** Runs one claim round now (tests, and after submit). */
   kick(): void;
+  /** Resolves once a claim round that started after this call has ended (tests wait on it instead of sleeping). */
+  claimRound(): Promise<void>;
   /** Stops claiming; waits for running jobs up to graceMs, then aborts them back to queued. */
   stop(graceMs: number): Promise<void>;
   /** Fires the signal of a job running here; false when it does not run here. */
@@ -43,6 +45,11 @@ export function createWorker(core: Core, sync: Sync): Worker {
   let stopping = false;
   let ticking = false;
   let again = false;
+  /** claimRound() callers waiting for the next round to end. */
+  let roundWaiters: Array<() => void> = [];
+  const releaseWaiters = (waiters: Array<() => void>) => {
+    for (const w of waiters) w();
+  };
 
   const schedule = (ms: number) => {
     if (stopping || !started) return;
@@ -61,7 +68,13 @@ export function createWorker(core: Core, sync: Sync): Worker {
     try {
       do {
         again = false;
-        await claimRound();
+        const waiters = roundWaiters;
+        roundWaiters = [];
+        try {
+          await claimRound();
+        } finally {
+          releaseWaiters(waiters);
+        }
       } while (again && !stopping);
     } catch (err) {
       core.log.error({ err: errSummary(err) }, 'worker claim round failed');
@@ -115,13 +128,14 @@ export function createWorker(core: Core, sync: Sync): Worker {
     timeout.unref?.();
     // A job that ends within the interval writes no progress at all (finishing sets 100 %), except a
     // final message: it explains the outcome.
-    let lastProgressAt = performance.now();
+    // The injected clock, so tests cross the interval by advancing it instead of sleeping.
+    let lastProgressAt = core.now().getTime();
     const ctx: CallContext = {
       signal: entry.controller.signal,
       log,
       firstAttempt: job.attempts === 1,
       progress(percent, message) {
-        const at = performance.now();
+        const at = core.now().getTime();
         const finalMessage = percent >= 100 && message !== undefined;
         if (!finalMessage && at - lastProgressAt < PROGRESS_INTERVAL_MS) return;
         lastProgressAt = at;
@@ -204,10 +218,19 @@ export function createWorker(core: Core, sync: Sync): Worker {
     kick() {
       if (started && !stopping) void tick();
     },
+    claimRound() {
+      if (!started || stopping) return Promise.resolve();
+      return new Promise<void>((resolve) => {
+        roundWaiters.push(resolve);
+        void tick();
+      });
+    },
     async stop(graceMs) {
       stopping = true;
       if (timer) clearTimeout(timer);
       timer = null;
+      releaseWaiters(roundWaiters);
+      roundWaiters = [];
       const all = () => Promise.all([...running.values()].map((r) => r.done));
       if (running.size === 0) return;
       if (!(await within(all(), graceMs))) {
