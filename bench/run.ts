@@ -17,6 +17,7 @@ const BENCHES: Record<string, () => Promise<BenchReport>> = {
   'store-scale': async () => (await import('./store-scale.ts')).run(),
   kvm: async () => (await import('./kvm.ts')).run(),
   vmware: async () => (await import('./vmware.ts')).run(),
+  'job-overhead': async () => (await import('./job-overhead.ts')).run(),
 };
 
 async function main() {
