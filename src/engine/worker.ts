@@ -17,6 +17,8 @@ interface Running {
   controller: AbortController;
   /** Why the signal fired, when it did. */
   reason: 'cancel' | 'stop' | 'timeout' | null;
+  /** The provider's final progress message (100 %), written with the job's final state. */
+  finalMessage?: string;
   done: Promise<void>;
 }
 
@@ -45,6 +47,16 @@ export function createWorker(core: Core, sync: Sync): Worker {
   let stopping = false;
   let ticking = false;
   let again = false;
+  /** A round asked for by a finished job, not started yet: jobs ending in one turn share it. */
+  let kicked = false;
+  const kickSoon = () => {
+    if (kicked || stopping || !started) return;
+    kicked = true;
+    setImmediate(() => {
+      kicked = false;
+      void tick();
+    });
+  };
   /** claimRound() callers waiting for the next round to end. */
   let roundWaiters: Array<() => void> = [];
   const releaseWaiters = (waiters: Array<() => void>) => {
@@ -112,7 +124,7 @@ export function createWorker(core: Core, sync: Sync): Worker {
       .catch((err: unknown) => core.log.error({ jobId: job.id, err: errSummary(err) }, 'job settlement failed'))
       .finally(() => {
         running.delete(job.id);
-        if (!stopping) void tick();
+        if (!stopping) kickSoon();
       });
   }
 
@@ -127,7 +139,8 @@ export function createWorker(core: Core, sync: Sync): Worker {
     }, core.settings.jobTimeoutMs);
     timeout.unref?.();
     // A job that ends within the interval writes no progress at all (finishing sets 100 %), except a
-    // final message: it explains the outcome.
+    // final message: it explains the outcome. That one is held back and written with the final state
+    // in the same statement on success (one write less per job), or just before a failure is settled.
     // The injected clock, so tests cross the interval by advancing it instead of sleeping.
     let lastProgressAt = core.now().getTime();
     const ctx: CallContext = {
@@ -136,8 +149,11 @@ export function createWorker(core: Core, sync: Sync): Worker {
       firstAttempt: job.attempts === 1,
       progress(percent, message) {
         const at = core.now().getTime();
-        const finalMessage = percent >= 100 && message !== undefined;
-        if (!finalMessage && at - lastProgressAt < PROGRESS_INTERVAL_MS) return;
+        if (percent >= 100 && message !== undefined) {
+          entry.finalMessage = message;
+          return;
+        }
+        if (at - lastProgressAt < PROGRESS_INTERVAL_MS) return;
         lastProgressAt = at;
         void core.store.jobs
           .setProgress(job.id, ticket, percent, message ?? null)
@@ -155,7 +171,7 @@ export function createWorker(core: Core, sync: Sync): Worker {
       if (!vm) throw new ProviderError(target.provider.kind, 'not_found', `VM of job ${job.id} is missing from the store`);
       const result = await runHandler({ core, sync, job, target, vm, ctx });
       // Success stands even if a cancel arrived meanwhile: the hypervisor already did it.
-      settled = await core.store.jobs.finish(job.id, ticket, { state: 'succeeded', result, error: null, at: core.iso() });
+      settled = await core.store.jobs.finish(job.id, ticket, { state: 'succeeded', result, error: null, at: core.iso(), progressMessage: entry.finalMessage ?? null });
       log.info({ result }, 'job succeeded');
     } catch (err) {
       settled = await settleFailure(entry, err, log);
@@ -170,6 +186,10 @@ export function createWorker(core: Core, sync: Sync): Worker {
 
   async function settleFailure(entry: Running, err: unknown, log: CallContext['log']): Promise<Job | null> {
     const { job, ticket } = entry;
+    if (entry.finalMessage !== undefined) {
+      // The provider's last word before the failure, persisted as it was before being held back.
+      await core.store.jobs.setProgress(job.id, ticket, 100, entry.finalMessage).catch((e: unknown) => log.warn({ err: errSummary(e) }, 'progress update failed'));
+    }
     const now = core.now();
     const cancelRequested = entry.reason === 'cancel' || (await core.store.jobs.get(job.id))?.cancelRequested === true;
     if (cancelRequested) {
@@ -216,6 +236,8 @@ export function createWorker(core: Core, sync: Sync): Worker {
       void tick();
     },
     kick() {
+      // At once, not coalesced: a submitted job is claimed before the next request is read, which
+      // keeps two jobs queued for one VM in submit order even when their created_at ties.
       if (started && !stopping) void tick();
     },
     claimRound() {
