@@ -132,7 +132,8 @@ export function createWorker(core: Core, sync: Sync): Worker {
     const { job, ticket } = entry;
     const log = core.log.child({ jobId: job.id, kind: job.kind, attempt: job.attempts });
     core.events.emit({ type: 'job', job });
-    log.info({ vmId: job.vmId }, 'job started');
+    // One line per job at info, when it ends (it names the outcome); its start is debug detail.
+    log.debug({ vmId: job.vmId }, 'job started');
     const timeout = setTimeout(() => {
       entry.reason ??= 'timeout';
       entry.controller.abort(new Error('job attempt timed out'));
