@@ -2,7 +2,7 @@
  * The server side of bench/job-overhead.ts, one process per side so its CPU is its own:
  *   snapvisor <db> <log>: the real app (src/api) on the real engine and a SQLite file, a zero-cost
  *     in-memory provider (test/fixtures/fake-provider.ts), pino at info writing to <log> the way the
- *     daemon writes to stdout (synchronously);
+ *     daemon writes to stdout (synchronously); for the breakdown also with db ':memory:' or log '-' (off);
  *   bare: a bare Fastify route doing the same HTTP exchange (JSON body in, 202 + Location + a
  *     job-shaped JSON body out) with no engine, no store, no log.
  * Talks to the parent over IPC: 'ready' (url, VM ids), then per measured batch 'mark' → 'marked' and,
@@ -22,7 +22,7 @@ import { VERSION } from '../src/version.ts';
 import { createFakeProvider, fakeRegistry, fakeSpec } from '../test/fixtures/fake-provider.ts';
 
 const TOKEN = process.env.JOB_BENCH_TOKEN ?? '';
-const VMS = 64;
+const VMS = 256;
 
 type ToParent =
   | { type: 'ready'; url: string; vmIds: string[] }
@@ -57,7 +57,8 @@ process.on('message', (m: FromParent) => {
 
 const [mode, dbFile, logFile] = process.argv.slice(2);
 if (mode === 'snapvisor') {
-  const log = pino({ level: 'info', redact: REDACT }, pino.destination({ dest: logFile!, sync: true }));
+  // For the breakdown, the parent also runs this with db ':memory:' (no file I/O) or log '-' (logging off).
+  const log = logFile === '-' ? pino({ level: 'silent' }) : pino({ level: 'info', redact: REDACT }, pino.destination({ dest: logFile!, sync: true }));
   const vms = Array.from({ length: VMS }, (_, i) => ({ id: `vm-${i}`, name: `bench-${String(i).padStart(2, '0')}`, powerState: 'running' as const }));
   const provider = createFakeProvider('bench', { vms });
   const store = openStore(dbFile!, { log });

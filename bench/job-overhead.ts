@@ -29,10 +29,13 @@ const TARGET_CPU_MS = 0.5;
 const TARGET_JOBS_PER_S = 1500;
 
 interface Done { cpuUserMs: number; cpuSystemMs: number; wallMs: number; units: number }
-interface Server { kind: 'snapvisor' | 'bare'; proc: ChildProcess; url: string; vmIds: string[]; next<T>(type: string): Promise<T> }
+interface Server { kind: 'snapvisor' | 'memory' | 'nolog' | 'bare'; proc: ChildProcess; url: string; vmIds: string[]; next<T>(type: string): Promise<T> }
 
 async function startServer(bundle: string, kind: Server['kind'], dir: string): Promise<Server> {
-  const args = kind === 'snapvisor' ? [kind, path.join(dir, 'snapvisor.db'), path.join(dir, 'snapvisor.log')] : [kind];
+  const args =
+    kind === 'bare'
+      ? [kind]
+      : ['snapvisor', kind === 'memory' ? ':memory:' : path.join(dir, `${kind}.db`), kind === 'nolog' ? '-' : path.join(dir, `${kind}.log`)];
   const proc = fork(bundle, args, { env: { ...process.env, JOB_BENCH_TOKEN: TOKEN }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: process.env.JOB_BENCH_PROF && kind === 'snapvisor' ? ['--cpu-prof', `--cpu-prof-dir=${process.env.JOB_BENCH_PROF}`] : [] });
   const queue: Array<{ type: string; [k: string]: unknown }> = [];
   const waiters: Array<{ type: string; resolve: (m: never) => void }> = [];
@@ -85,22 +88,23 @@ export async function run(): Promise<BenchReport> {
   await build({ entryPoints: [fileURLToPath(new URL('./job-overhead-child.ts', import.meta.url))], outfile: bundle, bundle: true, platform: 'node', target: 'node20', format: 'esm', packages: 'external', logLevel: 'error' });
   const sv = await startServer(bundle, 'snapvisor', dir);
   const bare = await startServer(bundle, 'bare', dir);
+  // The breakdown: the same daemon with SQLite in memory (what the file's I/O costs), and with
+  // logging off (what pino costs at info).
+  const mem = await startServer(bundle, 'memory', dir);
+  const nolog = await startServer(bundle, 'nolog', dir);
+  const servers = [sv, bare, mem, nolog];
   try {
-    await batch(sv, WARMUP, 'warm');
-    await batch(bare, WARMUP, 'warm');
-    const rows: Array<{ round: number; sv: Done & { clientMs: number }; bare: Done & { clientMs: number } }> = [];
+    for (const s of servers) await batch(s, WARMUP, 'warm');
+    type Batch = Done & { clientMs: number };
+    const rows: Array<{ round: number; sv: Batch; bare: Batch; mem: Batch; nolog: Batch }> = [];
     for (let round = 1; round <= ROUNDS; round++) {
-      // Alternate which side goes first, so drift on this shared machine does not favour one.
-      let s: Done & { clientMs: number };
-      let b: Done & { clientMs: number };
-      if (round % 2) {
-        s = await batch(sv, JOBS, `r${round}`);
-        b = await batch(bare, JOBS, `r${round}`);
-      } else {
-        b = await batch(bare, JOBS, `r${round}`);
-        s = await batch(sv, JOBS, `r${round}`);
+      // Rotate which side goes first, so drift on this shared machine does not favour one.
+      const got = new Map<Server, Batch>();
+      for (let i = 0; i < servers.length; i++) {
+        const s = servers[(i + round) % servers.length]!;
+        got.set(s, await batch(s, JOBS, `r${round}`));
       }
-      rows.push({ round, sv: s, bare: b });
+      rows.push({ round, sv: got.get(sv)!, bare: got.get(bare)!, mem: got.get(mem)!, nolog: got.get(nolog)! });
     }
     const cpuPerJob = (d: Done) => (d.cpuUserMs + d.cpuSystemMs) / d.units;
     const perS = (d: Done) => (d.units / d.wallMs) * 1000;
@@ -120,6 +124,16 @@ export async function run(): Promise<BenchReport> {
       ),
       `| **median** | **${fmt(svCpu, 3)}** | **${fmt(svRate, 0)}** | ${fmt(bareCpu, 3)} | ${fmt(bareRate, 0)} | ${fmt(cpuRatio)} | ${fmt(rateRatio)} |`,
     ].join('\n');
+    const memCpu = median(rows.map((r) => cpuPerJob(r.mem)));
+    const nologCpu = median(rows.map((r) => cpuPerJob(r.nolog)));
+    const breakdown = [
+      '| per job (medians over the rounds) | daemon CPU, ms |',
+      '|---|---|',
+      `| as shipped: SQLite file (WAL), pino at info | ${fmt(svCpu, 3)} |`,
+      `| the same, SQLite in memory (\`:memory:\`) | ${fmt(memCpu, 3)} — the file's I/O (WAL writes, locks, checkpoints): ${fmt(svCpu - memCpu, 3)} |`,
+      `| the same, logging off | ${fmt(nologCpu, 3)} — pino at info (the request line, the job's line): ${fmt(svCpu - nologCpu, 3)} |`,
+      `| bare Fastify route, same HTTP exchange, no engine | ${fmt(bareCpu, 3)} — HTTP parsing, routing, the answer |`,
+    ].join('\n');
     const cpuOk = svCpu <= TARGET_CPU_MS;
     const rateOk = svRate >= TARGET_JOBS_PER_S;
     const verdict = (ok: boolean) => (ok ? 'met' : '**NOT met**');
@@ -130,6 +144,9 @@ export async function run(): Promise<BenchReport> {
       jobsPerSecond: Math.round(svRate),
       jobsPerSecondRange: [Math.round(Math.min(...rows.map((r) => perS(r.sv)))), Math.round(Math.max(...rows.map((r) => perS(r.sv))))],
       cpuRatioVsBare: Number(cpuRatio.toFixed(2)),
+      cpuMsPerJobSqliteInMemory: Number(memCpu.toFixed(3)),
+      cpuMsPerJobLoggingOff: Number(nologCpu.toFixed(3)),
+      cpuMsPerBareExchange: Number(bareCpu.toFixed(3)),
       rateRatioVsBare: Number(rateRatio.toFixed(2)),
       targets: { cpuMsPerJob: `<= ${TARGET_CPU_MS}`, jobsPerSecond: `>= ${TARGET_JOBS_PER_S}` },
       met: { cpuMsPerJob: cpuOk, jobsPerSecond: rateOk },
@@ -139,12 +156,14 @@ export async function run(): Promise<BenchReport> {
       markdown: [
         `The real app (src/api) on the real engine, a SQLite file in WAL mode (not \`:memory:\`), pino at info writing synchronously to a file, and a zero-cost in-memory provider (test/fixtures/fake-provider.ts, ${sv.vmIds.length} VMs, target concurrency ${sv.vmIds.length}), in a child process run bundled as \`npm start\` runs the daemon; its CPU is that process's own \`process.cpuUsage()\`, reported over IPC. The client (this process) submits \`POST /v1/vms/{id}/snapshots\` \`{"mode":"memory"}\` over ${CONNECTIONS} kept-alive connections (bench/keepalive-client.ts), round-robin over the VMs, and takes each 202; a batch ends when the daemon has seen its last job final (submit, claim, provider call, record, finish, audit row — each job persisted before its 202). Baseline: a bare Fastify route in its own child process doing the same exchange (JSON body in, 202 + Location + a job-shaped JSON body out) with no engine, store or log. ${ROUNDS} alternating rounds of ${JOBS} jobs after a ${WARMUP}-job warm-up each; the VMs accumulate snapshots over the run (up to ${Math.ceil(((ROUNDS * JOBS) + WARMUP) / sv.vmIds.length)} each).`,
         table,
+        `Where a job's daemon CPU goes, measured in the same rounds (each variant its own child process, the same client and load):`,
+        breakdown,
         `**Daemon CPU per job: median ${fmt(svCpu, 3)} ms** (rounds ${range(rows.map((r) => cpuPerJob(r.sv)), 3)}; target ≤ ${TARGET_CPU_MS} ms: ${verdict(cpuOk)}); **${fmt(svRate, 0)} jobs/s** (rounds ${range(rows.map((r) => perS(r.sv)), 0)}; target ≥ ${TARGET_JOBS_PER_S.toLocaleString('en')}: ${verdict(rateOk)}). Against the bare route: ${fmt(cpuRatio)}× its CPU per exchange (${fmt(bareCpu, 3)} ms), ${fmt(rateRatio)}× its rate (${fmt(bareRate, 0)}/s; the bare side's rate is bounded by this client).`,
         '```json bench-summary\n' + JSON.stringify(summary) + '\n```',
       ].join('\n\n'),
     };
   } finally {
-    for (const s of [sv, bare]) {
+    for (const s of servers) {
       s.proc.send({ cmd: 'exit' });
       await new Promise((r) => s.proc.once('exit', r));
     }
