@@ -72,7 +72,15 @@ export async function run(): Promise<BenchReport> {
   ].join('\n');
   return {
     title: `Store scale: ${VMS.toLocaleString('en')} VMs, ${(VMS * PER_VM).toLocaleString('en')} snapshots`,
-    markdown: `Seeded through the real sync path (fake provider → reconcile → SQLite) in ${fmt(seedSeconds, 1)} s. Queries go through the engine API (what the HTTP routes call) in a fresh process that opened the database as after a restart; ${r.tree.n} tree queries on random VMs, ${r.list.n} filtered lists.\n\n${table}`,
+    markdown: `Seeded through the real sync path (fake provider → reconcile → SQLite) in ${fmt(seedSeconds, 1)} s. Queries go through the engine API (what the HTTP routes call) in a fresh process that opened the database as after a restart; ${r.tree.n} tree queries on random VMs, ${r.list.n} filtered lists.\n\n${table}\n\n\`\`\`json bench-summary\n${JSON.stringify({
+      bench: 'store-scale',
+      treeP99Ms: Number(r.tree.p99.toFixed(2)),
+      listP99Ms: Number(r.list.p99.toFixed(2)),
+      readyInProcessMs: Math.round(r.readyInProcessMs),
+      readyFromSpawnMs: Math.round(r.readyFromSpawnMs ?? performance.now() - spawnedAt),
+      rssMb: Math.round(r.rssMb),
+      met: { treeP99: r.tree.p99 < 5, listP99: r.list.p99 < 5, ready: r.readyInProcessMs < 1000, rss: r.rssMb < 200 },
+    })}\n\`\`\``,
   };
 }
 

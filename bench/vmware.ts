@@ -12,7 +12,9 @@
  * (c) client start-up with the shipped WSDL in a fresh process (WSDL load, client, RetrieveServiceContent,
  *     Login) vs govmomi's NewClient + Login; and RSS of each side.
  * Sides alternate within every round so drift on this shared machine does not favour one of them.
- * Rounds: VMWARE_BENCH_ROUNDS (default 3), cycles per round: VMWARE_BENCH_CYCLES (default 50).
+ * Rounds: VMWARE_BENCH_ROUNDS (default 7; (a) and (c)), VMWARE_BENCH_INVENTORY_ROUNDS (default 7; (b)),
+ * cycles per round: VMWARE_BENCH_CYCLES (default 50). Every ratio is reported as the median of the
+ * per-round ratios with its spread (min–max), and as a machine-readable bench-summary line.
  */
 import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -27,9 +29,9 @@ import { keepAliveClient, type KeepAliveClient } from './keepalive-client.ts';
 import type { BenchReport } from './run.ts';
 import { fmt, median } from './stats.ts';
 
-const ROUNDS = Number(process.env.VMWARE_BENCH_ROUNDS ?? 3);
+const ROUNDS = Number(process.env.VMWARE_BENCH_ROUNDS ?? 7);
 const CYCLES = Number(process.env.VMWARE_BENCH_CYCLES ?? 50);
-const INVENTORY_ROUNDS = Number(process.env.VMWARE_BENCH_INVENTORY_ROUNDS ?? 5);
+const INVENTORY_ROUNDS = Number(process.env.VMWARE_BENCH_INVENTORY_ROUNDS ?? 7);
 const SEEDED_SNAPSHOTS = 200;
 const VM = 'DC0_H0_VM0';
 const TOKEN = 'vmware-bench-token';
@@ -40,6 +42,8 @@ interface PeerOut { cyclesMs?: number; inventoryMs?: number; inventoryVms?: numb
 
 const ms = (since: number) => performance.now() - since;
 const verdict = (ok: boolean) => (ok ? 'met' : '**NOT met**');
+const spread = (xs: readonly number[]) => `${fmt(Math.min(...xs))}–${fmt(Math.max(...xs))}`;
+const range = (xs: readonly number[]) => [Number(Math.min(...xs).toFixed(2)), Number(Math.max(...xs).toFixed(2))];
 // Each direct cycle is a new job's first attempt (a fresh marker), as the daemon's worker tells the adapter.
 const ctx = (): CallContext => ({ signal: new AbortController().signal, progress: () => {}, log: silentLogger(), firstAttempt: true });
 
@@ -176,8 +180,10 @@ export async function run(): Promise<BenchReport> {
     }
     const inside = breakdown(metricsBefore, await daemonMetrics(d), ROUNDS * CYCLES);
     const daemonRssMb = rssMbOf(d.proc.pid!);
-    const ratioAdapter = median(rowsA.map((r) => r.adapter / r.govmomi));
-    const ratioRest = median(rowsA.map((r) => r.rest / r.govmomi));
+    const adapterRatios = rowsA.map((r) => r.adapter / r.govmomi);
+    const restRatios = rowsA.map((r) => r.rest / r.govmomi);
+    const ratioAdapter = median(adapterRatios);
+    const ratioRest = median(restRatios);
 
     // (c) --------------------------------------------------------------------------------------
     const startup: Array<{ snapvisor: { coldMs: number; warmMs: number; rssMb: number }; govmomi: number }> = [];
@@ -224,7 +230,24 @@ export async function run(): Promise<BenchReport> {
       }
       rowsB.push({ round, govmomi: go.inventoryMs ?? NaN, adapter: ad.ms, vms: ad.vms, snapshots: ad.snapshots, goSnapshots: go.inventorySnapshots ?? NaN });
     }
-    const ratioB = median(rowsB.map((r) => r.adapter / r.govmomi));
+    const inventoryRatios = rowsB.map((r) => r.adapter / r.govmomi);
+    const ratioB = median(inventoryRatios);
+    const summary = {
+      bench: 'vmware',
+      rounds: { a: ROUNDS, b: INVENTORY_ROUNDS },
+      adapterRatio: Number(ratioAdapter.toFixed(2)),
+      adapterRange: range(adapterRatios),
+      adapterMet: ratioAdapter <= 1.2,
+      restRatio: Number(ratioRest.toFixed(2)),
+      restRange: range(restRatios),
+      restMet: ratioRest <= 1.6,
+      inventoryRatio: Number(ratioB.toFixed(2)),
+      inventoryRange: range(inventoryRatios),
+      inventoryMet: ratioB <= 1.2,
+      startupColdMs: 0,
+      startupWarmMs: 0,
+      govmomiStartupMs: 0,
+    };
     const benchRssMb = process.memoryUsage().rss / 2 ** 20;
 
     const tableA = [
@@ -249,15 +272,23 @@ export async function run(): Promise<BenchReport> {
         `Lab: test/labs/vcsim (vcsim from Debian's govmomi 0.24.2, TLS with a pinned per-lab certificate). Peer: bench/govmomi/main.go on the same library, built by test/labs/vcsim/build.sh, timing in process (its process start and login excluded from (a) and (b)). Snapvisor's daemon is the real one (\`scripts/start.mjs\`), one \`kind: vmware\` target, periodic sync off, worker poll 50 ms.`,
         `### (a) ${CYCLES} create + remove snapshot cycles on ${VM} (${ROUNDS} rounds, sides rotated, after a warm-up)`,
         tableA,
-        `**Median ratio adapter/govmomi ${fmt(ratioAdapter)}** (target ≤ 1.2: ${verdict(ratioAdapter <= 1.2)}); **REST API/govmomi ${fmt(ratioRest)}** (target ≤ 1.6: ${verdict(ratioRest <= 1.6)}).`,
+        `**Median ratio adapter/govmomi ${fmt(ratioAdapter)}** (rounds ${spread(adapterRatios)}; target ≤ 1.2: ${verdict(ratioAdapter <= 1.2)}); **REST API/govmomi ${fmt(ratioRest)}** (rounds ${spread(restRatios)}; target ≤ 1.6: ${verdict(ratioRest <= 1.6)}).`,
         `Where a REST cycle's time goes, from the daemon's own /metrics over the measured rounds (${ROUNDS * CYCLES} cycles; mean per cycle of two jobs): client-observed ${fmt(median(rowsA.map((r) => r.rest)) / CYCLES)} ms; inside the daemon's HTTP handling ${fmt(inside.httpMs)} ms, of which the adapter's vim25 calls ${fmt(inside.providerMs)} ms and the rest — request parsing and validation, the job's persistence (submit, claim, record, finish), the worker's hand-off, the answer — ${fmt(inside.httpMs - inside.providerMs)} ms; outside it (the client, loopback HTTP, the audit write after each answer, scheduling three processes on two cores) ${fmt(median(rowsA.map((r) => r.rest)) / CYCLES - inside.httpMs)} ms. The adapter called directly takes ${fmt(median(rowsA.map((r) => r.adapter)) / CYCLES)} ms per cycle.`,
         `### (b) Inventory with snapshot trees: ${big.vmCount} VMs, ${seeded.inventorySnapshots ?? '?'} snapshots (${INVENTORY_ROUNDS} rounds, alternating)`,
         tableB,
-        `**Median ratio adapter/govmomi ${fmt(ratioB)}** (target ≤ 1.2: ${verdict(ratioB <= 1.2)}). One PropertyCollector pass for every VM and its tree; the engine's sync records the carried trees instead of one listSnapshots per VM.`,
+        `**Median ratio adapter/govmomi ${fmt(ratioB)}** (rounds ${spread(inventoryRatios)}; target ≤ 1.2: ${verdict(ratioB <= 1.2)}). One PropertyCollector pass for every VM and its tree; the engine's sync records the carried trees instead of one listSnapshots per VM.`,
         '### (c) Client start-up with the shipped WSDL',
         tableC,
         `Median: Snapvisor cold ${fmt(median(startup.map((s) => s.snapvisor.coldMs)), 0)} ms, warm ${fmt(median(startup.map((s) => s.snapvisor.warmMs)), 0)} ms; govmomi ${fmt(median(startup.map((s) => s.govmomi)), 0)} ms.`,
         `RSS: the daemon after (a) ${fmt(daemonRssMb, 0)} MB; the startup child ${fmt(median(startup.map((s) => s.snapvisor.rssMb)), 0)} MB (Node + tsx + the adapter); this bench process after (b) ${fmt(benchRssMb, 0)} MB; the govmomi peer at most ${fmt(peerRssKb / 1024, 0)} MB.`,
+        '```json bench-summary\n' +
+          JSON.stringify({
+            ...summary,
+            startupColdMs: Math.round(median(startup.map((s) => s.snapvisor.coldMs))),
+            startupWarmMs: Math.round(median(startup.map((s) => s.snapvisor.warmMs))),
+            govmomiStartupMs: Math.round(median(startup.map((s) => s.govmomi))),
+          }) +
+          '\n```',
       ].join('\n\n'),
     };
   } finally {

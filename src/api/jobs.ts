@@ -76,7 +76,8 @@ export async function submitJob(
   const { job: submitted, replayed } = await engine.submit(job, {
     principal: request.principal?.name ?? 'anonymous',
     ...(key === undefined ? {} : { idempotencyKey: key }),
-    requestHash: requestHash(request.method, path, hashed),
+    // Only a replay compares it, and only a request with a key can be replayed.
+    requestHash: key === undefined ? '' : requestHash(request.method, path, hashed),
   });
   request.auditJobId = submitted.id;
   reply.header('location', `/v1/jobs/${submitted.id}`);

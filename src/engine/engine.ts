@@ -37,6 +37,8 @@ export interface Engine extends EngineApi {
   start(options?: { waitForSync?: boolean }): Promise<void>;
   /** Let running jobs finish up to graceMs (default 10 s), then abort them back to queued. */
   stop(options?: { graceMs?: number }): Promise<void>;
+  /** Resolves once a worker claim round that started after the call has ended (tests wait on it instead of sleeping). */
+  claimRound(): Promise<void>;
 }
 
 export function createEngine(options: EngineOptions): Engine {
@@ -129,6 +131,8 @@ export function createEngine(options: EngineOptions): Engine {
       await syncing;
       log.info({}, 'engine stopped');
     },
+
+    claimRound: () => worker.claimRound(),
 
     async listTargets() {
       return Promise.all([...(await core.targets()).values()].map(targetView));

@@ -46,8 +46,12 @@ export async function findByMarker(input: Omit<HandlerInput, 'sync' | 'job'> & {
 /** Records the created snapshot and returns the job result naming it. */
 export async function recordCreated(input: Pick<HandlerInput, 'core' | 'sync' | 'vm'>, made: ProviderSnapshot): Promise<JobResult> {
   const { core, sync, vm } = input;
-  await sync.record(vm, { kind: 'created', snapshot: made });
-  const row = await core.store.snapshots.getByRef(vm.id, made.providerRef);
+  const plan = await sync.record(vm, { kind: 'created', snapshot: made });
+  // The row the plan wrote, else (already recorded, unchanged) the stored one.
+  const row =
+    plan.inserts.find((s) => s.providerRef === made.providerRef) ??
+    plan.updates.find((c) => c.after.providerRef === made.providerRef)?.after ??
+    (await core.store.snapshots.getByRef(vm.id, made.providerRef));
   if (!row) {
     throw new SnapvisorError('internal', 'SNAPVISOR_ERR_SNAPSHOT_NOT_RECORDED', 'the snapshot was created but could not be recorded');
   }

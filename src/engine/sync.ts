@@ -152,7 +152,17 @@ export function createSync(core: Core): Sync {
   }
 
   async function applyObserved(vm: Vm, stored: Snapshot[], observed: ProviderSnapshot[]): Promise<SnapshotPlan> {
-    const markerJobs = observed.map((o) => jobIdFromMarker(o.marker)).filter((id): id is string => id !== null);
+    // Only markers whose job can change the plan: a snapshot not stored yet (owner, job, mode), or a
+    // stored one still shown as external or without a mode. A row already recorded as Snapvisor's,
+    // with its mode, needs no lookup — after a job that is every row but the new one.
+    const storedByRef = new Map(stored.map((s) => [s.providerRef, s]));
+    const markerJobs: string[] = [];
+    for (const o of observed) {
+      const id = jobIdFromMarker(o.marker);
+      if (id === null) continue;
+      const existing = storedByRef.get(o.providerRef);
+      if (!existing || existing.owner === 'external' || existing.mode === null) markerJobs.push(id);
+    }
     const knownJobs = await core.store.jobs.createModes(markerJobs);
     const plan = reconcileSnapshots({ vmId: vm.id, stored, observed, knownJobs, now: core.iso(), newId: core.newId });
     if (plan.inserts.length || plan.updates.length || plan.gone.length) await core.store.snapshots.apply(plan);

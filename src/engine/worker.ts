@@ -18,6 +18,8 @@ interface Running {
   controller: AbortController;
   /** Why the signal fired, when it did. */
   reason: 'cancel' | 'stop' | 'timeout' | null;
+  /** The provider's final progress message (100 %), written with the job's final state. */
+  finalMessage?: string;
   done: Promise<void>;
 }
 
@@ -25,6 +27,8 @@ export interface Worker {
   start(): void;
   /** Runs one claim round now (tests, and after submit). */
   kick(): void;
+  /** Resolves once a claim round that started after this call has ended (tests wait on it instead of sleeping). */
+  claimRound(): Promise<void>;
   /** Stops claiming; waits for running jobs up to graceMs, then aborts them back to queued. */
   stop(graceMs: number): Promise<void>;
   /** Fires the signal of a job running here; false when it does not run here. */
@@ -44,6 +48,21 @@ export function createWorker(core: Core, sync: Sync): Worker {
   let stopping = false;
   let ticking = false;
   let again = false;
+  /** A round asked for by a finished job, not started yet: jobs ending in one turn share it. */
+  let kicked = false;
+  const kickSoon = () => {
+    if (kicked || stopping || !started) return;
+    kicked = true;
+    setImmediate(() => {
+      kicked = false;
+      void tick();
+    });
+  };
+  /** claimRound() callers waiting for the next round to end. */
+  let roundWaiters: Array<() => void> = [];
+  const releaseWaiters = (waiters: Array<() => void>) => {
+    for (const w of waiters) w();
+  };
 
   const schedule = (ms: number) => {
     if (stopping || !started) return;
@@ -62,7 +81,13 @@ export function createWorker(core: Core, sync: Sync): Worker {
     try {
       do {
         again = false;
-        await claimRound();
+        const waiters = roundWaiters;
+        roundWaiters = [];
+        try {
+          await claimRound();
+        } finally {
+          releaseWaiters(waiters);
+        }
       } while (again && !stopping);
     } catch (err) {
       core.log.error({ err: errSummary(err) }, 'worker claim round failed');
@@ -100,7 +125,7 @@ export function createWorker(core: Core, sync: Sync): Worker {
       .catch((err: unknown) => core.log.error({ jobId: job.id, err: errSummary(err) }, 'job settlement failed'))
       .finally(() => {
         running.delete(job.id);
-        if (!stopping) void tick();
+        if (!stopping) kickSoon();
       });
   }
 
@@ -108,23 +133,29 @@ export function createWorker(core: Core, sync: Sync): Worker {
     const { job, ticket } = entry;
     const log = core.log.child({ jobId: job.id, kind: job.kind, attempt: job.attempts });
     core.events.emit({ type: 'job', job });
-    log.info({ vmId: job.vmId }, 'job started');
+    // One line per job at info, when it ends (it names the outcome); its start is debug detail.
+    log.debug({ vmId: job.vmId }, 'job started');
     const timeout = setTimeout(() => {
       entry.reason ??= 'timeout';
       entry.controller.abort(new Error('job attempt timed out'));
     }, core.settings.jobTimeoutMs);
     timeout.unref?.();
     // A job that ends within the interval writes no progress at all (finishing sets 100 %), except a
-    // final message: it explains the outcome.
-    let lastProgressAt = performance.now();
+    // final message: it explains the outcome. That one is held back and written with the final state
+    // in the same statement on success (one write less per job), or just before a failure is settled.
+    // The injected clock, so tests cross the interval by advancing it instead of sleeping.
+    let lastProgressAt = core.now().getTime();
     const ctx: CallContext = {
       signal: entry.controller.signal,
       log,
       firstAttempt: job.attempts === 1,
       progress(percent, message) {
-        const at = performance.now();
-        const finalMessage = percent >= 100 && message !== undefined;
-        if (!finalMessage && at - lastProgressAt < PROGRESS_INTERVAL_MS) return;
+        const at = core.now().getTime();
+        if (percent >= 100 && message !== undefined) {
+          entry.finalMessage = message;
+          return;
+        }
+        if (at - lastProgressAt < PROGRESS_INTERVAL_MS) return;
         lastProgressAt = at;
         void core.store.jobs
           .setProgress(job.id, ticket, percent, message ?? null)
@@ -142,7 +173,7 @@ export function createWorker(core: Core, sync: Sync): Worker {
       if (!vm) throw new SnapvisorError('not_found', 'SNAPVISOR_ERR_VM_NOT_FOUND', `VM of job ${job.id} is missing from the store`);
       const result = await runHandler({ core, sync, job, target, vm, ctx });
       // Success stands even if a cancel arrived meanwhile: the hypervisor already did it.
-      settled = await core.store.jobs.finish(job.id, ticket, { state: 'succeeded', result, error: null, at: core.iso() });
+      settled = await core.store.jobs.finish(job.id, ticket, { state: 'succeeded', result, error: null, at: core.iso(), progressMessage: entry.finalMessage ?? null });
       log.info({ result }, 'job succeeded');
     } catch (err) {
       settled = await settleFailure(entry, err, log);
@@ -157,6 +188,10 @@ export function createWorker(core: Core, sync: Sync): Worker {
 
   async function settleFailure(entry: Running, err: unknown, log: CallContext['log']): Promise<Job | null> {
     const { job, ticket } = entry;
+    if (entry.finalMessage !== undefined) {
+      // The provider's last word before the failure, persisted as it was before being held back.
+      await core.store.jobs.setProgress(job.id, ticket, 100, entry.finalMessage).catch((e: unknown) => log.warn({ err: errSummary(e) }, 'progress update failed'));
+    }
     const now = core.now();
     const cancelRequested = entry.reason === 'cancel' || (await core.store.jobs.get(job.id))?.cancelRequested === true;
     if (cancelRequested) {
@@ -203,12 +238,23 @@ export function createWorker(core: Core, sync: Sync): Worker {
       void tick();
     },
     kick() {
+      // At once, not coalesced: a submitted job is claimed before the next request is read, which
+      // keeps two jobs queued for one VM in submit order even when their created_at ties.
       if (started && !stopping) void tick();
+    },
+    claimRound() {
+      if (!started || stopping) return Promise.resolve();
+      return new Promise<void>((resolve) => {
+        roundWaiters.push(resolve);
+        void tick();
+      });
     },
     async stop(graceMs) {
       stopping = true;
       if (timer) clearTimeout(timer);
       timer = null;
+      releaseWaiters(roundWaiters);
+      roundWaiters = [];
       const all = () => Promise.all([...running.values()].map((r) => r.done));
       if (running.size === 0) return;
       if (!(await within(all(), graceMs))) {

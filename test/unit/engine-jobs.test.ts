@@ -102,7 +102,7 @@ for (const row of rows) {
       t.equal(Date.parse(waiting.nextAttemptAt!) - h.clock.now().getTime(), delay, `requeue ${i + 1} waits ${delay} ms`);
       t.ok(waiting.error, 'last error visible while waiting');
       h.clock.advance(delay - 1);
-      await new Promise((r) => setTimeout(r, 15));
+      await h.engine.claimRound();
       t.equal((await h.engine.getJob(job.id)).state, 'queued', 'not before its time');
       h.clock.advance(1);
     }

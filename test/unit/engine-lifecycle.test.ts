@@ -13,7 +13,8 @@ import { harness, meta, TEST_SETTINGS, until, type Harness } from './engine-harn
 const create = async (h: Harness, vm: string, name = 'snap') =>
   h.engine.submit({ kind: 'snapshot.create', vmId: await h.vmId(vm), name, description: '', mode: 'memory' }, meta());
 
-const tick = () => new Promise((r) => setTimeout(r, 15));
+/** Waits for a worker claim round that started after now: whatever it could claim, it claimed. */
+const tick = (h: Harness) => h.engine.claimRound();
 
 t.test('one running job per VM: two creates on one VM never overlap', async (t) => {
   const h = await harness(t, { targets: [{ provider: { vms: [{ name: 'web01' }] } }] });
@@ -21,7 +22,7 @@ t.test('one running job per VM: two creates on one VM never overlap', async (t) 
   const first = await create(h, 'web01', 'one');
   const second = await create(h, 'web01', 'two');
   await gate.reached;
-  await tick();
+  await tick(h);
   t.equal(h.provider.callsOf('createSnapshot').length, 1, 'second create waits');
   t.equal((await h.engine.getJob(second.job.id)).state, 'queued');
   gate.release();
@@ -62,7 +63,7 @@ t.test('cancel a queued job: cancelled at once, never runs', async (t) => {
   t.match(cancelled, { state: 'cancelled', error: { kind: 'cancelled' } });
   gate.release();
   await h.settle(busy.job.id);
-  await tick();
+  await tick(h);
   t.equal(h.provider.callsOf('createSnapshot').length, 1, 'the cancelled job never reached the provider');
   await t.rejects(h.engine.cancelJob(waiting.job.id, 'ops'), { kind: 'conflict', code: 'SNAPVISOR_ERR_JOB_FINISHED' });
   await t.rejects(h.engine.cancelJob('nope', 'ops'), { kind: 'not_found', code: 'SNAPVISOR_ERR_JOB_NOT_FOUND' });
@@ -250,7 +251,7 @@ t.test('progress: a job that ends within the interval writes none but its final 
   const gate = h.provider.hold('createSnapshot');
   const slow = await create(h, 'web01', 'slow');
   await gate.reached;
-  await new Promise((resolve) => setTimeout(resolve, 300));
+  h.clock.advance(300); // past the progress interval, on the engine's clock
   gate.release();
   await h.settle(slow.job.id);
   await until(() => progressOf(slow.job.id).includes(50));
