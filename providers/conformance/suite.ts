@@ -351,6 +351,9 @@ function sharedCases(options: ConformanceOptions): CaseDef[] {
       tt.not(second.providerRef, first.providerRef, 'a second snapshot with the same name has its own ref');
       const listed = await f.provider.listSnapshots(f.runningVmId, x.ctx());
       tt.same(listed.filter((s) => s.name === 'twin').map((s) => s.providerRef).sort(), [first.providerRef, second.providerRef].sort(), 'both listed under the one name');
+      tt.same((await f.provider.getSnapshot(f.runningVmId, first.providerRef, x.ctx())).providerRef, first.providerRef, 'getSnapshot finds the first by its ref');
+      await f.provider.deleteSnapshot(f.runningVmId, second.providerRef, { children: false }, x.ctx());
+      tt.same((await f.provider.listSnapshots(f.runningVmId, x.ctx())).map((s) => s.providerRef), [first.providerRef], 'deleting one by its ref leaves its namesake alone');
       return;
     }
     // The name is fine in itself; it collides with the VM's state: `conflict` (HTTP 409), like libvirt's "already exists".
