@@ -1,7 +1,7 @@
 /**
  * The provider conformance suite for VMware, against vcsim (test/labs/vcsim) with TLS pinned to the
  * lab's own certificate. One vcsim serves the whole file; every case gets a VM nobody touched yet
- * (20 VMs in the lab) and a fresh provider (its own session). If the lab cannot be built or
+ * (40 VMs in the lab: one per case) and a fresh provider (its own session). If the lab cannot be built or
  * started, the test fails — it never skips.
  *
  * vcsim limits (reference/vmware.md): a revert does not change the power state, so every mode
@@ -30,7 +30,7 @@ interface Shared {
 let shared: Promise<Shared> | undefined;
 
 async function start(): Promise<Shared> {
-  const lab = await startVcsim({ dir, vms: 10 });
+  const lab = await startVcsim({ dir, vms: 20 });
   const options = { url: lab.sdkUrl, username: lab.username, password: lab.password, ca: lab.caPem };
   const probe = createVmwareProvider('lab', options, { log });
   const vms = (await probe.listVms(testContext())).filter((v) => v.powerState === 'running').map((v) => v.providerVmId);
