@@ -33,7 +33,15 @@ export const POWER_STATES = ['running', 'paused', 'suspended', 'off', 'transitio
 export type PowerState = (typeof POWER_STATES)[number];
 
 const ModeSupportSchema = Type.Union([
-  Type.Object({ supported: Type.Literal(true) }),
+  Type.Object({
+    supported: Type.Literal(true),
+    /**
+     * Set when snapshots taken in this mode cannot be reverted to, with the reason (libvirt < 9.9
+     * cannot revert the external overlays that crash/quiesced snapshots are). Absent: they can,
+     * wherever `revert` is declared.
+     */
+    revertRefused: Type.Optional(Type.String()),
+  }),
   Type.Object({ supported: Type.Literal(false), reason: Type.String({ description: 'Why the mode is not available (shown on 422)' }) }),
 ]);
 export type ModeSupport = Static<typeof ModeSupportSchema>;

@@ -484,7 +484,16 @@ function sharedCases(options: ConformanceOptions): CaseDef[] {
   for (const mode of SNAPSHOT_MODES) {
     it(`revert to a '${mode}' snapshot`, async (tt, f, x) => {
       const a = await x.create(f, f.runningVmId, x.spec(`revert-target-${mode}`, mode));
-      await x.create(f, f.runningVmId, x.spec(`later-${mode}`, mode));
+      const later = await x.create(f, f.runningVmId, x.spec(`later-${mode}`, mode));
+      const support = f.provider.capabilities().modes[mode];
+      if (support.supported && support.revertRefused !== undefined) {
+        // Declared unrevertable: an asserted refusal, not a skip, and nothing changes.
+        tt.ok(support.revertRefused.length > 0, 'the refusal carries a reason');
+        await x.rejectsWith(tt, f.provider.revertSnapshot!(f.runningVmId, a.providerRef, x.ctx()), 'unsupported', `revert to a '${mode}' snapshot`);
+        const listed = await f.provider.listSnapshots(f.runningVmId, x.ctx());
+        tt.same(listed.filter((s) => s.current).map((s) => s.providerRef), [later.providerRef], 'the current snapshot is unchanged');
+        return;
+      }
       const progress: number[] = [];
       const outcome = await f.provider.revertSnapshot!(f.runningVmId, a.providerRef, testContext(undefined, (p) => progress.push(p)));
       const listed = await f.provider.listSnapshots(f.runningVmId, x.ctx());

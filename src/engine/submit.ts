@@ -114,6 +114,17 @@ async function validate(core: Core, request: JobRequest): Promise<Draft> {
       if (!target.provider.capabilities().revert) {
         throw new SnapvisorError('unsupported', 'SNAPVISOR_ERR_REVERT_UNSUPPORTED', `target '${target.spec.name}' cannot revert to a snapshot`);
       }
+      // A snapshot whose mode is recorded and declared unrevertable is refused here; one of unknown
+      // mode (made outside Snapvisor) is left to the provider, which refuses it the same way.
+      const modeSupport = snapshot.mode === null ? undefined : target.provider.capabilities().modes[snapshot.mode];
+      if (modeSupport?.supported && modeSupport.revertRefused !== undefined) {
+        throw new SnapvisorError(
+          'unsupported',
+          'SNAPVISOR_ERR_REVERT_UNSUPPORTED',
+          `target '${target.spec.name}' cannot revert to a '${snapshot.mode}' snapshot: ${modeSupport.revertRefused}`,
+          { extra: { mode: snapshot.mode, reason: modeSupport.revertRefused } },
+        );
+      }
       return { target, vm, snapshot, params: { snapshotId: snapshot.id } };
     }
     case 'snapshot.delete': {

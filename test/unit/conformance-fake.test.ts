@@ -57,7 +57,13 @@ const asUsed = fakeSuite(
 
 const everything = fakeSuite('fake (every capability)', {
   capabilities: {
-    modes: { memory: { supported: true }, crash: { supported: true }, quiesced: { supported: true }, offline: { supported: true } },
+    modes: {
+      memory: { supported: true },
+      crash: { supported: true },
+      // A mode whose snapshots are taken but cannot be reverted to: the suite asserts the refusal.
+      quiesced: { supported: true, revertRefused: 'this fake cannot revert quiesced snapshots' },
+      offline: { supported: true },
+    },
     revert: true,
     deleteChildren: true,
     deleteAll: true,

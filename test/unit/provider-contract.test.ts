@@ -67,3 +67,18 @@ t.test('one error base: ProviderError is a SnapvisorError with a kind-derived co
   t.match(e, { kind: 'throttled', code: 'SNAPVISOR_ERR_THROTTLED', retry: 'transient', retryAfterMs: 2000, extra: { target: 'kvm', nativeCode: 'X1' } });
   t.equal(new SnapvisorError('conflict', 'SNAPVISOR_ERR_X', 'engine').retry, 'final', "the engine's own errors are final unless said otherwise");
 });
+
+t.test('a mode declared unrevertable: revert of such a snapshot is 422 before any job; the fake (and the suite) refuse it too', async (t) => {
+  const { harness, meta } = await import('./engine-harness.ts');
+  const refused = 'external overlays cannot be reverted here';
+  const h = await harness(t, {
+    targets: [{ provider: { vms: [{ name: 'web01', snapshots: [{ name: 'disk-only', mode: 'crash' }, { name: 'with-ram', mode: 'memory' }] }], capabilities: { modes: { crash: { supported: true, revertRefused: refused } } } } }],
+  });
+  const err = await h.engine
+    .submit({ kind: 'snapshot.revert', snapshotId: await h.snapshotId('web01', 'disk-only') }, meta())
+    .then(() => undefined, (e: unknown) => e);
+  t.match(err, { kind: 'unsupported', code: 'SNAPVISOR_ERR_REVERT_UNSUPPORTED', extra: { mode: 'crash', reason: refused } });
+  t.equal((await h.engine.listJobs({ limit: 10 })).items.length, 0, 'no job stored');
+  const { job } = await h.engine.submit({ kind: 'snapshot.revert', snapshotId: await h.snapshotId('web01', 'with-ram') }, meta('tester', undefined, 'h2'));
+  t.equal((await h.settle(job.id)).state, 'succeeded', 'another mode still reverts');
+});
