@@ -60,7 +60,8 @@ export async function offlineSnapshot<T>(steps: OfflineSteps, seq: OfflineSequen
     await untilOff(steps, seq, ctx, asked ? asked.unable : null);
     made = await take(ctx);
   } catch (e) {
-    await restartIfOff(steps, seq, calm);
+    // The job is failing: the restart reports no progress of its own.
+    await restartIfOff(steps, seq, { ...calm, progress: () => {} });
     throw e;
   }
   await steps.start(calm);

@@ -125,6 +125,13 @@ t.test('the snapshot fails: the VM is started again (on its own signal) and the 
   t.match(e.message, /disk full/);
   t.same(f.calls, ['shutdown', 'read', 'take', 'read', 'start']);
   t.ok(f.signals.every((s) => !s.aborted));
+  const seen: number[] = [];
+  const g = scripted({ power: ['off'] });
+  g.steps.start = async (ctx) => ctx.progress(95);
+  await rejection(offlineSnapshot(g.steps, seq(g.clock), { ...ctxOf(), progress: (p) => seen.push(p) }, async () => {
+    throw err('internal', 'disk full');
+  }));
+  t.same(seen, [], 'a failing job gets no progress from the restart');
 });
 
 t.test('the restart after a failure is best effort: its own failure is logged, the original error stands', async (t) => {
