@@ -7,7 +7,7 @@ const Schema = Type.Object(
   {
     host: Type.String(),
     style: Type.Optional(Type.Union([Type.Literal('internal'), Type.Literal('external')])),
-    offline: Type.Optional(Type.Object({ forceOff: Type.Optional(Type.Boolean()) }, { additionalProperties: false })),
+    offline: Type.Optional(Type.Object({ forcePowerOff: Type.Optional(Type.Boolean()) }, { additionalProperties: false })),
     password: Type.Optional(Type.String()),
   },
   { additionalProperties: false },
@@ -28,7 +28,7 @@ t.test('every problem names its key; values are never echoed', async (t) => {
 });
 
 t.test('a valid object has no problems', async (t) => {
-  t.same(optionProblems(Schema, { host: 'h', style: 'external', offline: { forceOff: true } }), []);
+  t.same(optionProblems(Schema, { host: 'h', style: 'external', offline: { forcePowerOff: true } }), []);
 });
 
 t.test('a renamed key is named with its new name instead of "unknown"', async (t) => {
