@@ -57,6 +57,7 @@ import { createGuards } from '../shared/guards.ts';
 import { checkHealth } from '../shared/health.ts';
 import { mapLimit } from '../shared/map-limit.ts';
 import type { Clock } from '../shared/offline.ts';
+import { EVERY_MODE, providerIdentity } from '../shared/provider-base.ts';
 import { createTargetTransport, type TargetTransport } from '../shared/ssh-target.ts';
 import { createSnapshotPath } from './create.ts';
 import { NO_SNAPSHOT } from './errors.ts';
@@ -78,13 +79,8 @@ export interface KvmDeps {
 }
 
 const CAPABILITIES: Capabilities = {
-  modes: {
-    memory: { supported: true },
-    crash: { supported: true },
-    // Supported by libvirt; each job still needs qemu-guest-agent in the guest (conflict without it).
-    quiesced: { supported: true },
-    offline: { supported: true },
-  },
+  // All four; a quiesced job still needs qemu-guest-agent in the guest (conflict without it).
+  modes: EVERY_MODE,
   revert: true,
   deleteChildren: true,
   deleteAll: true,
@@ -104,10 +100,7 @@ export function createKvmProvider(target: string, rawOptions: Record<string, unk
   const create = createSnapshotPath({ host, options, guards, pollMs: deps.pollIntervalMs ?? 500, ...(deps.clock ? { clock: deps.clock } : {}) });
 
   const provider: SnapshotProvider = {
-    kind: 'kvm',
-    target,
-
-    capabilities: () => structuredClone(CAPABILITIES),
+    ...providerIdentity('kvm', target, CAPABILITIES),
 
     check: (ctx) =>
       checkHealth(ctx, guards, async () => {

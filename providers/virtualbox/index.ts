@@ -46,6 +46,7 @@ import type { CommandRunner, RunResult } from '../shared/command-runner.ts';
 import { checkId, createGuards, UUID_RE, uuidIds } from '../shared/guards.ts';
 import { checkHealth } from '../shared/health.ts';
 import { offlineSnapshot, type OfflineSteps } from '../shared/offline.ts';
+import { providerIdentity } from '../shared/provider-base.ts';
 import { createTargetTransport, type TargetTransport } from '../shared/ssh-target.ts';
 import { fromRunError, fromVboxFailure, type CallInfo } from './errors.ts';
 import { PROVIDER, parseOptions, type VirtualBoxOptions } from './options.ts';
@@ -192,10 +193,7 @@ export function createVirtualBoxProvider(target: string, rawOptions: Record<stri
   }
 
   const provider: SnapshotProvider = {
-    kind: 'virtualbox',
-    target,
-
-    capabilities: () => structuredClone(CAPABILITIES),
+    ...providerIdentity('virtualbox', target, CAPABILITIES),
 
     check: (ctx) => checkHealth(ctx, guards, async () => (await run(['--version'], ctx, { what: 'check', mutating: false })).stdout.trim().split('\n')[0] ?? ''),
 

@@ -26,22 +26,12 @@
  * snapshot already gone is success; without children vSphere re-parents them. Consolidate runs
  * ConsolidateVMDisks_Task only when runtime.consolidationNeeded is set.
  */
-import {
-  ProviderError,
-  type CallContext,
-  type Capabilities,
-  type ConsolidationReport,
-  type CreateSpec,
-  type DeleteOptions,
-  type Logger,
-  type ProviderSnapshot,
-  type SnapshotProvider,
-  type VmInfo,
-} from '../contract.ts';
+import { ProviderError, type CallContext, type Capabilities, type ConsolidationReport, type CreateSpec, type DeleteOptions, type Logger, type ProviderSnapshot, type SnapshotProvider, type VmInfo } from '../contract.ts';
 import { descriptionWithMarker } from '../shared/description-marker.ts';
 import { checkId, createGuards, MOREF_VALUE_RE, morefIds } from '../shared/guards.ts';
 import { checkHealth } from '../shared/health.ts';
 import { offlineSnapshot, type OfflineSteps } from '../shared/offline.ts';
+import { EVERY_MODE, providerIdentity } from '../shared/provider-base.ts';
 import { createVimClient, type VimClient } from './client.ts';
 import { VimFault, needsTools, toProviderError, type CallInfo } from './faults.ts';
 import { PROVIDER, parseOptions, type VmwareOptions } from './options.ts';
@@ -59,12 +49,7 @@ const VM_PATHS = ['name', 'config.instanceUuid', 'runtime.powerState', 'runtime.
 const VM_IDS = morefIds('VMware VM', 'vm-42');
 
 const CAPABILITIES: Capabilities = {
-  modes: {
-    memory: { supported: true },
-    crash: { supported: true },
-    quiesced: { supported: true },
-    offline: { supported: true },
-  },
+  modes: EVERY_MODE,
   revert: true,
   deleteChildren: true,
   deleteAll: true,
@@ -216,10 +201,7 @@ export function createVmwareProvider(target: string, rawOptions: Record<string, 
   }
 
   const provider: SnapshotProvider = {
-    kind: 'vmware',
-    target,
-
-    capabilities: () => structuredClone(CAPABILITIES),
+    ...providerIdentity('vmware', target, CAPABILITIES),
 
     check: (ctx) =>
       checkHealth(ctx, guards, async () => {

@@ -3,9 +3,9 @@
  * virsh run the merge makes is listed with its answer, in order per argv; a call the script does
  * not list fails the test, and so does a listed call that never came.
  */
-import t, { type Test } from 'tap';
+import t from 'tap';
 import type { CallContext } from '../../providers/contract.ts';
-import { CommandError, type CommandRunner, type RunOptions, type RunResult } from '../../providers/shared/command-runner.ts';
+import { CommandError, type CommandRunner } from '../../providers/shared/command-runner.ts';
 import { createGuards } from '../../providers/shared/guards.ts';
 import type { DiskCommit } from '../../providers/kvm/consolidation.ts';
 import { createMerger } from '../../providers/kvm/merge.ts';
@@ -13,14 +13,11 @@ import { parseOptions } from '../../providers/kvm/options.ts';
 import { createVirshHost } from '../../providers/kvm/virsh.ts';
 import { rejection } from '../fixtures/provider-error.ts';
 import { silentLogger } from '../fixtures/fake-provider.ts';
+import { failed, ok, scriptedRunner as scripted, type Reply } from '../fixtures/scripted-runner.ts';
 
 const UUID = '11111111-2222-3333-4444-555555555555';
 const URI = 'qemu:///system';
 const V = (...args: string[]): string[] => ['virsh', '-c', URI, ...args];
-
-type Reply = RunResult | ((opts: RunOptions) => Promise<RunResult> | RunResult);
-const ok = (stdout = ''): RunResult => ({ exitCode: 0, stdout, stderr: '' });
-const failed = (stderr: string): RunResult => ({ exitCode: 1, stdout: '', stderr });
 
 function domXml(chain: string[]): string {
   let inner = '<backingStore/>';
@@ -30,29 +27,6 @@ function domXml(chain: string[]): string {
 function snapXml(name: string, parent: string | null, overlay: string, memoryFile: string | null = null): string {
   const mem = memoryFile ? `<memory snapshot='external' file='${memoryFile}'/>` : `<memory snapshot='no'/>`;
   return `<domainsnapshot><name>${name}</name><state>disk-snapshot</state><creationTime>1700000000</creationTime>${parent ? `<parent><name>${parent}</name></parent>` : ''}${mem}<disks><disk name='vda' snapshot='external' type='file'><driver type='qcow2'/><source file='${overlay}'/></disk></disks></domainsnapshot>`;
-}
-
-/** A runner that answers only what `script` lists (per argv, in order) and records everything. */
-function scripted(t: Test, script: Array<[string[], Reply]>): CommandRunner & { calls: string[][]; done(): void } {
-  const queues = new Map<string, Reply[]>();
-  for (const [argv, reply] of script) queues.set(JSON.stringify(argv), [...(queues.get(JSON.stringify(argv)) ?? []), reply]);
-  const calls: string[][] = [];
-  return {
-    calls,
-    done() {
-      const left = [...queues.entries()].filter(([, q]) => q.length > 0).map(([k]) => k);
-      t.same(left, [], 'every scripted call was made');
-    },
-    async run(argv, opts = {}) {
-      calls.push([...argv]);
-      const reply = queues.get(JSON.stringify(argv))?.shift();
-      if (reply === undefined) {
-        t.fail(`unexpected call: ${argv.join(' ')}`);
-        return failed(`error: unexpected call ${argv.join(' ')}\n`);
-      }
-      return typeof reply === 'function' ? reply(opts) : reply;
-    },
-  };
 }
 
 const log = silentLogger();
