@@ -469,12 +469,18 @@ function sharedCases(options: ConformanceOptions): CaseDef[] {
     tt.equal((await f.provider.listSnapshots(f.runningVmId, x.ctx())).find((l) => l.providerRef === made.providerRef)?.ready, true, 'listed ready');
   });
 
-  it('tree shape after a branch: revert to an earlier snapshot, then create', async (tt, f, x) => {
+  /** a ← b, then revert to a and create c: a has two children, c is current. */
+  const branch = async (tt: TapTest, f: ConformanceFixture, x: ConformanceTools, [na, nb, nc]: [string, string, string]) => {
     const mode = x.baseMode(tt, f.provider);
-    const a = await x.create(f, f.runningVmId, x.spec('a', mode));
-    const b = await x.create(f, f.runningVmId, x.spec('b', mode));
+    const a = await x.create(f, f.runningVmId, x.spec(na, mode));
+    const b = await x.create(f, f.runningVmId, x.spec(nb, mode));
     await f.provider.revertSnapshot!(f.runningVmId, a.providerRef, x.ctx());
-    const c = await x.create(f, f.runningVmId, x.spec('c', mode));
+    const c = await x.create(f, f.runningVmId, x.spec(nc, mode));
+    return { a, b, c };
+  };
+
+  it('tree shape after a branch: revert to an earlier snapshot, then create', async (tt, f, x) => {
+    const { a, b, c } = await branch(tt, f, x, ['a', 'b', 'c']);
     const listed = await f.provider.listSnapshots(f.runningVmId, x.ctx());
     const children = listed.filter((s) => s.parentRef === a.providerRef).map((s) => s.providerRef).sort();
     tt.same(children, [b.providerRef, c.providerRef].sort(), 'a has two children');
@@ -535,11 +541,7 @@ function sharedCases(options: ConformanceOptions): CaseDef[] {
   });
 
   it('delete a snapshot with two children (no children flag)', async (tt, f, x) => {
-    const mode = x.baseMode(tt, f.provider);
-    const a = await x.create(f, f.runningVmId, x.spec('fork', mode));
-    const b = await x.create(f, f.runningVmId, x.spec('left', mode));
-    await f.provider.revertSnapshot!(f.runningVmId, a.providerRef, x.ctx());
-    const c = await x.create(f, f.runningVmId, x.spec('right', mode));
+    const { a, b, c } = await branch(tt, f, x, ['fork', 'left', 'right']);
     if (options.deleteWithTwoChildren === 'conflict') {
       await x.rejectsWith(tt, f.provider.deleteSnapshot(f.runningVmId, a.providerRef, { children: false }, x.ctx()), 'conflict', 'delete with two children');
       tt.equal((await f.provider.listSnapshots(f.runningVmId, x.ctx())).length, 3, 'nothing was deleted');

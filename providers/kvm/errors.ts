@@ -5,6 +5,7 @@
  */
 import { ProviderError, type ProviderErrorKind, type RetryClass } from '../contract.ts';
 import type { RunResult } from '../shared/command-runner.ts';
+import { firstLine } from '../shared/stderr.ts';
 import { fromTransportError, type CallInfo } from '../shared/transport-errors.ts';
 import { PROVIDER } from './options.ts';
 import { parseVirshError } from './parse.ts';
@@ -58,19 +59,11 @@ export function fromVirshFailure(result: RunResult, call: CallInfo): ProviderErr
     });
   }
   // Multi-step commands print "Failed to X" first and the reason last: the reason is what helps.
-  const reason = lines[lines.length - 1] ?? firstNonEmptyLine(result.stderr) ?? `virsh exited with code ${result.exitCode}`;
+  const reason = lines[lines.length - 1] ?? firstLine(result.stderr) ?? `virsh exited with code ${result.exitCode}`;
   return new ProviderError(PROVIDER, 'internal', `${call.what}: ${reason.slice(0, 500)}`);
 }
 
 /** The call did not finish with an exit code (timeout, abort, dropped connection) or threw something else. */
 export function fromRunError(err: unknown, call: CallInfo): ProviderError {
   return fromTransportError(err, call, { provider: PROVIDER, tool: 'virsh', cannotRun: (e) => `cannot run virsh on the target (${e.message})` });
-}
-
-function firstNonEmptyLine(text: string): string | undefined {
-  return text
-    .replace(/\r/g, '')
-    .split('\n')
-    .map((l) => l.trim())
-    .find((l) => l !== '');
 }

@@ -4,8 +4,7 @@
  * echoed back in a problem: only key names are.
  */
 import { Type, type Static } from 'typebox';
-import { ProviderError } from '../contract.ts';
-import { optionProblems } from '../shared/options.ts';
+import { OFFLINE_RENAMES, OfflineOptionsSchema, offlineOptions, validOptions, type OfflineOptions } from '../shared/options.ts';
 import { SshTargetSchema, sshProblems, type SshTargetOptions } from '../shared/ssh-target.ts';
 
 export const PROVIDER = 'kvm';
@@ -20,17 +19,11 @@ export const KvmOptionsSchema = Type.Object(
     commandTimeoutSec: Type.Optional(Type.Number({ exclusiveMinimum: 0, default: 300 })),
     /** How a `memory` snapshot is stored: inside the qcow2 (internal) or as overlays + memory file (external). */
     snapshotStyle: Type.Optional(Type.Union([Type.Literal('internal'), Type.Literal('external')])),
-    offline: Type.Optional(
-      Type.Object(
-        {
-          /** How long to wait for the guest to power off after `virsh shutdown`. */
-          shutdownTimeoutSec: Type.Optional(Type.Number({ minimum: 0, default: 120 })),
-          /** `virsh destroy` when the guest did not shut down in time (else the snapshot fails with conflict). */
-          forceOff: Type.Optional(Type.Boolean({ default: false })),
-        },
-        { additionalProperties: false },
-      ),
-    ),
+    /**
+     * `virsh shutdown`, then wait shutdownTimeoutSec; `virsh destroy` only with forcePowerOff (else the
+     * snapshot fails with conflict). The old key `forceOff` is refused with a message naming the new one.
+     */
+    offline: Type.Optional(OfflineOptionsSchema),
     /**
      * Merging overlays of a shut-off domain (manual deletes, consolidate): libvirt 9.0 cannot blockcommit
      * offline and the SSH user cannot qemu-img the 0600 overlays, so 'start-paused' starts QEMU paused
@@ -59,29 +52,20 @@ export interface KvmOptions {
   ssh: SshTargetOptions | undefined;
   commandTimeoutSec: number;
   snapshotStyle: 'internal' | 'external';
-  offline: { shutdownTimeoutSec: number; forceOff: boolean };
+  offline: OfflineOptions;
   offlineMerge: 'start-paused' | 'refuse';
   consolidate: { maxChainDepth: number; timeoutSec: number };
 }
 
 /** Throws ProviderError `invalid` naming every bad, unknown or missing key. */
 export function parseOptions(target: string, input: unknown): KvmOptions {
-  const raw = input ?? {};
-  const problems = optionProblems(KvmOptionsSchema, raw);
-  const o = raw as KvmOptionsInput;
-  if (problems.length === 0) problems.push(...sshProblems(o.ssh));
-  if (problems.length > 0) {
-    throw new ProviderError(PROVIDER, 'invalid', `target '${target}': ${problems.join('; ')}`);
-  }
+  const o: KvmOptionsInput = validOptions(PROVIDER, target, KvmOptionsSchema, input, (v) => sshProblems(v.ssh), OFFLINE_RENAMES);
   return {
     uri: o.uri ?? 'qemu:///system',
     ssh: o.ssh,
     commandTimeoutSec: o.commandTimeoutSec ?? 300,
     snapshotStyle: o.snapshotStyle ?? 'internal',
-    offline: {
-      shutdownTimeoutSec: o.offline?.shutdownTimeoutSec ?? 120,
-      forceOff: o.offline?.forceOff ?? false,
-    },
+    offline: offlineOptions(o.offline),
     offlineMerge: o.offlineMerge ?? 'start-paused',
     consolidate: {
       maxChainDepth: o.consolidate?.maxChainDepth ?? 1,

@@ -5,8 +5,12 @@
  */
 import { Type, type Static, type TSchema } from 'typebox';
 import { Value } from 'typebox/value';
+import { ProviderError } from '../contract.ts';
 
-export function optionProblems(schema: TSchema, raw: unknown): string[] {
+/** Old dotted key → new dotted key: a config that still uses the old one is told the new name. */
+export type RenamedOptions = Readonly<Record<string, string>>;
+
+export function optionProblems(schema: TSchema, raw: unknown, renamed: RenamedOptions = {}): string[] {
   const problems: string[] = [];
   const allowed = new Map<string, unknown[]>();
   for (const e of Value.Errors(schema, raw)) {
@@ -14,7 +18,10 @@ export function optionProblems(schema: TSchema, raw: unknown): string[] {
     const key = (k: string) => `${where ? `${where}.` : ''}${k}`;
     switch (e.keyword) {
       case 'additionalProperties':
-        for (const k of (e.params as { additionalProperties?: string[] }).additionalProperties ?? []) problems.push(`unknown option '${key(k)}'`);
+        for (const k of (e.params as { additionalProperties?: string[] }).additionalProperties ?? []) {
+          const now = renamed[key(k)];
+          problems.push(now === undefined ? `unknown option '${key(k)}'` : `${key(k)} was renamed to ${now}`);
+        }
         break;
       case 'required':
         for (const k of (e.params as { requiredProperties?: string[] }).requiredProperties ?? []) problems.push(`missing option '${key(k)}'`);
@@ -38,8 +45,29 @@ export function optionProblems(schema: TSchema, raw: unknown): string[] {
 }
 
 /**
+ * The options of one target, checked against the adapter's schema and then by `more` (checks the
+ * schema cannot express; run only when the schema found nothing): ProviderError `invalid` naming
+ * every problem, else the input typed by the schema (defaults still to be applied by the caller).
+ */
+export function validOptions<S extends TSchema>(
+  provider: string,
+  target: string,
+  schema: S,
+  input: unknown,
+  more: (o: Static<S>) => string[] = () => [],
+  renamed: RenamedOptions = {},
+): Static<S> {
+  const raw = input ?? {};
+  const problems = optionProblems(schema, raw, renamed);
+  const o = raw as Static<S>;
+  if (problems.length === 0) problems.push(...more(o));
+  if (problems.length > 0) throw new ProviderError(provider, 'invalid', `target '${target}': ${problems.join('; ')}`);
+  return o;
+}
+
+/**
  * `offline:` of a target that can ask the guest to shut down (VirtualBox's ACPI button, vSphere's
- * ShutdownGuest): how long to wait for it, and whether to pull the plug after that (else the
+ * ShutdownGuest, `virsh shutdown`): how long to wait for it, and whether to pull the plug after that (else the
  * offline snapshot fails with `conflict`).
  */
 export const OfflineOptionsSchema = Type.Object(
@@ -58,3 +86,6 @@ export interface OfflineOptions {
 export function offlineOptions(o: Static<typeof OfflineOptionsSchema> | undefined): OfflineOptions {
   return { shutdownTimeoutSec: o?.shutdownTimeoutSec ?? 120, forcePowerOff: o?.forcePowerOff ?? false };
 }
+
+/** KVM's `offline.forceOff` became the shared `offline.forcePowerOff`. */
+export const OFFLINE_RENAMES: RenamedOptions = { 'offline.forceOff': 'offline.forcePowerOff' };

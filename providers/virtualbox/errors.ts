@@ -5,6 +5,7 @@
  */
 import { ProviderError } from '../contract.ts';
 import type { RunResult } from '../shared/command-runner.ts';
+import { firstLine } from '../shared/stderr.ts';
 import { fromTransportError, type CallInfo } from '../shared/transport-errors.ts';
 import { PROVIDER } from './options.ts';
 import { parseVboxError } from './parse.ts';
@@ -12,6 +13,8 @@ import { parseVboxError } from './parse.ts';
 export type { CallInfo };
 
 const LOCKED = 'is already locked by a session';
+/** VBoxManage's `0%...10%...` progress output on stderr: never the reason. */
+const PROGRESS_LINE = /^\d+%/;
 
 /**
  * Machine states VirtualBox passes through on its own (§3.3's `<State>` names). A refusal in one
@@ -46,8 +49,8 @@ function inTransientState(messages: readonly string[]): boolean {
 /** A finished VBoxManage call that failed: non-zero exit, or exit 0 with an `error:` line (§1.2). */
 export function fromVboxFailure(result: RunResult, call: CallInfo): ProviderError {
   const parsed = parseVboxError(result.stderr);
-  const firstLine = parsed?.message ?? firstNonEmptyLine(result.stderr) ?? `VBoxManage exited with code ${result.exitCode}`;
-  const message = `${call.what}: ${firstLine}`;
+  const reason = parsed?.message ?? firstLine(result.stderr, PROGRESS_LINE) ?? `VBoxManage exited with code ${result.exitCode}`;
+  const message = `${call.what}: ${reason}`;
   const nativeCode = parsed?.code;
   const opts = nativeCode === undefined ? {} : { nativeCode };
   if (parsed?.messages.some((m) => m.includes(LOCKED))) {
@@ -74,12 +77,4 @@ export function fromVboxFailure(result: RunResult, call: CallInfo): ProviderErro
 /** The call did not finish with an exit code (timeout, abort, spawn failure) or threw something else. */
 export function fromRunError(err: unknown, call: CallInfo, vboxmanage: string): ProviderError {
   return fromTransportError(err, call, { provider: PROVIDER, tool: 'VBoxManage', cannotRun: () => `cannot run '${vboxmanage}' (is VirtualBox installed and on PATH?)` });
-}
-
-function firstNonEmptyLine(text: string): string | undefined {
-  return text
-    .replace(/\r/g, '')
-    .split('\n')
-    .map((l) => l.trim())
-    .find((l) => l !== '' && !/^\d+%/.test(l));
 }

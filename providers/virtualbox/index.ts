@@ -16,8 +16,9 @@
  * - offline: a running VM gets the ACPI power button and is polled until it is off (up to
  *   offline.shutdownTimeoutSec, honouring the signal); if it is still on, it is powered off when
  *   offline.forcePowerOff is set, else `conflict`. Then take, then `startvm --type headless` if it was
- *   running — also when the take failed (best effort, logged). A saved or paused VM is a `conflict`:
- *   powering it off would throw away its saved/running state.
+ *   running — also when the take failed (best effort, logged). The sequence is shared/offline.ts; this
+ *   adapter gives it the VBoxManage steps. A saved or paused VM is a `conflict`: powering it off
+ *   would throw away its saved/running state.
  * - crash, quiesced: not offered by VirtualBox → `unsupported`.
  *
  * Revert: VirtualBox refuses to restore while the VM runs, and a revert discards the current state
@@ -37,16 +38,17 @@ import {
   type Logger,
   type ProviderSnapshot,
   type ProviderWith,
-  type SnapshotProvider,
   snapshotTextProblems,
-  type TargetHealth,
   type VmInfo,
 } from '../contract.ts';
-import { snapshotIn } from '../shared/snapshot-lookup.ts';
 import { descriptionWithMarker, splitMarker } from '../shared/description-marker.ts';
 import type { CommandRunner, RunResult } from '../shared/command-runner.ts';
+import { checkId, createGuards, UUID_RE, uuidIds } from '../shared/guards.ts';
+import { checkHealth } from '../shared/health.ts';
+import { offlineSnapshot, type OfflineSteps } from '../shared/offline.ts';
+import { LOCAL_TREE, providerIdentity } from '../shared/provider-base.ts';
+import { snapshotIn } from '../shared/snapshot-lookup.ts';
 import { createTargetTransport, type TargetTransport } from '../shared/ssh-target.ts';
-import { sleep } from '../shared/sleep.ts';
 import { fromRunError, fromVboxFailure, type CallInfo } from './errors.ts';
 import { PROVIDER, parseOptions, type VirtualBoxOptions } from './options.ts';
 import {
@@ -69,12 +71,12 @@ export interface VirtualBoxDeps {
   pollIntervalMs?: number;
 }
 
-const UUID_RE = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
+const VM_IDS = uuidIds('VirtualBox VM');
 const NO_SNAPSHOTS = 'This machine does not have any snapshots';
 const MAX_NAME_BYTES = 1024;
-const UUID_SOURCE = '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$';
 /** A line VBoxManage would print unescaped that a machine-readable parser would take for a key (§4.1). */
-const KEY_LIKE_LINE_SOURCE = '(?:^|\\n)(?:Snapshot(?:Name|UUID|Description)(?:-\\d+)*|CurrentSnapshot(?:Name|UUID|Node))=';
+const KEY_LIKE_LINE = '(?:^|\\n)(?:Snapshot(?:Name|UUID|Description)(?:-\\d+)*|CurrentSnapshot(?:Name|UUID|Node))=';
+const KEY_LIKE_REASON = "has a line that VBoxManage's machine-readable output would mistake for a key (SnapshotName…=, CurrentSnapshot…=)";
 
 const CAPABILITIES: Capabilities = {
   modes: {
@@ -83,27 +85,18 @@ const CAPABILITIES: Capabilities = {
     crash: { supported: false, reason: 'VirtualBox cannot take a disk-only snapshot of a running VM: a snapshot of a running VM always includes its memory state' },
     quiesced: { supported: false, reason: 'VirtualBox has no guest-quiesced snapshots (no filesystem freeze or VSS integration)' },
   },
-  revert: true,
-  deleteChildren: true,
-  deleteAll: true,
+  ...LOCAL_TREE,
   consolidate: false,
   duplicateNames: true,
-  descriptions: true,
-  readiness: false,
   limits: {
     maxNameBytes: MAX_NAME_BYTES,
     nameRules: [
       { pattern: '^-', effect: 'forbid', reason: "a snapshot name must not start with '-' (VBoxManage would read it as an option)" },
-      { pattern: UUID_SOURCE, effect: 'forbid', reason: 'a snapshot name must not be a UUID (VirtualBox would look it up as an id)' },
+      { pattern: UUID_RE.source, effect: 'forbid', reason: 'a snapshot name must not be a UUID (VirtualBox would look it up as an id)' },
       { pattern: '\\u0000', effect: 'forbid', reason: 'NUL characters cannot be passed to VBoxManage' },
       { pattern: '\\u0000', effect: 'forbid', field: 'description', reason: 'NUL characters cannot be passed to VBoxManage' },
-      { pattern: KEY_LIKE_LINE_SOURCE, effect: 'forbid', reason: "the name has a line that VBoxManage's machine-readable output would mistake for a key (SnapshotName…=, CurrentSnapshot…=)" },
-      {
-        pattern: KEY_LIKE_LINE_SOURCE,
-        effect: 'forbid',
-        field: 'description',
-        reason: "the description has a line that VBoxManage's machine-readable output would mistake for a key (SnapshotName…=, CurrentSnapshot…=)",
-      },
+      { pattern: KEY_LIKE_LINE, effect: 'forbid', reason: `the name ${KEY_LIKE_REASON}` },
+      { pattern: KEY_LIKE_LINE, effect: 'forbid', field: 'description', reason: `the description ${KEY_LIKE_REASON}` },
     ],
   },
 };
@@ -120,16 +113,11 @@ export function createVirtualBoxProvider(target: string, rawOptions: Record<stri
   const pollMs = deps.pollIntervalMs ?? 500;
   const timeoutMs = options.commandTimeoutSec * 1000;
 
-  const err = (kind: ConstructorParameters<typeof ProviderError>[1], message: string, opts: ConstructorParameters<typeof ProviderError>[3] = {}) =>
-    new ProviderError(PROVIDER, kind, `target '${target}': ${message}`, opts);
-
-  function assertNotAborted(ctx: CallContext, what: string): void {
-    if (ctx.signal.aborted) throw err('transient', `${what}: cancelled before start`, { retry: 'transient' });
-  }
+  const guards = createGuards(PROVIDER, target);
+  const { err, assertNotAborted, withTarget } = guards;
 
   /** Runs VBoxManage; returns the result whatever its exit code (callers decide), or throws a mapped transport error. */
   async function exec(args: string[], ctx: CallContext, call: CallInfo, onPercent?: (pct: number) => void): Promise<RunResult> {
-    const whatWithTarget: CallInfo = { ...call, what: `target '${target}': ${call.what}` };
     try {
       return await runner.run([options.vboxmanage, ...args], {
         signal: ctx.signal,
@@ -137,28 +125,25 @@ export function createVirtualBoxProvider(target: string, rawOptions: Record<stri
         ...(onPercent ? { onStderr: (chunk: string) => { const p = lastProgressPercent(chunk); if (p !== null) onPercent(p); } } : {}),
       });
     } catch (e) {
-      throw fromRunError(e, whatWithTarget, options.vboxmanage);
+      throw fromRunError(e, withTarget(call), options.vboxmanage);
     }
   }
 
   /** Like exec, but any failure — including exit 0 with an `error:` line (§1.2) — throws. */
   async function run(args: string[], ctx: CallContext, call: CallInfo, onPercent?: (pct: number) => void): Promise<RunResult> {
     const result = await exec(args, ctx, call, onPercent);
-    if (result.exitCode !== 0 || hasErrorLine(result.stderr)) throw fromVboxFailure(result, { ...call, what: `target '${target}': ${call.what}` });
+    if (result.exitCode !== 0 || hasErrorLine(result.stderr)) throw fromVboxFailure(result, withTarget(call));
     return result;
   }
 
-  function vmArg(providerVmId: string): string {
-    // A VM is addressed by UUID only; anything else could be a name or, worse, an option.
-    if (!UUID_RE.test(providerVmId)) throw err('not_found', `no VM with id '${providerVmId}' (VirtualBox VM ids are UUIDs)`);
-    return providerVmId.toLowerCase();
-  }
+  // A VM is addressed by UUID only; anything else could be a name or, worse, an option.
+  const vmArg = (providerVmId: string): string => checkId(err, VM_IDS, 'VM', providerVmId);
 
   async function readSnapshots(vm: string, ctx: CallContext): Promise<ParsedSnapshot[]> {
     const call = { what: `list snapshots of VM ${vm}`, mutating: false };
     const result = await exec(['snapshot', vm, 'list', '--machinereadable'], ctx, call);
     if (result.exitCode === 1 && result.stdout.trim() === NO_SNAPSHOTS && !hasErrorLine(result.stderr)) return [];
-    if (result.exitCode !== 0 || hasErrorLine(result.stderr)) throw fromVboxFailure(result, { ...call, what: `target '${target}': ${call.what}` });
+    if (result.exitCode !== 0 || hasErrorLine(result.stderr)) throw fromVboxFailure(result, withTarget(call));
     return parseSnapshotList(result.stdout);
   }
 
@@ -177,27 +162,22 @@ export function createVirtualBoxProvider(target: string, rawOptions: Record<stri
     if (problems.length > 0) throw err('invalid', problems.join('; '));
   }
 
-  const shutdownWait = (ms: number, signal: AbortSignal) =>
-    sleep(ms, signal, () => err('transient', 'cancelled while waiting for the guest to shut down', { retry: 'uncertain' }));
-
-  /** ACPI shutdown, then (optionally) power off. Resolves when the VM is off. */
-  async function shutDown(vm: string, ctx: CallContext): Promise<void> {
-    await run(['controlvm', vm, 'acpipowerbutton'], ctx, { what: `press the ACPI power button of VM ${vm}`, mutating: true });
-    const deadline = Date.now() + options.offline.shutdownTimeoutSec * 1000;
-    for (;;) {
-      const info = await readVm(vm, ctx);
-      if (OFF_STATES.has(info.vmState)) return;
-      if (Date.now() >= deadline) {
-        if (!options.offline.forcePowerOff) {
-          throw err('conflict', `offline snapshot of VM ${vm}: the guest did not shut down within ${options.offline.shutdownTimeoutSec} s (state ${info.vmState}); set offline.forcePowerOff to power it off`);
-        }
-        ctx.log.warn({ vm }, 'guest did not shut down in time; powering off');
-        await run(['controlvm', vm, 'poweroff'], ctx, { what: `power off VM ${vm}`, mutating: true });
-        return;
-      }
-      await shutdownWait(Math.min(pollMs, Math.max(1, deadline - Date.now())), ctx.signal);
-    }
-  }
+  /** The offline sequence's VirtualBox steps (shared/offline.ts): the ACPI power button, showvminfo, poweroff, startvm headless. */
+  const offlineSteps = (vm: string): OfflineSteps => ({
+    shutdown: async (ctx) => {
+      await run(['controlvm', vm, 'acpipowerbutton'], ctx, { what: `press the ACPI power button of VM ${vm}`, mutating: true });
+    },
+    readPower: async (ctx) => {
+      const state = (await readVm(vm, ctx)).vmState;
+      return { off: OFF_STATES.has(state), raw: state };
+    },
+    powerOff: async (ctx) => {
+      await run(['controlvm', vm, 'poweroff'], ctx, { what: `power off VM ${vm}`, mutating: true });
+    },
+    start: async (ctx) => {
+      await run(['startvm', vm, '--type', 'headless'], ctx, { what: `restart VM ${vm} after the offline snapshot`, mutating: true });
+    },
+  });
 
   async function take(vm: string, spec: CreateSpec, ctx: CallContext): Promise<string> {
     const args = ['snapshot', vm, 'take', spec.name, `--description=${descriptionWithMarker(spec.description, spec.marker)}`];
@@ -214,22 +194,9 @@ export function createVirtualBoxProvider(target: string, rawOptions: Record<stri
   }
 
   const provider: VirtualBoxProvider = {
-    kind: 'virtualbox',
-    target,
+    ...providerIdentity('virtualbox', target, CAPABILITIES),
 
-    capabilities: () => structuredClone(CAPABILITIES),
-
-    async check(ctx) {
-      assertNotAborted(ctx, 'check');
-      try {
-        const result = await run(['--version'], ctx, { what: 'check', mutating: false });
-        const version = result.stdout.trim().split('\n')[0] ?? '';
-        return { reachable: true, version, authOk: true } satisfies TargetHealth;
-      } catch (e) {
-        if (e instanceof ProviderError && e.kind === 'transient') return { reachable: false, message: e.message };
-        throw e;
-      }
-    },
+    check: (ctx) => checkHealth(ctx, guards, async () => (await run(['--version'], ctx, { what: 'check', mutating: false })).stdout.trim().split('\n')[0] ?? ''),
 
     async listVms(ctx) {
       assertNotAborted(ctx, 'list VMs');
@@ -289,18 +256,8 @@ export function createVirtualBoxProvider(target: string, rawOptions: Record<stri
           : `VM ${vm} is ${state}; wait until it is running or powered off`;
         throw err('conflict', `offline snapshot: ${why}`);
       }
-      await shutDown(vm, ctx);
-      let uuid: string;
-      try {
-        uuid = await take(vm, spec, ctx);
-      } catch (e) {
-        // Put the VM back the way we found it; the snapshot error is what the caller needs to see.
-        await run(['startvm', vm, '--type', 'headless'], { ...ctx, signal: new AbortController().signal }, { what: `restart VM ${vm}`, mutating: true }).catch((restartErr: unknown) =>
-          ctx.log.error({ vm, err: restartErr instanceof Error ? restartErr.message : String(restartErr) }, 'could not restart VM after a failed offline snapshot'),
-        );
-        throw e;
-      }
-      await run(['startvm', vm, '--type', 'headless'], ctx, { what: `restart VM ${vm} after the offline snapshot`, mutating: true });
+      const sequence = { offline: options.offline, err, what: `offline snapshot of VM ${vm}`, pollMs };
+      const uuid = await offlineSnapshot(offlineSteps(vm), sequence, ctx, (c) => take(vm, spec, c));
       return findCreated(vm, uuid, ctx);
     },
 
@@ -365,6 +322,6 @@ export function createVirtualBoxProvider(target: string, rawOptions: Record<stri
 }
 
 /** Registry entry point (providers/index.ts). */
-export default function virtualBoxFactory(target: string, options: Record<string, unknown>, deps: { log: Logger }): SnapshotProvider {
+export default function virtualBoxFactory(target: string, options: Record<string, unknown>, deps: { log: Logger }): VirtualBoxProvider {
   return createVirtualBoxProvider(target, options, deps);
 }

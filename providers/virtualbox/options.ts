@@ -3,8 +3,7 @@
  * unknown keys are rejected and every problem names its key.
  */
 import { Type, type Static } from 'typebox';
-import { ProviderError } from '../contract.ts';
-import { OfflineOptionsSchema, offlineOptions, optionProblems, type OfflineOptions } from '../shared/options.ts';
+import { OfflineOptionsSchema, offlineOptions, validOptions, type OfflineOptions } from '../shared/options.ts';
 import { SshTargetSchema, sshProblems, type SshTargetOptions } from '../shared/ssh-target.ts';
 
 export const PROVIDER = 'virtualbox';
@@ -33,13 +32,7 @@ export interface VirtualBoxOptions {
 
 /** Throws ProviderError `invalid` naming every bad, unknown or missing key. */
 export function parseOptions(target: string, input: unknown): VirtualBoxOptions {
-  const raw = input ?? {};
-  const problems = optionProblems(VirtualBoxOptionsSchema, raw);
-  const o = raw as VirtualBoxOptionsInput;
-  if (problems.length === 0) problems.push(...sshProblems(o.ssh));
-  if (problems.length > 0) {
-    throw new ProviderError(PROVIDER, 'invalid', `target '${target}': ${problems.join('; ')}`);
-  }
+  const o: VirtualBoxOptionsInput = validOptions(PROVIDER, target, VirtualBoxOptionsSchema, input, (v) => sshProblems(v.ssh));
   return {
     vboxmanage: o.vboxmanage ?? 'VBoxManage',
     ssh: o.ssh,

@@ -19,32 +19,20 @@
  * accept it), crash (memory=false, quiesce=false), quiesced (quiesce=true; a VMware Tools fault is a
  * `conflict` saying Tools are needed), offline (ShutdownGuest, wait for poweredOff up to
  * offline.shutdownTimeoutSec, PowerOffVM_Task only with offline.forcePowerOff, else `conflict`;
- * snapshot; PowerOnVM_Task if it was on — also after a failed snapshot, best effort).
+ * snapshot; PowerOnVM_Task if it was on — also after a failed snapshot, best effort: shared/offline.ts).
  *
  * Revert leaves the VM as vSphere does: running after a memory snapshot, powered off after a
  * disk-only one. Delete: RemoveSnapshot_Task (removeChildren per option, consolidate=true); a
  * snapshot already gone is success; without children vSphere re-parents them. Consolidate runs
  * ConsolidateVMDisks_Task only when runtime.consolidationNeeded is set.
  */
-import {
-  ProviderError,
-  type CallContext,
-  type Capabilities,
-  type ConsolidationReport,
-  type CreateSpec,
-  type DeleteOptions,
-  type Logger,
-  type ProviderErrorKind,
-  type ProviderSnapshot,
-  type ProviderWith,
-  type SnapshotProvider,
-  snapshotTextProblems,
-  type TargetHealth,
-  type VmInfo,
-} from '../contract.ts';
-import { snapshotIn } from '../shared/snapshot-lookup.ts';
+import { ProviderError, type CallContext, type Capabilities, type ConsolidationReport, type CreateSpec, type DeleteOptions, type Logger, type ProviderSnapshot, type ProviderWith, type VmInfo, snapshotTextProblems } from '../contract.ts';
 import { descriptionWithMarker } from '../shared/description-marker.ts';
-import { sleep } from '../shared/sleep.ts';
+import { checkId, createGuards, MOREF_VALUE_RE, morefIds } from '../shared/guards.ts';
+import { checkHealth } from '../shared/health.ts';
+import { offlineSnapshot, type OfflineSteps } from '../shared/offline.ts';
+import { EVERY_MODE, LOCAL_TREE, providerIdentity } from '../shared/provider-base.ts';
+import { snapshotIn } from '../shared/snapshot-lookup.ts';
 import { createVimClient, type VimClient } from './client.ts';
 import { VimFault, needsTools, toProviderError, type CallInfo } from './faults.ts';
 import { PROVIDER, parseOptions, type VmwareOptions } from './options.ts';
@@ -58,28 +46,18 @@ import { waitForTask, waitForTaskOutcome, type TaskOutcome } from './tasks.ts';
  * conservative reading in the contract's unit.
  */
 const MAX_NAME_BYTES = 80;
+/** XML 1.0 cannot carry these control characters, not even escaped. */
 const XML_FORBIDDEN = '[\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\uFFFE\\uFFFF]';
 const VM_PATHS = ['name', 'config.instanceUuid', 'runtime.powerState', 'runtime.consolidationNeeded', 'snapshot'];
-/** A MoRef value: vCenter uses `vm-123`, ESXi plain numbers; nothing with markup or whitespace. */
-const MOREF_VALUE_RE = /^[A-Za-z0-9_.:[\]-]{1,200}$/;
+const VM_IDS = morefIds('VMware VM', 'vm-42');
 
 const CAPABILITIES: Capabilities = {
-  modes: {
-    memory: { supported: true },
-    crash: { supported: true },
-    quiesced: { supported: true },
-    offline: { supported: true },
-  },
-  revert: true,
-  deleteChildren: true,
-  deleteAll: true,
+  modes: EVERY_MODE,
+  ...LOCAL_TREE,
   consolidate: true,
   duplicateNames: true,
-  descriptions: true,
-  readiness: false,
   limits: {
     maxNameBytes: MAX_NAME_BYTES,
-    // XML 1.0 cannot carry these control characters, not even escaped.
     nameRules: [
       { pattern: XML_FORBIDDEN, effect: 'forbid', reason: 'the name has control characters XML cannot carry' },
       { pattern: XML_FORBIDDEN, effect: 'forbid', field: 'description', reason: 'the description has control characters XML cannot carry' },
@@ -121,9 +99,9 @@ export function createVmwareProvider(target: string, rawOptions: Record<string, 
     return client;
   };
 
-  const err = (kind: ProviderErrorKind, message: string, opts: ConstructorParameters<typeof ProviderError>[3] = {}) =>
-    new ProviderError(PROVIDER, kind, `target '${target}': ${message}`, opts);
-  const info = (what: string, mutating: boolean): CallInfo => ({ what: `target '${target}': ${what}`, mutating });
+  const guards = createGuards(PROVIDER, target);
+  const { err, assertNotAborted, withTarget } = guards;
+  const info = (what: string, mutating: boolean): CallInfo => withTarget({ what, mutating });
 
   /** Runs one step; anything it throws leaves as a ProviderError. */
   async function step<T>(call: CallInfo, fn: () => Promise<T>): Promise<T> {
@@ -134,14 +112,7 @@ export function createVmwareProvider(target: string, rawOptions: Record<string, 
     }
   }
 
-  function assertNotAborted(ctx: CallContext, what: string): void {
-    if (ctx.signal.aborted) throw err('transient', `${what}: cancelled before start`, { retry: 'transient' });
-  }
-
-  function vmRef(providerVmId: string): MoRef {
-    if (!MOREF_VALUE_RE.test(providerVmId)) throw err('not_found', `no VM with id '${providerVmId.slice(0, 80)}' (VMware VM ids are managed object ids such as vm-42)`);
-    return { type: 'VirtualMachine', value: providerVmId };
-  }
+  const vmRef = (providerVmId: string): MoRef => ({ type: 'VirtualMachine', value: checkId(err, VM_IDS, 'VM', providerVmId) });
 
   async function readVm(vm: MoRef, ctx: CallContext, paths = ['runtime.powerState', 'runtime.consolidationNeeded', 'snapshot']): Promise<VmState> {
     const contents = await step(info(`read VM ${vm.value}`, false), () =>
@@ -170,33 +141,32 @@ export function createVmwareProvider(target: string, rawOptions: Record<string, 
     if (problems.length > 0) throw err('invalid', problems.join('; '));
   }
 
-  const shutdownWait = (ms: number, signal: AbortSignal, what: string) =>
-    sleep(ms, signal, () => err('transient', `${what}: cancelled while waiting for the guest to shut down`, { retry: 'uncertain' }));
-
-  /** ShutdownGuest, wait for poweredOff; PowerOffVM_Task after the timeout only when configured. */
-  async function shutDown(vm: MoRef, ctx: CallContext): Promise<void> {
-    const what = `offline snapshot of VM ${vm.value}`;
-    const force = async (why: string) => {
-      if (!options.offline.forcePowerOff) throw err('conflict', `${what}: ${why}; set offline.forcePowerOff to power it off`);
-      log.warn({ vm: vm.value }, `${why}; powering off`);
-      await runTask(info(`power off VM ${vm.value}`, true), () => vim().powerOffTask(vm, { signal: ctx.signal }), ctx, [0, 20]);
-    };
-    try {
-      await step(info(`shut down the guest of VM ${vm.value}`, true), () => vim().shutdownGuest(vm, { signal: ctx.signal }));
-    } catch (e) {
-      if (e instanceof ProviderError && e.nativeCode !== undefined && needsTools(e.nativeCode)) {
-        return force('the guest cannot be shut down without VMware Tools (the guest agent) running');
+  /**
+   * The offline sequence's vSphere steps (shared/offline.ts): ShutdownGuest (without VMware Tools only
+   * a forced power-off can help), runtime.powerState, PowerOffVM_Task, PowerOnVM_Task.
+   */
+  const offlineSteps = (vm: MoRef): OfflineSteps => ({
+    shutdown: async (ctx) => {
+      try {
+        await step(info(`shut down the guest of VM ${vm.value}`, true), () => vim().shutdownGuest(vm, { signal: ctx.signal }));
+      } catch (e) {
+        if (e instanceof ProviderError && e.nativeCode !== undefined && needsTools(e.nativeCode)) {
+          return { unable: 'the guest cannot be shut down without VMware Tools (the guest agent) running' };
+        }
+        throw e;
       }
-      throw e;
-    }
-    const deadline = Date.now() + options.offline.shutdownTimeoutSec * 1000;
-    for (;;) {
+    },
+    readPower: async (ctx) => {
       const state = (await readVm(vm, ctx, ['runtime.powerState'])).rawPowerState;
-      if (state === 'poweredOff') return;
-      if (Date.now() >= deadline) return force(`the guest did not shut down within ${options.offline.shutdownTimeoutSec} s (state ${state})`);
-      await shutdownWait(Math.min(pollMs, Math.max(1, deadline - Date.now())), ctx.signal, what);
-    }
-  }
+      return { off: state === 'poweredOff', raw: state };
+    },
+    powerOff: async (ctx) => {
+      await runTask(info(`power off VM ${vm.value}`, true), () => vim().powerOffTask(vm, { signal: ctx.signal }), ctx, [0, 20]);
+    },
+    start: async (ctx) => {
+      await runTask(info(`power on VM ${vm.value} after the offline snapshot`, true), () => vim().powerOnTask(vm, { signal: ctx.signal }), ctx, [90, 100]);
+    },
+  });
 
   /**
    * CreateSnapshot_Task and its wait; each poll reads the VM's tree too, so the snapshot usually
@@ -233,22 +203,13 @@ export function createVmwareProvider(target: string, rawOptions: Record<string, 
   }
 
   const provider: VmwareProvider = {
-    kind: 'vmware',
-    target,
+    ...providerIdentity('vmware', target, CAPABILITIES),
 
-    capabilities: () => structuredClone(CAPABILITIES),
-
-    async check(ctx) {
-      assertNotAborted(ctx, 'check');
-      try {
+    check: (ctx) =>
+      checkHealth(ctx, guards, async () => {
         const sc = await step(info('check', false), () => vim().serviceRefs({ signal: ctx.signal }));
-        return { reachable: true, version: `${sc.about.fullName} (API ${sc.about.apiVersion})`, authOk: true } satisfies TargetHealth;
-      } catch (e) {
-        if (e instanceof ProviderError && e.kind === 'transient') return { reachable: false, message: e.message };
-        if (e instanceof ProviderError && e.kind === 'auth') return { reachable: true, authOk: false, message: e.message };
-        throw e;
-      }
-    },
+        return `${sc.about.fullName} (API ${sc.about.apiVersion})`;
+      }),
 
     async listVms(ctx) {
       assertNotAborted(ctx, 'list VMs');
@@ -336,19 +297,8 @@ export function createVmwareProvider(target: string, rawOptions: Record<string, 
       if (power !== 'poweredOn') {
         throw err('conflict', `offline snapshot: VM ${vm.value} is ${power}; powering it off would discard its suspended state — resume it or use mode 'crash'`);
       }
-      await shutDown(vm, ctx);
-      let ref: string;
-      try {
-        ({ ref } = await take(vm, spec, false, false, ctx, [20, 90]));
-      } catch (e) {
-        // Put the VM back the way we found it; the snapshot error is what the caller needs to see.
-        const detached = { ...ctx, signal: AbortSignal.timeout(taskTimeoutMs), progress: () => {} };
-        await runTask(info(`power on VM ${vm.value}`, true), () => vim().powerOnTask(vm, { signal: detached.signal }), detached).catch((startErr: unknown) =>
-          ctx.log.error({ vm: vm.value, err: startErr instanceof Error ? startErr.message : String(startErr) }, 'could not power on VM after a failed offline snapshot'),
-        );
-        throw e;
-      }
-      await runTask(info(`power on VM ${vm.value} after the offline snapshot`, true), () => vim().powerOnTask(vm, { signal: ctx.signal }), ctx, [90, 100]);
+      const sequence = { offline: options.offline, err, what: `offline snapshot of VM ${vm.value}`, pollMs };
+      const { ref } = await offlineSnapshot(offlineSteps(vm), sequence, ctx, (c) => take(vm, spec, false, false, c, [20, 90]));
       // Read after the power-on: the tree's `current` and state are what the caller sees next.
       return findCreated(vm, ref, ctx);
     },
@@ -427,6 +377,6 @@ export function createVmwareProvider(target: string, rawOptions: Record<string, 
 }
 
 /** Registry entry point (providers/index.ts). */
-export default function vmwareFactory(target: string, options: Record<string, unknown>, deps: { log: Logger }): SnapshotProvider {
+export default function vmwareFactory(target: string, options: Record<string, unknown>, deps: { log: Logger }): VmwareProvider {
   return createVmwareProvider(target, options, deps);
 }

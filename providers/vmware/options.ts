@@ -4,8 +4,7 @@
  * `env:`/`file:` by src/config (its SECRET_KEYS); values are never echoed back in a problem.
  */
 import { Type, type Static } from 'typebox';
-import { ProviderError } from '../contract.ts';
-import { OfflineOptionsSchema, offlineOptions, optionProblems, type OfflineOptions } from '../shared/options.ts';
+import { OfflineOptionsSchema, offlineOptions, validOptions, type OfflineOptions } from '../shared/options.ts';
 
 export const PROVIDER = 'vmware';
 
@@ -50,29 +49,29 @@ export interface VmwareOptions {
   offline: OfflineOptions;
 }
 
+/** What the schema cannot say about the endpoint and its certificate options. */
+function endpointProblems(o: VmwareOptionsInput): string[] {
+  const problems: string[] = [];
+  let url: URL | undefined;
+  try {
+    url = new URL(o.url);
+  } catch {
+    problems.push("option 'url' is not a URL (expected https://host/sdk)");
+  }
+  if (url && url.protocol !== 'https:' && url.protocol !== 'http:') problems.push("option 'url' must be an https:// URL");
+  if (url && (url.username !== '' || url.password !== '')) problems.push("option 'url' must not carry credentials: use username and password");
+  const pins = [o.ca !== undefined, o.thumbprint !== undefined, o.insecure === true].filter(Boolean).length;
+  if (pins > 1) problems.push("options 'ca', 'thumbprint' and 'insecure: true' exclude each other: give at most one");
+  if (o.thumbprint !== undefined && !THUMBPRINT_RE.test(o.thumbprint)) problems.push("option 'thumbprint' must be a SHA-1 thumbprint (20 colon-separated hex bytes)");
+  if (o.ca !== undefined && !o.ca.includes('-----BEGIN CERTIFICATE-----')) problems.push("option 'ca' must be a PEM certificate");
+  if (url?.protocol === 'http:' && pins > 0) problems.push("options 'ca', 'thumbprint' and 'insecure' need an https:// url");
+  return problems;
+}
+
 /** Throws ProviderError `invalid` naming every bad, unknown or missing key. */
 export function parseOptions(target: string, input: unknown): VmwareOptions {
-  const raw = input ?? {};
-  const problems = optionProblems(VmwareOptionsSchema, raw);
-  const o = raw as VmwareOptionsInput;
-  let url: URL | undefined;
-  if (problems.length === 0) {
-    try {
-      url = new URL(o.url);
-    } catch {
-      problems.push("option 'url' is not a URL (expected https://host/sdk)");
-    }
-    if (url && url.protocol !== 'https:' && url.protocol !== 'http:') problems.push("option 'url' must be an https:// URL");
-    if (url && (url.username !== '' || url.password !== '')) problems.push("option 'url' must not carry credentials: use username and password");
-    const pins = [o.ca !== undefined, o.thumbprint !== undefined, o.insecure === true].filter(Boolean).length;
-    if (pins > 1) problems.push("options 'ca', 'thumbprint' and 'insecure: true' exclude each other: give at most one");
-    if (o.thumbprint !== undefined && !THUMBPRINT_RE.test(o.thumbprint)) problems.push("option 'thumbprint' must be a SHA-1 thumbprint (20 colon-separated hex bytes)");
-    if (o.ca !== undefined && !o.ca.includes('-----BEGIN CERTIFICATE-----')) problems.push("option 'ca' must be a PEM certificate");
-    if (url?.protocol === 'http:' && pins > 0) problems.push("options 'ca', 'thumbprint' and 'insecure' need an https:// url");
-  }
-  if (problems.length > 0 || !url) {
-    throw new ProviderError(PROVIDER, 'invalid', `target '${target}': ${problems.join('; ')}`);
-  }
+  const o: VmwareOptionsInput = validOptions(PROVIDER, target, VmwareOptionsSchema, input, endpointProblems);
+  const url = new URL(o.url); // endpointProblems accepted it
   const tls: TlsPolicy =
     url.protocol === 'http:'
       ? { kind: 'plain' }

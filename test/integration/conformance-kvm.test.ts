@@ -34,7 +34,7 @@ describeProviderConformance(t, {
         ssh: { host: lab.ssh.host, port: lab.ssh.port, username: lab.ssh.username, privateKey: lab.ssh.privateKey, hostKey: lab.ssh.hostKey },
         commandTimeoutSec: 60,
         // The lab's guests have no OS: ACPI shutdown is ignored, so offline mode must pull the plug.
-        offline: { shutdownTimeoutSec: 1, forceOff: true },
+        offline: { shutdownTimeoutSec: 1, forcePowerOff: true },
       },
       { log, pollIntervalMs: 200 },
     );

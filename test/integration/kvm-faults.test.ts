@@ -137,6 +137,18 @@ t.test('SSH session killed mid-create: the retry with the same marker ends with 
   }
 });
 
+t.test('SSH refuses us (pinned host key differs) → check says the target answered: reachable, authOk false', async (tt) => {
+  const wrongKey = `SHA256:${Buffer.alloc(32, 7).toString('base64').replace(/=+$/, '')}`;
+  const p = createKvmProvider('lab', { uri: lab.uri, ssh: { ...lab.ssh, hostKey: wrongKey }, commandTimeoutSec: 60 }, { log });
+  providers.push(p);
+  const health = await p.check(ctx());
+  tt.equal(health.reachable, true, `reachable: sshd answered (${health.message ?? ''})`);
+  tt.equal(health.authOk, false, 'authOk false');
+  tt.match(health.message ?? '', /host key|authentication/i);
+  const e = await rejection(p.listVms(ctx()));
+  tt.equal(e.kind, 'auth', 'calls are auth failures');
+});
+
 t.test('libvirtd stopped → transient and unhealthy; restarted → works again', async (tt) => {
   const p = provider();
   const id = lab.domainUuid('daemon');

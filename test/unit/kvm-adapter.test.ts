@@ -89,10 +89,24 @@ t.test('transport errors → kinds', async (t) => {
   t.ok(auth instanceof ProviderError);
 });
 
+t.test('check: one health rule — an SSH refusal is reachable with authOk false, a dead connection unreachable', async (t) => {
+  const { createKvmProvider } = await import('../../providers/kvm/index.ts');
+  const { silentLogger } = await import('../fixtures/fake-provider.ts');
+  const log = silentLogger();
+  const ctx = { signal: new AbortController().signal, log, progress: () => {} };
+  const throwing = (e: Error) => createKvmProvider('t', {}, { log, runner: { run: async () => Promise.reject(e) } });
+  t.match(await throwing(new SshAuthError('auth', 'ssh u@h:22: all authentication methods failed', 'u@h:22')).check(ctx), { reachable: true, authOk: false, message: /SSH authentication failed/ });
+  t.match(await throwing(new CommandError('spawn', 'connect ECONNREFUSED', false)).check(ctx), { reachable: false, message: /ECONNREFUSED/ });
+  const up = createKvmProvider('t', {}, { log, runner: { run: async () => ({ exitCode: 0, stdout: 'Running against daemon: 9.0.0\nRunning hypervisor: QEMU 7.2.0\n', stderr: '' }) } });
+  t.same(await up.check(ctx), { reachable: true, version: 'libvirt 9.0.0, QEMU 7.2.0', authOk: true });
+});
+
 t.test('options', async (t) => {
   const o = parseOptions('t', {});
-  t.same(o, { uri: 'qemu:///system', ssh: undefined, commandTimeoutSec: 300, snapshotStyle: 'internal', offline: { shutdownTimeoutSec: 120, forceOff: false }, offlineMerge: 'start-paused', consolidate: { maxChainDepth: 1, timeoutSec: 3600 } });
+  t.same(o, { uri: 'qemu:///system', ssh: undefined, commandTimeoutSec: 300, snapshotStyle: 'internal', offline: { shutdownTimeoutSec: 120, forcePowerOff: false }, offlineMerge: 'start-paused', consolidate: { maxChainDepth: 1, timeoutSec: 3600 } });
   t.throws(() => parseOptions('t', { bogus: 1 }), /unknown option 'bogus'/);
+  t.same(parseOptions('t', { offline: { forcePowerOff: true } }).offline, { shutdownTimeoutSec: 120, forcePowerOff: true }, 'the shared offline option');
+  t.throws(() => parseOptions('t', { offline: { forceOff: true } }), /offline\.forceOff was renamed to offline\.forcePowerOff/, 'the old key is refused with its new name');
   t.throws(() => parseOptions('t', { snapshotStyle: 'weird' }), /snapshotStyle/);
   t.throws(() => parseOptions('t', { ssh: { host: 'h', username: 'u', hostKey: 'SHA256:x' } }), /privateKey' or 'password/);
   let message = '';

@@ -45,7 +45,7 @@ t.test('memory create: list, state, take with the marker in the description, lis
   });
   const progress: number[] = [];
   const s = await provider(runner).createSnapshot(VM, { name, description: 'user', mode: 'memory', marker }, testContext(undefined, (p) => progress.push(p)));
-  t.same(s, { providerRef: SNAP, name, description: 'user', parentRef: null, current: true, createdAt: null, mode: null, marker });
+  t.same(s, { providerRef: SNAP, name, description: 'user', parentRef: null, current: true, createdAt: null, mode: null, marker, ready: true });
   t.equal(runner.calls.length, 4);
   t.same(progress, [100], 'progress from stderr chunks');
 });
