@@ -75,18 +75,18 @@ export async function run(): Promise<BenchReport> {
   // statement, the tree built in one pass (parents looked up in a Map), depths by an explicit stack.
   const ro = new Database(path.join(dir, 'bench.db'), { readonly: true });
   const select = ro.prepare(
-    `SELECT id, vm_id, provider_ref, parent_id, name, description, mode, owner, job_id, state, is_current, created_at, first_seen_at, deleted_at
+    `SELECT id, vm_id, provider_ref, parent_id, name, description, mode, owner, job_id, state, is_current, ready, progress, created_at, first_seen_at, deleted_at
        FROM snapshots WHERE vm_id = ? AND state = 'present' ORDER BY first_seen_at, rowid`,
   );
-  interface Node { id: string; vmId: string; providerRef: string; parentId: string | null; name: string; description: string; mode: string | null; owner: string; jobId: string | null; state: string; current: boolean; createdAt: string | null; firstSeenAt: string; deletedAt: string | null; depth: number; children: Node[] }
-  type Row = { id: string; vm_id: string; provider_ref: string; parent_id: string | null; name: string; description: string; mode: string | null; owner: string; job_id: string | null; state: string; is_current: number; created_at: string | null; first_seen_at: string; deleted_at: string | null };
+  interface Node { id: string; vmId: string; providerRef: string; parentId: string | null; name: string; description: string; mode: string | null; owner: string; jobId: string | null; state: string; current: boolean; ready: boolean; progress: number | null; createdAt: string | null; firstSeenAt: string; deletedAt: string | null; depth: number; children: Node[] }
+  type Row = { id: string; vm_id: string; provider_ref: string; parent_id: string | null; name: string; description: string; mode: string | null; owner: string; job_id: string | null; state: string; is_current: number; ready: number; progress: number | null; created_at: string | null; first_seen_at: string; deleted_at: string | null };
   const bareTree = (vmId: string): string => {
     const rows = select.all(vmId) as Row[];
     const byId = new Map<string, Node>();
     for (const r of rows) {
       byId.set(r.id, {
         id: r.id, vmId: r.vm_id, providerRef: r.provider_ref, parentId: r.parent_id, name: r.name, description: r.description, mode: r.mode, owner: r.owner,
-        jobId: r.job_id, state: r.state, current: r.is_current === 1, createdAt: r.created_at, firstSeenAt: r.first_seen_at, deletedAt: r.deleted_at, depth: 0, children: [],
+        jobId: r.job_id, state: r.state, current: r.is_current === 1, ready: r.ready === 1, progress: r.progress, createdAt: r.created_at, firstSeenAt: r.first_seen_at, deletedAt: r.deleted_at, depth: 0, children: [],
       });
     }
     const roots: Node[] = [];
