@@ -662,6 +662,24 @@ function sharedCases(options: ConformanceOptions): CaseDef[] {
   return cases;
 }
 
+/** Asserts a ProviderError of `kind` (one of several) that names its provider; answers it. */
+export async function rejectsWith(tt: TapTest, p: Promise<unknown>, kind: ProviderErrorKind | ProviderErrorKind[], what: string): Promise<ProviderError | undefined> {
+  try {
+    await p;
+  } catch (e) {
+    if (!(e instanceof ProviderError)) {
+      tt.fail(`${what}: expected a ProviderError, got ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}`);
+      return undefined;
+    }
+    const kinds = Array.isArray(kind) ? kind : [kind];
+    tt.ok(kinds.includes(e.kind), `${what}: kind ${e.kind} is one of ${kinds.join('|')} (${e.message})`);
+    tt.ok(e.provider.length > 0 && e.message.includes(`[${e.provider}]`), `${what}: the error names the provider`);
+    return e;
+  }
+  tt.fail(`${what}: expected a rejection with kind ${String(kind)}, but it succeeded`);
+  return undefined;
+}
+
 /** The cases the suite reports not applicable for these capabilities (what a run prints at its end). Pure. */
 export function plannedNotApplicable(caps: Capabilities, options: ConformanceOptions): NotApplicable[] {
   const out: NotApplicable[] = [];
@@ -680,22 +698,6 @@ export function describeProviderConformance(t: TapTest, options: ConformanceOpti
   // Capabilities are a declaration: read once from the first fixture, they decide applicability.
   let declared: Capabilities | undefined;
 
-  async function rejectsWith(tt: TapTest, p: Promise<unknown>, kind: ProviderErrorKind | ProviderErrorKind[], what: string): Promise<ProviderError | undefined> {
-    try {
-      await p;
-    } catch (e) {
-      if (!(e instanceof ProviderError)) {
-        tt.fail(`${what}: expected a ProviderError, got ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}`);
-        return undefined;
-      }
-      const kinds = Array.isArray(kind) ? kind : [kind];
-      tt.ok(kinds.includes(e.kind), `${what}: kind ${e.kind} is one of ${kinds.join('|')} (${e.message})`);
-      tt.ok(e.provider.length > 0 && e.message.includes(`[${e.provider}]`), `${what}: the error names the provider`);
-      return e;
-    }
-    tt.fail(`${what}: expected a rejection with kind ${String(kind)}, but it succeeded`);
-    return undefined;
-  }
 
   const tools: ConformanceTools = {
     ctx,

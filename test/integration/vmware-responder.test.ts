@@ -15,8 +15,8 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ProviderError, markerForJob, type CreateSpec, type ProviderErrorKind, type SnapshotMode } from '../../providers/contract.ts';
-import { describeProviderConformance, testContext, type TapTest } from '../../providers/conformance/suite.ts';
+import { markerForJob, type CreateSpec, type SnapshotMode } from '../../providers/contract.ts';
+import { describeProviderConformance, rejectsWith, testContext, type TapTest } from '../../providers/conformance/suite.ts';
 import { createVmwareProvider, type VmwareDeps } from '../../providers/vmware/index.ts';
 import { startVimResponder, type RecordedRequest, type VimResponder } from '../labs/vim-responder/server.ts';
 import { scenarios, type Scenario } from '../labs/vim-responder/scenario.ts';
@@ -75,20 +75,6 @@ const methods = (r: VimResponder): string[] => r.requests.map((q) => q.method);
 const count = (r: VimResponder, method: string): number => methods(r).filter((m) => m === method).length;
 const distinct = (values: number[]): number[] => values.filter((v, i) => i === 0 || v !== values[i - 1]);
 
-async function rejectsWith(tt: TapTest, p: Promise<unknown>, kind: ProviderErrorKind, what: string): Promise<ProviderError | undefined> {
-  try {
-    await p;
-  } catch (e) {
-    if (!(e instanceof ProviderError)) {
-      tt.fail(`${what}: expected a ProviderError, got ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}`);
-      return undefined;
-    }
-    tt.equal(e.kind, kind, `${what}: kind ${kind} (${e.message})`);
-    return e;
-  }
-  tt.fail(`${what}: expected a rejection`);
-  return undefined;
-}
 
 // ---- 1. consolidation -------------------------------------------------------------------
 
