@@ -111,12 +111,13 @@ async function validate(core: Core, request: JobRequest): Promise<Draft> {
     }
     case 'snapshot.revert': {
       const { snapshot, vm, target } = await liveSnapshot(core, request.snapshotId);
-      if (!target.provider.capabilities().revert) {
+      const caps = target.provider.capabilities();
+      if (!caps.revert) {
         throw new SnapvisorError('unsupported', 'SNAPVISOR_ERR_REVERT_UNSUPPORTED', `target '${target.spec.name}' cannot revert to a snapshot`);
       }
       // A snapshot whose mode is recorded and declared unrevertable is refused here; one of unknown
       // mode (made outside Snapvisor) is left to the provider, which refuses it the same way.
-      const modeSupport = snapshot.mode === null ? undefined : target.provider.capabilities().modes[snapshot.mode];
+      const modeSupport = snapshot.mode === null ? undefined : caps.modes[snapshot.mode];
       if (modeSupport?.supported && modeSupport.revertRefused !== undefined) {
         throw new SnapvisorError(
           'unsupported',
