@@ -115,6 +115,16 @@ export interface PowerShellEncodingOptions {
   shell?: WindowsShell;
   /** Default 'powershell' (Windows PowerShell 5.1, where the Hyper-V module lives); 'pwsh' for PowerShell 7. */
   executable?: string;
+  /**
+   * Where the request's script and params travel. `command` (default): inside -EncodedCommand,
+   * within the shell's length limit. `stdin`: -EncodedCommand carries only a small, fixed bootstrap
+   * (the preamble, then "read the request from stdin and run it"), and the script plus its params go
+   * on stdin as base64 of UTF-8 JSON — no length limit, and still no user data in any command line.
+   * Under cmd.exe an encoded script tops out near 3,000 characters, which the preamble already uses
+   * a third of; an adapter with real scripts (Hyper-V) sends them on stdin. A request in this mode
+   * has no stdin of its own.
+   */
+  scriptOn?: 'command' | 'stdin';
 }
 
 /** cmd.exe's longest command line (Microsoft KB 830473). */
@@ -143,7 +153,15 @@ export function powershellEncoding(options: PowerShellEncodingOptions): CommandE
     name: `powershell/${shell}`,
     remoteKillAfterMs: POWERSHELL_KILL_AFTER_MS,
     encode(request, { timeoutMs, stdin }) {
-      const encoded = encodeScript(powershellScript(request, { timeoutMs }));
+      let script: string;
+      if (options.scriptOn === 'stdin') {
+        if (stdin !== undefined) throw new Error('powershellEncoding: a request sent on stdin cannot carry stdin of its own');
+        stdin = stdinRequest(request);
+        script = powershellScript({ script: STDIN_BOOTSTRAP }, { timeoutMs });
+      } else {
+        script = powershellScript(request, { timeoutMs });
+      }
+      const encoded = encodeScript(script);
       const invoke = `${executable} -NoProfile -NonInteractive -EncodedCommand ${encoded}`;
       // Under a PowerShell DefaultShell the inner process is a native command: `-c` would turn any
       // exit code but 0 into 1, so its $LASTEXITCODE is passed on explicitly.
@@ -204,6 +222,25 @@ export function powershellScript(request: PowerShellRequest, opts: { timeoutMs: 
     `$Params = [System.Text.Encoding]::UTF8.GetString([System.Convert]::FromBase64String('${paramsB64}')) | ConvertFrom-Json`,
     request.script,
   ].join('\n');
+}
+
+/**
+ * The bootstrap of the `stdin` mode: after the preamble, read the whole of stdin (one line of base64:
+ * no code page can change it), decode the request and dot-source its script, so `$Params`, the
+ * preamble's settings and `exit N` work exactly as in the `command` mode. The preamble's own
+ * `$Params` (empty) is replaced by the request's.
+ */
+export const STDIN_BOOTSTRAP = [
+  '$snapvisorRequest = [System.Text.Encoding]::UTF8.GetString([System.Convert]::FromBase64String([Console]::In.ReadToEnd().Trim())) | ConvertFrom-Json',
+  '$Params = $snapvisorRequest.params',
+  '. ([ScriptBlock]::Create($snapvisorRequest.script))',
+].join('\n');
+
+/** What the `stdin` mode writes on stdin: base64 of the UTF-8 JSON `{script, params}`, and a newline. */
+export function stdinRequest(request: PowerShellRequest): string {
+  if (typeof request.script !== 'string' || request.script.trim() === '') throw new Error('powershell: empty script');
+  const json = JSON.stringify({ script: request.script, params: request.params ?? {} });
+  return Buffer.from(json, 'utf8').toString('base64') + '\n';
 }
 
 /**

@@ -71,7 +71,7 @@ export interface PowerShellTransport {
  */
 export function createPowerShellTransport(
   ssh: WindowsSshTargetOptions | undefined,
-  opts: { provider: string; log: Logger; executable?: string },
+  opts: { provider: string; log: Logger; executable?: string; scriptOn?: 'command' | 'stdin' },
 ): PowerShellTransport {
   const executable = opts.executable ?? 'powershell';
   if (!ssh) {
@@ -82,7 +82,7 @@ export function createPowerShellTransport(
     };
   }
   const { shell, ...connection } = ssh;
-  const encoding = powershellEncoding({ provider: opts.provider, shell: (shell ?? 'cmd') as WindowsShell, executable });
+  const encoding = powershellEncoding({ provider: opts.provider, shell: (shell ?? 'cmd') as WindowsShell, executable, ...(opts.scriptOn ? { scriptOn: opts.scriptOn } : {}) });
   const runner = createSshRunner(connection, { log: opts.log, encoding });
   return { runner, close: () => runner.close() };
 }

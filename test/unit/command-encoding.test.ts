@@ -15,6 +15,8 @@ import {
   powershellArgv,
   powershellEncoding,
   powershellScript,
+  STDIN_BOOTSTRAP,
+  stdinRequest,
   type PowerShellRequest,
 } from '../../providers/shared/command-encoding.ts';
 import { remoteCommand } from '../../providers/shared/shell-quote.ts';
@@ -110,6 +112,23 @@ t.test('powershell: no params is an empty object; stdin passes through', async (
   const { command, stdin } = enc.encode({ script: 'Get-VM' }, { timeoutMs: 1000, stdin: 'input' });
   t.same(paramsOf(decodeCommand(command)), {});
   t.equal(stdin, 'input');
+});
+
+t.test('powershell, script on stdin: a fixed bootstrap in the command, the request as base64 JSON on stdin', async (t) => {
+  const enc = powershellEncoding({ provider: 'hyperv', scriptOn: 'stdin' });
+  const params = { vmName: 'web01', names: HOSTILE };
+  const script = 'Get-VMSnapshot -VMName $Params.vmName\n'.repeat(400);
+  const { command, stdin } = enc.encode({ script, params }, { timeoutMs: 30_000 });
+  t.ok(command.length < 4000, `the command stays small whatever the script (${command.length} chars)`);
+  t.same(enc.encode({ script: 'x', params: { d: 'y'.repeat(50_000) } }, { timeoutMs: 30_000 }).command, enc.encode({ script: 'z' }, { timeoutMs: 30_000 }).command, 'and does not depend on the request');
+  const decoded = decodeCommand(command);
+  t.ok(decoded.endsWith(STDIN_BOOTSTRAP), 'the bootstrap comes after the preamble');
+  t.match(decoded, /CancellationTokenSource 30000$/m, 'the deadline watchdog is still in the command');
+  t.match(stdin, /^[A-Za-z0-9+/]+=*\n$/, 'stdin is one line of base64');
+  t.same(JSON.parse(Buffer.from(stdin!.trim(), 'base64').toString('utf8')), { script, params }, 'which decodes to exactly the request');
+  for (const s of HOSTILE.filter((s) => s.length > 2)) t.notOk(command.includes(s) || decoded.includes(s), `not in the command: ${JSON.stringify(s)}`);
+  t.throws(() => enc.encode({ script: 'x' }, { timeoutMs: 1000, stdin: 'mine' }), /cannot carry stdin/);
+  t.equal(stdinRequest({ script: 'Get-VM' }), Buffer.from('{"script":"Get-VM","params":{}}').toString('base64') + '\n');
 });
 
 t.test('powershell: a PowerShell default shell passes the exit code on', async (t) => {
