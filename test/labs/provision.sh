@@ -5,6 +5,8 @@
 # libvirt-daemon-system (it pulls systemd, polkit and firewall packages). Users, libvirtd.conf
 # and the daemons are set up at test time by test/labs/kvm/lab.ts (ensureLibvirt).
 # VMware lab: Go and Debian's govmomi library; test/labs/vcsim/build.sh builds vcsim from them.
+# Hyper-V lab: real PowerShell 7.6.10 as a .NET tool in /opt/snapvisor/pwsh (machine-wide, so the
+# non-root lab user can run it; ~/.dotnet/tools under /root is not reachable). Needs the .NET SDK.
 set -euo pipefail
 need=()
 command -v node >/dev/null || need+=(nodejs npm)
@@ -40,4 +42,31 @@ fi
 for cmd in virsh libvirtd virtlogd qemu-system-x86_64 qemu-img /usr/sbin/sshd ssh-keygen go; do
   command -v "$cmd" >/dev/null || { echo "provision: $cmd is missing after install" >&2; exit 1; }
 done
+# PowerShell for the Hyper-V lab (test/labs/hyperv). Without --version dotnet picks 7.7.0, which
+# does not install here; 7.6.10 is the version the lab and its README were checked with.
+PWSH_VERSION=7.6.10
+PWSH_DIR=/opt/snapvisor/pwsh
+pwsh_version() { "$PWSH_DIR/pwsh" -NoProfile -NonInteractive -Command '$PSVersionTable.PSVersion.ToString()' 2>/dev/null | tr -d '\r' || true; }
+if [ "$(pwsh_version)" != "$PWSH_VERSION" ]; then
+  command -v dotnet >/dev/null || { echo "provision: dotnet is missing: the Hyper-V lab installs PowerShell $PWSH_VERSION as a .NET tool; install the .NET SDK (https://learn.microsoft.com/dotnet/core/install/linux-debian)" >&2; exit 1; }
+  if [ "$(id -u)" -ne 0 ]; then echo "provision: need root to install PowerShell into $PWSH_DIR" >&2; exit 1; fi
+  mkdir -p "$(dirname "$PWSH_DIR")"
+  if [ -e "$PWSH_DIR/pwsh" ]; then
+    dotnet tool uninstall --tool-path "$PWSH_DIR" PowerShell >/dev/null 2>&1 || true
+  fi
+  echo "provision: installing PowerShell $PWSH_VERSION into $PWSH_DIR"
+  if ! dotnet tool install --tool-path "$PWSH_DIR" PowerShell --version "$PWSH_VERSION"; then
+    echo "provision: dotnet tool install PowerShell $PWSH_VERSION failed" >&2; exit 1
+  fi
+  chmod -R a+rX "$(dirname "$PWSH_DIR")"
+  got=$(pwsh_version)
+  [ "$got" = "$PWSH_VERSION" ] || { echo "provision: $PWSH_DIR/pwsh reports '$got', expected $PWSH_VERSION" >&2; exit 1; }
+fi
+# The lab user is not root: the apphost must find the runtime by itself (DOTNET_ROOT is set by the
+# lab's shim too, but a bare pwsh must work). 'nobody' stands in for any unprivileged user.
+if [ "$(id -u)" -eq 0 ] && id nobody >/dev/null 2>&1; then
+  got=$(su -s /bin/sh nobody -c "HOME=/tmp DOTNET_ROOT=$(dirname "$(readlink -f "$(command -v dotnet)")") $PWSH_DIR/pwsh -NoProfile -NonInteractive -Command '\$PSVersionTable.PSVersion.ToString()'" 2>&1 | tr -d '\r' || true)
+  [ "$got" = "$PWSH_VERSION" ] || { echo "provision: $PWSH_DIR/pwsh does not run for a non-root user: $got" >&2; exit 1; }
+fi
+
 echo "provision: ok"

@@ -40,6 +40,12 @@ export interface StartSshdOptions {
   port?: number;
   /** OpenSSH MaxSessions (channels per connection). 64 by default; real hosts have 10. */
   maxSessions?: number;
+  /**
+   * Environment for every session (sshd_config `SetEnv`, applied after sshd's own defaults, so it
+   * can replace PATH). Names: [A-Za-z_][A-Za-z0-9_]*; values must not contain `"`, `\`, `%` or a
+   * line break (sshd_config has no escaping for them). Absent: no SetEnv line at all.
+   */
+  setEnv?: Record<string, string>;
 }
 
 export async function startSshd(options: StartSshdOptions): Promise<SshdLab> {
@@ -94,6 +100,7 @@ export async function startSshd(options: StartSshdOptions): Promise<SshdLab> {
       // change it anyway.
       'StrictModes no',
       `MaxSessions ${options.maxSessions ?? 64}`,
+      ...setEnvLines(options.setEnv),
       'MaxStartups 100:30:200',
       'UseDNS no',
       'PrintMotd no',
@@ -145,6 +152,17 @@ export async function startSshd(options: StartSshdOptions): Promise<SshdLab> {
       clearTimeout(timer);
     },
   };
+}
+
+function setEnvLines(env: Record<string, string> | undefined): string[] {
+  if (env === undefined) return [];
+  const words: string[] = [];
+  for (const [name, value] of Object.entries(env)) {
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) throw new Error(`sshd lab: invalid SetEnv name ${JSON.stringify(name)}`);
+    if (/["\\%\r\n]/.test(value)) throw new Error(`sshd lab: SetEnv ${name} value must not contain ", \\, % or a line break: ${JSON.stringify(value)}`);
+    words.push(`"${name}=${value}"`);
+  }
+  return words.length > 0 ? [`SetEnv ${words.join(' ')}`] : [];
 }
 
 /** An ed25519 key pair in `dir/<name>` (+ `.pub`), no passphrase. Reuses an existing pair. */
