@@ -27,7 +27,18 @@ async function connect(lab: HyperVLab): Promise<NodeSSH> {
     privateKey: lab.ssh.privateKey,
     hostVerifier: (key: Buffer) => key.toString('base64') === expected,
   });
+  // killSessions()/cleanup() drop connections with a RST: that is expected, not an uncaught error.
+  ssh.connection?.on('error', () => {});
   return ssh;
+}
+
+/** End the connection and wait until it is closed (before the lab's sshd goes away). */
+async function disconnect(ssh: NodeSSH): Promise<void> {
+  const connection = ssh.connection;
+  if (connection === null) return;
+  const closed = new Promise<void>((r) => connection.once('close', () => r()));
+  ssh.dispose();
+  await Promise.race([closed, new Promise((r) => setTimeout(r, 2_000))]);
 }
 
 /** The adapter's command shape: powershellEncoding for the lab's shell; raw stdout/stderr bytes. */
@@ -78,7 +89,7 @@ const lab = await createHyperVLab({
 });
 let ssh = await connect(lab);
 t.teardown(async () => {
-  ssh.dispose();
+  await disconnect(ssh);
   await lab.cleanup();
 });
 
@@ -397,8 +408,8 @@ t.test('concurrency: two checkpoints at once both land, the state stays valid; a
   await new Promise((r) => setTimeout(r, 1200));
   lab.sshd.killSessions(); // every session drops, ours too
   await pending;
-  other.dispose();
-  ssh.dispose();
+  await disconnect(other);
+  await disconnect(ssh);
   ssh = await connect(lab);
   await lab.updateState((s) => {
     s.knobs.checkpointDelayMs = 0;
@@ -410,6 +421,38 @@ t.test('concurrency: two checkpoints at once both land, the state stays valid; a
   }
   t.ok(found, 'the checkpoint committed after the session was cut');
   t.doesNotThrow(() => JSON.parse(readFileSync(lab.statePath, 'utf8')));
+});
+
+t.test('Get-VMSnapshot -Id/-ChildOf/-ParentOf/-SnapshotType; Remove -IncludeAllChildSnapshots empties the tree', async (t) => {
+  const r = await run(
+    lab,
+    ssh,
+    [
+      '$vm = Get-VM -Name conc01',
+      '$all = @(Get-VMSnapshot -VM $vm)',
+      '$root = $all | Where-Object { -not $_.ParentSnapshotId }',
+      '$o = [ordered]@{ count = $all.Count }',
+      '$o.byId = (Get-VMSnapshot -Id $root.Id).Name',
+      '$o.children = @(Get-VMSnapshot -ChildOf $root | ForEach-Object Name)',
+      '$o.parentOf = (Get-VMSnapshot -ParentOf $vm).Name',
+      '$o.standard = @(Get-VMSnapshot -VMName conc01 -SnapshotType Standard).Count',
+      "try { Get-VMSnapshot -VMName conc01 -SnapshotType Replica } catch { $o.replica = $_.FullyQualifiedErrorId }",
+      '$root | Remove-VMSnapshot -IncludeAllChildSnapshots',
+      '$o.left = @(Get-VMSnapshot -VMName conc01).Count',
+      '$o.vmParent = (Get-VM -Name conc01).ParentSnapshotId',
+      '$o | ConvertTo-Json',
+    ].join('\n'),
+  );
+  t.equal(r.code, 0, clixmlErrors(r.stderr));
+  const o = json<Record<string, unknown>>(r.stdout);
+  t.equal(o.count, 3);
+  t.type(o.byId, 'string');
+  t.equal((o.children as string[]).length, 1, 'immediate children only');
+  t.type(o.parentOf, 'string');
+  t.equal(o.standard, 3);
+  t.equal(o.replica, 'ObjectNotFound,Microsoft.HyperV.PowerShell.Commands.GetVMSnapshot', 'empty result with -SnapshotType is an error (§2.2)');
+  t.equal(o.left, 0, 'no checkpoints, no -Name: nothing and no error');
+  t.equal(o.vmParent, null);
 });
 
 t.test('hostile names and notes round-trip through $Params as data', async (t) => {
@@ -529,7 +572,7 @@ t.test("shell: 'powershell' — the command arrives as pwsh -c \"…; exit $LAST
   const psLab = await createHyperVLab({ dir: mkdtempSync(join(tmpdir(), 'hvlab-ps-')), vms: [{ name: 'web01' }], shell: 'powershell' });
   const psSsh = await connect(psLab);
   t.teardown(async () => {
-    psSsh.dispose();
+    await disconnect(psSsh);
     await psLab.cleanup();
   });
   t.equal(psLab.ssh.username, 'hvlabps');

@@ -36,13 +36,16 @@ function Open-SimState {
         $state.merges = @($state.merges)
         if ($null -eq $state.vhds) { $state.vhds = @{} }
         if ($null -eq $state.knobs) { $state.knobs = @{} }
-        Complete-Merges $state
+        $dirty = Complete-Merges $state
     } catch {
         $lock.Dispose()
         throw
     }
-    @{ Lock = $lock; State = $state; Path = $path }
+    @{ Lock = $lock; State = $state; Path = $path; Dirty = [bool]$dirty }
 }
+
+# Read-only cmdlets write the state back only when a finished merge changed it.
+function Save-SimStateIfDirty($handle) { if ($handle.Dirty) { Save-SimState $handle } }
 
 function Save-SimState($handle) {
     $json = [Snapvisor.HyperVSim.Support]::ToJson($handle.State)
@@ -62,6 +65,7 @@ function ConvertFrom-Iso([string]$s) { [Snapvisor.HyperVSim.Support]::ParseUtc($
 
 # A merge whose time is up: the merged .avhdx file goes away (§2.4: Remove merges the .avhdx into its parent).
 function Complete-Merges($state) {
+    if ($state.merges.Count -eq 0) { return $false }
     $now = [datetime]::UtcNow
     $left = @()
     foreach ($m in $state.merges) {
@@ -74,7 +78,9 @@ function Complete-Merges($state) {
             $left += , $m
         }
     }
+    $changed = $left.Count -ne $state.merges.Count
     $state.merges = $left
+    $changed
 }
 
 function Test-Merging($state, [string]$vmId) {
@@ -89,7 +95,9 @@ function Find-SimSnapshot($state, [string]$id) { foreach ($s in $state.snapshots
 function Get-VMSnapshotsOf($state, [string]$vmId) {
     # Sorted by CreationTime (§2.2); ISO-8601 UTC strings with 7 fraction digits sort as text.
     # The sort is stable, so checkpoints made in the same tick keep their creation order.
-    [Snapvisor.HyperVSim.Support]::SortBy(@($state.snapshots | Where-Object { $_.vmId -eq $vmId }), 'created')
+    $mine = [System.Collections.Generic.List[object]]::new()
+    foreach ($s in $state.snapshots) { if ($s.vmId -eq $vmId) { $mine.Add($s) } }
+    [Snapvisor.HyperVSim.Support]::SortBy($mine.ToArray(), 'created')
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -173,11 +181,15 @@ function Resolve-VMsByName($state, [string[]]$names, [string]$cmdName, $cmdlet) 
     $out = [System.Collections.Generic.List[object]]::new()
     foreach ($n in $names) {
         $pattern = New-NamePattern $n
-        $hits = @($state.vms | Where-Object { $pattern.IsMatch($_.name) })
-        if ($hits.Count -eq 0 -and -not (Test-Wildcard $n)) {
+        $hit = $false
+        foreach ($v in $state.vms) {
+            if (-not $pattern.IsMatch($v.name)) { continue }
+            $hit = $true
+            if (-not $out.Contains($v)) { $out.Add($v) }
+        }
+        if (-not $hit -and -not (Test-Wildcard $n)) {
             $cmdlet.WriteError((New-VMNotFound $cmdName $n))
         }
-        foreach ($h in $hits) { if (-not ($out | Where-Object { $_.id -eq $h.id })) { $out.Add($h) } }
     }
     $out.ToArray()
 }
@@ -251,7 +263,7 @@ function Get-VM {
             } else {
                 $result = @($state.vms | ForEach-Object { ConvertTo-VMObject $state $_ })
             }
-            Save-SimState $h
+            Save-SimStateIfDirty $h
         } finally { Close-SimState $h }
         $result
     }
@@ -327,7 +339,7 @@ function Get-VMSnapshot {
                 $candidates = @($candidates | Where-Object { [Microsoft.HyperV.PowerShell.SnapshotType]$_.snapshotType -eq $SnapshotType })
             }
             $result = @($candidates | ForEach-Object { ConvertTo-SnapshotObject $state $_ })
-            Save-SimState $h
+            Save-SimStateIfDirty $h
         } finally { Close-SimState $h }
         # §2.2: empty result is an error only when -Name/-SnapshotType was given or no VM parameter was.
         $vmGiven = $set -eq 'VMName' -or $set -eq 'VMObject'
@@ -397,7 +409,7 @@ function Checkpoint-VM {
             $state = $h.State
             $vms = @(Resolve-VMs $state $PSBoundParameters 'Checkpoint-VM' $PSCmdlet)
             $delay = Get-Knob $state 'checkpointDelayMs' 0
-            Save-SimState $h
+            Save-SimStateIfDirty $h
         } finally { Close-SimState $h }
 
         foreach ($v in $vms) {
@@ -509,6 +521,7 @@ function Restore-VMSnapshot {
                     } else { $target = $hits[0] }
                 }
             }
+            Save-SimStateIfDirty $h
         } finally { Close-SimState $h }
         if ($failure) { $PSCmdlet.ThrowTerminatingError($failure) }
 
@@ -909,7 +922,7 @@ function Get-VMHardDiskDrive {
                 $result = @(foreach ($rec in $vms) { foreach ($d in $rec.disks) { ConvertTo-DriveObject $rec $d $null } })
             }
             if ($PSBoundParameters.ContainsKey('ControllerType')) { $result = @($result | Where-Object { $_.ControllerType -eq $ControllerType }) }
-            Save-SimState $h
+            Save-SimStateIfDirty $h
         } finally { Close-SimState $h }
         $result
     }
@@ -947,7 +960,7 @@ function Get-VHD {
                 $size = if ($info -and $info.size) { [uint64]$info.size } else { [uint64]136365211648 }
                 $out += [Snapvisor.HyperVSim.Support]::NewVhd($full, $parent, $attached, $ident, $size, $script:ComputerName)
             }
-            Save-SimState $h
+            Save-SimStateIfDirty $h
         } finally { Close-SimState $h }
         foreach ($e in $errs) { $PSCmdlet.WriteError($e) }
         $out
