@@ -199,9 +199,8 @@ export function powershellScript(request: PowerShellRequest, opts: { timeoutMs: 
   if (typeof request.script !== 'string' || request.script.trim() === '') throw new Error('powershell: empty script');
   const ms = Math.ceil(opts.timeoutMs);
   if (!Number.isFinite(ms) || ms <= 0 || ms > 2_147_483_647 - POWERSHELL_KILL_AFTER_MS) throw new Error(`powershell: invalid timeout ${opts.timeoutMs}`);
-  const json = JSON.stringify(request.params ?? {});
+  const json = JSON.stringify(opaqueStrings(request.params ?? {}));
   if (json === undefined) throw new Error('powershell: params are not JSON');
-  // JSON.stringify writes a lone surrogate as a \uD800 escape, which .NET strings (UTF-16) hold as is.
   const paramsB64 = Buffer.from(json, 'utf8').toString('base64');
   return [
     "$ErrorActionPreference = 'Stop'",
@@ -220,6 +219,7 @@ export function powershellScript(request: PowerShellRequest, opts: { timeoutMs: 
     "$null = $snapvisorKill.Token.Register([System.Delegate]::CreateDelegate([System.Action], [System.Diagnostics.Process]::GetCurrentProcess(), 'Kill'))",
     // User data arrives as data: base64 (no quote, `$`, backtick or newline can survive it) of UTF-8 JSON.
     `$Params = [System.Text.Encoding]::UTF8.GetString([System.Convert]::FromBase64String('${paramsB64}')) | ConvertFrom-Json`,
+    ...DECODE_STRINGS,
     request.script,
   ].join('\n');
 }
@@ -232,16 +232,38 @@ export function powershellScript(request: PowerShellRequest, opts: { timeoutMs: 
  */
 export const STDIN_BOOTSTRAP = [
   '$snapvisorRequest = [System.Text.Encoding]::UTF8.GetString([System.Convert]::FromBase64String([Console]::In.ReadToEnd().Trim())) | ConvertFrom-Json',
-  '$Params = $snapvisorRequest.params',
+  '$Params = ConvertFrom-SvString $snapvisorRequest.params',
   '. ([ScriptBlock]::Create($snapvisorRequest.script))',
 ].join('\n');
 
 /** What the `stdin` mode writes on stdin: base64 of the UTF-8 JSON `{script, params}`, and a newline. */
 export function stdinRequest(request: PowerShellRequest): string {
   if (typeof request.script !== 'string' || request.script.trim() === '') throw new Error('powershell: empty script');
-  const json = JSON.stringify({ script: request.script, params: request.params ?? {} });
+  const json = JSON.stringify({ script: request.script, params: opaqueStrings(request.params ?? {}) });
   return Buffer.from(json, 'utf8').toString('base64') + '\n';
 }
+
+/**
+ * Every string in the params as base64 of its UTF-16LE code units. PowerShell 7's ConvertFrom-Json
+ * turns a string that looks like a date ("2024-05-01T10:00:00Z", a plausible snapshot name) into a
+ * DateTime, and Windows PowerShell's does not: no string survives as such in the JSON, so both give
+ * back exactly what was sent — lone surrogates included, which UTF-16 holds and UTF-8 cannot.
+ */
+export function opaqueStrings(value: PowerShellValue): PowerShellValue {
+  if (typeof value === 'string') return Buffer.from(value, 'utf16le').toString('base64');
+  if (Array.isArray(value)) return value.map(opaqueStrings);
+  if (value !== null && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, opaqueStrings(v)]));
+  return value;
+}
+
+/** The preamble's decoder of `opaqueStrings`, applied to `$Params` (in place for objects and arrays). */
+const DECODE_STRINGS = [
+  // Short names: in the `command` mode every character here costs 2.67 of cmd.exe's 8,191.
+  'function ConvertFrom-SvString($v) { if ($v -is [string]) { return [Text.Encoding]::Unicode.GetString([Convert]::FromBase64String($v)) }',
+  '  if ($v -is [object[]]) { for ($i = 0; $i -lt $v.Length; $i++) { $v[$i] = ConvertFrom-SvString $v[$i] }; return ,$v }',
+  '  if ($null -ne $v -and $v.PSObject.BaseObject -is [Management.Automation.PSCustomObject]) { foreach ($p in @($v.PSObject.Properties)) { $p.Value = ConvertFrom-SvString $p.Value } }; $v }',
+  '$Params = ConvertFrom-SvString $Params',
+];
 
 /**
  * The argv that runs a request with a local PowerShell (the daemon on the Windows host itself, or

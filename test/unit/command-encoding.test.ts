@@ -16,6 +16,7 @@ import {
   powershellEncoding,
   powershellScript,
   STDIN_BOOTSTRAP,
+  opaqueStrings,
   stdinRequest,
   type PowerShellRequest,
 } from '../../providers/shared/command-encoding.ts';
@@ -59,7 +60,15 @@ function decodeCommand(command: string): string {
 function paramsOf(script: string): unknown {
   const m = /^\$Params = \[System\.Text\.Encoding\]::UTF8\.GetString\(\[System\.Convert\]::FromBase64String\('([A-Za-z0-9+/=]*)'\)\) \| ConvertFrom-Json$/m.exec(script);
   if (!m) throw new Error('no $Params line');
-  return JSON.parse(Buffer.from(m[1]!, 'base64').toString('utf8'));
+  return decodeStrings(JSON.parse(Buffer.from(m[1]!, 'base64').toString('utf8')) as unknown);
+}
+
+/** What the preamble's ConvertFrom-SvString does: every string was base64 of UTF-16LE. */
+function decodeStrings(v: unknown): unknown {
+  if (typeof v === 'string') return Buffer.from(v, 'base64').toString('utf16le');
+  if (Array.isArray(v)) return v.map(decodeStrings);
+  if (v !== null && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, decodeStrings(x)]));
+  return v;
 }
 
 t.test('posix: exactly the command line the SSH runner always built', async (t) => {
@@ -86,7 +95,7 @@ t.test('posix: exit codes 124/137 mean timed out only when the deadline really p
 t.test('powershell: the command decodes to our script, with params as data', async (t) => {
   const enc = powershellEncoding({ provider: 'hyperv' });
   t.equal(enc.name, 'powershell/cmd');
-  const params = { vmName: 'web01', names: HOSTILE, nested: { description: HOSTILE.join('\n'), n: 3, ok: true, none: null } };
+  const params = { vmName: 'web01', names: HOSTILE, nested: { description: 'two\nlines', n: 3, ok: true, none: null } };
   const script = "Get-VMSnapshot -VMName $Params.vmName | Select-Object Name | ConvertTo-Json";
   const { command, stdin } = enc.encode({ script, params }, { timeoutMs: 30_000 });
   t.equal(stdin, undefined);
@@ -119,16 +128,23 @@ t.test('powershell, script on stdin: a fixed bootstrap in the command, the reque
   const params = { vmName: 'web01', names: HOSTILE };
   const script = 'Get-VMSnapshot -VMName $Params.vmName\n'.repeat(400);
   const { command, stdin } = enc.encode({ script, params }, { timeoutMs: 30_000 });
-  t.ok(command.length < 4000, `the command stays small whatever the script (${command.length} chars)`);
+  t.ok(command.length < 6000, `the command stays well under cmd.exe's limit whatever the script (${command.length} chars)`);
   t.same(enc.encode({ script: 'x', params: { d: 'y'.repeat(50_000) } }, { timeoutMs: 30_000 }).command, enc.encode({ script: 'z' }, { timeoutMs: 30_000 }).command, 'and does not depend on the request');
   const decoded = decodeCommand(command);
   t.ok(decoded.endsWith(STDIN_BOOTSTRAP), 'the bootstrap comes after the preamble');
   t.match(decoded, /CancellationTokenSource 30000$/m, 'the deadline watchdog is still in the command');
   t.match(stdin, /^[A-Za-z0-9+/]+=*\n$/, 'stdin is one line of base64');
-  t.same(JSON.parse(Buffer.from(stdin!.trim(), 'base64').toString('utf8')), { script, params }, 'which decodes to exactly the request');
+  const sent = JSON.parse(Buffer.from(stdin!.trim(), 'base64').toString('utf8')) as { script: string; params: unknown };
+  t.equal(sent.script, script, 'which carries the script as it is');
+  t.same(decodeStrings(sent.params), params, 'and the params, every string opaque (base64 of UTF-16LE)');
+  t.notOk(JSON.stringify(sent.params).includes('web01'), 'no string is readable as such: nothing for ConvertFrom-Json to take for a date');
   for (const s of HOSTILE.filter((s) => s.length > 2)) t.notOk(command.includes(s) || decoded.includes(s), `not in the command: ${JSON.stringify(s)}`);
   t.throws(() => enc.encode({ script: 'x' }, { timeoutMs: 1000, stdin: 'mine' }), /cannot carry stdin/);
   t.equal(stdinRequest({ script: 'Get-VM' }), Buffer.from('{"script":"Get-VM","params":{}}').toString('base64') + '\n');
+  t.same(opaqueStrings({ a: ['2024-05-01T10:00:00Z', 1, true, null], b: { c: 'x\uD800' } }), {
+    a: [Buffer.from('2024-05-01T10:00:00Z', 'utf16le').toString('base64'), 1, true, null],
+    b: { c: Buffer.from([0x78, 0x00, 0x00, 0xd8]).toString('base64') },
+  }, 'strings only, lone surrogates kept as UTF-16 code units');
 });
 
 t.test('powershell: a PowerShell default shell passes the exit code on', async (t) => {
@@ -157,7 +173,7 @@ t.test('powershell: a command over the shell limit is refused, never truncated',
   // The longest description that still fits under cmd.exe, and the command it gives.
   let fits = 0;
   while (fitsIn(cmd, fits + 1)) fits++;
-  t.ok(fits > 1000, `a ${fits}-character description fits`);
+  t.ok(fits > 300, `a ${fits}-character description fits (each costs about 9.5 characters of the command; long requests go on stdin)`);
   t.ok(lengthFor(cmd, fits) > CMD_MAX_COMMAND_CHARS - 8, `its command (${lengthFor(cmd, fits)}) is at the limit: base64 grows 4 characters at a time`);
   const err = t.throws(() => lengthFor(cmd, fits + 40)) as ProviderError;
   t.type(err, ProviderError);
@@ -205,7 +221,7 @@ t.test('a Windows ssh block: `shell` reaches the encoding, and is not an SSH opt
   t.same(optionProblems(WindowsSshTargetSchema, { ...base, shell: 'powershell' }), []);
   t.same(optionProblems(WindowsSshTargetSchema, { ...base, shell: 'bash' }), ["option 'shell' must be one of \"cmd\", \"powershell\""]);
   const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {}, child: () => quiet };
-  const long = { script: 'Get-VM', params: { d: 'x'.repeat(4000) } };
+  const long = { script: 'Get-VM', params: { d: 'x'.repeat(2000) } };
   const viaCmd = createPowerShellTransport({ ...base }, { provider: 'hyperv', log: quiet });
   const viaPs = createPowerShellTransport({ ...base, shell: 'powershell' }, { provider: 'hyperv', log: quiet });
   t.teardown(() => Promise.all([viaCmd.close(), viaPs.close()]));
