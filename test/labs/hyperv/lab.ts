@@ -169,8 +169,14 @@ export interface HyperVLab {
 
 // ---------------------------------------------------------------------------------------------
 
-/** Throws, with the fix, unless PowerShell PWSH_VERSION is installed where the lab expects it. */
+let pwshChecked = false;
+
+/**
+ * Throws, with the fix, unless PowerShell PWSH_VERSION is installed where the lab expects it.
+ * Checked once per process: asking pwsh its version costs a PowerShell start (~0.8 s).
+ */
 export function ensurePwsh(): void {
+  if (pwshChecked) return;
   const fix = 'run `bash test/labs/provision.sh` as root (installs PowerShell ' + PWSH_VERSION + ' as a .NET tool into /opt/snapvisor/pwsh)';
   if (!existsSync(PWSH)) throw new Error(`hyperv lab: ${PWSH} is missing; ${fix}`);
   let version = '';
@@ -184,6 +190,7 @@ export function ensurePwsh(): void {
     throw new Error(`hyperv lab: ${PWSH} does not run (${String((e as { stderr?: string }).stderr ?? e).trim()}); ${fix}`);
   }
   if (version !== PWSH_VERSION) throw new Error(`hyperv lab: ${PWSH} is PowerShell ${version}, expected ${PWSH_VERSION}; ${fix}`);
+  pwshChecked = true;
 }
 
 /**

@@ -5,7 +5,9 @@
 # State: one JSON file ($env:HYPERV_SIM_STATE), read-modify-written under an exclusive lock on
 # "<state>.lock" (flock; several commands run at once). Times are ISO-8601 UTC strings.
 
-$ErrorActionPreference = 'Stop'
+# No module-wide $ErrorActionPreference = 'Stop': the cmdlets' WriteError would read it (the
+# module scope is their parent) and turn Hyper-V's non-terminating per-operand errors (§2.4) into
+# terminating ones, whatever the caller's preference. .NET exceptions in here stop anyway.
 Set-StrictMode -Off
 
 if (-not ('Microsoft.HyperV.PowerShell.VMState' -as [type])) {
