@@ -328,6 +328,11 @@ export interface DeleteOptions {
 export interface ConsolidationReport {
   merged: number;
   message: string;
+  /**
+   * Disk files beside the VM's that no chain uses any more (Hyper-V .avhdx left by a failed merge,
+   * cloud snapshots of deleted disks): reported, also in `message`, never deleted by consolidate.
+   */
+  orphans?: string[];
 }
 
 /**

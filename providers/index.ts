@@ -34,6 +34,7 @@ const LOADERS: Partial<Record<ProviderKind, Loader>> = {
   virtualbox: async () => (await import('./virtualbox/index.ts')).default,
   kvm: async () => (await import('./kvm/index.ts')).default,
   vmware: async () => (await import('./vmware/index.ts')).default,
+  hyperv: async () => (await import('./hyperv/index.ts')).default,
 };
 
 export function supportedKinds(): ProviderKind[] {

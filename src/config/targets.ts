@@ -10,6 +10,7 @@
  */
 import { Type, type TObject, type TProperties } from 'typebox';
 import type { ProviderKind } from '../../providers/contract.ts';
+import { HyperVOptionsSchema } from '../../providers/hyperv/options.ts';
 import { KvmOptionsSchema } from '../../providers/kvm/options.ts';
 import { VirtualBoxOptionsSchema } from '../../providers/virtualbox/options.ts';
 import { VmwareOptionsSchema } from '../../providers/vmware/options.ts';
@@ -20,6 +21,7 @@ export const TARGET_OPTIONS_SCHEMAS = {
   kvm: KvmOptionsSchema,
   vmware: VmwareOptionsSchema,
   virtualbox: VirtualBoxOptionsSchema,
+  hyperv: HyperVOptionsSchema,
 } satisfies Partial<Record<ProviderKind, TObject>>;
 
 const TITLES: Record<ProviderKind, string> = {

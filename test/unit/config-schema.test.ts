@@ -12,6 +12,7 @@ import t from 'tap';
 import { parse } from 'yaml';
 import Ajv2020 from 'ajv/dist/2020.js';
 import { supportedKinds } from '../../providers/index.ts';
+import { parseOptions as hypervOptions } from '../../providers/hyperv/options.ts';
 import { parseOptions as kvmOptions } from '../../providers/kvm/options.ts';
 import { parseOptions as virtualboxOptions } from '../../providers/virtualbox/options.ts';
 import { parseOptions as vmwareOptions } from '../../providers/vmware/options.ts';
@@ -31,6 +32,7 @@ const PARSERS: Record<keyof typeof TARGET_OPTIONS_SCHEMAS, (target: string, opti
   kvm: kvmOptions,
   virtualbox: virtualboxOptions,
   vmware: vmwareOptions,
+  hyperv: hypervOptions,
 };
 
 const HOST_KEY = 'SHA256:nThbg6kXUpJWGl7E1IGOCspRomTxdCARLviKw6E5SY8';
@@ -64,6 +66,15 @@ const EXAMPLES: Record<keyof typeof TARGET_OPTIONS_SCHEMAS, Record<string, unkno
     pageSize: 500,
     offline: { forcePowerOff: false },
   },
+  hyperv: {
+    name: 'hv1',
+    kind: 'hyperv',
+    ssh: { host: 'hv1.example', username: 'snap', password: 'env:HV_PASSWORD', hostKey: HOST_KEY, shell: 'powershell' },
+    powershell: 'powershell',
+    commandTimeoutSec: 300,
+    mergeWaitSec: 120,
+    offline: { shutdownTimeoutSec: 90, forcePowerOff: false },
+  },
 };
 
 /** A key that another kind has, or none has: refused in that kind's block. */
@@ -71,6 +82,7 @@ const WRONG: Record<keyof typeof TARGET_OPTIONS_SCHEMAS, [string, unknown]> = {
   kvm: ['vboxmanage', 'VBoxManage'],
   virtualbox: ['uri', 'qemu:///system'],
   vmware: ['ssh', { host: 'h', username: 'u', password: 'p', hostKey: HOST_KEY }],
+  hyperv: ['uri', 'qemu:///system'],
 };
 
 t.test('the committed schema file is what the generator writes', async (t) => {
@@ -102,7 +114,7 @@ t.test('every kind this build can run has a typed target block, made of its adap
 for (const [kind, example] of Object.entries(EXAMPLES) as [keyof typeof EXAMPLES, Record<string, unknown>][]) {
   t.test(`${kind}: a full target block validates, in the schema and in the daemon`, async (t) => {
     t.ok(validate(config(example)), errorsOf().join('\n'));
-    const env = { VBOX_PASSWORD: 'p', VC_PASSWORD: 'p', KVM_KEY: 'k' };
+    const env = { VBOX_PASSWORD: 'p', VC_PASSWORD: 'p', KVM_KEY: 'k', HV_PASSWORD: 'p' };
     const resolved = resolveConfig(config(example), 'test', { env, baseDir: '/' });
     t.ok(PARSERS[kind](example.name as string, resolved.targets[0]!.options), 'the adapter accepts it');
     t.ok(validate(config({ name: `${kind}-min`, kind, ...(kind === 'vmware' ? { url: 'https://vc/sdk', username: 'u', password: 'p' } : {}) })), `${kind}: a minimal block`);
@@ -127,8 +139,8 @@ for (const [kind, example] of Object.entries(EXAMPLES) as [keyof typeof EXAMPLES
 
 t.test('kind is the discriminator: a block is checked against its own kind only', async (t) => {
   t.notOk(validate(config({ ...EXAMPLES.virtualbox, kind: 'kvm' })), 'VirtualBox options under kind: kvm');
-  t.notOk(validate(config({ name: 'x', kind: 'hyperv' })), 'no Hyper-V adapter in this build yet');
-  t.same(errorsOf(), ['/targets/0/kind must be equal to one of the allowed values {"allowedValues":["kvm","vmware","virtualbox"]}']);
+  t.notOk(validate(config({ name: 'x', kind: 'azure' })), 'no Azure adapter in this build yet');
+  t.same(errorsOf(), ['/targets/0/kind must be equal to one of the allowed values {"allowedValues":["kvm","vmware","virtualbox","hyperv"]}']);
   t.notOk(validate(config({ name: 'x' })), 'kind is required');
   t.notOk(validate(config({ name: 'x', kind: 'vmwre' })));
   t.notOk(validate(config({ name: 'x', kind: 'vmware' })), 'vmware requires url, username, password');

@@ -1,0 +1,169 @@
+/**
+ * Hyper-V adapter faults, through SSH against the Hyper-V lab (real sshd, real PowerShell 7.6, the
+ * lab's Hyper-V module): what the issue lists — production checkpoints unavailable, a merge still
+ * running when the next job comes, SSH dropped mid-command, a script error PowerShell would report
+ * as success, hostile names, a host key that changed — each checked on the simulated host's state.
+ */
+import t from 'tap';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { markerForJob, ProviderError, type CallContext } from '../../providers/contract.ts';
+import { testContext, type TapTest } from '../../providers/conformance/suite.ts';
+import { createHyperVProvider, type HyperVProvider } from '../../providers/hyperv/index.ts';
+import { createHyperVLab, type HyperVLab, type HyperVLabOptions } from '../labs/hyperv/lab.ts';
+import { silentLogger } from '../fixtures/fake-provider.ts';
+
+const log = silentLogger();
+const ctx = (): CallContext => testContext();
+let jobs = 0;
+const spec = (name: string, mode: 'memory' | 'quiesced' | 'offline' = 'memory', description = '') => ({ name, description, mode, marker: markerForJob(`hv-fault-${process.pid}-${++jobs}`) });
+
+async function withLab(
+  t: TapTest,
+  labOptions: Omit<HyperVLabOptions, 'dir'>,
+  providerOptions: Record<string, unknown> = {},
+): Promise<{ lab: HyperVLab; provider: HyperVProvider }> {
+  const dir = mkdtempSync(join(tmpdir(), 'snapvisor-hv-fault-'));
+  const lab = await createHyperVLab({ dir, ...labOptions });
+  const provider = createHyperVProvider('lab', { ssh: lab.ssh, commandTimeoutSec: 60, mergeWaitSec: 30, ...providerOptions }, { log, pollIntervalMs: 100 });
+  t.teardown(async () => {
+    await provider.close();
+    await lab.cleanup();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return { lab, provider };
+}
+
+async function rejection(p: Promise<unknown>): Promise<ProviderError> {
+  try {
+    await p;
+  } catch (e) {
+    if (e instanceof ProviderError) return e;
+    throw e;
+  }
+  throw new Error('expected a rejection');
+}
+
+t.test('production checkpoint unavailable: quiesced is a conflict, nothing made, the VM as it was', async (t) => {
+  const { lab, provider } = await withLab(t, { vms: [{ name: 'app', state: 'Running', productionSupported: false, checkpointType: 'Standard', notes: 'owner: team-a' }] });
+  const vm = lab.vmId('app');
+  const e = await rejection(provider.createSnapshot(vm, spec('q1', 'quiesced'), ctx()));
+  t.equal(e.kind, 'conflict', e.message);
+  t.match(e.message, /production \(quiesced\) checkpoint .* failed, and no standard checkpoint was made instead/);
+  const state = lab.readState();
+  t.same(state.snapshots, [], 'no checkpoint at all: never the standard fallback');
+  const app = state.vms.find((v) => v.name === 'app')!;
+  t.equal(app.checkpointType, 'Standard', "the VM's checkpoint type was put back");
+  t.equal(app.notes, 'owner: team-a', "the VM's notes were put back");
+  const memory = await provider.createSnapshot(vm, spec('m1', 'memory', 'before patch'), ctx());
+  t.equal(memory.mode, 'memory', 'a memory checkpoint of the same VM still works');
+  t.equal(lab.readState().vms.find((v) => v.name === 'app')!.notes, 'owner: team-a');
+});
+
+t.test('a merge still running when the next job comes: the job waits for it; with no wait allowed it is transient', async (t) => {
+  const { lab, provider } = await withLab(t, { vms: [{ name: 'web', state: 'Running' }], mergeMs: 4000 });
+  const vm = lab.vmId('web');
+  const a = await provider.createSnapshot(vm, spec('a'), ctx());
+  await provider.deleteSnapshot(vm, a.providerRef, { children: false }, ctx());
+  t.equal(lab.readState().merges.length, 1, 'the removal started a disk merge');
+  t.equal((await provider.listVms(ctx())).find((v) => v.providerVmId === vm)?.consolidationNeeded, true, 'listVms: consolidation needed while it merges');
+
+  const impatient = createHyperVProvider('lab', { ssh: lab.ssh, mergeWaitSec: 0 }, { log });
+  t.teardown(() => impatient.close());
+  const e = await rejection(impatient.createSnapshot(vm, spec('b'), ctx()));
+  t.equal(e.kind, 'transient', e.message);
+  t.equal(e.retry, 'transient');
+  t.match(e.message, /still merging/);
+
+  const b = await provider.createSnapshot(vm, spec('b'), ctx());
+  t.equal(b.name, 'b', 'a patient job waits for the merge and then checkpoints');
+  await provider.deleteSnapshot(vm, b.providerRef, { children: false }, ctx());
+  const progress: Array<[number, string | undefined]> = [];
+  const report = await provider.consolidate(vm, testContext(undefined, (pct) => progress.push([pct, undefined])));
+  t.equal(report.merged, 1, `consolidate waited for the merge (${report.message})`);
+  t.ok(progress.length >= 2 && progress.at(-1)![0] === 100, `progress reported while waiting, 100 at the end (${progress.map((p) => p[0]).join(', ')})`);
+  t.equal(lab.readState().merges.length, 0, 'no merge left');
+  t.equal((await provider.consolidate(vm, ctx())).merged, 0, 'nothing to wait for the second time');
+});
+
+t.test('orphaned .avhdx files are reported by consolidate, never deleted', async (t) => {
+  const { lab, provider } = await withLab(t, { vms: [{ name: 'web', state: 'Running' }], mergeMs: 0 });
+  const vm = lab.vmId('web');
+  await provider.createSnapshot(vm, spec('kept'), ctx());
+  const stray = join(lab.vhdDir('web'), 'web_0B5E1C3A-0000-4000-8000-0000000000AA.avhdx');
+  const made = await lab.pwsh(`$null = New-Item -ItemType File -Path '${stray}'`);
+  t.equal(made.exitCode, 0, made.stderr);
+  const report = await provider.consolidate(vm, ctx());
+  t.same(report.orphans, [stray], 'the stray file, and only it');
+  t.match(report.message, /1 orphaned \.avhdx file\(s\), not deleted/);
+  t.ok(existsSync(stray), 'still on disk');
+});
+
+t.test('SSH dropped mid-command: uncertain, then a retry finds the checkpoint by its marker (no duplicate)', async (t) => {
+  const { lab, provider } = await withLab(t, { vms: [{ name: 'web', state: 'Running' }], checkpointDelayMs: 4000 });
+  const vm = lab.vmId('web');
+  const s = spec('dropped');
+  const attempt = rejection(provider.createSnapshot(vm, s, ctx()));
+  await sleep(2000);
+  lab.sshd.killSessions();
+  const e = await attempt;
+  t.equal(e.kind, 'transient', e.message);
+  t.equal(e.retry, 'uncertain', 'the command was sent: it may have acted');
+  // The host finishes the command on its own (Windows OpenSSH does not end it either).
+  for (let i = 0; i < 100 && lab.readState().snapshots.length === 0; i++) await sleep(100);
+  t.equal(lab.readState().snapshots.length, 1, 'the checkpoint was made after the connection dropped');
+  const again = await provider.createSnapshot(vm, s, ctx());
+  t.equal(again.marker, s.marker, 'the retry answers the checkpoint the first attempt made');
+  t.equal(lab.readState().snapshots.length, 1, 'and makes no second one');
+  t.equal(lab.readState().vms[0]!.notes, '', "the VM's notes were put back by the host-side script");
+});
+
+t.test('a cmdlet error that PowerShell would report as success (exit 0) fails the call', async (t) => {
+  const { lab, provider } = await withLab(t, { vms: [{ name: 'web', state: 'Running' }], mergeMs: 0 });
+  const vm = lab.vmId('web');
+  const a = await provider.createSnapshot(vm, spec('stuck'), ctx());
+  await lab.updateState((s) => {
+    s.snapshots[0]!.failRemove = true;
+  });
+  // The trap, shown with the same cmdlet: a non-terminating error, then a statement that succeeds.
+  const naive = await lab.pwsh(`Remove-VMSnapshot -VMName web -Name stuck -Confirm:$false; 'done'`);
+  t.equal(naive.exitCode, 0, 'without ErrorActionPreference Stop, PowerShell exits 0 after the failed removal');
+  t.match(naive.stderr, /failed to remove checkpoint/);
+  const e = await rejection(provider.deleteSnapshot(vm, a.providerRef, { children: false }, ctx()));
+  t.match(e.message, /failed to remove checkpoint/, e.message);
+  t.notOk(e.message.includes('CLIXML'), 'a clean message');
+  t.equal(lab.readState().snapshots.length, 1, 'the checkpoint is still there, and the API says so');
+});
+
+t.test('hostile names and descriptions are data on the host: round-trip, and nothing runs', async (t) => {
+  const { lab, provider } = await withLab(t, { vms: [{ name: 'web', state: 'Running' }] });
+  const vm = lab.vmId('web');
+  const canary = join(tmpdir(), `snapvisor-hv-canary-${process.pid}`);
+  const names = ['2024-05-01T10:00:00Z', `'@\n"@ $(New-Item ${canary})`, '`$env:HOME; exit 0 `n', "x'; Remove-Item -Recurse / ; '", '${Params}|&;<>', 'ünïcødé 🧪 ‏עברית'];
+  for (const name of names) {
+    const description = `${name}\r\n$( Remove-VMSnapshot -VMName web -Name * )\n@'\nline\n'@`;
+    const made = await provider.createSnapshot(vm, { ...spec(name), description }, ctx());
+    t.equal(made.name, name, `name round-trips: ${JSON.stringify(name)}`);
+    t.equal(made.description, description, 'description round-trips');
+  }
+  t.equal((await provider.listSnapshots(vm, ctx())).length, names.length, 'every checkpoint is still there');
+  t.notOk(existsSync(canary), 'no name ran as code');
+});
+
+t.test('a host key that changed is refused: no command runs, and the key is not in the message', async (t) => {
+  const first = await withLab(t, { vms: [{ name: 'web', state: 'Running' }] });
+  const second = await withLab(t, { vms: [{ name: 'web', state: 'Running' }] });
+  // The address of the second lab with the host key pinned for the first: what a reinstalled or
+  // impersonated host looks like to the daemon.
+  const moved = createHyperVProvider('lab', { ssh: { ...second.lab.ssh, hostKey: first.lab.ssh.hostKey } }, { log });
+  t.teardown(() => moved.close());
+  const health = await moved.check(ctx());
+  t.equal(health.reachable, true);
+  t.equal(health.authOk, false, health.message ?? 'no message');
+  const e = await rejection(moved.createSnapshot(second.lab.vmId('web'), spec('never'), ctx()));
+  t.equal(e.kind, 'auth', e.message);
+  t.notOk(e.message.includes(second.lab.ssh.privateKey.split('\n')[1]!), 'no key material in the message');
+  t.same(second.lab.readState().snapshots, [], 'nothing was made');
+});
