@@ -50,7 +50,7 @@ export function rawSsh(
     },
     run(remote) {
       // Only fixed words and lab-generated names reach the remote shell here (no quoting needed).
-      for (const word of remote) if (!/^[A-Za-z0-9_.:/=-]+$/.test(word)) throw new Error(`raw ssh: refusing to send ${JSON.stringify(word)} unquoted`);
+      for (const word of remote) if (!/^[A-Za-z0-9_.:/=+-]+$/.test(word)) throw new Error(`raw ssh: refusing to send ${JSON.stringify(word)} unquoted`);
       const started = performance.now();
       return new Promise((resolve, reject) => {
         const p = spawn('ssh', [...base, ...remote], { stdio: ['ignore', 'pipe', 'pipe'] });

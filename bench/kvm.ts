@@ -21,6 +21,7 @@ import { api, startDaemon, until, type Daemon } from '../test/e2e/daemon.ts';
 import { createKvmLab, type KvmLab } from '../test/labs/kvm/lab.ts';
 import { rawSsh, type RawSsh } from './kvm-raw.ts';
 import { tracedProvider } from './kvm-trace.ts';
+import { countNodes, finished, ms, span, verdict, type JobBody, type TreeNode } from './api-jobs.ts';
 import type { BenchReport } from './run.ts';
 import { fmt, median } from './stats.ts';
 
@@ -35,28 +36,7 @@ const TARGET = 'lab';
 /** Machine-readable figures of this run, per section (the summary table at the top of BENCHMARKS.md is generated from them). */
 const summaries: Record<string, Record<string, unknown>> = {};
 
-interface JobBody {
-  id: string;
-  state: string;
-  result: { snapshotId?: string } | null;
-  error: unknown;
-  createdAt: string;
-  startedAt: string | null;
-  finishedAt: string | null;
-}
-interface TreeNode { name: string; children: TreeNode[] }
-
-const ms = (since: number) => performance.now() - since;
-const countNodes = (nodes: readonly TreeNode[]): number => nodes.reduce((n, c) => n + 1 + countNodes(c.children), 0);
 const cmd = (argv: readonly string[]) => argv.map((a) => (/^[A-Za-z0-9_.:/=@-]+$/.test(a) ? a : `'${a}'`)).join(' ');
-const verdict = (ok: boolean) => (ok ? 'met' : '**NOT met**');
-
-/** A job answered with ?wait=: must be final and succeeded; returns the job and its in-worker time. */
-function finished(what: string, res: { status: number; body: JobBody }): JobBody {
-  if (res.status !== 200 || res.body.state !== 'succeeded') throw new Error(`${what}: HTTP ${res.status}, job ${JSON.stringify(res.body)}`);
-  return res.body;
-}
-const span = (from: string | null, to: string | null) => (from && to ? Date.parse(to) - Date.parse(from) : NaN);
 
 async function seedTree(lab: KvmLab): Promise<void> {
   // A main chain with a side branch every 10 snapshots (revert 3 back, then continue from there).

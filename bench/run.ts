@@ -18,6 +18,7 @@ const BENCHES: Record<string, () => Promise<BenchReport>> = {
   'store-scale': async () => (await import('./store-scale.ts')).run(),
   kvm: async () => (await import('./kvm.ts')).run(),
   vmware: async () => (await import('./vmware.ts')).run(),
+  hyperv: async () => (await import('./hyperv.ts')).run(),
   'job-overhead': async () => (await import('./job-overhead.ts')).run(),
 };
 

@@ -77,6 +77,14 @@ export function summaryTable(markdown: string): string {
     rows.push(`| VMware (c): client start-up with the shipped WSDL, cold / warm vs govmomi | report | ${n(d.startupColdMs, 0)} / ${n(d.startupWarmMs, 0)} ms vs ${n(d.govmomiStartupMs, 0)} ms | ${from(vm)} |`);
   } else none('vmware', 'VMware vim25 vs govmomi', '≤ 1.2, ≤ 1.6, ≤ 1.2');
 
+  const hv = rec.get('hyperv');
+  if (hv) {
+    const a = nested(hv.data, 'a');
+    const b = nested(hv.data, 'b');
+    rows.push(`| Hyper-V (a): create + delete of a checkpoint through the API vs the two cmdlets as raw \`ssh … powershell -EncodedCommand\` over one kept-open (ControlMaster) connection (\`hyperv\`) | ≤ 1.2 | ${met(a.met)}: median ${n(a.ratio)} (rounds ${rng(a.ratioRange)}) | ${from(hv)} |`);
+    rows.push(`| Hyper-V (b): full tree of a 30-checkpoint VM (fresh sync + GET) vs one ssh per checkpoint | ≤ 0.3 | ${met(b.met)}: median ${n(b.ratio)} (rounds ${rng(b.ratioRange)}) | ${from(hv)} |`);
+  } else none('hyperv', 'Hyper-V over SSH', '≤ 1.2, ≤ 0.3');
+
   const job = rec.get('job-overhead');
   if (job) {
     const d = job.data;

@@ -26,6 +26,7 @@ import { silentLogger } from '../test/fixtures/fake-provider.ts';
 import { api, startDaemon, until, type Daemon } from '../test/e2e/daemon.ts';
 import { ensureVcsimBuilt, startVcsim, type VcsimLab } from '../test/labs/vcsim/lab.ts';
 import { keepAliveClient, type KeepAliveClient } from './keepalive-client.ts';
+import { ms, verdict, type JobBody } from './api-jobs.ts';
 import type { BenchReport } from './run.ts';
 import { fmt, median } from './stats.ts';
 
@@ -37,11 +38,8 @@ const VM = 'DC0_H0_VM0';
 const TOKEN = 'vmware-bench-token';
 const TARGET = 'vc';
 
-interface JobBody { id: string; state: string; result: { snapshotId?: string } | null; error: unknown }
 interface PeerOut { cyclesMs?: number; inventoryMs?: number; inventoryVms?: number; inventorySnapshots?: number; startupMs?: number; rssKb?: number; peakRssKb?: number }
 
-const ms = (since: number) => performance.now() - since;
-const verdict = (ok: boolean) => (ok ? 'met' : '**NOT met**');
 const spread = (xs: readonly number[]) => `${fmt(Math.min(...xs))}–${fmt(Math.max(...xs))}`;
 const range = (xs: readonly number[]) => [Number(Math.min(...xs).toFixed(2)), Number(Math.max(...xs).toFixed(2))];
 // Each direct cycle is a new job's first attempt (a fresh marker), as the daemon's worker tells the adapter.

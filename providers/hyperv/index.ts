@@ -187,7 +187,8 @@ export function createHyperVProvider(target: string, rawOptions: Record<string, 
   }
 
   async function power(vmId: string, action: 'read' | 'shutdown' | 'turnoff' | 'start', ctx: CallContext, callTimeoutMs = timeoutMs): Promise<{ vm: HvVm; unable?: string }> {
-    const info = { what: `${action === 'read' ? 'read the state of' : `${action} VM`} ${action === 'read' ? `VM ${vmId}` : vmId}`, mutating: action !== 'read' };
+    const what = { read: 'read the state of VM', shutdown: 'shut down VM', turnoff: 'turn off VM', start: 'start VM' }[action];
+    const info = { what: `${what} ${vmId}`, mutating: action !== 'read' };
     const value = await call('power', { vmId, action }, ctx, info, callTimeoutMs);
     return parsed(info, () => {
       const unable = (value as Record<string, unknown>).unable;

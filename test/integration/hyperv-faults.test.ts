@@ -167,3 +167,17 @@ t.test('a host key that changed is refused: no command runs, and the key is not 
   t.notOk(e.message.includes(second.lab.ssh.privateKey.split('\n')[1]!), 'no key material in the message');
   t.same(second.lab.readState().snapshots, [], 'nothing was made');
 });
+
+t.test("an account whose shell is PowerShell (Windows OpenSSH's DefaultShell = powershell)", async (t) => {
+  const { lab } = await withLab(t, { vms: [{ name: 'web', state: 'Running' }], shell: 'powershell' });
+  const provider = createHyperVProvider('lab', { ssh: { ...lab.ssh, shell: 'powershell' } }, { log });
+  t.teardown(() => provider.close());
+  const vm = lab.vmId('web');
+  const made = await provider.createSnapshot(vm, spec("it's $(ps)", 'memory', 'via pwsh -c'), ctx());
+  t.equal(made.name, "it's $(ps)", 'the request reaches the script through the shell, as data');
+  t.same((await provider.listSnapshots(vm, ctx())).map((s) => s.name), ["it's $(ps)"]);
+  const e = await rejection(provider.deleteSnapshot(vm, 'not-a-guid', { children: false }, ctx()));
+  t.equal(e.kind, 'not_found');
+  const refused = await rejection(provider.revertSnapshot(vm, '00000000-0000-4000-8000-000000000000', ctx()));
+  t.equal(refused.kind, 'not_found', `a script's own refusal keeps its exit code through the shell (${refused.message})`);
+});
