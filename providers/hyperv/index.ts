@@ -170,15 +170,13 @@ export function createHyperVProvider(target: string, rawOptions: Record<string, 
     if (problems.length > 0) throw err('invalid', problems.join('; '));
   }
 
-  /** The create script: the marker's checkpoint if it exists, else (unless lookupOnly) a new one. */
-  async function create(vmId: string, spec: CreateSpec, ctx: CallContext, lookupOnly: boolean): Promise<{ checkpoint?: HvCheckpoint; vm: HvVm }> {
-    const info = { what: `${lookupOnly ? 'look for the checkpoint of' : `make a ${spec.mode} checkpoint of`} VM ${vmId}`, mutating: !lookupOnly };
-    const value = await call(
-      'create',
-      { vmId, name: spec.name, notes: descriptionWithMarker(spec.description, spec.marker), marker: spec.marker, mode: spec.mode, lookupOnly },
-      ctx,
-      info,
-    );
+  /**
+   * The create script: the checkpoint with the job's marker if there is one, else a new one — in mode
+   * offline only when the VM is off: otherwise the answer is the VM alone (nothing made).
+   */
+  async function create(vmId: string, spec: CreateSpec, ctx: CallContext): Promise<{ checkpoint?: HvCheckpoint; vm: HvVm }> {
+    const info = { what: `make a ${spec.mode} checkpoint of VM ${vmId}`, mutating: true };
+    const value = await call('create', { vmId, name: spec.name, notes: descriptionWithMarker(spec.description, spec.marker), marker: spec.marker, mode: spec.mode }, ctx, info);
     return parsed(info, () => {
       const o = value as Record<string, unknown>;
       const vm = toVm(field(o, 'vm'));
@@ -201,7 +199,7 @@ export function createHyperVProvider(target: string, rawOptions: Record<string, 
     shutdown: async (ctx) => {
       // Stop-VM waits for the guest; the sequence's own deadline is the one that counts.
       const r = await power(vmId, 'shutdown', ctx, Math.min(timeoutMs, (options.offline.shutdownTimeoutSec + 30) * 1000));
-      return r.unable === undefined ? undefined : { unable: `the guest did not shut down: ${r.unable}` };
+      return r.unable === undefined ? { power: { off: r.vm.stateName === 'Off', raw: r.vm.stateName } } : { unable: `the guest did not shut down: ${r.unable}` };
     },
     readPower: async (ctx) => {
       const { vm } = await power(vmId, 'read', ctx);
@@ -264,22 +262,22 @@ export function createHyperVProvider(target: string, rawOptions: Record<string, 
       validateSpec(spec);
       // One PowerShell call: the script looks for the marker, checkpoints, and answers the
       // checkpoint with the VM (whose ParentSnapshotId says which checkpoint is current).
-      const take = async (c: CallContext): Promise<ProviderSnapshot> => {
-        const made = await create(vmId, spec, c, false);
-        if (!made.checkpoint) throw err('internal', `make a ${spec.mode} checkpoint of VM ${vmId}: the script reported no checkpoint`, { retry: 'uncertain' });
-        return toProviderSnapshot(made.checkpoint, made.vm);
-      };
-      if (spec.mode !== 'offline') return take(ctx);
-      const looked = await create(vmId, spec, ctx, true);
-      if (looked.checkpoint) return toProviderSnapshot(looked.checkpoint, looked.vm);
-      const state = looked.vm.stateName;
-      if (state === 'Off') return take(ctx);
+      const first = await create(vmId, spec, ctx);
+      if (first.checkpoint) return toProviderSnapshot(first.checkpoint, first.vm);
+      const state = first.vm.stateName;
+      if (spec.mode !== 'offline') throw err('internal', `make a ${spec.mode} checkpoint of VM ${vmId}: the script reported no checkpoint`, { retry: 'uncertain' });
+      // Offline, and the VM is not off (nothing was made).
       if (state !== 'Running') {
         const why = state === 'Saved' || state === 'Paused'
           ? `VM ${vmId} is ${state}: shutting it down would discard its ${state === 'Saved' ? 'saved' : 'running'} state; resume it or use mode 'memory'`
           : `VM ${vmId} is ${state}; wait until it is running or off`;
         throw err('conflict', `offline snapshot: ${why}`);
       }
+      const take = async (c: CallContext): Promise<ProviderSnapshot> => {
+        const made = await create(vmId, spec, c);
+        if (!made.checkpoint) throw err('conflict', `offline snapshot of VM ${vmId}: the VM is ${made.vm.stateName}, not off, after the shutdown`);
+        return toProviderSnapshot(made.checkpoint, made.vm);
+      };
       const sequence = { offline: options.offline, err, what: `offline snapshot of VM ${vmId}`, pollMs };
       return offlineSnapshot(offlineSteps(vmId), sequence, ctx, take);
     },

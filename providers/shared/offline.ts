@@ -26,8 +26,12 @@ export interface PowerReading {
 }
 
 export interface OfflineSteps {
-  /** Asks the guest to shut down. Resolves `{ unable }` when it cannot be asked (no guest agent): then only a forced power-off helps. */
-  shutdown(ctx: CallContext): Promise<void | { unable: string }>;
+  /**
+   * Asks the guest to shut down. Resolves `{ unable }` when it cannot be asked (no guest agent): then
+   * only a forced power-off helps; `{ power }` when the request itself waited and read the state
+   * after it (Hyper-V's Stop-VM): that reading is the first one, saving a call.
+   */
+  shutdown(ctx: CallContext): Promise<void | { unable: string } | { power: PowerReading }>;
   readPower(ctx: CallContext): Promise<PowerReading>;
   powerOff(ctx: CallContext): Promise<void>;
   start(ctx: CallContext): Promise<void>;
@@ -57,7 +61,7 @@ export async function offlineSnapshot<T>(steps: OfflineSteps, seq: OfflineSequen
   const calm: CallContext = { ...ctx, signal: new AbortController().signal };
   let made: T;
   try {
-    await untilOff(steps, seq, ctx, asked ? asked.unable : null);
+    await untilOff(steps, seq, ctx, asked && 'unable' in asked ? asked.unable : null, asked && 'power' in asked ? asked.power : undefined);
     made = await take(ctx);
   } catch (e) {
     // The job is failing: the restart reports no progress of its own.
@@ -68,7 +72,7 @@ export async function offlineSnapshot<T>(steps: OfflineSteps, seq: OfflineSequen
   return made;
 }
 
-async function untilOff(steps: OfflineSteps, seq: OfflineSequence, ctx: CallContext, unable: string | null): Promise<void> {
+async function untilOff(steps: OfflineSteps, seq: OfflineSequence, ctx: CallContext, unable: string | null, read?: PowerReading): Promise<void> {
   const { offline, err, what } = seq;
   const clock = seq.clock ?? realClock;
   const force = async (why: string): Promise<void> => {
@@ -83,7 +87,8 @@ async function untilOff(steps: OfflineSteps, seq: OfflineSequence, ctx: CallCont
     let power: PowerReading;
     try {
       if (ctx.signal.aborted) throw cancelled();
-      power = await steps.readPower(ctx);
+      power = read ?? (await steps.readPower(ctx));
+      read = undefined;
     } catch (e) {
       throw ctx.signal.aborted ? cancelled(e) : e;
     }

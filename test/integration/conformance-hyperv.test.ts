@@ -14,9 +14,6 @@ import { createHyperVLab } from '../labs/hyperv/lab.ts';
 import { silentLogger } from '../fixtures/fake-provider.ts';
 
 const log = silentLogger();
-// Every call is a PowerShell start (~1.5–2 s on these machines): the suite takes minutes, over
-// .taprc's 300 s per file.
-t.setTimeout(900_000);
 
 describeProviderConformance(t, {
   name: 'hyperv',

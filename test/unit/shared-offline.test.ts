@@ -13,6 +13,8 @@ interface Script {
   /** Power readings in order ('off' / anything else = its raw state); the last one repeats. */
   power: string[];
   unable?: string;
+  /** The shutdown request answers the state after it (a reading of its own). */
+  shutdownReads?: string;
   startFails?: boolean;
   readFailsWhenCalm?: boolean;
   /** Called on each reading, with its index (e.g. to abort mid-wait). */
@@ -35,6 +37,7 @@ function scripted(s: Script) {
   const steps: OfflineSteps = {
     async shutdown() {
       calls.push('shutdown');
+      if (s.shutdownReads !== undefined) return { power: { off: s.shutdownReads === 'off', raw: s.shutdownReads } };
       return s.unable ? { unable: s.unable } : undefined;
     },
     async readPower(ctx) {
@@ -72,6 +75,22 @@ t.test('the guest shuts down: poll until off, take, start again', async (t) => {
   t.equal(made, 'snap-1');
   t.same(f.calls, ['shutdown', 'read', 'read', 'read', 'read', 'take', 'start']);
   t.same(f.sleeps, [500, 500, 500], 'polled at the interval');
+});
+
+t.test('a shutdown that answers the state after it: that is the first reading (no extra read when off)', async (t) => {
+  const off = scripted({ power: ['off'], shutdownReads: 'off' });
+  await offlineSnapshot(off.steps, seq(off.clock), ctxOf(), async () => {
+    off.calls.push('take');
+    return 'snap';
+  });
+  t.same(off.calls, ['shutdown', 'take', 'start'], 'off already: straight to the snapshot');
+  const on = scripted({ power: ['in shutdown', 'off'], shutdownReads: 'running' });
+  await offlineSnapshot(on.steps, seq(on.clock), ctxOf(), async () => {
+    on.calls.push('take');
+    return 'snap';
+  });
+  t.same(on.calls, ['shutdown', 'read', 'read', 'take', 'start'], 'still on: then polled as usual');
+  t.same(on.sleeps, [500, 500], 'the answered reading counts as the first poll');
 });
 
 t.test('the guest ignores the request: conflict naming the option, no power-off, nothing taken, not restarted (still on)', async (t) => {

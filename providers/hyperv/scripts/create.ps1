@@ -1,17 +1,17 @@
 # Looks for the job's marker first (a retried or recovered job finds what it made), then makes the
-# checkpoint with the type the mode needs. A checkpoint copies the VM's Notes: they carry the
+# checkpoint with the type the mode needs; in mode offline only once the VM is off. A checkpoint copies the VM's Notes: they carry the
 # description and the marker for the call and are put back after it, as is the checkpoint type.
 $vm = Get-SnapvisorVm $Params.vmId
 $marker = [string]$Params.marker
 $mine = { param($s) $n = [string]$s.Notes; $n -ceq $marker -or $n.EndsWith("`n" + $marker) }
 $found = @(Hyper-V\Get-VMSnapshot -VM $vm) | Where-Object { & $mine $_ } | Select-Object -First 1
 if ($found) { Out-Snapvisor @{ checkpoint = ConvertTo-SnapvisorCheckpoint $found; vm = ConvertTo-SnapvisorVm $vm; existed = $true } }
-if ($Params.lookupOnly) { Out-Snapvisor @{ vm = ConvertTo-SnapvisorVm $vm } }
 $state = [string]$vm.State
 switch ($Params.mode) {
   'memory' { if ($state -notin 'Running', 'Paused') { Stop-Snapvisor 'conflict' "a memory checkpoint of VM $($vm.Id) needs it running (state: $state); use mode 'offline' for a VM that is not running" }; $type = 'Standard' }
   'quiesced' { if ($state -notin 'Running', 'Off') { Stop-Snapvisor 'conflict' "a production checkpoint of VM $($vm.Id) needs it running or off (state: $state)" }; $type = 'ProductionOnly' }
-  'offline' { if ($state -ne 'Off') { Stop-Snapvisor 'conflict' "an offline checkpoint of VM $($vm.Id) needs it off (state: $state)" }; $type = 'Standard' }
+  # Not off yet: the VM is the answer (no checkpoint); the adapter shuts it down and calls again.
+  'offline' { if ($state -ne 'Off') { Out-Snapvisor @{ vm = ConvertTo-SnapvisorVm $vm } }; $type = 'Standard' }
   default { Stop-Snapvisor 'unsupported' "mode '$($Params.mode)' is not supported by Hyper-V" }
 }
 $vm = Wait-SnapvisorMerge $vm
