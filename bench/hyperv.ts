@@ -10,14 +10,14 @@
  * Sides alternate within every round so drift on this shared machine does not favour one of them.
  * Rounds can be changed with HV_BENCH_ROUNDS_A / HV_BENCH_ROUNDS_B.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { encodeScript } from '../providers/shared/command-encoding.ts';
-import { api, startDaemon, until, type Daemon } from '../test/e2e/daemon.ts';
+import { api, until, type Daemon } from '../test/e2e/daemon.ts';
 import { createHyperVLab, type HyperVLab } from '../test/labs/hyperv/lab.ts';
 import { rawSsh, type RawSsh } from './kvm-raw.ts';
-import { countNodes, finished, ms, span, verdict, type JobBody, type TreeNode } from './api-jobs.ts';
+import { countNodes, finished, ms, span, startSshTargetDaemon, verdict, type JobBody, type TreeNode } from './api-jobs.ts';
 import type { BenchReport } from './run.ts';
 import { fmt, median } from './stats.ts';
 
@@ -34,26 +34,6 @@ const range = (xs: number[]) => [Number(Math.min(...xs).toFixed(2)), Number(Math
 /** The raw side's command: what an operator pastes, a script encoded as -EncodedCommand wants it. */
 const encoded = (script: string) => ['powershell', '-NoProfile', '-NonInteractive', '-EncodedCommand', encodeScript(script)];
 
-async function startBenchDaemon(dir: string, lab: HyperVLab): Promise<Daemon> {
-  const keyFile = path.join(dir, 'daemon-key');
-  writeFileSync(keyFile, lab.ssh.privateKey, { mode: 0o600 });
-  const config = path.join(dir, 'snapvisor.yaml');
-  const ssh = { host: lab.ssh.host, port: lab.ssh.port, username: lab.ssh.username, privateKey: `file:${keyFile}`, hostKey: lab.ssh.hostKey };
-  writeFileSync(
-    config,
-    [
-      'tokens:',
-      '  - { name: bench, value: env:HV_BENCH_TOKEN, scopes: [read, write, admin] }',
-      `database: ${JSON.stringify(path.join(dir, 'snapvisor.db'))}`,
-      'logLevel: info',
-      'engine: { workerPollMs: 50, syncIntervalSec: 0, shutdownGraceSec: 10 }',
-      'targets:',
-      `  - { name: ${TARGET}, kind: hyperv, commandTimeoutSec: 120, ssh: ${JSON.stringify(ssh)} }`,
-      '',
-    ].join('\n'),
-  );
-  return startDaemon({ cwd: dir, env: { SNAPVISOR_CONFIG: config, HV_BENCH_TOKEN: TOKEN }, timeoutMs: 120_000 });
-}
 
 export async function run(): Promise<BenchReport> {
   const dir = mkdtempSync(path.join(tmpdir(), 'snapvisor-hv-bench-'));
@@ -69,7 +49,7 @@ export async function run(): Promise<BenchReport> {
     );
     if (seeded.exitCode !== 0 || seeded.stdout.trim() !== String(TREE_CHECKPOINTS)) throw new Error(`seeding the tree failed: ${seeded.stdout} ${seeded.stderr}`);
     mux = rawSsh(dir, lab.ssh, { controlMaster: true });
-    daemon = await startBenchDaemon(dir, lab);
+    daemon = await startSshTargetDaemon(dir, lab.ssh, { name: TARGET, options: `kind: hyperv, commandTimeoutSec: 120` }, TOKEN);
     const vmIds = await until(
       'first inventory sync',
       async () => {

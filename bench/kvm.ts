@@ -11,17 +11,17 @@
  * Sides alternate within every round so drift on this shared machine does not favour one of them.
  * Rounds can be changed with KVM_BENCH_ROUNDS_A / _B / KVM_BENCH_ITER_C.
  */
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createKvmProvider } from '../providers/kvm/index.ts';
 import { createSshRunner } from '../providers/shared/ssh.ts';
 import { silentLogger } from '../test/fixtures/fake-provider.ts';
-import { api, startDaemon, until, type Daemon } from '../test/e2e/daemon.ts';
+import { api, until, type Daemon } from '../test/e2e/daemon.ts';
 import { createKvmLab, type KvmLab } from '../test/labs/kvm/lab.ts';
 import { rawSsh, type RawSsh } from './kvm-raw.ts';
 import { tracedProvider } from './kvm-trace.ts';
-import { countNodes, finished, ms, span, verdict, type JobBody, type TreeNode } from './api-jobs.ts';
+import { countNodes, finished, ms, span, startSshTargetDaemon, verdict, type JobBody, type TreeNode } from './api-jobs.ts';
 import type { BenchReport } from './run.ts';
 import { fmt, median } from './stats.ts';
 
@@ -51,27 +51,6 @@ async function seedTree(lab: KvmLab): Promise<void> {
   }
 }
 
-async function startBenchDaemon(dir: string, lab: KvmLab): Promise<Daemon> {
-  const keyFile = path.join(dir, 'daemon-key');
-  writeFileSync(keyFile, lab.ssh.privateKey, { mode: 0o600 });
-  const config = path.join(dir, 'snapvisor.yaml');
-  const ssh = { host: lab.ssh.host, port: lab.ssh.port, username: lab.ssh.username, privateKey: `file:${keyFile}`, hostKey: lab.ssh.hostKey };
-  writeFileSync(
-    config,
-    [
-      'tokens:',
-      '  - { name: bench, value: env:KVM_BENCH_TOKEN, scopes: [read, write, admin] }',
-      `database: ${JSON.stringify(path.join(dir, 'snapvisor.db'))}`,
-      // info: startDaemon waits for the 'listening' line.
-      'logLevel: info',
-      'engine: { workerPollMs: 50, syncIntervalSec: 0, shutdownGraceSec: 10 }',
-      'targets:',
-      `  - { name: ${TARGET}, kind: kvm, uri: ${JSON.stringify(URI)}, commandTimeoutSec: 120, ssh: ${JSON.stringify(ssh)} }`,
-      '',
-    ].join('\n'),
-  );
-  return startDaemon({ cwd: dir, env: { SNAPVISOR_CONFIG: config, KVM_BENCH_TOKEN: TOKEN }, timeoutMs: 120_000 });
-}
 
 export async function run(): Promise<BenchReport> {
   const dir = mkdtempSync(path.join(tmpdir(), 'snapvisor-kvm-bench-'));
@@ -86,7 +65,7 @@ export async function run(): Promise<BenchReport> {
     await seedTree(lab);
     const raw = rawSsh(dir, lab.ssh);
     mux = rawSsh(dir, lab.ssh, { controlMaster: true });
-    daemon = await startBenchDaemon(dir, lab);
+    daemon = await startSshTargetDaemon(dir, lab.ssh, { name: TARGET, options: `kind: kvm, uri: ${JSON.stringify(URI)}, commandTimeoutSec: 120` }, TOKEN);
     const live = lab.domainName('live');
     const tree = lab.domainName('tree');
     const vmIds = await until(
