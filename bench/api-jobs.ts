@@ -4,7 +4,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { startDaemon, type Daemon } from '../test/e2e/daemon.ts';
+import { api, startDaemon, type Daemon } from '../test/e2e/daemon.ts';
 
 export interface JobBody {
   id: string;
@@ -64,4 +64,35 @@ export async function startSshTargetDaemon(
     ].join('\n'),
   );
   return startDaemon({ cwd: dir, env: { SNAPVISOR_CONFIG: config, BENCH_TOKEN: token }, timeoutMs: 120_000 });
+}
+
+/**
+ * One create + delete of a memory snapshot through the REST API, each answered with `?wait=60`:
+ * the wall-clock time of each request, and how long the two jobs spent in a worker and queued.
+ */
+export async function apiCreateDeleteCycle(daemon: Daemon, token: string, vmId: string, name: string) {
+  const t0 = performance.now();
+  const created = finished('create', await api<JobBody>(daemon, token, 'POST', `/v1/vms/${vmId}/snapshots?wait=60`, { name, mode: 'memory' }));
+  const createMs = ms(t0);
+  const snapshotId = created.result?.snapshotId;
+  if (!snapshotId) throw new Error(`create job has no snapshotId: ${JSON.stringify(created)}`);
+  const t1 = performance.now();
+  const deleted = finished('delete', await api<JobBody>(daemon, token, 'DELETE', `/v1/snapshots/${snapshotId}?wait=60`));
+  const deleteMs = ms(t1);
+  const inWorker = span(created.startedAt, created.finishedAt) + span(deleted.startedAt, deleted.finishedAt);
+  const queued = span(created.createdAt, created.startedAt) + span(deleted.createdAt, deleted.startedAt);
+  return { createMs, deleteMs, total: createMs + deleteMs, inWorker, queued };
+}
+
+/** A fresh sync of the target, then the VM's tree over HTTP, checked to hold `expected` snapshots. */
+export async function apiSyncAndTree(daemon: Daemon, token: string, target: string, vmId: string, expected: number) {
+  const t0 = performance.now();
+  const sync = await api<unknown>(daemon, token, 'POST', `/v1/targets/${target}/sync`);
+  if (sync.status !== 200) throw new Error(`sync: HTTP ${sync.status} ${JSON.stringify(sync.body)}`);
+  const syncMs = ms(t0);
+  const t1 = performance.now();
+  const res = await api<{ roots: TreeNode[] }>(daemon, token, 'GET', `/v1/vms/${vmId}/snapshots?view=tree`);
+  const n = countNodes(res.body.roots);
+  if (res.status !== 200 || n !== expected) throw new Error(`tree: HTTP ${res.status}, ${n} snapshots`);
+  return { total: ms(t0), syncMs, getMs: ms(t1) };
 }

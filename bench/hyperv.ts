@@ -17,7 +17,7 @@ import { encodeScript } from '../providers/shared/command-encoding.ts';
 import { api, until, type Daemon } from '../test/e2e/daemon.ts';
 import { createHyperVLab, type HyperVLab } from '../test/labs/hyperv/lab.ts';
 import { rawSsh, type RawSsh } from './kvm-raw.ts';
-import { countNodes, finished, ms, span, startSshTargetDaemon, verdict, type JobBody, type TreeNode } from './api-jobs.ts';
+import { apiCreateDeleteCycle, apiSyncAndTree, ms, startSshTargetDaemon, verdict } from './api-jobs.ts';
 import type { BenchReport } from './run.ts';
 import { fmt, median } from './stats.ts';
 
@@ -82,18 +82,8 @@ export async function run(): Promise<BenchReport> {
 }
 
 async function sectionA(daemon: Daemon, raw: RawSsh, vmId: string): Promise<string> {
-  const snapvisorCycle = async (name: string) => {
-    const t0 = performance.now();
-    const created = finished('create', await api<JobBody>(daemon, TOKEN, 'POST', `/v1/vms/${vmId}/snapshots?wait=60`, { name, mode: 'memory' }));
-    const createMs = ms(t0);
-    const snapshotId = created.result?.snapshotId;
-    if (!snapshotId) throw new Error(`create job has no snapshotId: ${JSON.stringify(created)}`);
-    const t1 = performance.now();
-    const deleted = finished('delete', await api<JobBody>(daemon, TOKEN, 'DELETE', `/v1/snapshots/${snapshotId}?wait=60`));
-    const deleteMs = ms(t1);
-    const inWorker = span(created.startedAt, created.finishedAt) + span(deleted.startedAt, deleted.finishedAt);
-    return { createMs, deleteMs, total: createMs + deleteMs, inWorker };
-  };
+  const snapvisorCycle = (name: string) => apiCreateDeleteCycle(daemon, TOKEN, vmId, name);
+
   const rawCycle = async (name: string) => {
     const c = await raw.run(encoded(`$ErrorActionPreference = 'Stop'; Checkpoint-VM -Name live -SnapshotName ${name}`));
     const d = await raw.run(encoded(`$ErrorActionPreference = 'Stop'; Remove-VMSnapshot -VMName live -Name ${name} -Confirm:$false`));
@@ -130,17 +120,8 @@ async function sectionA(daemon: Daemon, raw: RawSsh, vmId: string): Promise<stri
 }
 
 async function sectionB(daemon: Daemon, raw: RawSsh, vmId: string): Promise<string> {
-  const snapvisorRead = async () => {
-    const t0 = performance.now();
-    const sync = await api<unknown>(daemon, TOKEN, 'POST', `/v1/targets/${TARGET}/sync`);
-    if (sync.status !== 200) throw new Error(`sync: HTTP ${sync.status} ${JSON.stringify(sync.body)}`);
-    const syncMs = ms(t0);
-    const t1 = performance.now();
-    const res = await api<{ roots: TreeNode[] }>(daemon, TOKEN, 'GET', `/v1/vms/${vmId}/snapshots?view=tree`);
-    const n = countNodes(res.body.roots);
-    if (res.status !== 200 || n !== TREE_CHECKPOINTS) throw new Error(`tree: HTTP ${res.status}, ${n} snapshots`);
-    return { total: ms(t0), syncMs, getMs: ms(t1) };
-  };
+  const snapvisorRead = () => apiSyncAndTree(daemon, TOKEN, TARGET, vmId, TREE_CHECKPOINTS);
+
   const rawRead = async () => {
     const t0 = performance.now();
     const list = await raw.run(encoded("$ErrorActionPreference = 'Stop'; Get-VMSnapshot -VMName tree | ForEach-Object { $_.Id.ToString() }"));

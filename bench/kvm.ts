@@ -21,7 +21,7 @@ import { api, until, type Daemon } from '../test/e2e/daemon.ts';
 import { createKvmLab, type KvmLab } from '../test/labs/kvm/lab.ts';
 import { rawSsh, type RawSsh } from './kvm-raw.ts';
 import { tracedProvider } from './kvm-trace.ts';
-import { countNodes, finished, ms, span, startSshTargetDaemon, verdict, type JobBody, type TreeNode } from './api-jobs.ts';
+import { apiCreateDeleteCycle, apiSyncAndTree, ms, startSshTargetDaemon, verdict } from './api-jobs.ts';
 import type { BenchReport } from './run.ts';
 import { fmt, median } from './stats.ts';
 
@@ -107,19 +107,8 @@ export async function run(): Promise<BenchReport> {
 // (a) -------------------------------------------------------------------------------------------
 
 async function sectionA(daemon: Daemon, fresh: RawSsh, raw: RawSsh, lab: KvmLab, dom: string, vmId: string): Promise<string> {
-  const snapvisorCycle = async (name: string) => {
-    const t0 = performance.now();
-    const created = finished('create', await api<JobBody>(daemon, TOKEN, 'POST', `/v1/vms/${vmId}/snapshots?wait=60`, { name, mode: 'memory' }));
-    const createMs = ms(t0);
-    const snapshotId = created.result?.snapshotId;
-    if (!snapshotId) throw new Error(`create job has no snapshotId: ${JSON.stringify(created)}`);
-    const t1 = performance.now();
-    const deleted = finished('delete', await api<JobBody>(daemon, TOKEN, 'DELETE', `/v1/snapshots/${snapshotId}?wait=60`));
-    const deleteMs = ms(t1);
-    const inWorker = span(created.startedAt, created.finishedAt) + span(deleted.startedAt, deleted.finishedAt);
-    const queued = span(created.createdAt, created.startedAt) + span(deleted.createdAt, deleted.startedAt);
-    return { createMs, deleteMs, total: createMs + deleteMs, inWorker, queued };
-  };
+  const snapvisorCycle = (name: string) => apiCreateDeleteCycle(daemon, TOKEN, vmId, name);
+
   const cycleOf = (side: RawSsh) => async (name: string) => {
     const c = await side.run(['virsh', '-c', URI, 'snapshot-create-as', dom, name]);
     const d = await side.run(['virsh', '-c', URI, 'snapshot-delete', dom, name]);
@@ -208,17 +197,8 @@ async function sectionA(daemon: Daemon, fresh: RawSsh, raw: RawSsh, lab: KvmLab,
 // (b) -------------------------------------------------------------------------------------------
 
 async function sectionB(daemon: Daemon, raw: RawSsh, lab: KvmLab, dom: string, vmId: string): Promise<string> {
-  const snapvisorRead = async () => {
-    const t0 = performance.now();
-    const sync = await api<{ healthy?: boolean }>(daemon, TOKEN, 'POST', `/v1/targets/${TARGET}/sync`);
-    if (sync.status !== 200) throw new Error(`sync: HTTP ${sync.status} ${JSON.stringify(sync.body)}`);
-    const syncMs = ms(t0);
-    const t1 = performance.now();
-    const res = await api<{ roots: TreeNode[] }>(daemon, TOKEN, 'GET', `/v1/vms/${vmId}/snapshots?view=tree`);
-    const n = countNodes(res.body.roots);
-    if (res.status !== 200 || n !== TREE_SNAPSHOTS) throw new Error(`tree: HTTP ${res.status}, ${n} snapshots`);
-    return { total: ms(t0), syncMs, getMs: ms(t1) };
-  };
+  const snapvisorRead = () => apiSyncAndTree(daemon, TOKEN, TARGET, vmId, TREE_SNAPSHOTS);
+
   const rawRead = async () => {
     const t0 = performance.now();
     const list = await raw.run(['virsh', '-c', URI, 'snapshot-list', dom, '--name']);
