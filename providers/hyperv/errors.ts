@@ -46,8 +46,8 @@ function fromCmdletFailure(f: CmdletFailure, call: CallInfo): ProviderError {
   return new ProviderError(PROVIDER, 'internal', message, { ...opts, ...(call.mutating ? { retry: 'uncertain' as const } : {}) });
 }
 
-/** A script that did not end with its result line. */
-export function fromScriptOutcome(outcome: ScriptOutcome, result: RunResult, call: CallInfo): ProviderError {
+/** A script that did not end with its result line (readScriptOutput answers a result only for exit 0). */
+export function fromScriptOutcome(outcome: Exclude<ScriptOutcome, { type: 'result' }>, result: RunResult, call: CallInfo): ProviderError {
   switch (outcome.type) {
     case 'refusal': {
       const kind = (PROVIDER_ERROR_KINDS as readonly string[]).includes(outcome.refusal.kind) ? (outcome.refusal.kind as ProviderErrorKind) : 'internal';
@@ -55,8 +55,6 @@ export function fromScriptOutcome(outcome: ScriptOutcome, result: RunResult, cal
     }
     case 'failure':
       return fromCmdletFailure(outcome.failure, call);
-    case 'result':
-      return new ProviderError(PROVIDER, 'internal', `${call.what}: PowerShell exited with code ${result.exitCode} after reporting a result`, call.mutating ? { retry: 'uncertain' } : {});
     case 'none': {
       const stderr = parsePowerShellStderr(result.stderr);
       const reason = stderr.message || oneLine(stderr.text);

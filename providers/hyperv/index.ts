@@ -143,7 +143,7 @@ export function createHyperVProvider(target: string, rawOptions: Record<string, 
       throw fromRunError(e, withTarget(info), options.powershell);
     }
     const outcome = readScriptOutput(result.stdout, result.exitCode);
-    if (outcome.type === 'result' && result.exitCode === 0) return outcome.value;
+    if (outcome.type === 'result') return outcome.value;
     throw fromScriptOutcome(outcome, result, withTarget(info));
   }
 
@@ -319,14 +319,16 @@ export function createHyperVProvider(target: string, rawOptions: Record<string, 
       };
       let disks = await read();
       const merging = disks.vm.merging;
-      const started = Date.now();
-      const budgetMs = Math.max(options.mergeWaitSec * 1000, pollMs);
-      while (disks.vm.merging) {
-        if (Date.now() - started > budgetMs) throw err('transient', `consolidate VM ${vmId}: the disks are still merging after ${options.mergeWaitSec} s`, { retry: 'transient' });
-        // Hyper-V shows no percentage for a merge (§2.5): the elapsed share of the wait, capped.
-        ctx.progress(Math.min(90, Math.round(((Date.now() - started) / budgetMs) * 100)), 'waiting for the disk merge');
-        await sleep(pollMs, ctx.signal);
-        if (ctx.signal.aborted) throw err('transient', `consolidate VM ${vmId}: cancelled while the disks were merging`, { retry: 'transient' });
+      if (merging) {
+        // While it merges, only the VM's status is read (Get-VM); the chains are walked again after.
+        const started = Date.now();
+        const budgetMs = Math.max(options.mergeWaitSec * 1000, pollMs);
+        for (let vm = disks.vm; vm.merging; vm = (await power(vmId, 'read', ctx)).vm) {
+          if (Date.now() - started > budgetMs) throw err('transient', `consolidate VM ${vmId}: the disks are still merging after ${options.mergeWaitSec} s`, { retry: 'transient' });
+          // Hyper-V shows no percentage for a merge (§2.5): the elapsed share of the wait, capped.
+          ctx.progress(Math.min(90, Math.round(((Date.now() - started) / budgetMs) * 100)), 'waiting for the disk merge');
+          await sleep(pollMs, ctx.signal, () => err('transient', `consolidate VM ${vmId}: cancelled while the disks were merging`, { retry: 'transient' }));
+        }
         disks = await read();
       }
       ctx.progress(100);

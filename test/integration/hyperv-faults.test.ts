@@ -106,7 +106,9 @@ t.test('SSH dropped mid-command: uncertain, then a retry finds the checkpoint by
   const vm = lab.vmId('web');
   const s = spec('dropped');
   const attempt = rejection(provider.createSnapshot(vm, s, ctx()));
-  await sleep(2000);
+  // The script has set the VM's notes to carry the marker: Checkpoint-VM is in its 4 s delay now.
+  for (let i = 0; i < 200 && !lab.readState().vms[0]!.notes.endsWith(s.marker); i++) await sleep(50);
+  t.ok(lab.readState().vms[0]!.notes.endsWith(s.marker), 'the command is running on the host');
   lab.sshd.killSessions();
   const e = await attempt;
   t.equal(e.kind, 'transient', e.message);

@@ -6,12 +6,17 @@
 import t from 'tap';
 import { ProviderError } from '../../providers/contract.ts';
 import { fromScriptOutcome } from '../../providers/hyperv/errors.ts';
-import { readScriptOutput } from '../../providers/hyperv/script-output.ts';
+import { readScriptOutput, type ScriptOutcome } from '../../providers/hyperv/script-output.ts';
 import { SCRIPT_NAMES, scriptText } from '../../providers/hyperv/scripts.ts';
 import { CMD_MAX_COMMAND_CHARS, powershellEncoding } from '../../providers/shared/command-encoding.ts';
 
 const call = { what: "target 'hv': make a memory checkpoint of VM x", mutating: true };
 const run = (stdout: string, exitCode: number, stderr = '') => ({ stdout, stderr, exitCode });
+/** What the adapter hands fromScriptOutcome: anything but a result. */
+const notResult = (o: ScriptOutcome) => {
+  if (o.type === 'result') throw new Error('unexpected result');
+  return o;
+};
 
 t.test('a result line is the result, whatever else was printed around it', async (t) => {
   t.same(readScriptOutput('noise\r\n##snapvisor-result {"a":[1,2]}\r\n', 0), { type: 'result', value: { a: [1, 2] } });
@@ -30,11 +35,11 @@ t.test('error lines: a cmdlet failure (exit 1) or our own refusal (exit 2)', asy
   t.equal(readScriptOutput('##snapvisor-error {"kind":"conflict","message":"x"}\n', 1).type, 'failure', 'a kind only counts with exit 2');
   t.equal(readScriptOutput('##snapvisor-result {}\n##snapvisor-error {"message":"late"}\n', 1).type, 'failure', 'an error line wins over a result line');
 
-  const e = fromScriptOutcome(f, run(failure, 1), call);
+  const e = fromScriptOutcome(notResult(f), run(failure, 1), call);
   t.equal(e.kind, 'not_found');
   t.equal(e.nativeCode, 'ObjectNotFound,Microsoft.HyperV.PowerShell.Commands.GetVMSnapshot');
   t.match(e.message, /Unable to find a snapshot/);
-  const r = fromScriptOutcome(refusal, run('', 2), call);
+  const r = fromScriptOutcome(notResult(refusal), run('', 2), call);
   t.equal(r.kind, 'conflict');
   t.equal(fromScriptOutcome({ type: 'refusal', refusal: { kind: 'bogus', message: 'x' } }, run('', 2), call).kind, 'internal', 'an unknown kind is internal');
   const transient = fromScriptOutcome({ type: 'refusal', refusal: { kind: 'transient', message: 'merging' } }, run('', 2), call);
