@@ -8,11 +8,11 @@ import t from 'tap';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { markerForJob, ProviderError, type CallContext } from '../../providers/contract.ts';
 import { testContext, type TapTest } from '../../providers/conformance/suite.ts';
 import { createHyperVProvider, type HyperVProvider } from '../../providers/hyperv/index.ts';
 import { createHyperVLab, type HyperVLab, type HyperVLabOptions } from '../labs/hyperv/lab.ts';
+import { until } from '../e2e/daemon.ts';
 import { silentLogger } from '../fixtures/fake-provider.ts';
 
 const log = silentLogger();
@@ -63,7 +63,16 @@ t.test('production checkpoint unavailable: quiesced is a conflict, nothing made,
 });
 
 t.test('a merge still running when the next job comes: the job waits for it; with no wait allowed it is transient', async (t) => {
-  const { lab, provider } = await withLab(t, { vms: [{ name: 'web', state: 'Running' }], mergeMs: 4000 });
+  // Merges that run until the test ends them (their end time set in the state): nothing here
+  // depends on how fast this machine is.
+  const { lab, provider } = await withLab(t, { vms: [{ name: 'web', state: 'Running' }], mergeMs: 600_000 });
+  const endMerges = async (): Promise<number> => {
+    const at = Date.now();
+    await lab.updateState((s) => {
+      for (const m of s.merges) m.until = new Date(at).toISOString();
+    });
+    return at;
+  };
   const vm = lab.vmId('web');
   const a = await provider.createSnapshot(vm, spec('a'), ctx());
   await provider.deleteSnapshot(vm, a.providerRef, { children: false }, ctx());
@@ -77,15 +86,24 @@ t.test('a merge still running when the next job comes: the job waits for it; wit
   t.equal(e.retry, 'transient');
   t.match(e.message, /still merging/);
 
-  const b = await provider.createSnapshot(vm, spec('b'), ctx());
+  const patient = provider.createSnapshot(vm, spec('b'), ctx());
+  await until('the create to run on the host', async () => lab.hostProcesses().length > 0, 10_000, 20);
+  const endedAt = await endMerges();
+  const b = await patient;
   t.equal(b.name, 'b', 'a patient job waits for the merge and then checkpoints');
+  t.ok(Date.parse(b.createdAt!) >= endedAt, `the checkpoint was made after the merge ended (${b.createdAt} ≥ ${new Date(endedAt).toISOString()})`);
+
   await provider.deleteSnapshot(vm, b.providerRef, { children: false }, ctx());
-  const progress: Array<[number, string | undefined]> = [];
-  const report = await provider.consolidate(vm, testContext(undefined, (pct) => progress.push([pct, undefined])));
+  const progress: number[] = [];
+  const consolidating = provider.consolidate(vm, testContext(undefined, (pct) => progress.push(pct)));
+  await until('consolidate to report progress while it waits', async () => progress.length > 0, 30_000, 50);
+  t.equal(lab.readState().merges.length, 1, 'the merge is still running while consolidate waits');
+  await endMerges();
+  const report = await consolidating;
   t.equal(report.merged, 1, `consolidate waited for the merge (${report.message})`);
-  t.ok(progress.length >= 2 && progress.at(-1)![0] === 100, `progress reported while waiting, 100 at the end (${progress.map((p) => p[0]).join(', ')})`);
-  t.equal(lab.readState().merges.length, 0, 'no merge left');
+  t.ok(progress.length >= 2 && progress.at(-1) === 100, `progress reported while waiting, 100 at the end (${progress.join(', ')})`);
   t.equal((await provider.consolidate(vm, ctx())).merged, 0, 'nothing to wait for the second time');
+  t.equal(lab.readState().merges.length, 0, 'no merge left');
 });
 
 t.test('orphaned .avhdx files are reported by consolidate, never deleted', async (t) => {
@@ -107,14 +125,13 @@ t.test('SSH dropped mid-command: uncertain, then a retry finds the checkpoint by
   const s = spec('dropped');
   const attempt = rejection(provider.createSnapshot(vm, s, ctx()));
   // The script has set the VM's notes to carry the marker: Checkpoint-VM is in its 4 s delay now.
-  for (let i = 0; i < 200 && !lab.readState().vms[0]!.notes.endsWith(s.marker); i++) await sleep(50);
-  t.ok(lab.readState().vms[0]!.notes.endsWith(s.marker), 'the command is running on the host');
+  await until('the command to run on the host', async () => lab.readState().vms[0]!.notes.endsWith(s.marker), 10_000, 50);
   lab.sshd.killSessions();
   const e = await attempt;
   t.equal(e.kind, 'transient', e.message);
   t.equal(e.retry, 'uncertain', 'the command was sent: it may have acted');
   // The host finishes the command on its own (Windows OpenSSH does not end it either).
-  for (let i = 0; i < 100 && lab.readState().snapshots.length === 0; i++) await sleep(100);
+  await until('the host to finish the checkpoint', async () => lab.readState().snapshots.length > 0, 10_000);
   t.equal(lab.readState().snapshots.length, 1, 'the checkpoint was made after the connection dropped');
   const again = await provider.createSnapshot(vm, s, ctx());
   t.equal(again.marker, s.marker, 'the retry answers the checkpoint the first attempt made');

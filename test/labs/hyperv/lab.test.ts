@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { NodeSSH } from 'node-ssh';
 import { powershellEncoding, type PowerShellValue } from '../../../providers/shared/command-encoding.ts';
+import { until } from '../../e2e/daemon.ts';
 import { createHyperVLab, type HyperVLab } from './lab.ts';
 
 const FIXTURE = new URL('../../fixtures/hyperv/clixml-get-vmsnapshot-not-found.pwsh76.txt', import.meta.url);
@@ -310,7 +311,7 @@ t.test('Remove-VMSnapshot: re-parenting, merge status while merging and after, .
       '$o.filesMerging = Files',
       "$o.cParent = (Get-VMSnapshot -VMName $vm -Name c).ParentSnapshotName",
       'try { Checkpoint-VM -Name $vm -SnapshotName during; $o.duringMerge = "ok" } catch { $o.duringMerge = $_.Exception.Message }',
-      '[System.Threading.Thread]::Sleep(1700)',
+      "while ((Get-VM -Name $vm).Status -like 'Merging*') { [System.Threading.Thread]::Sleep(100) }",
       '$o.after = St',
       '$o.filesAfter = Files',
       'Get-VMSnapshot -VMName $vm -Name c | Remove-VMSnapshot',
@@ -332,7 +333,8 @@ t.test('Remove-VMSnapshot: re-parenting, merge status while merging and after, .
   t.equal(o.afterRemovingCurrent, 'a', "removing the VM's current checkpoint moves ParentSnapshotId up");
 
   // The chain on disk stays consistent: VM disk → … → base .vhdx, every link a file that exists.
-  await new Promise((r) => setTimeout(r, 1600));
+  // The second removal's merge has run out (the next cmdlet completes it).
+  await until('the merge to run out', async () => lab.readState().merges.every((m) => Date.parse(m.until) <= Date.now()));
   const chain = await run(
     lab,
     ssh,
@@ -411,7 +413,7 @@ t.test('concurrency: two checkpoints at once both land, the state stays valid; a
   });
   const other = await connect(lab);
   const pending = run(lab, other, script, { vm: 'conc01', name: 'survivor' }).catch(() => undefined);
-  await new Promise((r) => setTimeout(r, 1200));
+  await until('the command to run on the host', async () => lab.hostProcesses().length > 0, 10_000, 20);
   lab.sshd.killSessions(); // every session drops, ours too
   await pending;
   await disconnect(other);
@@ -420,12 +422,8 @@ t.test('concurrency: two checkpoints at once both land, the state stays valid; a
   await lab.updateState((s) => {
     s.knobs.checkpointDelayMs = 0;
   });
-  let found = false;
-  for (let i = 0; i < 40 && !found; i++) {
-    found = lab.readState().snapshots.some((s) => s.name === 'survivor');
-    if (!found) await new Promise((r) => setTimeout(r, 100));
-  }
-  t.ok(found, 'the checkpoint committed after the session was cut');
+  await until('the checkpoint to commit', async () => lab.readState().snapshots.some((s) => s.name === 'survivor'), 10_000);
+  t.pass('the checkpoint committed after the session was cut');
   t.doesNotThrow(() => JSON.parse(readFileSync(lab.statePath, 'utf8')));
 });
 

@@ -163,6 +163,8 @@ export interface HyperVLab {
   pwsh(script: string): Promise<PwshResult>;
   /** `<lab>/vms/<vm>/Virtual Hard Disks`. */
   vhdDir(vmName: string): string;
+  /** Pids of the host-side processes running now (PowerShell started through the lab's shim). */
+  hostProcesses(): number[];
   /** Stop sshd, kill the lab's leftover pwsh processes, remove the lab directory. Idempotent. */
   cleanup(): Promise<void>;
 }
@@ -394,6 +396,7 @@ export async function createHyperVLab(options: HyperVLabOptions): Promise<HyperV
         );
       });
     },
+    hostProcesses: () => labProcesses(statePath),
     vhdDir: (vmName) => {
       validateVmName(vmName);
       return join(vmsDir, vmName, 'Virtual Hard Disks');
@@ -435,8 +438,10 @@ function lockFile(path: string): Promise<() => Promise<void>> {
 }
 
 /** SIGKILL processes whose environment names this lab's state file (pwsh left running by a cut session). */
-function killLabProcesses(statePath: string): void {
+/** The processes running with this lab's environment (the shim's pwsh and what it started). */
+function labProcesses(statePath: string): number[] {
   const marker = `HYPERV_SIM_STATE=${statePath}`;
+  const pids: number[] = [];
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
     let environ: string;
@@ -445,9 +450,15 @@ function killLabProcesses(statePath: string): void {
     } catch {
       continue;
     }
-    if (!environ.split('\0').includes(marker)) continue;
+    if (environ.split('\0').includes(marker)) pids.push(Number(entry));
+  }
+  return pids;
+}
+
+function killLabProcesses(statePath: string): void {
+  for (const pid of labProcesses(statePath)) {
     try {
-      process.kill(Number(entry), 'SIGKILL');
+      process.kill(pid, 'SIGKILL');
     } catch {
       // gone
     }
