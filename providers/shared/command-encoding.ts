@@ -119,10 +119,11 @@ export interface PowerShellEncodingOptions {
    * Where the request's script and params travel. `command` (default): inside -EncodedCommand,
    * within the shell's length limit. `stdin`: -EncodedCommand carries only a small, fixed bootstrap
    * (the preamble, then "read the request from stdin and run it"), and the script plus its params go
-   * on stdin as base64 of UTF-8 JSON — no length limit, and still no user data in any command line.
-   * Under cmd.exe an encoded script tops out near 3,000 characters, which the preamble already uses
-   * a third of; an adapter with real scripts (Hyper-V) sends them on stdin. A request in this mode
-   * has no stdin of its own.
+   * on stdin as base64 of UTF-8 JSON (each string opaque, see opaqueStrings) — no length limit, and
+   * still no user data in any command line.
+   * Under cmd.exe an encoded script tops out near 3,000 characters, which the preamble (watchdog and
+   * params decoder) already uses nearly half of; an adapter with real scripts (Hyper-V) sends them
+   * on stdin. A request in this mode has no stdin of its own.
    */
   scriptOn?: 'command' | 'stdin';
 }
