@@ -58,7 +58,7 @@ import { checkHealth } from '../shared/health.ts';
 import { mapLimit } from '../shared/map-limit.ts';
 import type { Clock } from '../shared/offline.ts';
 import { EVERY_MODE, LOCAL_TREE, providerIdentity } from '../shared/provider-base.ts';
-import { createTargetTransport, type TargetTransport } from '../shared/ssh-target.ts';
+import { createTargetTransport, withSessions, type TargetTransport } from '../shared/ssh-target.ts';
 import { createSnapshotPath } from './create.ts';
 import { NO_SNAPSHOT } from './errors.ts';
 import { createMerger } from './merge.ts';
@@ -68,6 +68,7 @@ import { PROVIDER, parseOptions, type KvmOptions } from './options.ts';
 import { versionAtLeast, type VirshVersion } from './parse.ts';
 import { snapshotIn } from '../shared/snapshot-lookup.ts';
 import { createVirshHost, descendants, READ_PARALLELISM, toProviderSnapshot } from './virsh.ts';
+import { virshSessionProtocol } from './virsh-session.ts';
 
 export interface KvmDeps {
   log: Logger;
@@ -103,7 +104,10 @@ export type KvmProvider = ProviderWith<'revertSnapshot' | 'consolidate'>;
 
 export function createKvmProvider(target: string, rawOptions: Record<string, unknown>, deps: KvmDeps): KvmProvider {
   const options: KvmOptions = parseOptions(target, rawOptions);
-  const transport: TargetTransport = deps.runner ? { runner: deps.runner, close: async () => {} } : createTargetTransport(options.ssh, deps.log);
+  const base: TargetTransport = deps.runner ? { runner: deps.runner, close: async () => {} } : createTargetTransport(options.ssh, deps.log);
+  // One virsh per session for the reads and the quick changes: the pool keeps as many as the
+  // adapter reads in parallel.
+  const transport = options.sessions ? withSessions(base, virshSessionProtocol(options.uri), { log: deps.log, size: READ_PARALLELISM }) : base;
   const guards = createGuards(PROVIDER, target);
   const { err, assertNotAborted } = guards;
   const host = createVirshHost(transport.runner, options, guards);

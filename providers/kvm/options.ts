@@ -15,6 +15,12 @@ export const KvmOptionsSchema = Type.Object(
     uri: Type.Optional(Type.String({ minLength: 1, default: 'qemu:///system' })),
     /** Where virsh runs; absent = on this machine. */
     ssh: Type.Optional(SshTargetSchema),
+    /**
+     * Keep a few `virsh` processes running on the host and send them the commands (persistent
+     * sessions: no process start and no new libvirt connection per command). false: one virsh
+     * process per command. Falls back to that by itself where the host's virsh cannot be framed.
+     */
+    sessions: Type.Optional(Type.Boolean({ default: true })),
     /** Kill a virsh call that runs longer than this (remote `timeout` + local deadline). */
     commandTimeoutSec: Type.Optional(Type.Number({ exclusiveMinimum: 0, default: 300 })),
     /** How a `memory` snapshot is stored: inside the qcow2 (internal) or as overlays + memory file (external). */
@@ -50,6 +56,7 @@ export type KvmOptionsInput = Static<typeof KvmOptionsSchema>;
 export interface KvmOptions {
   uri: string;
   ssh: SshTargetOptions | undefined;
+  sessions: boolean;
   commandTimeoutSec: number;
   snapshotStyle: 'internal' | 'external';
   offline: OfflineOptions;
@@ -63,6 +70,7 @@ export function parseOptions(target: string, input: unknown): KvmOptions {
   return {
     uri: o.uri ?? 'qemu:///system',
     ssh: o.ssh,
+    sessions: o.sessions ?? true,
     commandTimeoutSec: o.commandTimeoutSec ?? 300,
     snapshotStyle: o.snapshotStyle ?? 'internal',
     offline: offlineOptions(o.offline),

@@ -6,8 +6,11 @@
  */
 import { Type, type Static } from 'typebox';
 import type { Logger } from '../contract.ts';
-import { powershellArgv, powershellEncoding, type PowerShellRunner, type WindowsShell } from './command-encoding.ts';
+import { powershellArgv, powershellEncoding, type PowerShellRunner, type RequestRunner, type WindowsShell } from './command-encoding.ts';
 import { createLocalRunner, type CommandRunner } from './command-runner.ts';
+import { openLocalStream } from './local-stream.ts';
+import { createSessionRunner, type SessionRunner } from './session-pool.ts';
+import type { SessionProtocol, StreamOpener } from './session-protocol.ts';
 import { createSshRunner } from './ssh.ts';
 
 export const SshTargetSchema = Type.Object(
@@ -49,15 +52,43 @@ export function sshProblems(ssh: SshTargetOptions | undefined): string[] {
   return ssh && ssh.privateKey === undefined && ssh.password === undefined ? ["option 'ssh' needs 'privateKey' or 'password'"] : [];
 }
 
-export interface TargetTransport {
-  runner: CommandRunner;
+/** A target's way to run its tool: one process per request, and long-lived sessions where it can. */
+export interface Transport<Request> {
+  runner: RequestRunner<Request>;
+  /** Starts a session's process (over the same SSH connection, or locally); absent: none possible. */
+  openStream?: StreamOpener;
   close(): Promise<void>;
 }
 
+export type TargetTransport = Transport<readonly string[]> & { runner: CommandRunner };
+
 export function createTargetTransport(ssh: SshTargetOptions | undefined, log: Logger): TargetTransport {
-  if (!ssh) return { runner: createLocalRunner(), close: async () => {} };
+  if (!ssh) return { runner: createLocalRunner(), openStream: openLocalStream, close: async () => {} };
   const runner = createSshRunner(ssh, { log });
-  return { runner, close: () => runner.close() };
+  return { runner, openStream: (command, opts) => runner.openStream(command, opts), close: () => runner.close() };
+}
+
+/**
+ * The same transport with requests going through persistent sessions of `protocol` where it can
+ * (see session-pool.ts); unchanged when it cannot open any.
+ */
+export function withSessions<Request>(
+  transport: Transport<Request>,
+  protocol: SessionProtocol<Request>,
+  opts: { log: Logger; size?: number },
+): Transport<Request> & { sessions?: SessionRunner<Request> } {
+  const { openStream } = transport;
+  if (openStream === undefined) return transport;
+  const sessions = createSessionRunner({ protocol, open: openStream, oneShot: transport.runner, log: opts.log, ...(opts.size !== undefined ? { size: opts.size } : {}) });
+  return {
+    runner: sessions,
+    openStream,
+    sessions,
+    async close() {
+      await sessions.close();
+      await transport.close();
+    },
+  };
 }
 
 export interface PowerShellTransport {

@@ -22,6 +22,7 @@ import { NodeSSH } from 'node-ssh';
 import type { Logger } from '../contract.ts';
 import { posixEncoding, type CommandEncoding, type EncodedCommand, type RequestRunner } from './command-encoding.ts';
 import { CommandError, type RunOptions, type RunResult } from './command-runner.ts';
+import type { RemoteStream, StreamEnd } from './session-protocol.ts';
 
 export interface SshOptions {
   host: string;
@@ -79,6 +80,12 @@ export class SshAuthError extends SshError {
 
 /** With the default (POSIX) encoding an SshRunner is a CommandRunner: `run(argv)`. */
 export interface SshRunner<Request = readonly string[]> extends RequestRunner<Request> {
+  /**
+   * Start a long-lived remote process whose stdin stays open (a persistent session: see
+   * session-pool.ts). It holds one of the connection's channels until it ends. `command` is sent as
+   * is: the caller builds it from fixed text and quoted arguments only.
+   */
+  openStream(command: string, opts: { signal?: AbortSignal; timeoutMs: number }): Promise<RemoteStream>;
   /** End the connection; running commands fail with `aborted`, later calls are refused. */
   close(): Promise<void>;
 }
@@ -101,6 +108,11 @@ interface ClientLike {
 interface ChannelLike {
   signal(name: string): unknown;
   close(): unknown;
+  write?(data: string): unknown;
+  on?(event: 'data', listener: (chunk: Buffer) => void): unknown;
+  on?(event: 'exit', listener: (code: number | null, signal?: string) => void): unknown;
+  on?(event: 'close', listener: () => void): unknown;
+  stderr?: { on(event: 'data', listener: (chunk: Buffer) => void): unknown };
   outgoing?: { id: number; state: string };
   _client?: { _protocol?: { signal(channelId: number, name: string): unknown } };
 }
@@ -402,8 +414,85 @@ export function createSshRunner<Request>(options: SshOptions, deps: SshRunnerDep
     });
   }
 
+  async function openStream(command: string, opts: { signal?: AbortSignal; timeoutMs: number }): Promise<RemoteStream> {
+    if (closed) throw new CommandError('spawn', `ssh ${endpoint}: runner closed`, false);
+    const deadline = Date.now() + opts.timeoutMs;
+    const release = await slots.acquire(opts.signal, deadline, (why) =>
+      new CommandError(why, `ssh ${endpoint}: ${why === 'aborted' ? 'aborted' : 'timed out'} while waiting for a free channel`, false),
+    );
+    let conn: Connection;
+    try {
+      conn = await connection(opts.signal, deadline);
+    } catch (e) {
+      release();
+      throw e;
+    }
+    const client = conn.ssh.connection as ClientLike & { exec(command: string, cb: (err: Error | undefined, channel: ChannelLike) => void): unknown };
+    return new Promise<RemoteStream>((resolve, reject) => {
+      client.exec(command, (err, channel) => {
+        if (err) {
+          release();
+          reject(new CommandError('spawn', `ssh ${endpoint}: cannot start a session (${redact(err.message)})`, false, { cause: err }));
+          return;
+        }
+        resolve(streamOf(conn, channel, release));
+      });
+    });
+  }
+
+  function streamOf(conn: Connection, channel: ChannelLike, release: () => void): RemoteStream {
+    const listeners: ((from: 'stdout' | 'stderr', text: string) => void)[] = [];
+    const decoders = { stdout: new StringDecoder('utf8'), stderr: new StringDecoder('utf8') };
+    const emit = (from: 'stdout' | 'stderr') => (chunk: Buffer) => {
+      const text = decoders[from].write(chunk);
+      if (text !== '') for (const l of listeners) l(from, text);
+    };
+    channel.on?.('data', emit('stdout'));
+    channel.stderr?.on('data', emit('stderr'));
+    let exitCode: number | null = null;
+    let killed = false;
+    let finish: (end: StreamEnd) => void = () => {};
+    const ended = new Promise<StreamEnd>((resolve) => {
+      finish = (end) => {
+        conn.running.delete(onDrop);
+        release();
+        finish = () => {};
+        resolve(end);
+      };
+    });
+    const onDrop = (e: CommandError) => finish({ exitCode: null, error: e });
+    conn.running.add(onDrop);
+    channel.on?.('exit', (code) => (exitCode = code));
+    channel.on?.('close', () =>
+      finish({
+        exitCode,
+        error: killed
+          ? new CommandError('aborted', `ssh ${endpoint}: session stopped`, true)
+          : new SshError('disconnected', `ssh ${endpoint}: the session's process ended (${exitCode === null ? 'no exit status' : `exit code ${exitCode}`})`, true, endpoint),
+      }),
+    );
+    return {
+      write: (text) => {
+        if (!conn.dead && !killed) channel.write?.(text);
+      },
+      onData: (listener) => listeners.push(listener),
+      ended,
+      kill: () => {
+        if (killed) return;
+        killed = true;
+        try {
+          signalRemote(channel, 'TERM');
+          channel.close();
+        } catch {
+          // connection already gone
+        }
+      },
+    };
+  }
+
   return {
     run,
+    openStream,
     async close() {
       closed = true;
       slots.rejectAll(() => new CommandError('aborted', `ssh ${endpoint}: runner closed`, false));

@@ -103,7 +103,7 @@ t.test('check: one health rule — an SSH refusal is reachable with authOk false
 
 t.test('options', async (t) => {
   const o = parseOptions('t', {});
-  t.same(o, { uri: 'qemu:///system', ssh: undefined, commandTimeoutSec: 300, snapshotStyle: 'internal', offline: { shutdownTimeoutSec: 120, forcePowerOff: false }, offlineMerge: 'start-paused', consolidate: { maxChainDepth: 1, timeoutSec: 3600 } });
+  t.same(o, { uri: 'qemu:///system', ssh: undefined, sessions: true, commandTimeoutSec: 300, snapshotStyle: 'internal', offline: { shutdownTimeoutSec: 120, forcePowerOff: false }, offlineMerge: 'start-paused', consolidate: { maxChainDepth: 1, timeoutSec: 3600 } });
   t.throws(() => parseOptions('t', { bogus: 1 }), /unknown option 'bogus'/);
   t.same(parseOptions('t', { offline: { forcePowerOff: true } }).offline, { shutdownTimeoutSec: 120, forcePowerOff: true }, 'the shared offline option');
   t.throws(() => parseOptions('t', { offline: { forceOff: true } }), /offline\.forceOff was renamed to offline\.forcePowerOff/, 'the old key is refused with its new name');
