@@ -35,7 +35,8 @@ export function spawnStream(command: string, env: Record<string, string> = {}): 
   };
   const ended = new Promise<StreamEnd>((resolve) => {
     child.on('error', (e) => resolve({ exitCode: null, error: new CommandError('spawn', `sh: cannot start (${e.message})`, false, { cause: e }) }));
-    child.on('close', (code, sig) => {
+    // 'exit', not 'close': a grandchild holding the pipes must not keep a dead session looking alive.
+    child.on('exit', (code, sig) => {
       const why = killed ? 'was stopped' : `ended (${code !== null ? `exit code ${code}` : `signal ${sig ?? '?'}`})`;
       resolve({ exitCode: code, error: new CommandError(killed ? 'aborted' : 'disconnected', `local session ${why}`, true) });
     });
