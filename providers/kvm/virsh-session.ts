@@ -1,7 +1,9 @@
 /**
- * The virsh side of persistent sessions: `virsh -q -c <uri>` reading commands on stdin.
+ * The virsh side of persistent sessions: `virsh -c <uri>` reading commands on stdin.
  *
  * What a virsh session really does (libvirt 9.0, measured; see test/integration/kvm-sessions.test.ts):
+ * - It prints a welcome banner first, and after every command's output one more newline
+ *   (vshPrintExtra, as the one-shot virsh the adapter runs does too): a reply's stdout is the same.
  * - Even with stdin a pipe, virsh reads lines through readline, which echoes the prompt and the
  *   line on stdout (`virsh # <line>\n`, non-ASCII bytes as octal escapes), wraps a long echo at
  *   80 columns with `\n\r` unless COLUMNS says wider and, for a tab, completes file names
@@ -18,7 +20,7 @@
  *
  * Framing of request N (token T, random per session, never in any output but the sentinels):
  *   sent:   <command>\n  echo --err T"N"\n  echo T"N"\n
- *   stdout: <prompt><echo of command>\n <output> <prompt>echo --err T"N"\n <prompt>echo T"N"\n TN
+ *   stdout: <prompt><echo of command>\n <output>\n <prompt>echo --err T"N"\n\n <prompt>echo T"N"\n TN\n
  *   stderr: <errors> error: TN\n
  * `echo T"N"` prints `TN`, which its own echoed line does not contain, so only virsh's answer
  * matches. The exit code is 1 when an `error:` line came before the stderr sentinel, as virsh's own.
@@ -40,7 +42,9 @@ export function virshSessionProtocol(uri: string): SessionProtocol<readonly stri
   return {
     name: 'virsh',
     // COLUMNS: readline cannot ask a pipe its width, assumes 80 and wraps its echo with newlines.
-    command: remoteCommand(['virsh', '-q', '-c', uri], { env: { INPUTRC: '/dev/null', COLUMNS: String(LINE_MAX) } }),
+    // Not -q, as the adapter's one-shot virsh: -q also drops messages (vshPrintExtra) such as
+    // blockjob's "No current block job for vda", not only the welcome banner.
+    command: remoteCommand(['virsh', '-c', uri], { env: { INPUTRC: '/dev/null', COLUMNS: String(LINE_MAX) } }),
     remoteKillAfterMs: 0,
     carries(argv) {
       if (argv.length <= prefix.length || prefix.some((p, i) => argv[i] !== p)) return false;
@@ -61,7 +65,7 @@ export function virshFramer(token: string): SessionFramer<readonly string[]> {
     frame: (argv, { seq }) => frameOf(argv.slice(3), seq),
     take(received, seq): Reply | undefined {
       const { stdout, stderr } = received;
-      const endMark = `echo ${token}"${seq}"\n${token}${seq}`;
+      const endMark = `echo ${token}"${seq}"\n${token}${seq}\n`;
       const end = stdout.indexOf(endMark);
       if (end < 0) return undefined;
       const errMark = `error: ${token}${seq}\n`;
@@ -74,19 +78,19 @@ export function virshFramer(token: string): SessionFramer<readonly string[]> {
         // The hello teaches the prompt ('virsh # ', 'virsh > ' read-only): what precedes the echo.
         prompt = stdout.slice(stdout.lastIndexOf('\n', end - 1) + 1, end);
       }
-      if (!stdout.startsWith(prompt)) throw new Error(`virsh session: reply ${seq} does not start with the prompt`);
-      const errEcho = stdout.lastIndexOf(`${prompt}echo --err ${token}"${seq}"\n`, end);
-      const outputStart = stdout.indexOf('\n') + 1;
+      // Only the hello's reply starts with something else: virsh's welcome banner.
+      const start = seq === 0 ? stdout.indexOf(prompt) : 0;
+      if (start < 0 || !stdout.startsWith(prompt, start)) throw new Error(`virsh session: reply ${seq} does not start with the prompt`);
+      const errEcho = stdout.lastIndexOf(`${prompt}echo --err ${token}"${seq}"\n\n`, end);
+      const outputStart = stdout.indexOf('\n', start) + 1;
       if (errEcho < 0 || outputStart === 0 || outputStart > errEcho) throw new Error(`virsh session: reply ${seq} is not framed as sent`);
       const output = stdout.slice(outputStart, errEcho);
       const errors = stderr.slice(0, errAt).replace(RECONNECTED, '');
-      if (seq === 0 && (output !== PROBE || errors !== '')) {
+      if (seq === 0 && (output !== `${PROBE}\n` || errors !== '')) {
         throw new SessionUnsupported('virsh does not give a long non-ASCII line back exactly through its line editor');
       }
       return {
-        // Without -q (as the adapter's one-shot virsh runs) every command's output ends with one more
-        // newline, interactive or not; the session runs -q to have no banner, so it adds it back.
-        result: { exitCode: /^error: /m.test(errors) ? 1 : 0, stdout: `${output}\n`, stderr: errors },
+        result: { exitCode: /^error: /m.test(errors) ? 1 : 0, stdout: output, stderr: errors },
         consumed: { stdout: end + endMark.length, stderr: errAt + errMark.length },
       };
     },
