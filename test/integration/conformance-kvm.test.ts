@@ -8,7 +8,7 @@ import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { describeProviderConformance } from '../../providers/conformance/suite.ts';
 import { createKvmProvider } from '../../providers/kvm/index.ts';
-import { createKvmLab } from '../labs/kvm/lab.ts';
+import { createKvmLab, LAB_SESSIONS } from '../labs/kvm/lab.ts';
 import { silentLogger } from '../fixtures/fake-provider.ts';
 
 const log = silentLogger();
@@ -33,6 +33,7 @@ describeProviderConformance(t, {
         uri: lab.uri,
         ssh: { host: lab.ssh.host, port: lab.ssh.port, username: lab.ssh.username, privateKey: lab.ssh.privateKey, hostKey: lab.ssh.hostKey },
         commandTimeoutSec: 60,
+        sessions: LAB_SESSIONS,
         // The lab's guests have no OS: ACPI shutdown is ignored, so offline mode must pull the plug.
         offline: { shutdownTimeoutSec: 1, forcePowerOff: true },
       },

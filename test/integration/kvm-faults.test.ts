@@ -15,7 +15,7 @@ import { testContext } from '../../providers/conformance/suite.ts';
 import { ProviderError, markerForJob } from '../../providers/contract.ts';
 import type { CommandRunner } from '../../providers/shared/command-runner.ts';
 import { createSshRunner } from '../../providers/shared/ssh.ts';
-import { createKvmLab, ensureLibvirt, stopLibvirtd, type KvmLab } from '../labs/kvm/lab.ts';
+import { createKvmLab, ensureLibvirt, LAB_SESSIONS, stopLibvirtd, type KvmLab } from '../labs/kvm/lab.ts';
 import { rejection } from '../fixtures/provider-error.ts';
 import { silentLogger } from '../fixtures/fake-provider.ts';
 
@@ -29,7 +29,7 @@ let lab: KvmLab;
 const providers: KvmProvider[] = [];
 
 function provider(runner?: CommandRunner): KvmProvider {
-  const p = createKvmProvider('lab', { uri: lab.uri, ssh: lab.ssh, commandTimeoutSec: 60 }, { log, ...(runner ? { runner } : {}) });
+  const p = createKvmProvider('lab', { uri: lab.uri, ssh: lab.ssh, commandTimeoutSec: 60, sessions: LAB_SESSIONS }, { log, ...(runner ? { runner } : {}) });
   providers.push(p);
   return p;
 }

@@ -15,13 +15,13 @@ import type { Job } from '../../src/domain/types.ts';
 import { createEngine } from '../../src/engine/engine.ts';
 import { openStore } from '../../src/store/index.ts';
 import { silentLogger } from '../fixtures/fake-provider.ts';
-import { createKvmLab } from '../labs/kvm/lab.ts';
+import { createKvmLab, LAB_SESSIONS } from '../labs/kvm/lab.ts';
 
 const dir = mkdtempSync(join('/tmp', 'snapvisor-kvm-jobs-'));
 chmodSync(dir, 0o755);
 const lab = await createKvmLab({ dir, domains: [{ name: 'jobs', running: true }] });
 const log = silentLogger();
-const provider = createKvmProvider('lab', { uri: lab.uri, ssh: lab.ssh, commandTimeoutSec: 60 }, { log });
+const provider = createKvmProvider('lab', { uri: lab.uri, ssh: lab.ssh, commandTimeoutSec: 60, sessions: LAB_SESSIONS }, { log });
 const store = openStore(':memory:');
 const registry = registryOf([{ spec: { name: 'lab', kind: 'kvm', demo: false, concurrency: 2, options: {} }, provider }]);
 const engine = createEngine({ store, registry, log, settings: { workerPollMs: 20, syncIntervalMs: 0, maxAttempts: 2, backoff: { initialMs: 50, maxMs: 100 } } });

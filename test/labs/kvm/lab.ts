@@ -16,6 +16,12 @@ import { ensureUser, generateKeyPair, startSshd } from '../sshd/lab.ts';
 
 export const LAB_URI = 'qemu:///system';
 export const LAB_USER = 'snaplab';
+/**
+ * The adapter's `sessions` option for the lab's tests: on (the default) unless
+ * SNAPVISOR_TEST_KVM_SESSIONS=off, which runs them with one virsh process per command
+ * (test/integration/*-oneshot.test.ts set it).
+ */
+export const LAB_SESSIONS = process.env['SNAPVISOR_TEST_KVM_SESSIONS'] !== 'off';
 const LIBVIRT_GROUP = 'libvirt';
 const QEMU_USER = 'libvirt-qemu';
 const LIBVIRTD_CONF = '/etc/libvirt/libvirtd.conf';
