@@ -15,8 +15,9 @@
  *   serves both. A quoted `--x` is still an option, as it is in one-shot argv.
  * - A failed command prints `error: …` lines on stderr and virsh goes on; `echo --err X` prints
  *   `error: X` (libvirt 4.5, RHEL 7's, has no `--err`: the hello sees it and sessions stay off).
- *   After libvirtd restarted, virsh reconnects by itself and says `error: Reconnected to the
- *   hypervisor` before running the command: not a failure of the command.
+ *   When libvirtd goes away virsh says `error: Disconnected from <uri> due to end of file` whenever
+ *   it notices, and before the next command reconnects by itself (`error: Reconnected to the
+ *   hypervisor`): neither is a failure of a command.
  *
  * Framing of request N (token T, random per session, never in any output but the sentinels):
  *   sent:   <command>\n  echo --err T"N"\n  echo T"N"\n
@@ -35,7 +36,12 @@ const NOT_CARRIED = /[\u0000-\u001f\u007f-\u009f]|[\uD800-\uDFFF]/u;
 const PROBE = `snapvisor-probe é€😀 ${'x'.repeat(1000)}`;
 /** The width readline is told; a longer line (quoted, 4 columns a byte at worst) is sent one-shot. */
 const LINE_MAX = 1_000_000;
-const RECONNECTED = /^error: Reconnected to the hypervisor\n/m;
+/**
+ * What virsh prints about its own connection, not about the command: the close callback's notice
+ * (at any moment, from its event thread) and its reconnection before the next command. A command
+ * that then fails says so in lines of its own.
+ */
+const CONNECTION_NOTICES = /^error: (Reconnected to the hypervisor|Disconnected from \S+ due to [^\n]*)\n/gm;
 
 export function virshSessionProtocol(uri: string): SessionProtocol<readonly string[]> {
   const prefix = ['virsh', '-c', uri];
@@ -85,7 +91,7 @@ export function virshFramer(token: string): SessionFramer<readonly string[]> {
       const outputStart = stdout.indexOf('\n', start) + 1;
       if (errEcho < 0 || outputStart === 0 || outputStart > errEcho) throw new Error(`virsh session: reply ${seq} is not framed as sent`);
       const output = stdout.slice(outputStart, errEcho);
-      const errors = stderr.slice(0, errAt).replace(RECONNECTED, '');
+      const errors = stderr.slice(0, errAt).replace(CONNECTION_NOTICES, '');
       if (seq === 0 && (output !== `${PROBE}\n` || errors !== '')) {
         throw new SessionUnsupported('virsh does not give a long non-ASCII line back exactly through its line editor');
       }

@@ -233,6 +233,11 @@ export function createSessionRunner<Request>(o: SessionPoolOptions<Request>): Se
       if (s === undefined) return oneShot(request, options);
       const timeoutMs = options.timeoutMs ?? o.defaultTimeoutMs ?? 120_000;
       const seq = ++s.seq;
+      if (s.stderr !== '') {
+        // Written between requests (virsh's notice that libvirtd went away): about no request.
+        log.debug({ session: protocol.name, stderr: s.stderr.slice(0, 500) }, 'session wrote between requests');
+        s.stderr = '';
+      }
       try {
         s.stream.write(s.framer.frame(request, { seq, timeoutMs }));
         const result = await awaitReply(s, seq, { timeoutMs, signal: options.signal, remoteDeadline: true });

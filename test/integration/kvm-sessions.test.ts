@@ -16,7 +16,7 @@ import { virshSessionProtocol } from '../../providers/kvm/virsh-session.ts';
 import { CommandError, type CommandRunner, type RunResult } from '../../providers/shared/command-runner.ts';
 import { createTargetTransport, withSessions } from '../../providers/shared/ssh-target.ts';
 import { silentLogger } from '../fixtures/fake-provider.ts';
-import { createKvmLab } from '../labs/kvm/lab.ts';
+import { createKvmLab, ensureLibvirt, stopLibvirtd } from '../labs/kvm/lab.ts';
 
 const log = silentLogger();
 const dir = mkdtempSync(join('/tmp', 'snapvisor-kvm-sessions-'));
@@ -24,6 +24,7 @@ chmodSync(dir, 0o755);
 const lab = await createKvmLab({ dir, domains: [{ name: 'names', running: true }, { name: 'off', running: false }, { name: 'drop', running: true }] });
 const transports: { close(): Promise<void> }[] = [];
 t.teardown(async () => {
+  await ensureLibvirt(); // in case the restart case failed half-way
   await Promise.allSettled(transports.map((x) => x.close()));
   await lab.cleanup();
   rmSync(dir, { recursive: true, force: true });
@@ -188,4 +189,25 @@ t.test('a create killed by an SSH drop inside a session: uncertain, and the retr
     tt.equal(withMarker[0]?.providerRef, again.providerRef, 'the retry returned it');
     await p.close();
   }
+});
+
+t.test('libvirtd restarted under a session: its commands fail while it is down, then work again, nothing left over', async (tt) => {
+  const { oneShot, sessions } = sessionTransport();
+  const state = virsh('domstate', '--domain', lab.domainUuid('off'));
+  tt.equal((await sessions.run(state)).exitCode, 0);
+  // Restarted while the session idles: virsh notices, reconnects before the next command.
+  await stopLibvirtd();
+  await ensureLibvirt();
+  tt.same(await sessions.run(state), await oneShot.run(state), 'the next command as if nothing happened');
+  tt.same(await sessions.run(state), await oneShot.run(state), 'and the one after');
+  await stopLibvirtd();
+  try {
+    const down = await sessions.run(state);
+    tt.equal(down.exitCode, 1, 'a command while libvirtd is down fails');
+    tt.match(down.stderr, /Failed to connect socket|failed to connect to the hypervisor/, `with the reason (${down.stderr.trim()})`);
+  } finally {
+    await ensureLibvirt();
+  }
+  tt.same(await sessions.run(state), await oneShot.run(state), 'works again after the restart');
+  tt.equal(sessions.stats().opened, 1, 'the same session all along');
 });

@@ -79,8 +79,8 @@ t.test('requests: output and errors exactly, exit code from error lines, leftove
   const failed = reply(2, "'snapshot-dumpxml' 'x'", '\n', "error: failed to get domain 'x'\nerror: Domain not found\n");
   t.same(f.take(failed, 2)?.result, { exitCode: 1, stdout: '\n', stderr: "error: failed to get domain 'x'\nerror: Domain not found\n" });
 
-  const reconnected = reply(3, "'list'", 'a\n\n', 'error: Reconnected to the hypervisor\n');
-  t.same(f.take(reconnected, 3)?.result, { exitCode: 0, stdout: 'a\n\n', stderr: '' }, "virsh's own reconnection is not the command's failure");
+  const reconnected = reply(3, "'list'", 'a\n\n', 'error: Disconnected from qemu:///system due to end of file\nerror: Reconnected to the hypervisor\n');
+  t.same(f.take(reconnected, 3)?.result, { exitCode: 0, stdout: 'a\n\n', stderr: '' }, "virsh's own disconnection notice and reconnection are not the command's failure");
 
   const lookAlike = `<description>${P}echo --err other"4"\n\n${P}echo other"4"\nother4\n</description>\n\n`;
   const forged = reply(4, "'snapshot-dumpxml'", lookAlike);
