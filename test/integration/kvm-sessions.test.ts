@@ -16,6 +16,7 @@ import { virshSessionProtocol } from '../../providers/kvm/virsh-session.ts';
 import { CommandError, type CommandRunner, type RunResult } from '../../providers/shared/command-runner.ts';
 import { createTargetTransport, withSessions } from '../../providers/shared/ssh-target.ts';
 import { silentLogger } from '../fixtures/fake-provider.ts';
+import { failureOf } from '../fixtures/provider-error.ts';
 import { createKvmLab, ensureLibvirt, stopLibvirtd } from '../labs/kvm/lab.ts';
 
 const log = silentLogger();
@@ -119,17 +120,16 @@ t.test('a hung or cancelled command ends its remote virsh; the next command gets
   await sessions.run(virsh('version'));
   await until('one session runs on the host', async () => (await remoteSessions()) >= 1);
   const baseline = await remoteSessions();
-  const hung = sessions.run(virsh('event', '--all', '--timeout', '60'), { timeoutMs: 1_000 });
-  const e = await hung.then(() => undefined, (x: unknown) => x);
-  tt.ok(e instanceof CommandError && e.failure === 'timeout' && e.sent, `timed out, sent (${String(e)})`);
+  const e = await failureOf(sessions.run(virsh('event', '--all', '--timeout', '60'), { timeoutMs: 1_000 }), CommandError);
+  tt.ok(e.failure === 'timeout' && e.sent, `timed out, sent (${e.message})`);
   await until('the hung virsh is gone from the host', async () => (await remoteSessions()) < baseline);
 
   await sessions.run(virsh('version'));
   const ac = new AbortController();
   const cancelled = sessions.run(virsh('event', '--all', '--timeout', '60'), { signal: ac.signal });
   setTimeout(() => ac.abort(), 300);
-  const a = await cancelled.then(() => undefined, (x: unknown) => x);
-  tt.ok(a instanceof CommandError && a.failure === 'aborted' && a.sent, `aborted, sent (${String(a)})`);
+  const a = await failureOf(cancelled, CommandError);
+  tt.ok(a.failure === 'aborted' && a.sent, `aborted, sent (${a.message})`);
   await until('the cancelled virsh is gone from the host', async () => (await remoteSessions()) < baseline);
   tt.equal((await sessions.run(virsh('domstate', '--domain', lab.domainUuid('off')))).stdout, 'shut off\n\n', 'works again');
 });
@@ -140,8 +140,8 @@ t.test('SSH dropped mid-command: the command is sent (uncertain), the next one r
   const running = sessions.run(virsh('event', '--all', '--timeout', '60'));
   await new Promise((r) => setTimeout(r, 300));
   lab.killSshSessions();
-  const e = await running.then(() => undefined, (x: unknown) => x);
-  tt.ok(e instanceof CommandError && e.failure === 'disconnected' && e.sent, `disconnected, sent (${String(e)})`);
+  const e = await failureOf(running, CommandError);
+  tt.ok(e.failure === 'disconnected' && e.sent, `disconnected, sent (${e.message})`);
   tt.equal((await sessions.run(virsh('domstate', '--domain', lab.domainUuid('off')))).stdout, 'shut off\n\n', 'a new connection and session');
 });
 

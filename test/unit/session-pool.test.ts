@@ -7,6 +7,7 @@ import { createSessionRunner, type SessionPoolOptions } from '../../providers/sh
 import { SessionUnsupported, type SessionProtocol } from '../../providers/shared/session-protocol.ts';
 import { quoteArg } from '../../providers/shared/shell-quote.ts';
 import { silentLogger } from '../fixtures/fake-provider.ts';
+import { failureOf } from '../fixtures/provider-error.ts';
 
 type Argv = readonly string[];
 
@@ -54,15 +55,7 @@ function pool(over: Partial<SessionPoolOptions<Argv>> = {}) {
   return { runner, oneShotCalls };
 }
 
-const failureOf = async (p: Promise<unknown>): Promise<CommandError> => {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof CommandError) return e;
-    throw e;
-  }
-  throw new Error('expected a CommandError');
-};
+const failed = (p: Promise<unknown>) => failureOf(p, CommandError);
 
 t.test('requests go through one session, in order, with exact output and exit codes', async (t) => {
   const { runner, oneShotCalls } = pool();
@@ -88,7 +81,7 @@ t.test('a request past its deadline ends its session; the next one gets a fresh 
   const { runner } = pool();
   await runner.run(['true']);
   const started = Date.now();
-  const e = await failureOf(runner.run(['sleep', '30'], { timeoutMs: 300 }));
+  const e = await failed(runner.run(['sleep', '30'], { timeoutMs: 300 }));
   t.equal(e.failure, 'timeout');
   t.equal(e.sent, true, 'it may have acted');
   t.ok(Date.now() - started < 5_000, 'not waiting for the command');
@@ -102,16 +95,16 @@ t.test('an abort ends the session; the request is sent=true', async (t) => {
   const ac = new AbortController();
   const p = runner.run(['sleep', '30'], { signal: ac.signal });
   setTimeout(() => ac.abort(), 200);
-  const e = await failureOf(p);
+  const e = await failed(p);
   t.equal(e.failure, 'aborted');
   t.equal(e.sent, true);
-  const before = await failureOf(runner.run(['true'], { signal: AbortSignal.abort() }));
+  const before = await failed(runner.run(['true'], { signal: AbortSignal.abort() }));
   t.equal(before.sent, false, 'aborted before it started: nothing sent');
 });
 
 t.test('an interpreter that dies mid-request: the request fails as sent, never retried', async (t) => {
   const { runner } = pool();
-  const e = await failureOf(runner.run(['sh', '-c', 'kill -9 $PPID; sleep 5']));
+  const e = await failed(runner.run(['sh', '-c', 'kill -9 $PPID; sleep 5']));
   t.equal(e.failure, 'disconnected');
   t.equal(e.sent, true);
   t.same((await runner.run(['echo', 'next'])).stdout, 'next\n', 'a fresh session');
@@ -119,18 +112,18 @@ t.test('an interpreter that dies mid-request: the request fails as sent, never r
 
 t.test("a protocol with its own remote deadline: the interpreter's exit after timeoutMs is a timeout", async (t) => {
   const { runner } = pool({ protocol: { ...shProtocol(), remoteKillAfterMs: 1_000 } });
-  const e = await failureOf(runner.run(['sh', '-c', 'sleep 0.4; kill -9 $PPID'], { timeoutMs: 300 }));
+  const e = await failed(runner.run(['sh', '-c', 'sleep 0.4; kill -9 $PPID'], { timeoutMs: 300 }));
   t.equal(e.failure, 'timeout', e.message);
-  const early = await failureOf(runner.run(['sh', '-c', 'kill -9 $PPID'], { timeoutMs: 5_000 }));
+  const early = await failed(runner.run(['sh', '-c', 'kill -9 $PPID'], { timeoutMs: 5_000 }));
   t.equal(early.failure, 'disconnected', 'an early death is not the deadline');
 });
 
 t.test('a reply that does not parse or is too long ends the session', async (t) => {
   const { runner } = pool({ maxOutputChars: 10_000 });
-  const garbled = await failureOf(runner.run(['echo', 'GARBLE']));
+  const garbled = await failed(runner.run(['echo', 'GARBLE']));
   t.equal(garbled.failure, 'disconnected');
   t.match(garbled.message, /unexpected reply/);
-  const big = await failureOf(runner.run(['head', '-c', '100000', '/dev/zero']));
+  const big = await failed(runner.run(['head', '-c', '100000', '/dev/zero']));
   t.equal(big.failure, 'output-limit');
   t.equal(runner.stats().open, 0);
 });
@@ -156,5 +149,5 @@ t.test('an idle session is closed; close() ends them all and refuses more', asyn
   await runner.run(['true']);
   await runner.close();
   t.equal(runner.stats().open, 0);
-  t.equal((await failureOf(runner.run(['true']))).sent, false);
+  t.equal((await failed(runner.run(['true']))).sent, false);
 });
