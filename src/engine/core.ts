@@ -37,9 +37,16 @@ export interface BoundTarget {
   provider: SnapshotProvider;
 }
 
+/** A target held for a job or a sync: its provider is not closed (after a reload retired it) before release. */
+export interface TargetLease {
+  target: BoundTarget;
+  release(): void;
+}
+
 export interface Core {
   store: Store;
-  registry: ProviderRegistry;
+  /** The registry in use; a reload replaces it (replaceRegistry). */
+  readonly registry: ProviderRegistry;
   log: Logger;
   settings: EngineSettings;
   now(): Date;
@@ -53,6 +60,19 @@ export interface Core {
   targets(): Promise<Map<string, BoundTarget>>;
   targetById(id: string): Promise<BoundTarget>;
   targetByName(name: string): Promise<BoundTarget>;
+  /** The configured target of a store row, known once targets() has run; undefined when not configured. */
+  boundById(id: string): BoundTarget | undefined;
+  /** targetById, held until release: a job's or a sync's provider stays open while it works. */
+  leaseById(id: string): Promise<TargetLease>;
+  /** The target by name, held until release; null when it is not configured (any more). */
+  leaseByName(name: string): Promise<TargetLease | null>;
+  /**
+   * Switches to a new registry (a reload): later lookups and claims see it at once; each retired
+   * provider is closed as soon as no lease holds it. Returns the new targets.
+   */
+  replaceRegistry(next: ProviderRegistry, retired: readonly SnapshotProvider[]): Promise<Map<string, BoundTarget>>;
+  /** Why a target row is no longer configured when a reload removed it, else null. */
+  removedByReload(id: string): string | null;
   call<T>(provider: SnapshotProvider, op: ProviderOperation, fn: () => Promise<T>): Promise<T>;
   /** A CallContext for background calls (sync, recovery): no progress, engine-lifetime signal + timeout. */
   backgroundContext(log: Logger, timeoutMs?: number): CallContext;
@@ -67,35 +87,120 @@ export function createCore(deps: {
   events: EventBus;
   metrics: EngineMetrics;
 }): Core {
+  let registry = deps.registry;
   let bound: Promise<Map<string, BoundTarget>> | null = null;
+  /** The map `bound` resolved to; read synchronously so a lease never takes a provider already retired. */
+  let current: Map<string, BoundTarget> | null = null;
+  /** Row id → why: targets a reload removed (a re-added one is taken out). */
+  const removed = new Map<string, string>();
+  const users = new Map<SnapshotProvider, number>();
+  const retiring = new Set<SnapshotProvider>();
   const lifecycle = new AbortController();
+
+  const bind = async (reg: ProviderRegistry) => {
+    const map = new Map<string, BoundTarget>();
+    for (const { spec, provider } of reg.list()) {
+      const row = await deps.store.targets.ensure({ name: spec.name, kind: spec.kind, demo: spec.demo });
+      map.set(spec.name, { row, spec, provider });
+    }
+    return map;
+  };
+  const closeRetired = (provider: SnapshotProvider) => {
+    retiring.delete(provider);
+    deps.log.info({ target: provider.target }, 'provider of a reconfigured or removed target closed');
+    provider.close().catch((err: unknown) => deps.log.warn({ target: provider.target, err: String(err) }, 'closing a retired provider failed'));
+  };
+  const hold = (target: BoundTarget): TargetLease => {
+    const { provider } = target;
+    users.set(provider, (users.get(provider) ?? 0) + 1);
+    let released = false;
+    return {
+      target,
+      release() {
+        if (released) return;
+        released = true;
+        const left = (users.get(provider) ?? 1) - 1;
+        if (left > 0) users.set(provider, left);
+        else {
+          users.delete(provider);
+          if (retiring.has(provider)) closeRetired(provider);
+        }
+      },
+    };
+  };
+  const notConfigured = () =>
+    // A row from an earlier configuration: its VMs stay readable, but nothing can run there.
+    new SnapvisorError('conflict', 'SNAPVISOR_ERR_TARGET_NOT_CONFIGURED', `target of this object is no longer configured`);
+  const findById = (map: Map<string, BoundTarget>, id: string) => {
+    for (const t of map.values()) if (t.row.id === id) return t;
+    return undefined;
+  };
+
   const core: Core = {
     ...deps,
+    get registry() {
+      return registry;
+    },
     iso: () => deps.now().toISOString(),
     newId: () => randomUUID(),
     lifecycle,
     targets() {
-      bound ??= (async () => {
-        const map = new Map<string, BoundTarget>();
-        for (const { spec, provider } of deps.registry.list()) {
-          const row = await deps.store.targets.ensure({ name: spec.name, kind: spec.kind, demo: spec.demo });
-          map.set(spec.name, { row, spec, provider });
-        }
-        return map;
-      })();
-      bound.catch(() => (bound = null));
+      if (!bound) {
+        const building = bind(registry);
+        bound = building;
+        building.then(
+          (map) => {
+            if (bound === building) current = map;
+          },
+          () => {
+            if (bound === building) bound = null;
+          },
+        );
+      }
       return bound;
     },
     async targetById(id) {
-      for (const t of (await core.targets()).values()) if (t.row.id === id) return t;
-      // A row from an earlier configuration: its VMs stay readable, but nothing can run there.
-      throw new SnapvisorError('conflict', 'SNAPVISOR_ERR_TARGET_NOT_CONFIGURED', `target of this object is no longer configured`);
+      const t = findById(await core.targets(), id);
+      if (!t) throw notConfigured();
+      return t;
     },
     async targetByName(name) {
       const t = (await core.targets()).get(name);
       if (!t) throw notFound('target', name);
       return t;
     },
+    boundById: (id) => (current ? findById(current, id) : undefined),
+    async leaseById(id) {
+      await core.targets();
+      // `current`, not the awaited map: a reload may have replaced it while we waited.
+      const t = core.boundById(id);
+      if (!t) throw notConfigured();
+      return hold(t);
+    },
+    async leaseByName(name) {
+      await core.targets();
+      const t = current?.get(name);
+      return t ? hold(t) : null;
+    },
+    async replaceRegistry(next, retired) {
+      const map = await bind(next);
+      const before = current ?? (await core.targets());
+      // From here on, synchronously: no lookup sees a mix of the two.
+      registry = next;
+      bound = Promise.resolve(map);
+      current = map;
+      const kept = new Set([...map.values()].map((t) => t.row.id));
+      for (const t of before.values()) {
+        if (!kept.has(t.row.id)) removed.set(t.row.id, `target '${t.spec.name}' was removed from the configuration by a reload`);
+      }
+      for (const id of kept) removed.delete(id);
+      for (const provider of retired) {
+        if (users.has(provider)) retiring.add(provider);
+        else closeRetired(provider);
+      }
+      return map;
+    },
+    removedByReload: (id) => removed.get(id) ?? null,
     call: (provider, op, fn) => instrumented(deps.metrics, provider, op, fn),
     backgroundContext(log, timeoutMs = Math.min(deps.settings.jobTimeoutMs, 5 * 60_000)) {
       return { signal: AbortSignal.any([lifecycle.signal, AbortSignal.timeout(timeoutMs)]), progress: () => {}, log };

@@ -2,20 +2,20 @@
  * The engine: wires store, registry, worker, reconciler, events and metrics behind EngineApi.
  * Read methods answer from the store (fast, no hypervisor call); mutations become jobs.
  */
-import type { Logger } from '../../providers/contract.ts';
+import type { Logger, SnapshotProvider } from '../../providers/contract.ts';
 import type { ProviderRegistry } from '../../providers/index.ts';
 import { SnapvisorError, notFound } from '../domain/errors.ts';
 import { buildForest } from '../domain/tree.ts';
 import { FINAL_JOB_STATES, type Job } from '../domain/types.ts';
 import { InvalidCursorError, type Store, type VmWithStats } from '../store/index.ts';
 import type { EngineApi, Page, ReadyReport, SnapshotTree, TargetView, VmView } from './api.ts';
-import { createCore, DEFAULT_SETTINGS, refreshRow, type BoundTarget, type Core, type EngineSettings } from './core.ts';
+import { createCore, DEFAULT_SETTINGS, refreshRow, type BoundTarget, type Core, type EngineSettings, type TargetLease } from './core.ts';
 import { createEventBus } from './events.ts';
 import { createMetrics } from './metrics.ts';
 import { recoverRunningJobs } from './recovery.ts';
 import { submitJob } from './submit.ts';
 import { createSync, errSummary } from './sync.ts';
-import { cancelledError, createWorker } from './worker.ts';
+import { cancelledError, createWorker, targetRemovedError } from './worker.ts';
 
 export type { EngineSettings } from './core.ts';
 export { DEFAULT_SETTINGS } from './core.ts';
@@ -39,6 +39,13 @@ export interface Engine extends EngineApi {
   stop(options?: { graceMs?: number }): Promise<void>;
   /** Resolves once a worker claim round that started after the call has ended (tests wait on it instead of sleeping). */
   claimRound(): Promise<void>;
+  /**
+   * A reload's new registry (providers/index.ts reconfigureRegistry): new jobs and claims use it at
+   * once (concurrency included); jobs running on a retired provider finish on it, and it is closed
+   * once idle; queued jobs of removed targets are cancelled with the reason; added and replaced
+   * targets are synced in the background. Refused (conflict) once the engine is stopping.
+   */
+  replaceRegistry(next: ProviderRegistry, retired: readonly SnapshotProvider[]): Promise<{ cancelledJobs: string[] }>;
 }
 
 export function createEngine(options: EngineOptions): Engine {
@@ -56,14 +63,25 @@ export function createEngine(options: EngineOptions): Engine {
   const { store } = core;
   let syncTimer: NodeJS.Timeout | null = null;
   let syncing: Promise<void> | null = null;
+  let stopped = false;
+
+  /** One target's sync, holding its provider (a reload meanwhile closes a retired one only after). */
+  const syncLeased = async (lease: TargetLease) => {
+    const running = worker.runningVmIds();
+    try {
+      await sync.syncTarget(lease.target, { skipVm: (id) => running.has(id) });
+    } finally {
+      lease.release();
+    }
+  };
 
   const syncAll = (): Promise<void> => {
     // One full pass at a time; a timer tick during a slow pass is skipped.
     syncing ??= (async () => {
-      const running = worker.runningVmIds();
-      for (const t of (await core.targets()).values()) {
+      for (const name of [...(await core.targets()).keys()]) {
         if (core.lifecycle.signal.aborted) break;
-        await sync.syncTarget(t, { skipVm: (id) => running.has(id) });
+        const lease = await core.leaseByName(name);
+        if (lease) await syncLeased(lease);
       }
     })()
       .catch((err: unknown) => log.error({ err: errSummary(err) }, 'sync pass failed'))
@@ -124,6 +142,7 @@ export function createEngine(options: EngineOptions): Engine {
     },
 
     async stop({ graceMs = 10_000 } = {}) {
+      stopped = true;
       if (syncTimer) clearInterval(syncTimer);
       syncTimer = null;
       await worker.stop(graceMs);
@@ -134,6 +153,31 @@ export function createEngine(options: EngineOptions): Engine {
 
     claimRound: () => worker.claimRound(),
 
+    async replaceRegistry(next, retired) {
+      if (stopped) throw new SnapvisorError('conflict', 'SNAPVISOR_ERR_STOPPING', 'the daemon is stopping');
+      const before = new Map([...(await core.targets()).values()].map((t) => [t.spec.name, t.provider]));
+      const map = await core.replaceRegistry(next, retired);
+      const cancelledJobs: string[] = [];
+      for (const job of await store.jobs.listByState('queued')) {
+        const reason = core.removedByReload(job.targetId);
+        if (reason === null) continue;
+        // A job being claimed this instant is not cancelled here: the worker cancels it with the same reason.
+        const cancelled = await store.jobs.cancelQueued(job.id, core.iso(), targetRemovedError(reason));
+        if (!cancelled) continue;
+        cancelledJobs.push(job.id);
+        log.info({ jobId: job.id, reason }, 'queued job cancelled: its target was removed');
+        metrics.jobsFinished.inc({ kind: cancelled.kind, state: 'cancelled' });
+        events.emit({ type: 'job', job: cancelled });
+      }
+      worker.kick();
+      // New and reconnected targets: health and inventory now, not at the next periodic sync.
+      for (const t of map.values()) {
+        if (before.get(t.spec.name) === t.provider) continue;
+        void core.leaseByName(t.spec.name).then((lease) => lease && syncLeased(lease)).catch((err: unknown) => log.warn({ target: t.spec.name, err: errSummary(err) }, 'sync after reload failed'));
+      }
+      return { cancelledJobs };
+    },
+
     async listTargets() {
       return Promise.all([...(await core.targets()).values()].map(targetView));
     },
@@ -141,10 +185,10 @@ export function createEngine(options: EngineOptions): Engine {
       return targetView(await core.targetByName(name));
     },
     async syncTarget(name) {
-      const t = await core.targetByName(name);
-      const running = worker.runningVmIds();
-      await sync.syncTarget(t, { skipVm: (id) => running.has(id) });
-      const view = await targetView(t);
+      const lease = await core.leaseByName(name);
+      if (!lease) throw notFound('target', name);
+      await syncLeased(lease);
+      const view = await targetView(lease.target);
       events.emit({ type: 'target', target: view });
       return view;
     },

@@ -8,7 +8,7 @@ import type { CallContext } from '../../providers/contract.ts';
 import { SnapvisorError } from '../domain/errors.ts';
 import type { Job, JobError } from '../domain/types.ts';
 import { decideAfterError } from './backoff.ts';
-import type { Core } from './core.ts';
+import type { BoundTarget, Core, TargetLease } from './core.ts';
 import { runHandler } from './handlers.ts';
 import { errSummary, type Sync } from './sync.ts';
 
@@ -98,14 +98,15 @@ export function createWorker(core: Core, sync: Sync): Worker {
   }
 
   async function claimRound(): Promise<void> {
-    const targets = await core.targets();
+    await core.targets();
     const busyVms = new Set([...running.values()].map((r) => r.job.vmId));
     const perTarget = new Map<string, number>();
     for (const r of running.values()) perTarget.set(r.job.targetId, (perTarget.get(r.job.targetId) ?? 0) + 1);
     for (const candidate of await core.store.jobs.due(core.iso(), CLAIM_BATCH)) {
       if (stopping) return;
       if (busyVms.has(candidate.vmId)) continue;
-      const target = [...targets.values()].find((t) => t.row.id === candidate.targetId);
+      // Looked up per candidate: a reload between two claims changes targets and their concurrency.
+      const target = core.boundById(candidate.targetId);
       if (!target) continue; // its target is no longer configured; the job waits
       const limit = Math.max(1, target.spec.concurrency);
       if ((perTarget.get(candidate.targetId) ?? 0) >= limit) continue;
@@ -167,18 +168,22 @@ export function createWorker(core: Core, sync: Sync): Worker {
     };
 
     let settled: Job | null;
+    // Held until the job is settled: a reload that changes or removes the target lets it finish on
+    // this provider, which is closed after.
+    let lease: TargetLease | null = null;
     try {
-      const target = await core.targetById(job.targetId);
+      lease = await core.leaseById(job.targetId);
       const vm = await core.store.vms.get(job.vmId);
       if (!vm) throw new SnapvisorError('not_found', 'SNAPVISOR_ERR_VM_NOT_FOUND', `VM of job ${job.id} is missing from the store`);
-      const result = await runHandler({ core, sync, job, target, vm, ctx });
+      const result = await runHandler({ core, sync, job, target: lease.target, vm, ctx });
       // Success stands even if a cancel arrived meanwhile: the hypervisor already did it.
       settled = await core.store.jobs.finish(job.id, ticket, { state: 'succeeded', result, error: null, at: core.iso(), progressMessage: entry.finalMessage ?? null });
       log.info({ result }, 'job succeeded');
     } catch (err) {
-      settled = await settleFailure(entry, err, log);
+      settled = await settleFailure(entry, err, log, lease?.target ?? null);
     } finally {
       clearTimeout(timeout);
+      lease?.release();
     }
     if (settled) {
       core.events.emit({ type: 'job', job: settled });
@@ -186,7 +191,7 @@ export function createWorker(core: Core, sync: Sync): Worker {
     }
   }
 
-  async function settleFailure(entry: Running, err: unknown, log: CallContext['log']): Promise<Job | null> {
+  async function settleFailure(entry: Running, err: unknown, log: CallContext['log'], target: BoundTarget | null): Promise<Job | null> {
     const { job, ticket } = entry;
     if (entry.finalMessage !== undefined) {
       // The provider's last word before the failure, persisted as it was before being held back.
@@ -196,7 +201,7 @@ export function createWorker(core: Core, sync: Sync): Worker {
     const cancelRequested = entry.reason === 'cancel' || (await core.store.jobs.get(job.id))?.cancelRequested === true;
     if (cancelRequested) {
       log.info({ err: errSummary(err) }, 'job cancelled while running');
-      await resyncQuietly(job, log);
+      await resyncQuietly(job, target, log);
       return core.store.jobs.finish(job.id, ticket, { state: 'cancelled', error: cancelledError(), at: now.toISOString() });
     }
     if (entry.reason === 'stop') {
@@ -209,6 +214,13 @@ export function createWorker(core: Core, sync: Sync): Worker {
         ? new SnapvisorError('transient', 'SNAPVISOR_ERR_JOB_TIMEOUT', `job attempt timed out after ${core.settings.jobTimeoutMs} ms`, { retry: 'uncertain' })
         : err;
     const decision = decideAfterError(cause, job, core.settings.backoff);
+    const removed = core.removedByReload(job.targetId);
+    if (removed !== null && (decision.action === 'retry' || target === null)) {
+      // Its target was removed by a reload: no later attempt could run (or this one never started).
+      log.info({ err: errSummary(err), reason: removed }, 'job cancelled: its target was removed');
+      if (target) await resyncQuietly(job, target, log);
+      return core.store.jobs.finish(job.id, ticket, { state: 'cancelled', error: targetRemovedError(removed), at: now.toISOString() });
+    }
     if (decision.action === 'retry') {
       const nextAttemptAt = new Date(now.getTime() + decision.delayMs).toISOString();
       log.warn({ error: decision.error, nextAttemptAt }, 'job attempt failed; will retry');
@@ -216,14 +228,14 @@ export function createWorker(core: Core, sync: Sync): Worker {
     }
     if (decision.internal) log.error({ err: errSummary(err) }, 'job failed with an unexpected error');
     else log.warn({ error: decision.error }, 'job failed');
-    await resyncQuietly(job, log);
+    await resyncQuietly(job, target, log);
     return core.store.jobs.finish(job.id, ticket, { state: 'failed', error: decision.error, at: now.toISOString() });
   }
 
   /** A failed or cancelled mutation may have half-happened: re-read the VM so the store shows the truth. */
-  async function resyncQuietly(job: Job, log: CallContext['log']): Promise<void> {
+  async function resyncQuietly(job: Job, target: BoundTarget | null, log: CallContext['log']): Promise<void> {
+    if (!target) return;
     try {
-      const target = await core.targetById(job.targetId);
       const vm = await core.store.vms.get(job.vmId);
       if (vm) await sync.syncVm(target, vm);
     } catch (err) {
@@ -279,6 +291,9 @@ export function createWorker(core: Core, sync: Sync): Worker {
 }
 
 export const cancelledError = (): JobError => ({ kind: 'cancelled', message: 'the job was cancelled' });
+
+/** The error of a job cancelled because a reload removed its target; `reason` names the target. */
+export const targetRemovedError = (reason: string): JobError => ({ kind: 'cancelled', message: reason });
 
 async function within(p: Promise<unknown>, ms: number): Promise<boolean> {
   let t: NodeJS.Timeout | undefined;
