@@ -5,11 +5,13 @@
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { pino, type Logger as PinoLogger } from 'pino';
-import { createRegistry } from '../providers/index.ts';
+import { createRegistry, type ProviderRegistry } from '../providers/index.ts';
 import { buildApp } from './api/app.ts';
+import { createTokenSet } from './api/plugins/auth.ts';
 import { ConfigError, findConfigFile, loadConfigFile, type ResolvedConfig } from './config/load.ts';
 import { startDemo } from './demo.ts';
 import { createEngine } from './engine/engine.ts';
+import { createReloader } from './reload.ts';
 import { openStore } from './store/index.ts';
 import { REDACT } from './log-redaction.ts';
 import { VERSION } from './version.ts';
@@ -18,6 +20,9 @@ async function main(): Promise<void> {
   const env = process.env;
   const cwd = process.cwd();
   const bootLog = pino({ level: env.SNAPVISOR_LOG_LEVEL ?? 'info', redact: REDACT });
+  // SIGHUP reloads the configuration (src/reload.ts); until that can run, it must not kill the process.
+  let onSighup = () => bootLog.warn('SIGHUP during start-up ignored; send it again once the daemon listens');
+  process.on('SIGHUP', () => onSighup());
 
   let config: ResolvedConfig;
   let demoToken: { token: string; generated: boolean } | undefined;
@@ -44,7 +49,7 @@ async function main(): Promise<void> {
 
   mkdirSync(path.dirname(config.database), { recursive: true });
   const store = openStore(config.database, { log });
-  let registry;
+  let registry: ProviderRegistry;
   try {
     registry = await createRegistry(config.targets, { log });
   } catch (err) {
@@ -66,9 +71,12 @@ async function main(): Promise<void> {
   });
   await engine.start({ waitForSync: false });
 
+  const tokens = createTokenSet(config.tokens);
+  const reloader = createReloader({ config, registry, engine, tokens, env, log, onRegistry: (next) => (registry = next) });
   const app = await buildApp({
     engine,
-    auth: { tokens: config.tokens },
+    auth: { tokens },
+    reload: (principal) => reloader.reload({ trigger: 'api', principal }),
     logger: log,
     bodyLimit: config.bodyLimitBytes,
     demo: config.demo,
@@ -77,6 +85,8 @@ async function main(): Promise<void> {
   });
   const address = await app.listen({ host: config.listen.host, port: config.listen.port });
   log.info({ address }, 'listening');
+  // Refused with a log line naming the key when the new file is invalid; the old configuration stays.
+  onSighup = () => void reloader.reload({ trigger: 'SIGHUP' }).catch(() => {});
   if (demoToken) {
     const shown = demoToken.generated ? demoToken.token : '(the value of SNAPVISOR_TOKEN)';
     process.stdout.write(

@@ -13,11 +13,12 @@ import type { Server as HttpsServer } from 'node:https';
 import type { EngineApi } from '../engine/api.ts';
 import { REDACT } from '../log-redaction.ts';
 import audit from './plugins/audit.ts';
-import auth, { type TokenSpec } from './plugins/auth.ts';
+import auth, { type TokenSet, type TokenSpec } from './plugins/auth.ts';
 import httpMetrics from './plugins/http-metrics.ts';
 import problem from './plugins/problem.ts';
 import swagger from './plugins/swagger.ts';
 import ops from './routes/ops.ts';
+import adminReload, { type ReloadFn } from './routes/v1/admin-reload.ts';
 import events from './routes/v1/events.ts';
 import jobs from './routes/v1/jobs.ts';
 import snapshots from './routes/v1/snapshots.ts';
@@ -28,7 +29,8 @@ import { SnapshotTreeNode } from './schemas/snapshots.ts';
 
 export interface AppOptions {
   engine: EngineApi;
-  auth: { tokens: TokenSpec[] };
+  /** The tokens, or a TokenSet a reload can replace while the daemon runs. */
+  auth: { tokens: TokenSpec[] | TokenSet };
   /** A pino logger, `true` for a default one, `false`/absent for none. */
   logger?: FastifyBaseLogger | boolean;
   /** Largest accepted request body in bytes; default 64 KiB. */
@@ -40,6 +42,8 @@ export interface AppOptions {
   sseHeartbeatMs?: number;
   /** Memory budget for cached snapshot listings (bytes); 0 turns the cache off. Default 32 MiB. */
   listingCacheBytes?: number;
+  /** Re-reads the configuration (the daemon's reload); absent, there is no POST /v1/admin/reload. */
+  reload?: ReloadFn;
   /** Serve HTTPS with this PEM certificate and key (resolved secrets, never logged). */
   https?: { cert: string; key: string };
 }
@@ -102,6 +106,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       await v1.register(snapshots, { engine });
       await v1.register(jobs, { engine });
       await v1.register(events, { engine, heartbeatMs: options.sseHeartbeatMs ?? 15_000, demo });
+      if (options.reload) await v1.register(adminReload, { reload: options.reload });
     },
     { prefix: '/v1' },
   );

@@ -69,6 +69,28 @@ export function authenticate(tokens: readonly CompiledToken[], presented: string
   return found ? { name: found.name, scopes: found.scopes } : null;
 }
 
+/**
+ * The configured tokens, replaceable while the daemon runs (a reload): a request is checked
+ * against the set in place when it arrives, so a removed token gets 401 on its next request.
+ */
+export interface TokenSet {
+  readonly tokens: readonly CompiledToken[];
+  /** Compiles first (throws on a bad digest, leaving the set as it was), then swaps in one step. */
+  replace(tokens: readonly TokenSpec[]): void;
+}
+
+export function createTokenSet(tokens: readonly TokenSpec[]): TokenSet {
+  let compiled = compileTokens(tokens);
+  return {
+    get tokens() {
+      return compiled;
+    },
+    replace(next) {
+      compiled = compileTokens(next);
+    },
+  };
+}
+
 const BEARER = /^Bearer +([A-Za-z0-9\-._~+/]+=*) *$/;
 
 export function requiredScope(request: FastifyRequest): Scope {
@@ -77,8 +99,8 @@ export function requiredScope(request: FastifyRequest): Scope {
   return request.method === 'GET' || request.method === 'HEAD' ? 'read' : 'write';
 }
 
-async function authPlugin(app: FastifyInstance, options: { tokens: readonly TokenSpec[] }) {
-  const tokens = compileTokens(options.tokens);
+async function authPlugin(app: FastifyInstance, options: { tokens: readonly TokenSpec[] | TokenSet }) {
+  const set = 'replace' in options.tokens ? options.tokens : createTokenSet(options.tokens);
   app.decorateRequest('principal', null);
 
   app.addHook('onRequest', async (request) => {
@@ -87,7 +109,7 @@ async function authPlugin(app: FastifyInstance, options: { tokens: readonly Toke
     if (header === undefined || header === '') throw unauthenticated('send an Authorization: Bearer <token> header');
     const match = BEARER.exec(header);
     if (!match || match[1] === undefined) throw unauthenticated('the Authorization header must be "Bearer <token>"', 'invalid_token');
-    const principal = authenticate(tokens, match[1]);
+    const principal = authenticate(set.tokens, match[1]);
     if (!principal) throw unauthenticated('the token is not valid', 'invalid_token');
     request.principal = principal;
     const scope = requiredScope(request);
