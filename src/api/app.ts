@@ -18,6 +18,7 @@ import httpMetrics from './plugins/http-metrics.ts';
 import problem from './plugins/problem.ts';
 import swagger from './plugins/swagger.ts';
 import ops from './routes/ops.ts';
+import adminBackup from './routes/v1/admin-backup.ts';
 import events from './routes/v1/events.ts';
 import jobs from './routes/v1/jobs.ts';
 import snapshots from './routes/v1/snapshots.ts';
@@ -102,6 +103,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       await v1.register(snapshots, { engine });
       await v1.register(jobs, { engine });
       await v1.register(events, { engine, heartbeatMs: options.sseHeartbeatMs ?? 15_000, demo });
+      await v1.register(adminBackup, { engine });
     },
     { prefix: '/v1' },
   );
