@@ -13,6 +13,7 @@ import { parseArgs } from 'node:util';
 import { databasePath, findConfigFile } from '../config/load.ts';
 import { backupFile, databaseFileProblem, inspectDatabaseFile, restoreFile } from '../store/backup.ts';
 import { ApiError, createClient, type Client } from './client.ts';
+import { doctor, formatFinding } from './doctor.ts';
 import {
   formatJob,
   formatJobError,
@@ -59,12 +60,14 @@ Commands:
   job <jobId>                                 one job
   cancel <jobId>                              cancel a job
 
-Operations (backup through the API; --local and restore work on this host's files):
+Operations (backup through the API; --local, restore and doctor work on this host's files):
   backup <file> [--force] [--local [--config F] [--db PATH]]
                                               online, consistent copy of the database (admin token);
                                               --local copies the database file directly instead
   restore <file> [--config F] [--db PATH]     put a backup in place of the database; refused while
                                               a daemon has it open; the old one is kept beside it
+  doctor [--config F] [--timeout SEC]         check config, database, every target and clocks;
+                                              exit 0 when nothing needs fixing
 
 Environment: SNAPVISOR_URL (default ${DEFAULT_URL}), SNAPVISOR_TOKEN; SNAPVISOR_CONFIG, SNAPVISOR_DB as for the daemon.
 Exit codes: 0 ok, 1 error or failed job, 2 usage error.
@@ -93,6 +96,7 @@ const OPTIONS = {
   local: { type: 'boolean' },
   config: { type: 'string' },
   db: { type: 'string' },
+  timeout: { type: 'string' },
 } as const;
 
 type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>['values'];
@@ -480,6 +484,21 @@ const COMMANDS: Record<string, (ctx: Context) => Promise<number>> = {
         'start the daemon: jobs that were queued or running when the backup was taken are recovered at start\n',
     );
     return 0;
+  },
+
+  async doctor(ctx) {
+    noMoreArgs(ctx, 0);
+    const seconds = ctx.values.timeout === undefined ? 15 : Number(ctx.values.timeout);
+    if (!Number.isFinite(seconds) || seconds <= 0) throw new UsageError(`--timeout must be a positive number of seconds, not '${ctx.values.timeout}'`);
+    const findings = await doctor({
+      env: ctx.io.env,
+      cwd: cwdOf(ctx),
+      timeoutMs: seconds * 1000,
+      ...(ctx.values.config === undefined ? {} : { configFile: ctx.values.config }),
+    });
+    if (ctx.json) printJson(ctx, { findings });
+    else for (const f of findings) ctx.io.stdout.write(formatFinding(f));
+    return findings.some((f) => f.status === 'fix') ? 1 : 0;
   },
 
   async cancel(ctx) {
