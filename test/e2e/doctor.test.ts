@@ -11,6 +11,7 @@ import t from 'tap';
 import { run } from '../../src/cli/run.ts';
 import { createVboxLab } from '../labs/vboxmanage-sim/lab.ts';
 import { ensureUser, generateKeyPair, startSshd } from '../labs/sshd/lab.ts';
+import { startVcsim } from '../labs/vcsim/lab.ts';
 import { startDaemon } from './daemon.ts';
 
 const TOKEN = 'e2e-doctor-token-5a7e';
@@ -123,4 +124,23 @@ t.test('all well, with the daemon running on the database: exit 0; a corrupt dat
   const bad = await doctor(['--config', corrupt]);
   t.equal(bad.code, 1);
   t.match(bad.lines[1], /^fix  database: .*snapvisor\.db/);
+});
+
+t.test('vSphere (vcsim): the vim25 API version, and the clock skew read from the server\'s Date header', async (t) => {
+  const dir = path.join(root, 'vc');
+  const vc = await startVcsim({ dir });
+  t.teardown(() => vc.stop());
+  writeFileSync(path.join(root, 'vc-ca.pem'), vc.caPem);
+  const file = config('vc', [
+    `{ name: vc, kind: vmware, url: ${JSON.stringify(vc.sdkUrl)}, username: ${JSON.stringify(vc.username)}, password: env:E2E_VC_PASSWORD, ca: ${JSON.stringify(`file:${path.join(root, 'vc-ca.pem')}`)} }`,
+  ]);
+  const res = await doctor(['--config', file], { E2E_VC_PASSWORD: vc.password });
+  t.equal(res.code, 0, res.stdout);
+  t.match(res.lines[2], /^ok   target vc \(vmware\): reachable, authenticated, .* \(API \d+\.\d+[.\d]*\)$/);
+  // Same host, so the Date header (1 s resolution) is within a second or so of our clock.
+  t.match(res.lines[3], /^ok   clock vc: target's clock is [01]\.\d s (ahead of|behind) this host$/);
+
+  const wrong = await doctor(['--config', file], { E2E_VC_PASSWORD: 'not-the-password' });
+  t.equal(wrong.code, 1);
+  t.match(wrong.lines[2], /^fix  target vc \(vmware\): authentication failed: /);
 });
