@@ -119,6 +119,11 @@ t.test('backup under load, restore into a fresh daemon: same trees and jobs; res
   const runningAtBackup = before.filter((j) => !FINAL.includes(j.state));
   t.ok(runningAtBackup.length > 0, 'jobs were queued or running when the backup was taken');
 
+  // --local reads the database file itself, here while the daemon keeps it open (a WAL reader).
+  const local = await cli(['backup', path.join(dir, 'local-copy.db'), '--local'], env1, dir);
+  t.equal(local.code, 0, local.stderr);
+  t.match(local.stdout, /^backup written to .*local-copy\.db \(\d+ bytes, schema version \d+, integrity ok\)\n$/);
+
   // The file is never overwritten by accident.
   const again = await cli(['--url', d1.url, '--token', TOKEN, 'backup', backupFile], {}, dir);
   t.equal(again.code, 1);
