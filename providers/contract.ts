@@ -253,6 +253,11 @@ export interface TargetHealth {
   version?: string;
   authOk?: boolean;
   message?: string;
+  /**
+   * The target's own clock when it answered (ISO 8601), where the protocol tells it (an HTTP Date
+   * header, a server time call); absent when it cannot be read. `snapvisor doctor` reports skew from it.
+   */
+  time?: string;
 }
 
 export interface DiskInfo {

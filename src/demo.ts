@@ -8,6 +8,7 @@ import path from 'node:path';
 import { createVboxLab } from '../test/labs/vboxmanage-sim/lab.ts';
 import { demoConfig } from './config/demo.ts';
 import { resolveConfig, type ResolvedConfig } from './config/load.ts';
+import { DEFAULT_DATABASE } from './config/schema.ts';
 
 export const DEMO_VMS = [
   { name: 'web-01', state: 'running' as const },
@@ -24,7 +25,7 @@ export async function startDemo(input: { env: NodeJS.ProcessEnv; cwd: string }):
     // 150 ms per 10 % step: slow enough to watch a progress bar, quick enough to click through.
     createVboxLab({ dir, vms: DEMO_VMS, stepMs: 150 });
   }
-  const demo = demoConfig({ vboxmanage: wrapper, token: input.env.SNAPVISOR_TOKEN, database: './data/snapvisor.db' });
+  const demo = demoConfig({ vboxmanage: wrapper, token: input.env.SNAPVISOR_TOKEN, database: DEFAULT_DATABASE });
   const config = resolveConfig(demo.raw, 'demo', { env: input.env, baseDir: input.cwd }, true);
   return { config, token: demo.token, generated: demo.generated };
 }

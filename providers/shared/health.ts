@@ -15,10 +15,17 @@ export function healthFromError(e: unknown): TargetHealth | null {
   return null;
 }
 
-export async function checkHealth(ctx: CallContext, guards: Pick<Guards, 'assertNotAborted'>, probe: (ctx: CallContext) => Promise<string>): Promise<TargetHealth> {
+/** The probe answers the version, or the version with the target's clock (TargetHealth.time) when it can read it. */
+export async function checkHealth(
+  ctx: CallContext,
+  guards: Pick<Guards, 'assertNotAborted'>,
+  probe: (ctx: CallContext) => Promise<string | { version: string; time?: string }>,
+): Promise<TargetHealth> {
   guards.assertNotAborted(ctx, 'check');
   try {
-    return { reachable: true, version: await probe(ctx), authOk: true };
+    const answer = await probe(ctx);
+    if (typeof answer === 'string') return { reachable: true, version: answer, authOk: true };
+    return { reachable: true, version: answer.version, authOk: true, ...(answer.time === undefined ? {} : { time: answer.time }) };
   } catch (e) {
     const health = healthFromError(e);
     if (health) return health;

@@ -100,6 +100,11 @@ export interface FilterSpecArg {
 
 export interface VimClient {
   serviceRefs(opts: CallOptions): Promise<ServiceRefs>;
+  /**
+   * One round trip (RetrieveServiceContent, no session needed) and the server's clock from its
+   * HTTP Date header, carried forward to now; undefined when the server sent no Date.
+   */
+  serverTime(opts: CallOptions): Promise<string | undefined>;
   /** All ObjectContents of one RetrievePropertiesEx, following continuation tokens. */
   retrieve(spec: FilterSpecArg, opts: CallOptions & { maxObjects?: number }): Promise<unknown[]>;
   createContainerView(container: MoRef, types: string[], recursive: boolean, opts: CallOptions): Promise<MoRef>;
@@ -305,6 +310,14 @@ export function createVimClient(config: VimClientConfig): VimClient {
 
   return {
     serviceRefs: (opts) => abortable(login(), opts.signal),
+    async serverTime(opts) {
+      const sent = Date.now();
+      await raw('RetrieveServiceContent', { _this: toSoap({ type: 'ServiceInstance', value: 'ServiceInstance' }) }, opts.signal);
+      const date = transport.lastServerDate();
+      // Only this call's answer (or a later one) tells the time now.
+      if (!date || date.receivedMs < sent) return undefined;
+      return new Date(date.serverMs + (Date.now() - date.receivedMs)).toISOString();
+    },
 
     async retrieve(spec, opts) {
       const options = opts.maxObjects === undefined ? {} : { maxObjects: opts.maxObjects };

@@ -208,7 +208,9 @@ export function createVmwareProvider(target: string, rawOptions: Record<string, 
     check: (ctx) =>
       checkHealth(ctx, guards, async () => {
         const sc = await step(info('check', false), () => vim().serviceRefs({ signal: ctx.signal }));
-        return `${sc.about.fullName} (API ${sc.about.apiVersion})`;
+        // A fresh round trip (serviceRefs is kept after login): proves the server answers now, and its Date header gives its clock.
+        const time = await step(info('check', false), () => vim().serverTime({ signal: ctx.signal }));
+        return { version: `${sc.about.fullName} (API ${sc.about.apiVersion})`, ...(time === undefined ? {} : { time }) };
       }),
 
     async listVms(ctx) {

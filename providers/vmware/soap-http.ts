@@ -35,6 +35,8 @@ export interface SoapHttp {
   request(options: SoapHttpOptions): Promise<SoapHttpResponse>;
   /** Drops the session cookie (before a new Login). */
   forgetSession(): void;
+  /** The server's clock from the newest response's Date header (1 s resolution), with when it arrived here. */
+  lastServerDate(): { serverMs: number; receivedMs: number } | undefined;
 }
 
 const SESSION_COOKIE = 'vmware_soap_session';
@@ -45,10 +47,12 @@ function codedError(message: string, code: string): Error {
 
 export function createSoapHttp(agent: http.Agent): SoapHttp {
   let cookie: string | undefined;
+  let serverDate: { serverMs: number; receivedMs: number } | undefined;
   return {
     forgetSession() {
       cookie = undefined;
     },
+    lastServerDate: () => serverDate,
     request(options) {
       return new Promise<SoapHttpResponse>((resolve, reject) => {
         const headers = cookie === undefined ? options.headers : { ...options.headers, Cookie: cookie };
@@ -60,6 +64,8 @@ export function createSoapHttp(agent: http.Agent): SoapHttp {
           res.on('end', () => {
             const found = asArray<string>(res.headers['set-cookie']).find((c) => c.startsWith(`${SESSION_COOKIE}=`));
             if (found) cookie = found.split(';')[0];
+            const date = res.headers.date === undefined ? NaN : Date.parse(res.headers.date);
+            if (!Number.isNaN(date)) serverDate = { serverMs: date, receivedMs: Date.now() };
             done();
             resolve({ status: res.statusCode ?? 0, headers: res.headers, data: Buffer.concat(chunks).toString('utf8') });
           });

@@ -19,6 +19,7 @@ import problem from './plugins/problem.ts';
 import swagger from './plugins/swagger.ts';
 import ops from './routes/ops.ts';
 import adminReload, { type ReloadFn } from './routes/v1/admin-reload.ts';
+import adminBackup from './routes/v1/admin-backup.ts';
 import events from './routes/v1/events.ts';
 import jobs from './routes/v1/jobs.ts';
 import snapshots from './routes/v1/snapshots.ts';
@@ -107,6 +108,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       await v1.register(jobs, { engine });
       await v1.register(events, { engine, heartbeatMs: options.sseHeartbeatMs ?? 15_000, demo });
       if (options.reload) await v1.register(adminReload, { reload: options.reload });
+      await v1.register(adminBackup, { engine });
     },
     { prefix: '/v1' },
   );

@@ -24,7 +24,8 @@ export interface ClientOptions {
 export function createClient(options: ClientOptions) {
   const base = options.url.replace(/\/+$/, '');
 
-  async function request<T>(method: string, path: string, init: { body?: unknown; headers?: Record<string, string> } = {}): Promise<ApiResponse<T>> {
+  /** The response of a request that succeeded (2xx); anything else is an ApiError. */
+  async function send(method: string, path: string, init: { body?: unknown; headers?: Record<string, string> } = {}): Promise<Response> {
     const headers: Record<string, string> = { accept: 'application/json, application/problem+json', ...init.headers };
     if (options.token) headers['authorization'] = `Bearer ${options.token}`;
     if (init.body !== undefined) headers['content-type'] = 'application/json';
@@ -39,6 +40,7 @@ export function createClient(options: ClientOptions) {
       const reason = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message;
       throw new ApiError(0, { title: 'Cannot reach Snapvisor', detail: `${base}: ${reason}` });
     }
+    if (response.ok) return response;
     const text = await response.text();
     let body: unknown = text;
     try {
@@ -46,15 +48,24 @@ export function createClient(options: ClientOptions) {
     } catch {
       // Not JSON (a proxy's error page): keep the text for the message below.
     }
-    if (!response.ok) {
-      const problem: ProblemJson =
-        body !== null && typeof body === 'object' ? (body as ProblemJson) : { title: `HTTP ${response.status}`, detail: String(text).slice(0, 200) };
-      throw new ApiError(response.status, problem);
+    const problem: ProblemJson =
+      body !== null && typeof body === 'object' ? (body as ProblemJson) : { title: `HTTP ${response.status}`, detail: String(text).slice(0, 200) };
+    throw new ApiError(response.status, problem);
+  }
+
+  async function request<T>(method: string, path: string, init: { body?: unknown; headers?: Record<string, string> } = {}): Promise<ApiResponse<T>> {
+    const response = await send(method, path, init);
+    const text = await response.text();
+    let body: unknown = text;
+    try {
+      body = text === '' ? null : JSON.parse(text);
+    } catch {
+      // A 2xx that is not JSON is handed back as text.
     }
     return { status: response.status, body: body as T };
   }
 
-  return { request };
+  return { request, send };
 }
 
 export type Client = ReturnType<typeof createClient>;

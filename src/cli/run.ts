@@ -4,8 +4,16 @@
  * main.ts is the entry point that hands it the real ones.
  */
 import { randomUUID } from 'node:crypto';
+import { createWriteStream, existsSync, renameSync, rmSync } from 'node:fs';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { parseArgs } from 'node:util';
+import { databasePath, findConfigFile } from '../config/load.ts';
+import { backupFile, databaseFileProblem, inspectDatabaseFile, restoreFile } from '../store/backup.ts';
 import { ApiError, createClient, type Client } from './client.ts';
+import { doctor, formatFinding } from './doctor.ts';
 import {
   formatJob,
   formatJobError,
@@ -30,6 +38,8 @@ export interface CliIo {
   stderr: { write(text: string): unknown };
   fetch: typeof fetch;
   sleep: (ms: number) => Promise<void>;
+  /** Where relative paths (files, the configuration, the database) resolve; default process.cwd(). */
+  cwd?: string;
 }
 
 export const USAGE = `Usage: snapvisor [--url URL] [--token TOKEN] [--json] <command> [options]
@@ -50,7 +60,16 @@ Commands:
   job <jobId>                                 one job
   cancel <jobId>                              cancel a job
 
-Environment: SNAPVISOR_URL (default ${DEFAULT_URL}), SNAPVISOR_TOKEN.
+Operations (backup through the API; --local, restore and doctor work on this host's files):
+  backup <file> [--force] [--local [--config F] [--db PATH]]
+                                              online, consistent copy of the database (admin token);
+                                              --local copies the database file directly instead
+  restore <file> [--config F] [--db PATH]     put a backup in place of the database; refused while
+                                              a daemon has it open; the old one is kept beside it
+  doctor [--config F] [--timeout SEC]         check config, database, every target and clocks;
+                                              exit 0 when nothing needs fixing
+
+Environment: SNAPVISOR_URL (default ${DEFAULT_URL}), SNAPVISOR_TOKEN; SNAPVISOR_CONFIG, SNAPVISOR_DB as for the daemon.
 Exit codes: 0 ok, 1 error or failed job, 2 usage error.
 `;
 
@@ -73,6 +92,11 @@ const OPTIONS = {
   state: { type: 'string' },
   vm: { type: 'string' },
   kind: { type: 'string' },
+  force: { type: 'boolean' },
+  local: { type: 'boolean' },
+  config: { type: 'string' },
+  db: { type: 'string' },
+  timeout: { type: 'string' },
 } as const;
 
 type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>['values'];
@@ -135,6 +159,16 @@ function noMoreArgs(ctx: Context, count: number) {
 }
 
 const enc = encodeURIComponent;
+
+const cwdOf = (ctx: Context) => ctx.io.cwd ?? process.cwd();
+
+/** The database file the daemon uses: --db, else as the daemon resolves it (SNAPVISOR_DB, the config's database, the demo's). */
+function localDatabase(ctx: Context): string {
+  const cwd = cwdOf(ctx);
+  if (ctx.values.db !== undefined) return path.resolve(cwd, ctx.values.db);
+  const config = ctx.values.config !== undefined ? path.resolve(cwd, ctx.values.config) : findConfigFile(ctx.io.env, cwd);
+  return databasePath(ctx.io.env, cwd, config);
+}
 
 function query(params: Record<string, string | undefined>): string {
   const search = new URLSearchParams();
@@ -404,6 +438,67 @@ const COMMANDS: Record<string, (ctx: Context) => Promise<number>> = {
     if (ctx.json) return printJson(ctx, body), 0;
     ctx.io.stdout.write(formatJob(body));
     return 0;
+  },
+
+  async backup(ctx) {
+    const file = path.resolve(cwdOf(ctx), arg(ctx, 0, 'file'));
+    noMoreArgs(ctx, 1);
+    if (existsSync(file) && ctx.values.force !== true) {
+      ctx.io.stderr.write(`error: ${file} already exists (--force replaces it)\n`);
+      return 1;
+    }
+    // Written next to the destination, checked, then renamed: the file is never half a backup.
+    const part = `${file}.part-${process.pid}`;
+    rmSync(part, { force: true });
+    try {
+      let bytes: number;
+      let schemaVersion: number;
+      if (ctx.values.local) {
+        ({ bytes, schemaVersion } = await backupFile(localDatabase(ctx), part));
+      } else {
+        const response = await ctx.client.send('POST', '/v1/admin/backup', { body: {}, headers: { accept: 'application/vnd.sqlite3, application/problem+json' } });
+        if (!response.body) throw new Error('the daemon sent an empty backup');
+        await pipeline(Readable.fromWeb(response.body as WebReadableStream<Uint8Array>), createWriteStream(part, { flags: 'wx', mode: 0o600 }));
+        const report = inspectDatabaseFile(part);
+        const problem = databaseFileProblem(report);
+        if (problem) throw new Error(`the backup received is not usable: ${problem}`);
+        ({ bytes, schemaVersion } = report);
+      }
+      renameSync(part, file);
+      if (ctx.json) printJson(ctx, { file, bytes, schemaVersion });
+      else ctx.io.stdout.write(`backup written to ${file} (${bytes} bytes, schema version ${schemaVersion}, integrity ok)\n`);
+      return 0;
+    } finally {
+      rmSync(part, { force: true });
+    }
+  },
+
+  async restore(ctx) {
+    const file = path.resolve(cwdOf(ctx), arg(ctx, 0, 'file'));
+    noMoreArgs(ctx, 1);
+    const report = await restoreFile(file, localDatabase(ctx));
+    if (ctx.json) return printJson(ctx, report), 0;
+    ctx.io.stdout.write(
+      `restored ${file} into ${report.database} (schema version ${report.schemaVersion})\n` +
+        (report.previous ? `the replaced database is kept as ${report.previous}\n` : '') +
+        'start the daemon: jobs that were queued or running when the backup was taken are recovered at start\n',
+    );
+    return 0;
+  },
+
+  async doctor(ctx) {
+    noMoreArgs(ctx, 0);
+    const seconds = ctx.values.timeout === undefined ? 15 : Number(ctx.values.timeout);
+    if (!Number.isFinite(seconds) || seconds <= 0) throw new UsageError(`--timeout must be a positive number of seconds, not '${ctx.values.timeout}'`);
+    const findings = await doctor({
+      env: ctx.io.env,
+      cwd: cwdOf(ctx),
+      timeoutMs: seconds * 1000,
+      ...(ctx.values.config === undefined ? {} : { configFile: ctx.values.config }),
+    });
+    if (ctx.json) printJson(ctx, { findings });
+    else for (const f of findings) ctx.io.stdout.write(formatFinding(f));
+    return findings.some((f) => f.status === 'fix') ? 1 : 0;
   },
 
   async cancel(ctx) {

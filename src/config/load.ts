@@ -8,7 +8,7 @@ import path from 'node:path';
 import { Value } from 'typebox/value';
 import { parseDocument } from 'yaml';
 import type { TargetSpec } from '../../providers/index.ts';
-import { Config, type ConfigFile, type Scope } from './schema.ts';
+import { Config, DEFAULT_DATABASE, type ConfigFile, type Scope } from './schema.ts';
 
 export interface ConfigProblem {
   /** JSON-pointer-like path of the key, e.g. /targets/0/name. */
@@ -179,4 +179,25 @@ export function findConfigFile(env: NodeJS.ProcessEnv, cwd: string): string | nu
   if (env.SNAPVISOR_CONFIG) return path.resolve(cwd, env.SNAPVISOR_CONFIG);
   const local = path.resolve(cwd, 'config/snapvisor.yaml');
   return existsSync(local) ? local : null;
+}
+
+/**
+ * The database file the daemon would use with this environment, without resolving any secret:
+ * what `snapvisor backup --local` and `snapvisor restore` need, run from the daemon's working
+ * directory (relative paths resolve against it, as the daemon's do). No config file: the demo's.
+ */
+export function databasePath(env: NodeJS.ProcessEnv, cwd: string, configFile: string | null = findConfigFile(env, cwd)): string {
+  if (env.SNAPVISOR_DB) return path.resolve(cwd, env.SNAPVISOR_DB);
+  if (configFile === null) return path.resolve(cwd, DEFAULT_DATABASE);
+  let text: string;
+  try {
+    text = readFileSync(configFile, 'utf8');
+  } catch (e) {
+    throw new ConfigError(configFile, [{ path: '', message: `cannot read (${(e as NodeJS.ErrnoException).code ?? 'error'})` }]);
+  }
+  const doc = parseDocument(text, { uniqueKeys: true });
+  if (doc.errors.length > 0) throw new ConfigError(configFile, [{ path: '', message: doc.errors[0]!.message.split('\n')[0] ?? 'YAML error' }]);
+  const database = (doc.toJS() as { database?: unknown } | null)?.database ?? DEFAULT_DATABASE;
+  if (typeof database !== 'string' || database === '') throw new ConfigError(configFile, [{ path: '/database', message: 'must be a non-empty string' }]);
+  return path.resolve(cwd, database);
 }

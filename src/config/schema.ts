@@ -13,6 +13,9 @@ export const SecretRef = Type.String({
   description: 'env:NAME reads an environment variable, file:/path reads a file (trailing newline dropped); anything else is the literal value (discouraged).',
 });
 
+/** Where the database lives when the configuration does not say (relative to the daemon's working directory). */
+export const DEFAULT_DATABASE = './data/snapvisor.db';
+
 export const SCOPES = ['read', 'write', 'admin'] as const;
 export const Scope = Type.Union(SCOPES.map((s) => Type.Literal(s)));
 export type Scope = (typeof SCOPES)[number];
@@ -69,7 +72,7 @@ export const EngineConfig = Type.Object(
 export const Config = Type.Object(
   {
     listen: ListenConfig,
-    database: Type.String({ minLength: 1, default: './data/snapvisor.db' }),
+    database: Type.String({ minLength: 1, default: DEFAULT_DATABASE }),
     logLevel: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace'].map((l) => Type.Literal(l)), { default: 'info' }),
     bodyLimitBytes: Type.Integer({ minimum: 1024, maximum: 16 * 1024 * 1024, default: 65536 }),
     tokens: Type.Array(TokenConfig, { minItems: 1 }),

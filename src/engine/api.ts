@@ -105,6 +105,15 @@ export interface ReadyReport {
   targets: Array<{ name: string; healthy: boolean | null; message: string | null }>;
 }
 
+/** A consistent copy of the database in a file of the daemon's; `dispose` removes the file. */
+export interface DatabaseBackup {
+  file: string;
+  bytes: number;
+  schemaVersion: number;
+  takenAt: Iso;
+  dispose(): Promise<void>;
+}
+
 /** An audit entry as the API hands it in; the store adds its id and time. */
 export type AuditRecord = Omit<AuditEntry, 'id' | 'at'>;
 
@@ -145,6 +154,11 @@ export interface EngineApi {
 
   ready(): Promise<ReadyReport>;
   audit(record: AuditRecord): Promise<void>;
+  /**
+   * An online backup of the database while jobs keep running: a new file beside the database,
+   * integrity-checked. The caller sends it on and disposes of it.
+   */
+  backupDatabase(): Promise<DatabaseBackup>;
   /** Prometheus text exposition of the engine's metrics (jobs by state, provider latency, errors). */
   metrics(): Promise<{ contentType: string; body: string }>;
 }

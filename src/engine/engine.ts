@@ -2,6 +2,10 @@
  * The engine: wires store, registry, worker, reconciler, events and metrics behind EngineApi.
  * Read methods answer from the store (fast, no hypervisor call); mutations become jobs.
  */
+import { randomUUID } from 'node:crypto';
+import { rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import type { Logger, SnapshotProvider } from '../../providers/contract.ts';
 import type { ProviderRegistry } from '../../providers/index.ts';
 import { SnapvisorError, notFound } from '../domain/errors.ts';
@@ -313,6 +317,16 @@ export function createEngine(options: EngineOptions): Engine {
       await store.audit.insert({ ...record, at: core.iso() });
     },
     metrics: () => metrics.render(),
+
+    async backupDatabase() {
+      // Beside the database (same disk, same permissions), never where a client could name it.
+      const base = store.location === ':memory:' || store.location === '' ? path.join(tmpdir(), 'snapvisor') : store.location;
+      const file = `${base}.backup-${randomUUID()}.tmp`;
+      const takenAt = core.iso();
+      const report = await store.backup(file);
+      log.info({ bytes: report.bytes, schemaVersion: report.schemaVersion }, 'database backup taken');
+      return { file, bytes: report.bytes, schemaVersion: report.schemaVersion, takenAt, dispose: () => rm(file, { force: true }) };
+    },
   };
   return engine;
 }

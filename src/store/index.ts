@@ -5,6 +5,7 @@
  */
 import type { Logger } from '../../providers/contract.ts';
 import { createAuditRepo, type AuditRepo } from './audit.ts';
+import { backupConnection, type BackupReport } from './backup.ts';
 import { openDb } from './db.ts';
 import { createIdempotencyRepo, type IdempotencyRepo } from './idempotency.ts';
 import { createJobRepo, type JobRepo } from './jobs.ts';
@@ -13,6 +14,7 @@ import { createTargetRepo, type TargetRepo } from './targets.ts';
 import { createVmRepo, type VmRepo } from './vms.ts';
 
 export type { AuditRepo, NewAuditEntry } from './audit.ts';
+export type { BackupReport } from './backup.ts';
 export { StoreVersionError } from './db.ts';
 export type { IdempotencyRecord, IdempotencyRepo } from './idempotency.ts';
 export type { FinishUpdate, JobListQuery, JobRepo, NewJob, RequeueUpdate, SubmitOutcome } from './jobs.ts';
@@ -31,6 +33,10 @@ export interface Store {
   close(): void;
   /** The database answers a trivial query. */
   healthy(): Promise<boolean>;
+  /** The database file (':memory:' for an in-memory store). */
+  readonly location: string;
+  /** An online, consistent copy of the database into the new file `destination`, checked before it is reported. */
+  backup(destination: string): Promise<BackupReport>;
 }
 
 export function openStore(path: string, opts: { log?: Logger } = {}): Store {
@@ -56,5 +62,7 @@ export function openStore(path: string, opts: { log?: Logger } = {}): Store {
         return false;
       }
     },
+    location: path,
+    backup: (destination) => backupConnection(db.raw, destination),
   };
 }
