@@ -10,7 +10,9 @@ import { randomUUID } from 'node:crypto';
 import { TypeBoxValidatorCompiler, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyHttpsOptions, type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import type { Server as HttpsServer } from 'node:https';
+import type { Registry } from 'prom-client';
 import type { EngineApi } from '../engine/api.ts';
+import type { LogLevel } from '../config/schema.ts';
 import { REDACT } from '../log-redaction.ts';
 import audit from './plugins/audit.ts';
 import auth, { type TokenSpec } from './plugins/auth.ts';
@@ -18,6 +20,7 @@ import httpMetrics from './plugins/http-metrics.ts';
 import problem from './plugins/problem.ts';
 import swagger from './plugins/swagger.ts';
 import ops from './routes/ops.ts';
+import adminLog, { type LogLevelControl } from './routes/v1/admin-log.ts';
 import events from './routes/v1/events.ts';
 import jobs from './routes/v1/jobs.ts';
 import snapshots from './routes/v1/snapshots.ts';
@@ -42,6 +45,10 @@ export interface AppOptions {
   listingCacheBytes?: number;
   /** Serve HTTPS with this PEM certificate and key (resolved secrets, never logged). */
   https?: { cert: string; key: string };
+  /** What PUT /v1/admin/log-level changes; default the level of this app's own logger. */
+  logLevel?: LogLevelControl;
+  /** More metrics for /metrics (the daemon's output errors). */
+  metrics?: Registry[];
 }
 
 export const DEFAULT_BODY_LIMIT = 64 * 1024;
@@ -57,6 +64,17 @@ class OneLinePerRequest extends LogController {
   override incomingRequest(request: FastifyRequest): void {
     request.log.debug({ req: request }, 'incoming request');
   }
+}
+
+function ownLogLevel(log: FastifyBaseLogger): LogLevelControl {
+  return {
+    level: () => log.level as LogLevel,
+    setLevel(level) {
+      const previous = log.level as LogLevel;
+      log.level = level;
+      return { previous, level };
+    },
+  };
 }
 
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
@@ -94,7 +112,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await app.register(swagger, { version: options.version });
 
   const { engine } = options;
-  await app.register(ops, { engine });
+  await app.register(ops, { engine, metrics: options.metrics ?? [] });
   await app.register(
     async (v1) => {
       await v1.register(targets, { engine });
@@ -102,6 +120,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       await v1.register(snapshots, { engine });
       await v1.register(jobs, { engine });
       await v1.register(events, { engine, heartbeatMs: options.sseHeartbeatMs ?? 15_000, demo });
+      await v1.register(adminLog, { control: options.logLevel ?? ownLogLevel(app.log) });
     },
     { prefix: '/v1' },
   );
