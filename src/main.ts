@@ -14,13 +14,18 @@ import { createEngine } from './engine/engine.ts';
 import { createOutput } from './logging.ts';
 import { createShutdown } from './shutdown.ts';
 import { openStore } from './store/index.ts';
-import type { LogLevel } from './config/schema.ts';
+import { LOG_LEVELS, type LogLevel } from './config/schema.ts';
 import { VERSION } from './version.ts';
 
 async function main(): Promise<void> {
   const env = process.env;
   const cwd = process.cwd();
-  const output = await createOutput({ level: (env.SNAPVISOR_LOG_LEVEL as LogLevel | undefined) ?? 'info', env });
+  const bootLevel = env.SNAPVISOR_LOG_LEVEL ?? 'info';
+  if (!(LOG_LEVELS as readonly string[]).includes(bootLevel)) {
+    process.stderr.write(`snapvisor: SNAPVISOR_LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}\n`);
+    process.exit(2);
+  }
+  const output = await createOutput({ level: bootLevel as LogLevel, env });
   const bootLog = output.log;
 
   let config: ResolvedConfig;
