@@ -1,25 +1,34 @@
 /**
- * The daemon: config → store → provider registry → engine → API, and a graceful shutdown that
- * lets running jobs finish (or puts them back in the queue for the next start).
+ * The daemon: config → store → provider registry → engine → API, and a bounded shutdown that
+ * lets running jobs finish within the grace period and leaves the others to the next start's
+ * recovery (src/shutdown.ts). Output goes through src/logging.ts: a failing stdout never stops it.
  */
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { pino, type Logger as PinoLogger } from 'pino';
+import type { Logger as PinoLogger } from 'pino';
 import { createRegistry, type ProviderRegistry } from '../providers/index.ts';
 import { buildApp } from './api/app.ts';
 import { createTokenSet } from './api/plugins/auth.ts';
 import { ConfigError, findConfigFile, loadConfigFile, type ResolvedConfig } from './config/load.ts';
 import { startDemo } from './demo.ts';
 import { createEngine } from './engine/engine.ts';
+import { createOutput } from './logging.ts';
 import { createReloader } from './reload.ts';
+import { createShutdown } from './shutdown.ts';
 import { openStore } from './store/index.ts';
-import { REDACT } from './log-redaction.ts';
+import { LOG_LEVELS, type LogLevel } from './config/schema.ts';
 import { VERSION } from './version.ts';
 
 async function main(): Promise<void> {
   const env = process.env;
   const cwd = process.cwd();
-  const bootLog = pino({ level: env.SNAPVISOR_LOG_LEVEL ?? 'info', redact: REDACT });
+  const bootLevel = env.SNAPVISOR_LOG_LEVEL ?? 'info';
+  if (!(LOG_LEVELS as readonly string[]).includes(bootLevel)) {
+    process.stderr.write(`snapvisor: SNAPVISOR_LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}\n`);
+    process.exit(2);
+  }
+  const output = await createOutput({ level: bootLevel as LogLevel, env });
+  const bootLog = output.log;
   // SIGHUP reloads the configuration (src/reload.ts); until that can run, it must not kill the process.
   let onSighup = () => bootLog.warn('SIGHUP during start-up ignored; send it again once the daemon listens');
   process.on('SIGHUP', () => onSighup());
@@ -43,8 +52,8 @@ async function main(): Promise<void> {
     throw err;
   }
 
+  output.setLevel(config.logLevel);
   const log: PinoLogger = bootLog.child({ ...(config.demo ? { demo: true } : {}) });
-  log.level = config.logLevel;
   log.info({ source: config.source, version: VERSION, targets: config.targets.map((t) => `${t.name}(${t.kind})`) }, config.demo ? 'starting in DEMO mode (bundled VirtualBox simulator)' : 'starting');
 
   mkdirSync(path.dirname(config.database), { recursive: true });
@@ -81,6 +90,8 @@ async function main(): Promise<void> {
     bodyLimit: config.bodyLimitBytes,
     demo: config.demo,
     version: VERSION,
+    logLevel: output,
+    metrics: [output.metrics],
     ...(config.listen.tls ? { https: config.listen.tls } : {}),
   });
   const address = await app.listen({ host: config.listen.host, port: config.listen.port });
@@ -89,7 +100,7 @@ async function main(): Promise<void> {
   onSighup = () => void reloader.reload({ trigger: 'SIGHUP' }).catch(() => {});
   if (demoToken) {
     const shown = demoToken.generated ? demoToken.token : '(the value of SNAPVISOR_TOKEN)';
-    process.stdout.write(
+    output.print(
       `\n  Snapvisor DEMO is running at ${address} with a simulated VirtualBox host.\n` +
         `  Admin token: ${shown}\n` +
         `  Try:  curl -H "Authorization: Bearer ${demoToken.generated ? demoToken.token : '$SNAPVISOR_TOKEN'}" ${address}/v1/vms\n` +
@@ -97,30 +108,20 @@ async function main(): Promise<void> {
     );
   }
 
-  let stopping = false;
-  const shutdown = async (signal: string) => {
-    if (stopping) {
-      log.warn({ signal }, 'second signal: exiting now; unfinished jobs are recovered at next start');
-      process.exit(1);
-    }
-    stopping = true;
-    log.info({ signal }, 'shutting down');
-    const hardStop = setTimeout(() => process.exit(1), (config.engine.shutdownGraceSec + 10) * 1000);
-    hardStop.unref();
-    try {
-      await app.close();
-      await engine.stop({ graceMs: config.engine.shutdownGraceSec * 1000 });
-      await registry.close();
-      store.close();
-      log.info('stopped');
-      process.exit(0);
-    } catch (err) {
-      log.error({ err }, 'error during shutdown');
-      process.exit(1);
-    }
-  };
-  process.on('SIGTERM', () => void shutdown('SIGTERM'));
-  process.on('SIGINT', () => void shutdown('SIGINT'));
+  const shutdown = createShutdown({
+    graceMs: config.engine.shutdownGraceSec * 1000,
+    log,
+    exit: (code) => process.exit(code),
+    steps: {
+      closeApi: () => app.close(),
+      dropConnections: () => app.server.closeAllConnections(),
+      stopEngine: (graceMs) => engine.stop({ graceMs }),
+      closeProviders: () => registry.close(),
+      closeStore: () => store.close(),
+    },
+  });
+  process.on('SIGTERM', () => shutdown.onSignal('SIGTERM'));
+  process.on('SIGINT', () => shutdown.onSignal('SIGINT'));
 }
 
 main().catch((err: unknown) => {

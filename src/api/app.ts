@@ -10,7 +10,9 @@ import { randomUUID } from 'node:crypto';
 import { TypeBoxValidatorCompiler, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyHttpsOptions, type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import type { Server as HttpsServer } from 'node:https';
+import type { Registry } from 'prom-client';
 import type { EngineApi } from '../engine/api.ts';
+import type { LogLevel } from '../config/schema.ts';
 import { REDACT } from '../log-redaction.ts';
 import audit from './plugins/audit.ts';
 import auth, { type TokenSet, type TokenSpec } from './plugins/auth.ts';
@@ -20,6 +22,7 @@ import swagger from './plugins/swagger.ts';
 import ops from './routes/ops.ts';
 import adminReload, { type ReloadFn } from './routes/v1/admin-reload.ts';
 import adminBackup from './routes/v1/admin-backup.ts';
+import adminLog, { type LogLevelControl } from './routes/v1/admin-log.ts';
 import events from './routes/v1/events.ts';
 import jobs from './routes/v1/jobs.ts';
 import snapshots from './routes/v1/snapshots.ts';
@@ -47,6 +50,10 @@ export interface AppOptions {
   reload?: ReloadFn;
   /** Serve HTTPS with this PEM certificate and key (resolved secrets, never logged). */
   https?: { cert: string; key: string };
+  /** What PUT /v1/admin/log-level changes; default the level of this app's own logger. */
+  logLevel?: LogLevelControl;
+  /** More metrics for /metrics (the daemon's output errors). */
+  metrics?: Registry[];
 }
 
 export const DEFAULT_BODY_LIMIT = 64 * 1024;
@@ -62,6 +69,17 @@ class OneLinePerRequest extends LogController {
   override incomingRequest(request: FastifyRequest): void {
     request.log.debug({ req: request }, 'incoming request');
   }
+}
+
+function ownLogLevel(log: FastifyBaseLogger): LogLevelControl {
+  return {
+    level: () => log.level as LogLevel,
+    setLevel(level) {
+      const previous = log.level as LogLevel;
+      log.level = level;
+      return { previous, level };
+    },
+  };
 }
 
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
@@ -99,7 +117,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await app.register(swagger, { version: options.version });
 
   const { engine } = options;
-  await app.register(ops, { engine });
+  await app.register(ops, { engine, metrics: options.metrics ?? [] });
   await app.register(
     async (v1) => {
       await v1.register(targets, { engine });
@@ -109,6 +127,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       await v1.register(events, { engine, heartbeatMs: options.sseHeartbeatMs ?? 15_000, demo });
       if (options.reload) await v1.register(adminReload, { reload: options.reload });
       await v1.register(adminBackup, { engine });
+      await v1.register(adminLog, { control: options.logLevel ?? ownLogLevel(app.log) });
     },
     { prefix: '/v1' },
   );

@@ -20,6 +20,10 @@ export const SCOPES = ['read', 'write', 'admin'] as const;
 export const Scope = Type.Union(SCOPES.map((s) => Type.Literal(s)));
 export type Scope = (typeof SCOPES)[number];
 
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
+export const LogLevel = Type.Union(LOG_LEVELS.map((l) => Type.Literal(l)));
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
 export const TokenConfig = Type.Object(
   {
     name: Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9._-]+$', description: 'Who this token is: recorded on jobs and in the audit log.' }),
@@ -64,7 +68,13 @@ export const EngineConfig = Type.Object(
     jobTimeoutSec: Type.Integer({ minimum: 1, maximum: 86_400, default: 1800 }),
     maxAttempts: Type.Integer({ minimum: 1, maximum: 100, default: 5 }),
     syncIntervalSec: Type.Integer({ minimum: 0, maximum: 86_400, default: 60, description: '0 turns periodic inventory sync off.' }),
-    shutdownGraceSec: Type.Integer({ minimum: 0, maximum: 3600, default: 20 }),
+    shutdownGraceSec: Type.Integer({
+      minimum: 0,
+      maximum: 3600,
+      default: 30,
+      description:
+        'On SIGTERM/SIGINT, how long running jobs may go on; then their calls are aborted and they are left for recovery at the next start. The process is gone at most 2 s after it. A service manager must wait longer than this before killing.',
+    }),
   },
   { additionalProperties: false, default: {} },
 );
@@ -73,7 +83,7 @@ export const Config = Type.Object(
   {
     listen: ListenConfig,
     database: Type.String({ minLength: 1, default: DEFAULT_DATABASE }),
-    logLevel: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace'].map((l) => Type.Literal(l)), { default: 'info' }),
+    logLevel: Type.Union(LOG_LEVELS.map((l) => Type.Literal(l)), { default: 'info', description: 'Changed at run time by PUT /v1/admin/log-level (not written back here).' }),
     bodyLimitBytes: Type.Integer({ minimum: 1024, maximum: 16 * 1024 * 1024, default: 65536 }),
     tokens: Type.Array(TokenConfig, { minItems: 1 }),
     engine: EngineConfig,

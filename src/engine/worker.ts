@@ -29,8 +29,13 @@ export interface Worker {
   kick(): void;
   /** Resolves once a claim round that started after this call has ended (tests wait on it instead of sleeping). */
   claimRound(): Promise<void>;
-  /** Stops claiming; waits for running jobs up to graceMs, then aborts them back to queued. */
-  stop(graceMs: number): Promise<void>;
+  /**
+   * Stops claiming at once; waits for running jobs up to graceMs; then calls `graceOver`, fires
+   * their signals and waits up to `abortWaitMs` (default 1 s) for them to end. A job interrupted
+   * this way is left for the next start's recovery ({@link shutdownUncertainError}), whether its
+   * handler noticed the signal or not: it may have reached the hypervisor.
+   */
+  stop(graceMs: number, options?: { abortWaitMs?: number; graceOver?: () => void }): Promise<void>;
   /** Fires the signal of a job running here; false when it does not run here. */
   abort(jobId: string): boolean;
   runningVmIds(): Set<string>;
@@ -39,7 +44,7 @@ export interface Worker {
 const CLAIM_BATCH = 50;
 const PROGRESS_INTERVAL_MS = 250;
 /** After aborting at shutdown, how long to wait for handlers to notice before leaving them to recovery. */
-const ABORT_WAIT_MS = 5_000;
+export const ABORT_WAIT_MS = 1_000;
 
 export function createWorker(core: Core, sync: Sync): Worker {
   const running = new Map<string, Running>();
@@ -205,9 +210,11 @@ export function createWorker(core: Core, sync: Sync): Worker {
       return core.store.jobs.finish(job.id, ticket, { state: 'cancelled', error: cancelledError(), at: now.toISOString() });
     }
     if (entry.reason === 'stop') {
-      // Not the job's fault: back to queued, the attempt does not count, recovery or the next start runs it.
-      log.info({}, 'daemon stopping: job put back in the queue');
-      return core.store.jobs.requeue(job.id, ticket, { nextAttemptAt: now.toISOString(), error: null, refundAttempt: true });
+      // Aborted mid-call: the hypervisor may have done it. Not queued again blindly (a retry counted
+      // as a first attempt may skip the marker look-up and make a second snapshot): left running
+      // for the next start, whose recovery looks on the hypervisor first.
+      log.warn({ err: errSummary(err) }, 'daemon stopping: job interrupted; the next start checks on the hypervisor what it did');
+      return core.store.jobs.leaveForRecovery(job.id, ticket, shutdownUncertainError());
     }
     const cause =
       entry.reason === 'timeout' && !(err instanceof SnapvisorError)
@@ -261,23 +268,30 @@ export function createWorker(core: Core, sync: Sync): Worker {
         void tick();
       });
     },
-    async stop(graceMs) {
+    async stop(graceMs, { abortWaitMs = ABORT_WAIT_MS, graceOver } = {}) {
       stopping = true;
       if (timer) clearTimeout(timer);
       timer = null;
       releaseWaiters(roundWaiters);
       roundWaiters = [];
       const all = () => Promise.all([...running.values()].map((r) => r.done));
-      if (running.size === 0) return;
-      if (!(await within(all(), graceMs))) {
-        for (const r of running.values()) {
-          r.reason ??= 'stop';
-          r.controller.abort(new Error('daemon stopping'));
-        }
-        if (!(await within(all(), ABORT_WAIT_MS))) {
-          core.log.warn({ jobs: [...running.keys()] }, 'jobs ignored the stop signal; they stay running and are recovered at the next start');
-        }
+      if (running.size > 0) core.log.info({ jobs: [...running.keys()], graceMs }, 'waiting for running jobs');
+      if (running.size === 0 || (await within(all(), graceMs))) {
+        graceOver?.();
+        return;
       }
+      graceOver?.();
+      const interrupted = [...running.values()];
+      for (const r of interrupted) {
+        r.reason ??= 'stop';
+        r.controller.abort(new Error('daemon stopping'));
+      }
+      if (await within(all(), abortWaitMs)) return;
+      // Handlers still inside a call that ignores its signal (a hung connection): record them for
+      // recovery now; their late settlement, if any, finds its claim gone and changes nothing.
+      const left = [...running.values()].filter((r) => interrupted.includes(r));
+      for (const r of left) await core.store.jobs.leaveForRecovery(r.job.id, r.ticket, shutdownUncertainError());
+      core.log.warn({ jobs: left.map((r) => r.job.id) }, 'jobs did not end when aborted; left running for recovery at the next start');
     },
     abort(jobId) {
       const r = running.get(jobId);
@@ -295,13 +309,21 @@ export const cancelledError = (): JobError => ({ kind: 'cancelled', message: 'th
 /** The error of a job cancelled because a reload removed its target; `reason` names the target. */
 export const targetRemovedError = (reason: string): JobError => ({ kind: 'cancelled', message: reason });
 
-async function within(p: Promise<unknown>, ms: number): Promise<boolean> {
+/** The error a job interrupted by a shutdown carries until the next start's recovery settles it. */
+export const shutdownUncertainError = (): JobError => ({
+  kind: 'transient',
+  code: 'SNAPVISOR_ERR_SHUTDOWN_UNCERTAIN',
+  message: 'the daemon stopped during this attempt; whether it reached the hypervisor is checked when the daemon starts again',
+});
+
+/** True when `p` settles (either way) within `ms`; false when the time ran out first. */
+export async function within(p: Promise<unknown>, ms: number): Promise<boolean> {
   let t: NodeJS.Timeout | undefined;
   const timeout = new Promise<boolean>((resolve) => {
     t = setTimeout(() => resolve(false), ms);
   });
   try {
-    return await Promise.race([p.then(() => true), timeout]);
+    return await Promise.race([p.then(() => true, () => true), timeout]);
   } finally {
     clearTimeout(t);
   }

@@ -46,8 +46,6 @@ export interface RequeueUpdate {
   nextAttemptAt: string;
   /** Last error, kept visible while the job waits for its next attempt. */
   error: JobError | null;
-  /** The attempt does not count (the daemon stopped it, the job did not fail). */
-  refundAttempt?: boolean;
 }
 
 /** A claim candidate: just what the worker checks before trying to claim it. */
@@ -72,6 +70,15 @@ export interface JobRepo {
   finish(id: string, ticket: string, update: FinishUpdate): Promise<Job | null>;
   /** Back to queued; only the holder of the ticket can release it. */
   requeue(id: string, ticket: string, update: RequeueUpdate): Promise<Job | null>;
+  /**
+   * Leaves a `running` job for the next start's recovery: the daemon stopped while the attempt may
+   * have reached the hypervisor. The state stays `running` (recovery asks the hypervisor, by the
+   * job's marker, what happened), the attempt keeps counting (so the retry is never taken for a
+   * first attempt that may skip that look-up), the claim is dropped (no process owns the job any
+   * more: a late settlement of the interrupted attempt finds no ticket and changes nothing), and
+   * `error` says why. Only the holder of the ticket can do it.
+   */
+  leaveForRecovery(id: string, ticket: string, error: JobError): Promise<Job | null>;
   /** queued → cancelled; null when the job was not queued. */
   cancelQueued(id: string, at: string, error: JobError): Promise<Job | null>;
   requestCancel(id: string): Promise<Job | null>;
@@ -231,10 +238,16 @@ export function createJobRepo(db: Db): JobRepo {
     },
     async requeue(id, ticket, u) {
       return update(
-        `UPDATE jobs SET state = 'queued', claim_ticket = NULL, claimed_at = NULL, next_attempt_at = ?, error = ?,
-           attempts = max(0, attempts - ?)
+        `UPDATE jobs SET state = 'queued', claim_ticket = NULL, claimed_at = NULL, next_attempt_at = ?, error = ?
          WHERE id = ? AND claim_ticket = ?`,
-        u.nextAttemptAt, enc(u.error), u.refundAttempt ? 1 : 0, id, ticket,
+        u.nextAttemptAt, enc(u.error), id, ticket,
+      );
+    },
+    async leaveForRecovery(id, ticket, error) {
+      return update(
+        `UPDATE jobs SET claim_ticket = NULL, claimed_at = NULL, error = ?
+         WHERE id = ? AND claim_ticket = ? AND state = 'running'`,
+        enc(error), id, ticket,
       );
     },
     async cancelQueued(id, at, error) {

@@ -1,56 +1,14 @@
 // The daemon killed with SIGKILL while a create job runs comes back and ends that job correctly
 // with exactly one snapshot on the hypervisor — whether the hypervisor finished the command after
 // the daemon died, or the command died with it.
-import { spawnSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
-import path from 'node:path';
 import t from 'tap';
-import { createVboxLab, type VboxLab } from '../labs/vboxmanage-sim/lab.ts';
 import { api, startDaemon, until } from './daemon.ts';
+import { finalJob, firstVm, markedSnapshots, TOKEN, vboxDaemonSetup, type JobBody, type VboxDaemonSetup } from './vbox-daemon.ts';
 
-const TOKEN = 'e2e-token-4f1c9a';
 type TapTest = Parameters<Parameters<typeof t.test>[0]>[0];
+const setup = (t: TapTest, stepMs: number) => vboxDaemonSetup(t, { stepMs });
 
-interface JobBody { id: string; state: string; result: { snapshotId?: string } | null; error: unknown }
-
-function setup(t: TapTest, stepMs: number) {
-  const dir = t.testdir({});
-  const lab = createVboxLab({ dir: path.join(dir, 'lab'), vms: [{ name: 'app-1', state: 'running' }], stepMs });
-  const config = path.join(dir, 'snapvisor.yaml');
-  writeFileSync(
-    config,
-    [
-      'tokens:',
-      '  - { name: e2e, value: env:E2E_TOKEN, scopes: [read, write, admin] }',
-      `database: ${JSON.stringify(path.join(dir, 'snapvisor.db'))}`,
-      'engine: { workerPollMs: 50, syncIntervalSec: 0, shutdownGraceSec: 10 }',
-      'targets:',
-      `  - { name: lab, kind: virtualbox, vboxmanage: ${JSON.stringify(lab.vboxmanage)}, commandTimeoutSec: 60 }`,
-      '',
-    ].join('\n'),
-  );
-  const env = { SNAPVISOR_CONFIG: config, E2E_TOKEN: TOKEN };
-  // A simulator left hanging by a fault outlives the daemon that started it (its own process group).
-  t.teardown(() => {
-    spawnSync('pkill', ['-KILL', '-f', lab.dir]);
-  });
-  return { dir, lab, env };
-}
-
-/** The daemon serves before its first inventory sync is done: wait for the VM to appear. */
-async function firstVm(d: { url: string }): Promise<string> {
-  return until('VM synced', async () => {
-    const vms = await api<{ items: Array<{ id: string; name: string }> }>(d, TOKEN, 'GET', '/v1/vms?target=lab');
-    return vms.body.items.find((v) => v.name === 'app-1')?.id;
-  });
-}
-
-function markedSnapshots(lab: VboxLab, jobId: string) {
-  const vm = lab.readState().vms.find((v) => v.name === 'app-1')!;
-  return Object.values(vm.snapshots).filter((s) => s.description.includes(`snapvisor:${jobId}`));
-}
-
-async function startCreateAndKill(t: TapTest, ctx: ReturnType<typeof setup>) {
+async function startCreateAndKill(t: TapTest, ctx: VboxDaemonSetup) {
   const d1 = await startDaemon({ cwd: ctx.dir, env: ctx.env });
   t.teardown(() => d1.kill('SIGKILL'));
   const vmId = await firstVm(d1);
@@ -77,10 +35,7 @@ t.test('SIGKILL mid-create, hypervisor finishes after the daemon died: job succe
 
   const d2 = await startDaemon({ cwd: ctx.dir, env: ctx.env });
   t.teardown(() => d2.kill('SIGKILL'));
-  const final = await until('job final', async () => {
-    const j = await api<JobBody>(d2, TOKEN, 'GET', `/v1/jobs/${jobId}`);
-    return ['succeeded', 'failed', 'cancelled'].includes(j.body.state) ? j.body : undefined;
-  });
+  const final = await finalJob(d2, jobId);
   t.equal(final.state, 'succeeded', JSON.stringify(final.error));
   t.ok(final.result?.snapshotId, 'result names the snapshot');
   t.equal(markedSnapshots(ctx.lab, jobId).length, 1, 'still exactly one snapshot: recovery did not take another');
@@ -105,10 +60,7 @@ t.test('SIGKILL mid-create, VBoxManage client killed too (the operation complete
   }
   const d2 = await startDaemon({ cwd: ctx.dir, env: ctx.env });
   t.teardown(() => d2.kill('SIGKILL'));
-  const final = await until('job final', async () => {
-    const j = await api<JobBody>(d2, TOKEN, 'GET', `/v1/jobs/${jobId}`);
-    return ['succeeded', 'failed', 'cancelled'].includes(j.body.state) ? j.body : undefined;
-  }, 60_000);
+  const final = await finalJob(d2, jobId, 60_000);
   t.equal(final.state, 'succeeded', JSON.stringify(final.error));
   t.equal(markedSnapshots(ctx.lab, jobId).length, 1, 'exactly one snapshot carries the job marker');
 });
@@ -144,10 +96,7 @@ t.test('SIGKILL before the snapshot command was sent: recovery finds nothing and
   t.equal(markedSnapshots(ctx.lab, created.body.id).length, 0, 'nothing reached the hypervisor');
   const d2 = await startDaemon({ cwd: ctx.dir, env: ctx.env });
   t.teardown(() => d2.kill('SIGKILL'));
-  const final = await until('job final', async () => {
-    const j = await api<JobBody>(d2, TOKEN, 'GET', `/v1/jobs/${created.body.id}`);
-    return ['succeeded', 'failed', 'cancelled'].includes(j.body.state) ? j.body : undefined;
-  }, 60_000);
+  const final = await finalJob(d2, created.body.id, 60_000);
   t.equal(final.state, 'succeeded', JSON.stringify(final.error));
   t.equal(markedSnapshots(ctx.lab, created.body.id).length, 1, 'taken exactly once after recovery');
 });

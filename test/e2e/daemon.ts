@@ -3,6 +3,7 @@
  * it to listen. Used by the e2e tests that kill it, restart it, and read its logs.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer, type AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 
 export const REPO = fileURLToPath(new URL('../../', import.meta.url));
@@ -20,17 +21,40 @@ export interface Daemon {
   kill(signal: NodeJS.Signals): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-export async function startDaemon(options: { cwd: string; env?: Record<string, string>; timeoutMs?: number }): Promise<Daemon> {
+export interface StartOptions {
+  cwd: string;
+  env?: Record<string, string>;
+  timeoutMs?: number;
+  /**
+   * 'closed': the reader of the daemon's stdout goes away at once (`npm start | head -c1`); the
+   * daemon is then found listening by polling /healthz on `port` instead of reading its log.
+   */
+  stdout?: 'pipe' | 'closed';
+  /** A fixed port (see freePort); required with stdout 'closed' or with non-JSON logs. */
+  port?: number;
+}
+
+/** A port nothing listens on right now. */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+export async function startDaemon(options: StartOptions): Promise<Daemon> {
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env)) {
     // The daemon must not inherit a config or token from the developer's shell.
     if (v !== undefined && !k.startsWith('SNAPVISOR_') && !k.startsWith('TAP')) env[k] = v;
   }
-  Object.assign(env, { SNAPVISOR_PORT: '0', SNAPVISOR_HOST: '127.0.0.1' }, options.env ?? {});
+  Object.assign(env, { SNAPVISOR_PORT: String(options.port ?? 0), SNAPVISOR_HOST: '127.0.0.1' }, options.env ?? {});
   const proc = spawn(process.execPath, ['--enable-source-maps', START], { cwd: options.cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
-  proc.stdout!.setEncoding('utf8').on('data', (c: string) => (out += c));
+  if (options.stdout === 'closed') proc.stdout!.destroy();
+  else proc.stdout!.setEncoding('utf8').on('data', (c: string) => (out += c));
   proc.stderr!.setEncoding('utf8').on('data', (c: string) => (err += c));
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal })));
 
@@ -48,7 +72,7 @@ export async function startDaemon(options: { cwd: string; env?: Record<string, s
   const deadline = Date.now() + (options.timeoutMs ?? 30_000);
   let url: string | undefined;
   while (url === undefined) {
-    const line = logs().find((l) => l.msg === 'listening');
+    const line = options.port === undefined ? logs().find((l) => l.msg === 'listening') : await healthy(`http://127.0.0.1:${options.port}`);
     if (line) url = String(line.address);
     else if (proc.exitCode !== null || proc.signalCode !== null) throw new Error(`daemon exited early (${proc.exitCode ?? proc.signalCode}):\n${err}\n${out}`);
     else if (Date.now() > deadline) {
@@ -68,6 +92,14 @@ export async function startDaemon(options: { cwd: string; env?: Record<string, s
       return exited;
     },
   };
+}
+
+async function healthy(url: string): Promise<{ address: string } | undefined> {
+  try {
+    return (await fetch(`${url}/healthz`)).ok ? { address: url } : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 export async function api<T = unknown>(

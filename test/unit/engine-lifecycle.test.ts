@@ -6,6 +6,7 @@
 import t from 'tap';
 import { markerForJob } from '../../providers/contract.ts';
 import { createEngine } from '../../src/engine/engine.ts';
+import { ABORT_WAIT_MS } from '../../src/engine/worker.ts';
 import type { JobParams } from '../../src/domain/types.ts';
 import { fakeRegistry, fakeSpec, silentLogger } from '../fixtures/fake-provider.ts';
 import { harness, meta, TEST_SETTINGS, until, type Harness } from './engine-harness.ts';
@@ -89,18 +90,35 @@ t.test('waitForJob returns the running job when the timeout passes first', async
   t.match(await h.engine.waitForJob(job.id, 2_000), { state: 'succeeded' });
 });
 
-t.test('graceful stop: a job still running after graceMs goes back to queued, and the next start finishes it once', async (t) => {
+t.test('graceful stop: a job still running after graceMs is left running (uncertain), and the next start finishes it once', async (t) => {
   const h = await harness(t, { targets: [{ provider: { vms: [{ name: 'web01' }] } }] });
   const gate = h.provider.hold('createSnapshot');
   const { job } = await create(h, 'web01');
   await gate.reached;
   await h.engine.stop({ graceMs: 10 });
-  t.match(await h.store.jobs.get(job.id), { state: 'queued', attempts: 0, error: null }, 'requeued, the attempt not counted');
+  t.match(
+    await h.store.jobs.get(job.id),
+    { state: 'running', attempts: 1, error: { code: 'SNAPVISOR_ERR_SHUTDOWN_UNCERTAIN' } },
+    'left for recovery, the attempt counted (a retry is never taken for a first attempt)',
+  );
   const next = createEngine({ store: h.store, registry: fakeRegistry([{ spec: fakeSpec('lab'), provider: h.provider }]), log: silentLogger(), now: h.clock.now, settings: TEST_SETTINGS });
   t.teardown(() => next.stop({ graceMs: 0 }));
   await next.start();
   t.match(await next.waitForJob(job.id, 3_000), { state: 'succeeded' });
   t.equal([...h.provider.vms.values()][0]!.snapshots.filter((s) => s.marker === markerForJob(job.id)).length, 1);
+});
+
+t.test('graceful stop is bounded: a call that ignores its signal is left running (uncertain) about 1 s after the grace', async (t) => {
+  const h = await harness(t, { targets: [{ provider: { vms: [{ name: 'web01' }] } }] });
+  const gate = h.provider.hold('createSnapshot', { ignoreSignal: true });
+  t.teardown(() => gate.release());
+  const { job } = await create(h, 'web01');
+  await gate.reached;
+  const started = Date.now();
+  await h.engine.stop({ graceMs: 50 });
+  const took = Date.now() - started;
+  t.ok(took < 50 + ABORT_WAIT_MS + 500, `stop returned after ${took} ms`);
+  t.match(await h.store.jobs.get(job.id), { state: 'running', attempts: 1, error: { code: 'SNAPVISOR_ERR_SHUTDOWN_UNCERTAIN' } });
 });
 
 t.test('graceful stop lets a job that finishes within graceMs succeed', async (t) => {

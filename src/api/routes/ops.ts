@@ -1,5 +1,6 @@
 /** Operations: liveness (open), readiness, Prometheus metrics. */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import type { Registry } from 'prom-client';
 import { Type } from 'typebox';
 import type { EngineApi } from '../../engine/api.ts';
 import { NullableBoolean, NullableString, problems } from '../schemas/common.ts';
@@ -12,7 +13,7 @@ const ReadyReport = Type.Object({
   targets: Type.Array(Type.Object({ name: Type.String(), healthy: NullableBoolean(), message: NullableString() })),
 });
 
-const ops: FastifyPluginAsyncTypebox<{ engine: EngineApi }> = async (app, { engine }) => {
+const ops: FastifyPluginAsyncTypebox<{ engine: EngineApi; metrics: Registry[] }> = async (app, { engine, metrics }) => {
   app.get('/healthz', {
     config: { public: true },
     schema: { tags: ['operations'], summary: 'Liveness: the process answers (no authentication)', security: [], response: { 200: Health, ...problems(500) } },
@@ -32,7 +33,7 @@ const ops: FastifyPluginAsyncTypebox<{ engine: EngineApi }> = async (app, { engi
   app.get('/metrics', {
     schema: {
       tags: ['operations'],
-      summary: 'Prometheus metrics: jobs by state, provider call latency, errors by kind, HTTP durations',
+      summary: 'Prometheus metrics: jobs by state, provider call latency, errors by kind, HTTP durations, log write errors',
       response: {
         200: { description: 'Prometheus text exposition', content: { 'text/plain': { schema: Type.String() } } },
         ...problems(401, 403, 500),
@@ -40,8 +41,8 @@ const ops: FastifyPluginAsyncTypebox<{ engine: EngineApi }> = async (app, { engi
     },
   }, async (_request, reply) => {
     const engineMetrics = await engine.metrics();
-    const http = await app.httpMetrics.metrics();
-    const body = `${engineMetrics.body.replace(/\n*$/, '\n')}${http}`;
+    const parts = [engineMetrics.body, await app.httpMetrics.metrics(), ...(await Promise.all(metrics.map((r) => r.metrics())))];
+    const body = parts.map((p) => p.replace(/\n*$/, '\n')).join('');
     return reply.header('content-type', engineMetrics.contentType).serializer((p: unknown) => String(p)).send(body);
   });
 };
