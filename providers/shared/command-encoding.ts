@@ -147,8 +147,7 @@ const EXECUTABLE = /^[A-Za-z0-9._-]+$/;
 
 export function powershellEncoding(options: PowerShellEncodingOptions): CommandEncoding<PowerShellRequest> {
   const shell = options.shell ?? 'cmd';
-  const executable = options.executable ?? 'powershell';
-  if (!EXECUTABLE.test(executable)) throw new Error(`powershellEncoding: executable must be a plain program name, not ${JSON.stringify(executable)}`);
+  const executable = powershellExecutable('powershellEncoding', options.executable);
   const limit = shell === 'cmd' ? CMD_MAX_COMMAND_CHARS : POWERSHELL_MAX_COMMAND_CHARS;
   return {
     name: `powershell/${shell}`,
@@ -162,11 +161,7 @@ export function powershellEncoding(options: PowerShellEncodingOptions): CommandE
       } else {
         script = powershellScript(request, { timeoutMs });
       }
-      const encoded = encodeScript(script);
-      const invoke = `${executable} -NoProfile -NonInteractive -EncodedCommand ${encoded}`;
-      // Under a PowerShell DefaultShell the inner process is a native command: `-c` would turn any
-      // exit code but 0 into 1, so its $LASTEXITCODE is passed on explicitly.
-      const command = shell === 'cmd' ? invoke : `${invoke}; exit $LASTEXITCODE`;
+      const command = powershellCommandLine(executable, shell, script);
       if (command.length > limit) {
         // Refused, never truncated: a cut base64 string would run a different script (or none).
         throw new ProviderError(
@@ -185,6 +180,20 @@ export function powershellEncoding(options: PowerShellEncodingOptions): CommandE
   };
 }
 
+/** The executable option checked: a plain program name (it goes into a command line as it is). */
+export function powershellExecutable(who: string, executable = 'powershell'): string {
+  if (!EXECUTABLE.test(executable)) throw new Error(`${who}: executable must be a plain program name, not ${JSON.stringify(executable)}`);
+  return executable;
+}
+
+/** The command line that runs `script` with `executable` from the account's shell. */
+export function powershellCommandLine(executable: string, shell: WindowsShell, script: string): string {
+  const invoke = `${executable} -NoProfile -NonInteractive -EncodedCommand ${encodeScript(script)}`;
+  // Under a PowerShell DefaultShell the inner process is a native command: `-c` would turn any
+  // exit code but 0 into 1, so its $LASTEXITCODE is passed on explicitly.
+  return shell === 'cmd' ? invoke : `${invoke}; exit $LASTEXITCODE`;
+}
+
 /** `-EncodedCommand`'s argument: base64 of the script's UTF-16LE bytes. */
 export function encodeScript(script: string): string {
   if (/[\uD800-\uDFFF]/u.test(script)) throw new Error('powershell: cannot encode a string with an unpaired surrogate');
@@ -197,32 +206,65 @@ export function encodeScript(script: string): string {
  * script. Exported for tests and for running the same script locally.
  */
 export function powershellScript(request: PowerShellRequest, opts: { timeoutMs: number }): string {
-  if (typeof request.script !== 'string' || request.script.trim() === '') throw new Error('powershell: empty script');
-  const ms = Math.ceil(opts.timeoutMs);
-  if (!Number.isFinite(ms) || ms <= 0 || ms > 2_147_483_647 - POWERSHELL_KILL_AFTER_MS) throw new Error(`powershell: invalid timeout ${opts.timeoutMs}`);
-  const json = JSON.stringify(opaqueStrings(request.params ?? {}));
-  if (json === undefined) throw new Error('powershell: params are not JSON');
-  const paramsB64 = Buffer.from(json, 'utf8').toString('base64');
+  checkScript(request.script);
+  const ms = powershellTimeoutMs(opts.timeoutMs);
+  const paramsB64 = Buffer.from(paramsJson(request), 'utf8').toString('base64');
   return [
-    "$ErrorActionPreference = 'Stop'",
-    "$ProgressPreference = 'SilentlyContinue'",
-    // Windows PowerShell writes the console's OEM code page to a pipe; names are not ASCII-only.
-    'try { [Console]::OutputEncoding = New-Object System.Text.UTF8Encoding $false } catch { }',
+    ...POWERSHELL_SETTINGS,
     // The remote deadline, like coreutils `timeout --kill-after`: exit 124 at the deadline, kill
-    // the process 5 s later if that exit hangs. Compiled delegates, not script blocks: a timer
-    // fires on a thread that has no PowerShell runspace to run a script block on.
-    '$snapvisorExit = [System.Linq.Expressions.Expression]::Lambda([System.Action], [System.Linq.Expressions.Expression]::Call([System.Environment].GetMethod(\'Exit\'), [System.Linq.Expressions.Expression]::Constant(' +
-      String(POWERSHELL_TIMEOUT_EXIT) +
-      '))).Compile()',
+    // the process 5 s later if that exit hangs.
+    `$snapvisorExit = ${POWERSHELL_EXIT_DELEGATE}`,
     `$snapvisorDeadline = New-Object System.Threading.CancellationTokenSource ${ms}`,
     '$null = $snapvisorDeadline.Token.Register($snapvisorExit)',
     `$snapvisorKill = New-Object System.Threading.CancellationTokenSource ${ms + POWERSHELL_KILL_AFTER_MS}`,
-    "$null = $snapvisorKill.Token.Register([System.Delegate]::CreateDelegate([System.Action], [System.Diagnostics.Process]::GetCurrentProcess(), 'Kill'))",
+    `$null = $snapvisorKill.Token.Register(${POWERSHELL_KILL_DELEGATE})`,
     // User data arrives as data: base64 (no quote, `$`, backtick or newline can survive it) of UTF-8 JSON.
     `$Params = [System.Text.Encoding]::UTF8.GetString([System.Convert]::FromBase64String('${paramsB64}')) | ConvertFrom-Json`,
-    ...DECODE_STRINGS,
+    ...DECODE_STRINGS_FUNCTION,
+    '$Params = ConvertFrom-SvString $Params',
     request.script,
   ].join('\n');
+}
+
+/**
+ * What every request runs under, one-shot or in a session host (powershell-host.ts): strict errors,
+ * no progress records, UTF-8 stdout.
+ */
+export const POWERSHELL_SETTINGS: readonly string[] = [
+  "$ErrorActionPreference = 'Stop'",
+  "$ProgressPreference = 'SilentlyContinue'",
+  // Windows PowerShell writes the console's OEM code page to a pipe; names are not ASCII-only.
+  'try { [Console]::OutputEncoding = New-Object System.Text.UTF8Encoding $false } catch { }',
+];
+
+/**
+ * The watchdog's actions, as expressions giving a System.Action: exit 124, and kill the process.
+ * Compiled delegates, not script blocks: a timer fires on a thread that has no PowerShell runspace
+ * to run a script block on.
+ */
+export const POWERSHELL_EXIT_DELEGATE =
+  "[System.Linq.Expressions.Expression]::Lambda([System.Action], [System.Linq.Expressions.Expression]::Call([System.Environment].GetMethod('Exit'), [System.Linq.Expressions.Expression]::Constant(" +
+  String(POWERSHELL_TIMEOUT_EXIT) +
+  '))).Compile()';
+export const POWERSHELL_KILL_DELEGATE = "[System.Delegate]::CreateDelegate([System.Action], [System.Diagnostics.Process]::GetCurrentProcess(), 'Kill')";
+
+/** Throws for a script that cannot be a request's (empty, or not a string). */
+export function checkScript(script: unknown): void {
+  if (typeof script !== 'string' || script.trim() === '') throw new Error('powershell: empty script');
+}
+
+/** A request's deadline as the whole milliseconds a CancellationTokenSource takes (its kill comes 5 s later). */
+export function powershellTimeoutMs(timeoutMs: number): number {
+  const ms = Math.ceil(timeoutMs);
+  if (!Number.isFinite(ms) || ms <= 0 || ms > 2_147_483_647 - POWERSHELL_KILL_AFTER_MS) throw new Error(`powershell: invalid timeout ${timeoutMs}`);
+  return ms;
+}
+
+/** The params as the JSON the script decodes: every string opaque (opaqueStrings). */
+function paramsJson(request: PowerShellRequest): string {
+  const json = JSON.stringify(opaqueStrings(request.params ?? {}));
+  if (json === undefined) throw new Error('powershell: params are not JSON');
+  return json;
 }
 
 /**
@@ -239,9 +281,18 @@ export const STDIN_BOOTSTRAP = [
 
 /** What the `stdin` mode writes on stdin: base64 of the UTF-8 JSON `{script, params}`, and a newline. */
 export function stdinRequest(request: PowerShellRequest): string {
-  if (typeof request.script !== 'string' || request.script.trim() === '') throw new Error('powershell: empty script');
-  const json = JSON.stringify({ script: request.script, params: opaqueStrings(request.params ?? {}) });
-  return Buffer.from(json, 'utf8').toString('base64') + '\n';
+  return base64Line(requestPayload(request));
+}
+
+/** `{script, params}` as both the `stdin` mode and a session host read them (params opaque). */
+export function requestPayload(request: PowerShellRequest): { script: string; params: PowerShellValue } {
+  checkScript(request.script);
+  return { script: request.script, params: opaqueStrings(request.params ?? {}) };
+}
+
+/** One line of stdin: base64 (no code page can change it) of the value's UTF-8 JSON, and a newline. */
+export function base64Line(value: unknown): string {
+  return Buffer.from(JSON.stringify(value), 'utf8').toString('base64') + '\n';
 }
 
 /**
@@ -257,13 +308,12 @@ export function opaqueStrings(value: PowerShellValue): PowerShellValue {
   return value;
 }
 
-/** The preamble's decoder of `opaqueStrings`, applied to `$Params` (in place for objects and arrays). */
-const DECODE_STRINGS = [
+/** The decoder of `opaqueStrings` the preamble applies to `$Params` (in place for objects and arrays). */
+export const DECODE_STRINGS_FUNCTION: readonly string[] = [
   // Short names: in the `command` mode every character here costs 2.67 of cmd.exe's 8,191.
   'function ConvertFrom-SvString($v) { if ($v -is [string]) { return [Text.Encoding]::Unicode.GetString([Convert]::FromBase64String($v)) }',
   '  if ($v -is [object[]]) { for ($i = 0; $i -lt $v.Length; $i++) { $v[$i] = ConvertFrom-SvString $v[$i] }; return ,$v }',
   '  if ($null -ne $v -and $v.PSObject.BaseObject -is [Management.Automation.PSCustomObject]) { foreach ($p in @($v.PSObject.Properties)) { $p.Value = ConvertFrom-SvString $p.Value } }; $v }',
-  '$Params = ConvertFrom-SvString $Params',
 ];
 
 /**
