@@ -311,7 +311,8 @@ export function opaqueStrings(value: PowerShellValue): PowerShellValue {
 /** The decoder of `opaqueStrings` the preamble applies to `$Params` (in place for objects and arrays). */
 export const DECODE_STRINGS_FUNCTION: readonly string[] = [
   // Short names: in the `command` mode every character here costs 2.67 of cmd.exe's 8,191.
-  'function ConvertFrom-SvString($v) { if ($v -is [string]) { return [Text.Encoding]::Unicode.GetString([Convert]::FromBase64String($v)) }',
+  // The code units copied as they are: Encoding.Unicode.GetString would turn a lone surrogate into U+FFFD.
+  'function ConvertFrom-SvString($v) { if ($v -is [string]) { $b = [Convert]::FromBase64String($v); $c = New-Object char[] ($b.Length / 2); [Buffer]::BlockCopy($b, 0, $c, 0, $b.Length); return [string]::new($c) }',
   '  if ($v -is [object[]]) { for ($i = 0; $i -lt $v.Length; $i++) { $v[$i] = ConvertFrom-SvString $v[$i] }; return ,$v }',
   '  if ($null -ne $v -and $v.PSObject.BaseObject -is [Management.Automation.PSCustomObject]) { foreach ($p in @($v.PSObject.Properties)) { $p.Value = ConvertFrom-SvString $p.Value } }; $v }',
 ];
