@@ -1,9 +1,11 @@
 /**
  * Hyper-V adapter: the Hyper-V PowerShell module on a Windows host, reached with Windows OpenSSH
  * (node-ssh, the pooled transport) or run locally. Every call is one fixed script from
- * providers/hyperv/scripts (scripts.ts), sent with the PowerShell command encoding: a small
- * `-EncodedCommand` bootstrap, the script and its parameters (user data, as JSON) on stdin. One
- * call per operation where possible: a PowerShell start costs far more than the cmdlets.
+ * providers/hyperv/scripts (scripts.ts), its parameters (user data, as JSON) on stdin: by default
+ * to one of a few long-lived PowerShell hosts on the Windows host (shared/powershell-host.ts), or
+ * — `sessions: false`, or when no host is free — as its own PowerShell process (a small
+ * `-EncodedCommand` bootstrap, the PowerShell command encoding). One call per operation where
+ * possible: a PowerShell start costs far more than the cmdlets.
  *
  * Identity: a VM is its Id (GUID), a checkpoint is its Id; names are never used to find anything
  * (Hyper-V matches names as case-insensitive wildcards and allows duplicates, reference §2.2).
@@ -127,7 +129,7 @@ export function createHyperVProvider(target: string, rawOptions: Record<string, 
   const options: HyperVOptions = parseOptions(target, rawOptions);
   const transport: PowerShellTransport = deps.runner
     ? { runner: deps.runner, close: async () => {} }
-    : createPowerShellTransport(options.ssh, { provider: PROVIDER, log: deps.log, executable: options.powershell, scriptOn: 'stdin' });
+    : createPowerShellTransport(options.ssh, { provider: PROVIDER, log: deps.log, executable: options.powershell, scriptOn: 'stdin', sessions: options.sessions });
   const runner = transport.runner;
   const pollMs = deps.pollIntervalMs ?? 1000;
   const timeoutMs = options.commandTimeoutSec * 1000;

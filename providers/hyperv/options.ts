@@ -17,6 +17,12 @@ export const HyperVOptionsSchema = Type.Object(
     ssh: Type.Optional(WindowsSshTargetSchema),
     /** The PowerShell executable on the host: Windows PowerShell 5.1 (`powershell`), where the Hyper-V module lives, or `pwsh`. */
     powershell: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9._-]+$', default: 'powershell' })),
+    /**
+     * Keep a few PowerShell hosts running on the Windows host and send them the scripts (persistent
+     * sessions: no PowerShell start and no Hyper-V module import per call). false: one PowerShell
+     * process per call. Falls back to that by itself where the host's PowerShell cannot run one.
+     */
+    sessions: Type.Optional(Type.Boolean({ default: true })),
     /** Kill a PowerShell call that runs longer than this (the script's own watchdog ends it on the host). */
     commandTimeoutSec: Type.Optional(Type.Number({ exclusiveMinimum: 0, default: 600 })),
     /** How long a checkpoint, revert or delete waits for an earlier removal's disk merge before giving up (transient). */
@@ -31,6 +37,7 @@ export type HyperVOptionsInput = Static<typeof HyperVOptionsSchema>;
 export interface HyperVOptions {
   ssh: WindowsSshTargetOptions | undefined;
   powershell: string;
+  sessions: boolean;
   commandTimeoutSec: number;
   mergeWaitSec: number;
   offline: OfflineOptions;
@@ -42,6 +49,7 @@ export function parseOptions(target: string, input: unknown): HyperVOptions {
   return {
     ssh: o.ssh,
     powershell: o.powershell ?? 'powershell',
+    sessions: o.sessions ?? true,
     commandTimeoutSec: o.commandTimeoutSec ?? 600,
     mergeWaitSec: o.mergeWaitSec ?? 300,
     offline: offlineOptions(o.offline),

@@ -6,9 +6,10 @@
  */
 import { Type, type Static } from 'typebox';
 import type { Logger } from '../contract.ts';
-import { powershellArgv, powershellEncoding, type PowerShellRunner, type RequestRunner, type WindowsShell } from './command-encoding.ts';
+import { powershellArgv, powershellEncoding, type PowerShellRequest, type RequestRunner, type WindowsShell } from './command-encoding.ts';
 import { createLocalRunner, type CommandRunner } from './command-runner.ts';
 import { openLocalStream } from './local-stream.ts';
+import { powershellHostProtocol } from './powershell-host.ts';
 import { createSessionRunner, type SessionRunner } from './session-pool.ts';
 import type { SessionProtocol, StreamOpener } from './session-protocol.ts';
 import { createSshRunner } from './ssh.ts';
@@ -91,29 +92,33 @@ export function withSessions<Request>(
   };
 }
 
-export interface PowerShellTransport {
-  runner: PowerShellRunner;
-  close(): Promise<void>;
-}
+export type PowerShellTransport = Transport<PowerShellRequest> & { sessions?: SessionRunner<PowerShellRequest> };
 
 /**
  * A PowerShell target's runner: over SSH with the PowerShell encoding for the account's shell, or —
  * with no `ssh:` — a local `powershell`/`pwsh` process (the daemon on the Hyper-V host itself).
+ * With `sessions`, requests go to long-lived PowerShell hosts (powershell-host.ts) where they can,
+ * one-shot otherwise. Local sessions start through `sh`: none when the daemon runs on Windows.
  */
 export function createPowerShellTransport(
   ssh: WindowsSshTargetOptions | undefined,
-  opts: { provider: string; log: Logger; executable?: string; scriptOn?: 'command' | 'stdin' },
+  opts: { provider: string; log: Logger; executable?: string; scriptOn?: 'command' | 'stdin'; sessions?: boolean },
 ): PowerShellTransport {
   const executable = opts.executable ?? 'powershell';
+  const shell: WindowsShell = ssh?.shell ?? 'cmd';
+  let base: Transport<PowerShellRequest>;
   if (!ssh) {
     const local = createLocalRunner();
-    return {
+    base = {
       runner: { run: (request, o = {}) => local.run(powershellArgv(request, { timeoutMs: o.timeoutMs ?? 120_000, executable }), o) },
+      ...(process.platform !== 'win32' ? { openStream: openLocalStream } : {}),
       close: async () => {},
     };
+  } else {
+    const { shell: _shell, ...connection } = ssh;
+    const encoding = powershellEncoding({ provider: opts.provider, shell, executable, ...(opts.scriptOn ? { scriptOn: opts.scriptOn } : {}) });
+    const runner = createSshRunner(connection, { log: opts.log, encoding });
+    base = { runner, openStream: (command, o) => runner.openStream(command, o), close: () => runner.close() };
   }
-  const { shell, ...connection } = ssh;
-  const encoding = powershellEncoding({ provider: opts.provider, shell: (shell ?? 'cmd') as WindowsShell, executable, ...(opts.scriptOn ? { scriptOn: opts.scriptOn } : {}) });
-  const runner = createSshRunner(connection, { log: opts.log, encoding });
-  return { runner, close: () => runner.close() };
+  return opts.sessions ? withSessions(base, powershellHostProtocol({ provider: opts.provider, shell, executable }), { log: opts.log }) : base;
 }

@@ -2,7 +2,9 @@
  * The provider conformance suite for Hyper-V, through SSH only: a real sshd on loopback whose lab
  * user runs real PowerShell 7.6 (`powershell` is a shim that execs pwsh), with the lab's Hyper-V
  * module standing in for the cmdlets (test/labs/hyperv). Each case gets its own lab; a lab that
- * cannot be provisioned fails the test — it never skips.
+ * cannot be provisioned fails the test — it never skips. Calls go through persistent PowerShell
+ * hosts (the default); SNAPVISOR_TEST_HYPERV_SESSIONS=off runs the suite with one PowerShell per
+ * call (not in `npm test`: about 200 s more; hyperv-faults.test.ts keeps a one-shot round trip).
  */
 import t from 'tap';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -10,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describeProviderConformance } from '../../providers/conformance/suite.ts';
 import { createHyperVProvider } from '../../providers/hyperv/index.ts';
-import { createHyperVLab } from '../labs/hyperv/lab.ts';
+import { createHyperVLab, LAB_SESSIONS } from '../labs/hyperv/lab.ts';
 import { silentLogger } from '../fixtures/fake-provider.ts';
 
 const log = silentLogger();
@@ -26,7 +28,7 @@ describeProviderConformance(t, {
     const lab = await createHyperVLab({ dir, vms: [{ name: 'web', state: 'Running' }, { name: 'db', state: 'Off' }], mergeMs: 300 });
     const provider = createHyperVProvider(
       'lab',
-      { ssh: lab.ssh, commandTimeoutSec: 60, mergeWaitSec: 30, offline: { shutdownTimeoutSec: 10, forcePowerOff: false } },
+      { ssh: lab.ssh, sessions: LAB_SESSIONS, commandTimeoutSec: 60, mergeWaitSec: 30, offline: { shutdownTimeoutSec: 10, forcePowerOff: false } },
       { log, pollIntervalMs: 200 },
     );
     return {

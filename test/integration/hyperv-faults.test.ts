@@ -3,6 +3,8 @@
  * lab's Hyper-V module): what the issue lists — production checkpoints unavailable, a merge still
  * running when the next job comes, SSH dropped mid-command, a script error PowerShell would report
  * as success, hostile names, a host key that changed — each checked on the simulated host's state.
+ * The persistent PowerShell hosts (sessions, the default) have their own: one host answers call
+ * after call, SSH dropped with a request in it, a request past its timeout; and `sessions: false`.
  */
 import t from 'tap';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
@@ -11,7 +13,7 @@ import { join } from 'node:path';
 import { markerForJob, ProviderError, type CallContext } from '../../providers/contract.ts';
 import { testContext, type TapTest } from '../../providers/conformance/suite.ts';
 import { createHyperVProvider, type HyperVProvider } from '../../providers/hyperv/index.ts';
-import { createHyperVLab, type HyperVLab, type HyperVLabOptions } from '../labs/hyperv/lab.ts';
+import { createHyperVLab, LAB_SESSIONS, type HyperVLab, type HyperVLabOptions } from '../labs/hyperv/lab.ts';
 import { until } from '../e2e/daemon.ts';
 import { silentLogger } from '../fixtures/fake-provider.ts';
 
@@ -27,7 +29,7 @@ async function withLab(
 ): Promise<{ lab: HyperVLab; provider: HyperVProvider }> {
   const dir = mkdtempSync(join(tmpdir(), 'snapvisor-hv-fault-'));
   const lab = await createHyperVLab({ dir, ...labOptions });
-  const provider = createHyperVProvider('lab', { ssh: lab.ssh, commandTimeoutSec: 60, mergeWaitSec: 30, ...providerOptions }, { log, pollIntervalMs: 100 });
+  const provider = createHyperVProvider('lab', { ssh: lab.ssh, sessions: LAB_SESSIONS, commandTimeoutSec: 60, mergeWaitSec: 30, ...providerOptions }, { log, pollIntervalMs: 100 });
   t.teardown(async () => {
     await provider.close();
     await lab.cleanup();
@@ -79,15 +81,20 @@ t.test('a merge still running when the next job comes: the job waits for it; wit
   t.equal(lab.readState().merges.length, 1, 'the removal started a disk merge');
   t.equal((await provider.listVms(ctx())).find((v) => v.providerVmId === vm)?.consolidationNeeded, true, 'listVms: consolidation needed while it merges');
 
-  const impatient = createHyperVProvider('lab', { ssh: lab.ssh, mergeWaitSec: 0 }, { log });
+  const impatient = createHyperVProvider('lab', { ssh: lab.ssh, sessions: LAB_SESSIONS, mergeWaitSec: 0 }, { log });
   t.teardown(() => impatient.close());
   const e = await rejection(impatient.createSnapshot(vm, spec('b'), ctx()));
   t.equal(e.kind, 'transient', e.message);
   t.equal(e.retry, 'transient');
   t.match(e.message, /still merging/);
 
-  const patient = provider.createSnapshot(vm, spec('b'), ctx());
-  await until('the create to run on the host', async () => lab.hostProcesses().length > 0, 10_000, 20);
+  // A provider of its own, so that the create starts a PowerShell of its own on the host (the
+  // others may keep idle session hosts running there).
+  const before = lab.hostProcesses();
+  const patientProvider = createHyperVProvider('lab', { ssh: lab.ssh, sessions: LAB_SESSIONS, commandTimeoutSec: 60, mergeWaitSec: 30 }, { log });
+  t.teardown(() => patientProvider.close());
+  const patient = patientProvider.createSnapshot(vm, spec('b'), ctx());
+  await until('the create to run on the host', async () => lab.hostProcesses().some((p) => !before.includes(p)), 10_000, 20);
   const endedAt = await endMerges();
   const b = await patient;
   t.equal(b.name, 'b', 'a patient job waits for the merge and then checkpoints');
@@ -137,6 +144,68 @@ t.test('SSH dropped mid-command: uncertain, then a retry finds the checkpoint by
   t.equal(again.marker, s.marker, 'the retry answers the checkpoint the first attempt made');
   t.equal(lab.readState().snapshots.length, 1, 'and makes no second one');
   t.equal(lab.readState().vms[0]!.notes, '', "the VM's notes were put back by the host-side script");
+});
+
+t.test('sessions: one PowerShell host answers call after call; SSH dropped mid-call is uncertain, the retry finds the checkpoint on a fresh host', async (t) => {
+  const { lab, provider } = await withLab(t, { vms: [{ name: 'web', state: 'Running' }], checkpointDelayMs: 4000 }, { sessions: true });
+  const vm = lab.vmId('web');
+  await provider.listSnapshots(vm, ctx());
+  // The host's processes (PowerShell, and the account's shell that started it).
+  const hosts = lab.hostProcesses();
+  t.ok(hosts.length > 0, 'a PowerShell host stays running after the call');
+  await provider.listVms(ctx());
+  await provider.listSnapshots(vm, ctx());
+  t.same(lab.hostProcesses(), hosts, 'and answers the next calls: no PowerShell started for them');
+  const s = spec('dropped');
+  const attempt = rejection(provider.createSnapshot(vm, s, ctx()));
+  // The script has set the VM's notes to carry the marker: Checkpoint-VM is in its 4 s delay now.
+  await until('the create to run in the host', async () => lab.readState().vms[0]!.notes.endsWith(s.marker), 10_000, 50);
+  t.same(lab.hostProcesses(), hosts, 'in that same host');
+  lab.sshd.killSessions();
+  const e = await attempt;
+  t.equal(e.kind, 'transient', e.message);
+  t.equal(e.retry, 'uncertain', 'the request was sent: it may have acted');
+  await until('the host to finish the checkpoint', async () => lab.readState().snapshots.length > 0, 10_000);
+  await until('the host to end, its stdin closed', async () => !lab.hostProcesses().some((p) => hosts.includes(p)), 15_000);
+  const again = await provider.createSnapshot(vm, s, ctx());
+  t.equal(again.marker, s.marker, 'the retry answers the checkpoint the first attempt made');
+  t.equal(lab.readState().snapshots.length, 1, 'and makes no second one');
+  t.equal(lab.readState().vms[0]!.notes, '', "the VM's notes were put back by the host-side script");
+  const fresh = lab.hostProcesses();
+  t.ok(fresh.length > 0 && !fresh.some((p) => hosts.includes(p)), `through a fresh host (${hosts.join()} → ${fresh.join()})`);
+});
+
+t.test('sessions: a call past its timeout ends its PowerShell host (its own watchdog); the next call gets a fresh one', async (t) => {
+  const { lab, provider } = await withLab(t, { vms: [{ name: 'web', state: 'Running' }], checkpointDelayMs: 120_000 }, { sessions: true, commandTimeoutSec: 3 });
+  const vm = lab.vmId('web');
+  t.same(await provider.listSnapshots(vm, ctx()), []);
+  const host = lab.hostProcesses();
+  t.ok(host.length > 0, 'a PowerShell host runs');
+  const started = Date.now();
+  const e = await rejection(provider.createSnapshot(vm, spec('slow'), ctx()));
+  const took = Date.now() - started;
+  t.equal(e.kind, 'transient', e.message);
+  t.equal(e.retry, 'uncertain');
+  t.match(e.message, /timed out/);
+  t.ok(took >= 3000 && took < 7000, `ended by the host's watchdog at the call's 3 s, not the pool's kill 7 s later (${took} ms)`);
+  t.notOk(lab.hostProcesses().some((p) => host.includes(p)), 'the host is gone');
+  t.same(lab.readState().snapshots, [], 'no checkpoint was committed');
+  t.same(await provider.listSnapshots(vm, ctx()), [], 'the next call is answered');
+  const fresh = lab.hostProcesses();
+  t.ok(fresh.length > 0 && !fresh.some((p) => host.includes(p)), `by a fresh host (${host.join()} → ${fresh.join()})`);
+});
+
+t.test('sessions: false — one PowerShell per call, no host left running', async (t) => {
+  const { lab, provider } = await withLab(t, { vms: [{ name: 'web', state: 'Running' }], mergeMs: 0 }, { sessions: false });
+  const vm = lab.vmId('web');
+  const made = await provider.createSnapshot(vm, spec("one-shot 'quoted' 🧪", 'memory', 'line 1\nline 2'), ctx());
+  t.same(lab.hostProcesses(), [], 'the call’s PowerShell ended with it');
+  t.same((await provider.listSnapshots(vm, ctx())).map((s) => [s.name, s.description]), [["one-shot 'quoted' 🧪", 'line 1\nline 2']]);
+  const e = await rejection(provider.revertSnapshot(vm, '00000000-0000-4000-8000-000000000000', ctx()));
+  t.equal(e.kind, 'not_found', `a script's own refusal keeps its exit code (${e.message})`);
+  await provider.deleteSnapshot(vm, made.providerRef, { children: false }, ctx());
+  t.same(lab.readState().snapshots, []);
+  t.same(lab.hostProcesses(), []);
 });
 
 t.test('a cmdlet error that PowerShell would report as success (exit 0) fails the call', async (t) => {

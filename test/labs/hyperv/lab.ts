@@ -21,6 +21,12 @@ import { encodeScript } from '../../../providers/shared/command-encoding.ts';
 import { ensureUser, generateKeyPair, startSshd, type SshdLab } from '../sshd/lab.ts';
 
 export const PWSH = '/opt/snapvisor/pwsh/pwsh';
+/**
+ * The adapter tests run with persistent PowerShell hosts (the adapter's default) unless
+ * SNAPVISOR_TEST_HYPERV_SESSIONS=off, which runs them with one PowerShell per call:
+ * `SNAPVISOR_TEST_HYPERV_SESSIONS=off npm run test:conformance -- hyperv`.
+ */
+export const LAB_SESSIONS = process.env['SNAPVISOR_TEST_HYPERV_SESSIONS'] !== 'off';
 export const PWSH_VERSION = '7.6.10';
 /** Login user when the account shell is a POSIX shell (stands in for cmd.exe). */
 export const HYPERV_LAB_USER = 'hvlab';
