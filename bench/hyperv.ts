@@ -7,13 +7,22 @@
  *     each over one kept-open OpenSSH ControlMaster connection; target ratio ≤ 1.2.
  * (b) the full tree of a VM with 30 checkpoints: Snapvisor fresh sync + GET tree vs the naive loop
  *     (one ssh for the checkpoint names, then one ssh per checkpoint for its parent); target ≤ 0.3.
+ * (c) issue 15's measure: the cost of a call through a persistent PowerShell host vs one
+ *     `powershell -EncodedCommand` process per call (the adapter's one-shot transport), both over
+ *     one kept-open SSH connection; target ≤ 0.3 for a call that does nothing (the per-call
+ *     overhead), and the same for the adapter's checkpoint listing (the per-command cost).
  * Sides alternate within every round so drift on this shared machine does not favour one of them.
- * Rounds can be changed with HV_BENCH_ROUNDS_A / HV_BENCH_ROUNDS_B.
+ * Rounds can be changed with HV_BENCH_ROUNDS_A / HV_BENCH_ROUNDS_B / HV_BENCH_ITER_C.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { encodeScript } from '../providers/shared/command-encoding.ts';
+import { scriptRequest } from '../providers/hyperv/scripts.ts';
+import { encodeScript, powershellEncoding, type PowerShellRequest } from '../providers/shared/command-encoding.ts';
+import { powershellHostProtocol } from '../providers/shared/powershell-host.ts';
+import { createSessionRunner } from '../providers/shared/session-pool.ts';
+import { createSshRunner } from '../providers/shared/ssh.ts';
+import { silentLogger } from '../test/fixtures/fake-provider.ts';
 import { api, until, type Daemon } from '../test/e2e/daemon.ts';
 import { createHyperVLab, type HyperVLab } from '../test/labs/hyperv/lab.ts';
 import { rawSsh, type RawSsh } from './kvm-raw.ts';
@@ -23,6 +32,7 @@ import { fmt, median } from './stats.ts';
 
 const ROUNDS_A = Number(process.env.HV_BENCH_ROUNDS_A ?? 7);
 const ROUNDS_B = Number(process.env.HV_BENCH_ROUNDS_B ?? 3);
+const ITER_C = Number(process.env.HV_BENCH_ITER_C ?? 15);
 const TREE_CHECKPOINTS = 30;
 const TOKEN = 'hv-bench-token';
 const TARGET = 'lab';
@@ -64,12 +74,14 @@ export async function run(): Promise<BenchReport> {
     const setupSeconds = ms(setupStart) / 1000;
     const a = await sectionA(daemon, mux, vmIds.live);
     const b = await sectionB(daemon, mux, vmIds.tree);
+    const c = await sectionC(lab);
     return {
       title: 'Hyper-V over SSH (PowerShell 7.6 lab): Snapvisor vs raw `ssh … powershell -EncodedCommand`',
       markdown: [
-        `Lab: test/labs/hyperv (sshd on 127.0.0.1, the lab user's \`powershell\` = real PowerShell 7.6.10 with the lab's Hyper-V module; merges take 0 ms so neither side waits for one); set up with ${TREE_CHECKPOINTS} seeded checkpoints and the daemon ready in ${fmt(setupSeconds, 1)} s. The daemon is the real one (\`scripts/start.mjs\`, what \`npm start\` runs), one \`kind: hyperv\` target reaching the lab over SSH (pinned host key, key file), periodic sync off, worker poll 50 ms. Every PowerShell start on this machine costs about 0.7–1 s, on both sides alike: it is most of either side's time.`,
+        `Lab: test/labs/hyperv (sshd on 127.0.0.1, the lab user's \`powershell\` = real PowerShell 7.6.10 with the lab's Hyper-V module; merges take 0 ms so neither side waits for one); set up with ${TREE_CHECKPOINTS} seeded checkpoints and the daemon ready in ${fmt(setupSeconds, 1)} s. The daemon is the real one (\`scripts/start.mjs\`, what \`npm start\` runs), one \`kind: hyperv\` target reaching the lab over SSH (pinned host key, key file), persistent PowerShell hosts on (\`sessions\`, the default), periodic sync off, worker poll 50 ms. Every PowerShell start on this machine costs about 0.7–1.5 s: the raw side pays it for every command, the daemon once per session host.`,
         a,
         b,
+        c,
         '```json bench-summary\n' + JSON.stringify({ bench: 'hyperv', ...summaries }) + '\n```',
       ].join('\n\n'),
     };
@@ -113,7 +125,7 @@ async function sectionA(daemon: Daemon, raw: RawSsh, vmId: string): Promise<stri
   ].join('\n');
   return [
     `### (a) Create + delete one checkpoint of a running VM (${ROUNDS_A} alternating rounds, after one warm-up cycle each)`,
-    `Snapvisor: \`POST /v1/vms/{id}/snapshots?wait=60\` \`{"name":"sv-N","mode":"memory"}\` then \`DELETE /v1/snapshots/{id}?wait=60\`, each answered 200 with the succeeded job (time = HTTP request to response). Inside the jobs: one PowerShell call each (create: find the VM by Id, look for the job's marker, set the checkpoint type and notes, Checkpoint-VM, put them back, answer the checkpoint; delete: find the checkpoint by Id, Remove-VMSnapshot), over the daemon's pooled SSH connection. Raw, as a careful operator sends them — each an \`ssh\` process multiplexed over one OpenSSH master connection:\n\n    ssh … powershell -NoProfile -NonInteractive -EncodedCommand <"Checkpoint-VM -Name live -SnapshotName raw-N">\n    ssh … powershell -NoProfile -NonInteractive -EncodedCommand <"Remove-VMSnapshot -VMName live -Name raw-N -Confirm:$false">`,
+    `Snapvisor: \`POST /v1/vms/{id}/snapshots?wait=60\` \`{"name":"sv-N","mode":"memory"}\` then \`DELETE /v1/snapshots/{id}?wait=60\`, each answered 200 with the succeeded job (time = HTTP request to response). Inside the jobs: one PowerShell call each (create: find the VM by Id, look for the job's marker, set the checkpoint type and notes, Checkpoint-VM, put them back, answer the checkpoint; delete: find the checkpoint by Id, Remove-VMSnapshot), sent to a PowerShell host kept running on the daemon's pooled SSH connection. Raw, as a careful operator sends them — each an \`ssh\` process multiplexed over one OpenSSH master connection:\n\n    ssh … powershell -NoProfile -NonInteractive -EncodedCommand <"Checkpoint-VM -Name live -SnapshotName raw-N">\n    ssh … powershell -NoProfile -NonInteractive -EncodedCommand <"Remove-VMSnapshot -VMName live -Name raw-N -Confirm:$false">`,
     table,
     `**Median ratio ${fmt(ratio)}** (rounds ${spread(ratios)}; target ≤ 1.2: ${verdict(ok)}). Median time inside the two jobs: ${fmt(median(rows.map((r) => r.sv.inWorker)), 0)} ms; the rest is HTTP, SQLite and job bookkeeping.`,
   ].join('\n\n');
@@ -159,5 +171,76 @@ async function sectionB(daemon: Daemon, raw: RawSsh, vmId: string): Promise<stri
     `Snapvisor: \`POST /v1/targets/${TARGET}/sync\` (health check, then every VM with its drives and its whole checkpoint list in one PowerShell call) then \`GET /v1/vms/{id}/snapshots?view=tree\`, checked to hold ${TREE_CHECKPOINTS} checkpoints. Raw, over the same ControlMaster connection: one \`Get-VMSnapshot -VMName tree\` for the Ids, then \`Get-VMSnapshot -Id <id> | Select-Object Name, ParentSnapshotId | ConvertTo-Json\` once per checkpoint.`,
     table,
     `**Median ratio ${fmt(ratio)}** (rounds ${spread(ratios)}; target ≤ 0.3: ${verdict(ratio <= 0.3)}).`,
+  ].join('\n\n');
+}
+
+async function sectionC(lab: HyperVLab): Promise<string> {
+  const log = silentLogger();
+  // The adapter's two transports on one connection: one-shot (a PowerShell process per call, the
+  // script on stdin) and a pool of one PowerShell host, so every timed call goes to the same host.
+  const runner = createSshRunner(lab.ssh, { log, encoding: powershellEncoding({ provider: 'hyperv', scriptOn: 'stdin' }) });
+  const sessions = createSessionRunner({ protocol: powershellHostProtocol({ provider: 'hyperv' }), open: (c, o) => runner.openStream(c, o), oneShot: runner, log, size: 1 });
+  const requests: Record<'empty' | 'list', PowerShellRequest> = {
+    // Nothing but the protocol: what remains is the per-call overhead.
+    empty: { script: "[Console]::Out.WriteLine('##snapvisor-result null')" },
+    // The adapter's own read of a VM and its 30 checkpoints (scripts/checkpoints.ps1 with common.ps1).
+    list: scriptRequest('checkpoints', { vmId: lab.vmId('tree'), mergeWaitMs: 0 }),
+  };
+  const times = { empty: { oneShot: [] as number[], session: [] as number[] }, list: { oneShot: [] as number[], session: [] as number[] } };
+  const timed = async (what: 'empty' | 'list', side: 'oneShot' | 'session') => {
+    const t = performance.now();
+    const res = await (side === 'oneShot' ? runner : sessions).run(requests[what], { timeoutMs: 120_000 });
+    if (res.exitCode !== 0 || !res.stdout.includes('##snapvisor-result ')) throw new Error(`${what} (${side}): exit ${res.exitCode}: ${res.stdout.slice(0, 200)} ${res.stderr.slice(0, 500)}`);
+    times[what][side].push(ms(t));
+  };
+  let connectMs = NaN;
+  let openMs = NaN;
+  try {
+    const t0 = performance.now();
+    await runner.run(requests.empty, { timeoutMs: 120_000 });
+    connectMs = ms(t0);
+    const t1 = performance.now();
+    await sessions.run(requests.empty, { timeoutMs: 120_000 });
+    openMs = ms(t1);
+    // One unrecorded call each: the Hyper-V module's first import in the host, the script's first parse.
+    await sessions.run(requests.list, { timeoutMs: 120_000 });
+    await runner.run(requests.list, { timeoutMs: 120_000 });
+    for (let i = 0; i < ITER_C; i++) {
+      const sides = [() => timed('empty', 'oneShot'), () => timed('empty', 'session'), () => timed('list', 'oneShot'), () => timed('list', 'session')];
+      for (let k = 0; k < sides.length; k++) await sides[(k + i) % sides.length]!();
+    }
+    if (sessions.stats().session !== 2 * ITER_C + 2) throw new Error(`only ${sessions.stats().session} of ${2 * ITER_C + 2} calls went through the host`);
+  } finally {
+    await sessions.close();
+    await runner.close();
+  }
+  const med = (xs: number[]) => median(xs);
+  const ratio = med(times.empty.session) / med(times.empty.oneShot);
+  const listRatio = med(times.list.session) / med(times.list.oneShot);
+  const ok = ratio <= 0.3;
+  summaries.c = {
+    ratio: Number(ratio.toFixed(3)),
+    target: '<= 0.3',
+    met: ok,
+    emptyOneShotMs: Math.round(med(times.empty.oneShot)),
+    emptySessionMs: Number(med(times.empty.session).toFixed(1)),
+    listRatio: Number(listRatio.toFixed(3)),
+    listOneShotMs: Math.round(med(times.list.oneShot)),
+    listSessionMs: Number(med(times.list.session).toFixed(1)),
+  };
+  const row = (what: string, xs: number[]) => `| ${what} | ${xs.length} | ${fmt(median(xs), 1)} | ${fmt(Math.min(...xs), 1)} / ${fmt(Math.max(...xs), 1)} |`;
+  const table = [
+    '| call | runs | median (ms) | min / max (ms) |',
+    '|---|---|---|---|',
+    row('empty script, one PowerShell process per call', times.empty.oneShot),
+    row('empty script, through the PowerShell host', times.empty.session),
+    row('checkpoint list of a 30-checkpoint VM, one PowerShell process per call', times.list.oneShot),
+    row('checkpoint list of a 30-checkpoint VM, through the PowerShell host', times.list.session),
+  ].join('\n');
+  return [
+    `### (c) Per-call cost: a PowerShell host vs one \`powershell -EncodedCommand\` per call (${ITER_C} runs each, the four in rotating order)`,
+    `Both on one kept-open SSH connection (createSshRunner, providers/shared/ssh.ts; its first call, connect + auth + a PowerShell, took ${fmt(connectMs, 0)} ms). One-shot: the adapter's encoding, a PowerShell process per call with the script and its parameters on stdin. Host: the same requests through a session pool of one (providers/shared/session-pool.ts + powershell-host.ts; starting the host and its hello took ${fmt(openMs, 0)} ms, once). The empty script writes one result line and nothing else, so its time is the per-call overhead; the checkpoint list is the adapter's own \`checkpoints\` script (common.ps1 + Get-VM + Get-VMSnapshot of 30 checkpoints, as JSON).`,
+    table,
+    `**Per-call overhead ratio ${fmt(ratio, 3)}** (host / one-shot, target ≤ 0.3: ${verdict(ok)}): ${fmt(med(times.empty.oneShot), 0)} → ${fmt(med(times.empty.session), 1)} ms per call. The adapter's checkpoint list: ${fmt(med(times.list.oneShot), 0)} → ${fmt(med(times.list.session), 1)} ms (ratio ${fmt(listRatio, 3)}).`,
   ].join('\n\n');
 }
