@@ -28,7 +28,7 @@ import { createHyperVLab, type HyperVLab } from '../test/labs/hyperv/lab.ts';
 import { rawSsh, type RawSsh } from './kvm-raw.ts';
 import { apiCreateDeleteCycle, apiSyncAndTree, ms, startSshTargetDaemon, verdict } from './api-jobs.ts';
 import type { BenchReport } from './run.ts';
-import { fmt, median } from './stats.ts';
+import { fmt, median, timingRow } from './stats.ts';
 
 const ROUNDS_A = Number(process.env.HV_BENCH_ROUNDS_A ?? 7);
 const ROUNDS_B = Number(process.env.HV_BENCH_ROUNDS_B ?? 3);
@@ -228,14 +228,13 @@ async function sectionC(lab: HyperVLab): Promise<string> {
     listOneShotMs: Math.round(med(times.list.oneShot)),
     listSessionMs: Number(med(times.list.session).toFixed(1)),
   };
-  const row = (what: string, xs: number[]) => `| ${what} | ${xs.length} | ${fmt(median(xs), 1)} | ${fmt(Math.min(...xs), 1)} / ${fmt(Math.max(...xs), 1)} |`;
   const table = [
     '| call | runs | median (ms) | min / max (ms) |',
     '|---|---|---|---|',
-    row('empty script, one PowerShell process per call', times.empty.oneShot),
-    row('empty script, through the PowerShell host', times.empty.session),
-    row('checkpoint list of a 30-checkpoint VM, one PowerShell process per call', times.list.oneShot),
-    row('checkpoint list of a 30-checkpoint VM, through the PowerShell host', times.list.session),
+    timingRow('empty script, one PowerShell process per call', times.empty.oneShot),
+    timingRow('empty script, through the PowerShell host', times.empty.session),
+    timingRow('checkpoint list of a 30-checkpoint VM, one PowerShell process per call', times.list.oneShot),
+    timingRow('checkpoint list of a 30-checkpoint VM, through the PowerShell host', times.list.session),
   ].join('\n');
   return [
     `### (c) Per-call cost: a PowerShell host vs one \`powershell -EncodedCommand\` per call (${ITER_C} runs each, the four in rotating order)`,

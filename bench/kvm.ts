@@ -27,7 +27,7 @@ import { rawSsh, type RawSsh } from './kvm-raw.ts';
 import { tracedProvider } from './kvm-trace.ts';
 import { apiCreateDeleteCycle, apiSyncAndTree, ms, startSshTargetDaemon, verdict } from './api-jobs.ts';
 import type { BenchReport } from './run.ts';
-import { fmt, median } from './stats.ts';
+import { fmt, median, timingRow } from './stats.ts';
 
 const ROUNDS_A = Number(process.env.KVM_BENCH_ROUNDS_A ?? 10);
 const ROUNDS_B = Number(process.env.KVM_BENCH_ROUNDS_B ?? 5);
@@ -326,14 +326,13 @@ async function sectionC(raw: RawSsh, mux: RawSsh, lab: KvmLab): Promise<string> 
   const pooledMed = median(pooled);
   const sessionMed = median(session);
   summaries.c = { newConnectionMs: Math.round(freshMed), controlMasterMs: Math.round(median(muxed)), pooledMs: Math.round(pooledMed), sessionMs: Number(sessionMed.toFixed(1)), pooledVsNew: Number((pooledMed / freshMed).toFixed(2)) };
-  const row = (what: string, xs: number[]) => `| ${what} | ${xs.length} | ${fmt(median(xs), 1)} | ${fmt(Math.min(...xs), 1)} / ${fmt(Math.max(...xs), 1)} |`;
   const table = [
     '| transport | runs | median (ms) | min / max (ms) |',
     '|---|---|---|---|',
-    row('new `ssh` process per command', fresh),
-    row('`ssh` process per command over one ControlMaster connection', muxed),
-    row('one kept-open connection, a virsh process per command (createSshRunner, a channel each)', pooled),
-    row('one kept-open connection, one running virsh (a persistent session)', session),
+    timingRow('new `ssh` process per command', fresh),
+    timingRow('`ssh` process per command over one ControlMaster connection', muxed),
+    timingRow('one kept-open connection, a virsh process per command (createSshRunner, a channel each)', pooled),
+    timingRow('one kept-open connection, one running virsh (a persistent session)', session),
   ].join('\n');
   return [
     `### (c) Per-command cost: \`virsh list\` ${ITER_C}× each, the four sides in rotating order`,

@@ -15,3 +15,6 @@ export function median(values: readonly number[]): number {
 }
 
 export const fmt = (n: number, digits = 2) => (Number.isFinite(n) ? n.toFixed(digits) : 'n/a');
+
+/** A markdown table row of timings: what, how many runs, their median, min / max (ms). */
+export const timingRow = (what: string, xs: readonly number[]) => `| ${what} | ${xs.length} | ${fmt(median(xs), 1)} | ${fmt(Math.min(...xs), 1)} / ${fmt(Math.max(...xs), 1)} |`;

@@ -48,6 +48,31 @@ async function rejection(p: Promise<unknown>): Promise<ProviderError> {
   throw new Error('expected a rejection');
 }
 
+/**
+ * A create whose SSH connection dropped while Checkpoint-VM ran: uncertain; the host finishes it on
+ * its own (Windows OpenSSH does not end it either), and the retry answers that checkpoint, once.
+ */
+async function droppedThenRecovered(
+  t: TapTest,
+  lab: HyperVLab,
+  provider: HyperVProvider,
+  vm: string,
+  s: ReturnType<typeof spec>,
+  attempt: Promise<ProviderError>,
+  beforeRetry: () => Promise<void> = async () => {},
+): Promise<void> {
+  const e = await attempt;
+  t.equal(e.kind, 'transient', e.message);
+  t.equal(e.retry, 'uncertain', 'the command was sent: it may have acted');
+  await until('the host to finish the checkpoint', async () => lab.readState().snapshots.length > 0, 10_000);
+  t.equal(lab.readState().snapshots.length, 1, 'the checkpoint was made after the connection dropped');
+  await beforeRetry();
+  const again = await provider.createSnapshot(vm, s, ctx());
+  t.equal(again.marker, s.marker, 'the retry answers the checkpoint the first attempt made');
+  t.equal(lab.readState().snapshots.length, 1, 'and makes no second one');
+  t.equal(lab.readState().vms[0]!.notes, '', "the VM's notes were put back by the host-side script");
+}
+
 t.test('production checkpoint unavailable: quiesced is a conflict, nothing made, the VM as it was', async (t) => {
   const { lab, provider } = await withLab(t, { vms: [{ name: 'app', state: 'Running', productionSupported: false, checkpointType: 'Standard', notes: 'owner: team-a' }] });
   const vm = lab.vmId('app');
@@ -134,16 +159,7 @@ t.test('SSH dropped mid-command: uncertain, then a retry finds the checkpoint by
   // The script has set the VM's notes to carry the marker: Checkpoint-VM is in its 4 s delay now.
   await until('the command to run on the host', async () => lab.readState().vms[0]!.notes.endsWith(s.marker), 10_000, 50);
   lab.sshd.killSessions();
-  const e = await attempt;
-  t.equal(e.kind, 'transient', e.message);
-  t.equal(e.retry, 'uncertain', 'the command was sent: it may have acted');
-  // The host finishes the command on its own (Windows OpenSSH does not end it either).
-  await until('the host to finish the checkpoint', async () => lab.readState().snapshots.length > 0, 10_000);
-  t.equal(lab.readState().snapshots.length, 1, 'the checkpoint was made after the connection dropped');
-  const again = await provider.createSnapshot(vm, s, ctx());
-  t.equal(again.marker, s.marker, 'the retry answers the checkpoint the first attempt made');
-  t.equal(lab.readState().snapshots.length, 1, 'and makes no second one');
-  t.equal(lab.readState().vms[0]!.notes, '', "the VM's notes were put back by the host-side script");
+  await droppedThenRecovered(t, lab, provider, vm, s, attempt);
 });
 
 t.test('sessions: one PowerShell host answers call after call; SSH dropped mid-call is uncertain, the retry finds the checkpoint on a fresh host', async (t) => {
@@ -162,15 +178,9 @@ t.test('sessions: one PowerShell host answers call after call; SSH dropped mid-c
   await until('the create to run in the host', async () => lab.readState().vms[0]!.notes.endsWith(s.marker), 10_000, 50);
   t.same(lab.hostProcesses(), hosts, 'in that same host');
   lab.sshd.killSessions();
-  const e = await attempt;
-  t.equal(e.kind, 'transient', e.message);
-  t.equal(e.retry, 'uncertain', 'the request was sent: it may have acted');
-  await until('the host to finish the checkpoint', async () => lab.readState().snapshots.length > 0, 10_000);
-  await until('the host to end, its stdin closed', async () => !lab.hostProcesses().some((p) => hosts.includes(p)), 15_000);
-  const again = await provider.createSnapshot(vm, s, ctx());
-  t.equal(again.marker, s.marker, 'the retry answers the checkpoint the first attempt made');
-  t.equal(lab.readState().snapshots.length, 1, 'and makes no second one');
-  t.equal(lab.readState().vms[0]!.notes, '', "the VM's notes were put back by the host-side script");
+  await droppedThenRecovered(t, lab, provider, vm, s, attempt, async () => {
+    await until('the host to end, its stdin closed', async () => !lab.hostProcesses().some((p) => hosts.includes(p)), 15_000);
+  });
   const fresh = lab.hostProcesses();
   t.ok(fresh.length > 0 && !fresh.some((p) => hosts.includes(p)), `through a fresh host (${hosts.join()} → ${fresh.join()})`);
 });
