@@ -12,11 +12,12 @@ import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { createKvmProvider, type KvmProvider } from '../../providers/kvm/index.ts';
 import { testContext } from '../../providers/conformance/suite.ts';
-import { ProviderError, markerForJob } from '../../providers/contract.ts';
+import { markerForJob } from '../../providers/contract.ts';
 import type { CommandRunner } from '../../providers/shared/command-runner.ts';
 import { createSshRunner } from '../../providers/shared/ssh.ts';
 import { createKvmLab, ensureLibvirt, LAB_SESSIONS, stopLibvirtd, type KvmLab } from '../labs/kvm/lab.ts';
 import { rejection } from '../fixtures/provider-error.ts';
+import { dropMidCreate } from '../labs/kvm/dropped-create.ts';
 import { silentLogger } from '../fixtures/fake-provider.ts';
 
 const log = silentLogger();
@@ -104,36 +105,13 @@ t.test('hostile names round-trip; dangerous names are refused', async (tt) => {
 });
 
 t.test('SSH session killed mid-create: the retry with the same marker ends with exactly one snapshot', async (tt) => {
-  const id = lab.domainUuid('dropped');
   for (const delayMs of [0, 30, 120]) {
     const ssh = createSshRunner(lab.ssh, { log });
-    let armed = true;
-    // Fault injection at the one moment that matters: right after the create command went out.
-    const runner: CommandRunner = {
-      run(argv, options) {
-        const result = ssh.run(argv, options);
-        if (armed && argv.includes('snapshot-create-as')) {
-          armed = false;
-          setTimeout(() => lab.killSshSessions(), delayMs);
-        }
-        return result;
-      },
-    };
-    const p = createKvmProvider('lab', { uri: lab.uri, commandTimeoutSec: 60 }, { log, runner });
-    const spec = { name: `drop-${delayMs}`, description: '', mode: 'memory' as const, marker: marker() };
-    let firstOutcome = 'succeeded';
     try {
-      await p.createSnapshot(id, spec, ctx());
-    } catch (e) {
-      tt.ok(e instanceof ProviderError && e.kind === 'transient', `first attempt fails as transient (${e instanceof Error ? e.message : String(e)})`);
-      firstOutcome = e instanceof ProviderError ? `${e.kind}/${e.retry}` : 'other';
+      await dropMidCreate(tt, { lab, vmId: lab.domainUuid('dropped'), delayMs, through: ssh });
+    } finally {
+      await ssh.close();
     }
-    tt.ok(!armed, 'the fault was injected');
-    const again = await p.createSnapshot(id, spec, ctx()); // what the engine does on retry/recovery
-    const withMarker = (await p.listSnapshots(id, ctx())).filter((s) => s.marker === spec.marker);
-    tt.equal(withMarker.length, 1, `exactly one snapshot after the retry (kill after ${delayMs} ms; first attempt ${firstOutcome})`);
-    tt.equal(withMarker[0]?.providerRef, again.providerRef, 'the retry returned it');
-    await ssh.close();
   }
 });
 

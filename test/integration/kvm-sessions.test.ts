@@ -9,14 +9,12 @@ import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import t from 'tap';
-import { ProviderError, markerForJob } from '../../providers/contract.ts';
-import { testContext } from '../../providers/conformance/suite.ts';
-import { createKvmProvider } from '../../providers/kvm/index.ts';
 import { virshSessionProtocol } from '../../providers/kvm/virsh-session.ts';
-import { CommandError, type CommandRunner, type RunResult } from '../../providers/shared/command-runner.ts';
+import { CommandError, type RunResult } from '../../providers/shared/command-runner.ts';
 import { createTargetTransport, withSessions } from '../../providers/shared/ssh-target.ts';
 import { silentLogger } from '../fixtures/fake-provider.ts';
 import { failureOf } from '../fixtures/provider-error.ts';
+import { dropMidCreate } from '../labs/kvm/dropped-create.ts';
 import { createKvmLab, ensureLibvirt, stopLibvirtd } from '../labs/kvm/lab.ts';
 
 const log = silentLogger();
@@ -146,48 +144,16 @@ t.test('SSH dropped mid-command: the command is sent (uncertain), the next one r
 });
 
 t.test('a create killed by an SSH drop inside a session: uncertain, and the retry with its marker makes exactly one', async (tt) => {
-  const id = lab.domainUuid('drop');
   for (const delayMs of [0, 30, 120]) {
     const { sessions } = sessionTransport();
-    let armed = true;
-    let dropped: Promise<void> | undefined;
-    const runner: CommandRunner = {
-      run(argv, options) {
-        const result = sessions.run(argv, options);
-        if (armed && argv.includes('snapshot-create-as')) {
-          armed = false;
-          dropped = new Promise((done) => setTimeout(() => done(lab.killSshSessions()), delayMs));
-        }
-        return result;
-      },
-    };
-    const p = createKvmProvider('lab', { uri: lab.uri, commandTimeoutSec: 60, sessions: false }, { log, runner });
-    const spec = { name: `drop-${delayMs}`, description: '', mode: 'memory' as const, marker: markerForJob(`drop-${randomUUID()}`) };
-    let first = 'succeeded';
     const oneShotBefore = sessions.stats().oneShot;
-    try {
-      await p.createSnapshot(id, spec, testContext());
-    } catch (e) {
-      tt.ok(e instanceof ProviderError && e.retry === 'uncertain', `the interrupted create is uncertain (${e instanceof Error ? e.message : String(e)})`);
-      first = e instanceof ProviderError ? `${e.kind}/${e.retry}` : 'other';
-    }
-    tt.ok(!armed, 'the fault was injected');
-    await dropped; // a create faster than the delay is dropped after it: the retry must still find it
-    tt.equal(sessions.stats().oneShot, oneShotBefore, 'the first attempt went through sessions only, its create included');
-    // What the engine does: retry (a transient failure again: the drop may still be settling).
-    let again;
-    for (let attempt = 1; ; attempt++) {
-      try {
-        again = await p.createSnapshot(id, spec, testContext());
-        break;
-      } catch (e) {
-        if (!(e instanceof ProviderError && e.kind === 'transient' && attempt < 3)) throw e;
-      }
-    }
-    const withMarker = (await p.listSnapshots(id, testContext())).filter((s) => s.marker === spec.marker);
-    tt.equal(withMarker.length, 1, `exactly one snapshot after the retry (drop after ${delayMs} ms; first attempt ${first})`);
-    tt.equal(withMarker[0]?.providerRef, again.providerRef, 'the retry returned it');
-    await p.close();
+    await dropMidCreate(tt, {
+      lab,
+      vmId: lab.domainUuid('drop'),
+      delayMs,
+      through: sessions,
+      afterFirst: () => tt.equal(sessions.stats().oneShot, oneShotBefore, 'the first attempt went through sessions only, its create included'),
+    });
   }
 });
 
