@@ -41,13 +41,8 @@ export function createClient(options: ClientOptions) {
       throw new ApiError(0, { title: 'Cannot reach Snapvisor', detail: `${base}: ${reason}` });
     }
     if (response.ok) return response;
-    const text = await response.text();
-    let body: unknown = text;
-    try {
-      body = text === '' ? null : JSON.parse(text);
-    } catch {
-      // Not JSON (a proxy's error page): keep the text for the message below.
-    }
+    // Not JSON (a proxy's error page): the text makes the message below.
+    const { text, body } = await readBody(response);
     const problem: ProblemJson =
       body !== null && typeof body === 'object' ? (body as ProblemJson) : { title: `HTTP ${response.status}`, detail: String(text).slice(0, 200) };
     throw new ApiError(response.status, problem);
@@ -55,17 +50,22 @@ export function createClient(options: ClientOptions) {
 
   async function request<T>(method: string, path: string, init: { body?: unknown; headers?: Record<string, string> } = {}): Promise<ApiResponse<T>> {
     const response = await send(method, path, init);
-    const text = await response.text();
-    let body: unknown = text;
-    try {
-      body = text === '' ? null : JSON.parse(text);
-    } catch {
-      // A 2xx that is not JSON is handed back as text.
-    }
+    // A 2xx that is not JSON is handed back as text.
+    const { body } = await readBody(response);
     return { status: response.status, body: body as T };
   }
 
   return { request, send };
+}
+
+/** A response body as JSON when it parses (null when empty), else as its text. */
+async function readBody(response: Response): Promise<{ text: string; body: unknown }> {
+  const text = await response.text();
+  try {
+    return { text, body: text === '' ? null : JSON.parse(text) };
+  } catch {
+    return { text, body: text };
+  }
 }
 
 export type Client = ReturnType<typeof createClient>;
