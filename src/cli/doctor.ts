@@ -11,7 +11,8 @@ import path from 'node:path';
 import { createRegistry, type TargetSpec } from '../../providers/index.ts';
 import type { Logger, TargetHealth } from '../../providers/contract.ts';
 import { ConfigError, findConfigFile, loadConfigFile, type ResolvedConfig } from '../config/load.ts';
-import { databaseFileProblem, inspectDatabaseFile, SCHEMA_VERSION } from '../store/backup.ts';
+import { databaseFileProblem, inspectDatabaseFile } from '../store/backup.ts';
+import { SCHEMA_VERSION } from '../store/migrations/index.ts';
 
 export type FindingStatus = 'ok' | 'fix' | 'note';
 

@@ -12,10 +12,7 @@ import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, renameSync, rmSy
 import path from 'node:path';
 import { copyFile } from 'node:fs/promises';
 import Database from 'better-sqlite3';
-import { MIGRATIONS } from './migrations/index.ts';
-
-/** The schema version this build migrates a database to. */
-export const SCHEMA_VERSION = MIGRATIONS.length === 0 ? 0 : MIGRATIONS[MIGRATIONS.length - 1]!.version;
+import { SCHEMA_VERSION } from './migrations/index.ts';
 
 /** Tables every Snapvisor database has since the first migration. */
 const CORE_TABLES = ['targets', 'vms', 'snapshots', 'jobs'];

@@ -5,7 +5,7 @@
  */
 import Database from 'better-sqlite3';
 import type { Logger } from '../../providers/contract.ts';
-import { MIGRATIONS, type Migration } from './migrations/index.ts';
+import { latestVersion, MIGRATIONS, type Migration } from './migrations/index.ts';
 
 export type Statement = Database.Statement<unknown[], unknown>;
 
@@ -52,7 +52,7 @@ export function openDb(path: string, log?: Logger, migrations: readonly Migratio
 
 function migrate(raw: Database.Database, migrations: readonly Migration[], log?: Logger): void {
   const current = raw.pragma('user_version', { simple: true }) as number;
-  const latest = migrations.length === 0 ? 0 : migrations[migrations.length - 1]!.version;
+  const latest = latestVersion(migrations);
   if (current > latest) {
     // A newer Snapvisor wrote this file; running old code on it could corrupt it.
     throw new StoreVersionError(

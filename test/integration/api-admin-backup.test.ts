@@ -3,7 +3,8 @@ import { readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t from 'tap';
-import { inspectDatabaseFile, SCHEMA_VERSION } from '../../src/store/backup.ts';
+import { inspectDatabaseFile } from '../../src/store/backup.ts';
+import { SCHEMA_VERSION } from '../../src/store/migrations/index.ts';
 import { until } from '../e2e/daemon.ts';
 import { build } from './api-helper.ts';
 

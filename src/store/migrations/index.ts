@@ -22,3 +22,11 @@ export const MIGRATIONS: readonly Migration[] = [
   { version: 4, name: 'job_queue_indexes', sql: jobQueueIndexes },
   { version: 5, name: 'snapshot_readiness', sql: snapshotReadiness },
 ];
+
+/** The schema version a list of migrations brings a database to (0 for none). */
+export function latestVersion(migrations: readonly Migration[]): number {
+  return migrations.length === 0 ? 0 : migrations[migrations.length - 1]!.version;
+}
+
+/** The schema version this build migrates a database to. */
+export const SCHEMA_VERSION = latestVersion(MIGRATIONS);
