@@ -10,7 +10,7 @@
  * every path leaves it consistent; jobs it finds `running` are what start-up recovery is for.
  */
 import type { Logger } from '../providers/contract.ts';
-import { within } from './engine/worker.ts';
+import { within } from '../providers/shared/sleep.ts';
 
 /** After the grace, the most the aborts and closes may take before the process exits anyway. */
 export const HARD_MARGIN_MS = 1_800;

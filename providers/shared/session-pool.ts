@@ -17,6 +17,7 @@
 import type { Logger } from '../contract.ts';
 import type { RequestRunner } from './command-encoding.ts';
 import { CommandError, type RunOptions, type RunResult } from './command-runner.ts';
+import { within } from './sleep.ts';
 import { SessionUnsupported, type Reply, type RemoteStream, type SessionFramer, type SessionProtocol, type StreamOpener } from './session-protocol.ts';
 
 export interface SessionPoolOptions<Request> {
@@ -254,7 +255,7 @@ export function createSessionRunner<Request>(o: SessionPoolOptions<Request>): Se
       closed = true;
       const ending = [...sessions].map((s) => s.stream.ended);
       for (const s of [...sessions]) end(s, 'runner closed');
-      await Promise.race([Promise.all(ending), new Promise((r) => setTimeout(r, 2_000).unref())]);
+      await within(Promise.all(ending), 2_000);
     },
   };
 }

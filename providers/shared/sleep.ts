@@ -17,3 +17,16 @@ export function sleep(ms: number, signal: AbortSignal, onAbort?: () => Error): P
     signal.addEventListener('abort', abort, { once: true });
   });
 }
+
+/** True when `p` settles (either way) within `ms`; false when the time ran out first. */
+export async function within(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let t: NodeJS.Timeout | undefined;
+  const timeout = new Promise<boolean>((resolve) => {
+    t = setTimeout(() => resolve(false), ms);
+  });
+  try {
+    return await Promise.race([p.then(() => true, () => true), timeout]);
+  } finally {
+    clearTimeout(t);
+  }
+}

@@ -23,6 +23,7 @@ import type { Logger } from '../contract.ts';
 import { posixEncoding, type CommandEncoding, type EncodedCommand, type RequestRunner } from './command-encoding.ts';
 import { CommandError, type RunOptions, type RunResult } from './command-runner.ts';
 import type { RemoteStream, StreamEnd } from './session-protocol.ts';
+import { within } from './sleep.ts';
 
 export interface SshOptions {
   host: string;
@@ -510,7 +511,7 @@ export function createSshRunner<Request>(options: SshOptions, deps: SshRunnerDep
         else client.on('close', () => resolve());
       });
       conn.ssh.dispose();
-      await Promise.race([gone, sleep(2_000)]);
+      await within(gone, 2_000);
     },
   };
 }

@@ -19,7 +19,8 @@ import { createMetrics } from './metrics.ts';
 import { recoverRunningJobs } from './recovery.ts';
 import { submitJob } from './submit.ts';
 import { createSync, errSummary } from './sync.ts';
-import { ABORT_WAIT_MS, cancelledError, createWorker, targetRemovedError, within } from './worker.ts';
+import { within } from '../../providers/shared/sleep.ts';
+import { ABORT_WAIT_MS, cancelledError, createWorker, targetRemovedError } from './worker.ts';
 
 export type { EngineSettings } from './core.ts';
 export { DEFAULT_SETTINGS } from './core.ts';

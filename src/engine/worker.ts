@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto';
 import type { CallContext } from '../../providers/contract.ts';
 import { SnapvisorError } from '../domain/errors.ts';
 import type { Job, JobError } from '../domain/types.ts';
+import { within } from '../../providers/shared/sleep.ts';
 import { decideAfterError } from './backoff.ts';
 import type { BoundTarget, Core, TargetLease } from './core.ts';
 import { runHandler } from './handlers.ts';
@@ -315,16 +316,3 @@ export const shutdownUncertainError = (): JobError => ({
   code: 'SNAPVISOR_ERR_SHUTDOWN_UNCERTAIN',
   message: 'the daemon stopped during this attempt; whether it reached the hypervisor is checked when the daemon starts again',
 });
-
-/** True when `p` settles (either way) within `ms`; false when the time ran out first. */
-export async function within(p: Promise<unknown>, ms: number): Promise<boolean> {
-  let t: NodeJS.Timeout | undefined;
-  const timeout = new Promise<boolean>((resolve) => {
-    t = setTimeout(() => resolve(false), ms);
-  });
-  try {
-    return await Promise.race([p.then(() => true, () => true), timeout]);
-  } finally {
-    clearTimeout(t);
-  }
-}
