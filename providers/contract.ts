@@ -62,6 +62,23 @@ export const TextRuleSchema = Type.Object({
 });
 export type TextRule = Static<typeof TextRuleSchema>;
 
+/**
+ * A budget the hypervisor or cloud puts on snapshot creation, as data: the engine keeps create jobs
+ * within it before calling the provider (they wait queued, with the reason shown), so a job never
+ * provokes the throttling it would otherwise meet (Azure: 7 incremental snapshots per disk every
+ * 5 minutes). `per: 'disk'` counts one create against every disk the VM has (`VmInfo.disks`, keyed by
+ * `path`, else `slot`); `per: 'vm'` against the VM.
+ */
+export const CreateRateLimitSchema = Type.Object({
+  per: Type.Union([Type.Literal('disk'), Type.Literal('vm')]),
+  /** Most creates per `windowMs`, sliding. */
+  max: Type.Integer({ minimum: 1 }),
+  windowMs: Type.Integer({ minimum: 1 }),
+  /** Shown on a job that waits for the budget: "Azure allows 7 incremental snapshots per disk every 5 minutes". */
+  reason: Type.String(),
+});
+export type CreateRateLimit = Static<typeof CreateRateLimitSchema>;
+
 /** The capability matrix, declared once: the engine, the API schema and the conformance suite read it. */
 export const CapabilitiesSchema = Type.Object(
   {
@@ -99,6 +116,8 @@ export const CapabilitiesSchema = Type.Object(
       maxSnapshotsPerVm: Type.Optional(Type.Integer({ minimum: 1 })),
       /** What a name (or description) may contain, beyond its length. */
       nameRules: Type.Array(TextRuleSchema),
+      /** Creation budgets the engine keeps before calling the provider (absent: none). */
+      createRate: Type.Optional(Type.Array(CreateRateLimitSchema)),
     }),
   },
   { title: 'Capabilities' },
@@ -263,7 +282,10 @@ export interface TargetHealth {
 export interface DiskInfo {
   /** Controller/slot or device name, e.g. "SATA-0-0" or "vda". */
   slot: string;
-  /** The medium the VM writes to now (the leaf of its chain). */
+  /**
+   * The medium the VM writes to now (the leaf of its chain): a file path, or a cloud disk's resource
+   * id (Azure). Also the disk's identity for `per: 'disk'` create budgets.
+   */
   path?: string;
   /** Number of images in the chain above the base, when the provider can tell. */
   chainDepth?: number;
@@ -315,6 +337,12 @@ export interface ProviderSnapshot {
   ready: boolean;
   /** 0..100 while not ready, when the provider can tell. */
   progress?: number;
+  /**
+   * What the provider knows beyond the common fields, shown as-is in the API (`details`): Azure's
+   * disk snapshots of a set with each disk's incremental lineage, a partial set's missing disks.
+   * JSON-serialisable, never a secret.
+   */
+  details?: Record<string, unknown>;
 }
 
 export interface CreateSpec {
