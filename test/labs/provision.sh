@@ -7,12 +7,14 @@
 # VMware lab: Go and Debian's govmomi library; test/labs/vcsim/build.sh builds vcsim from them.
 # Hyper-V lab: real PowerShell 7.6.10 as a .NET tool in /opt/snapvisor/pwsh (machine-wide, so the
 # non-root lab user can run it; ~/.dotnet/tools under /root is not reachable). Needs the .NET SDK.
+# Azure lab: the ARM fake is plain Node; its HTTPS certificate is made at test start by openssl.
 set -euo pipefail
 need=()
 command -v node >/dev/null || need+=(nodejs npm)
 command -v g++ >/dev/null || need+=(g++)
 command -v make >/dev/null || need+=(make)
 command -v python3 >/dev/null || need+=(python3)
+command -v openssl >/dev/null || need+=(openssl)
 
 kvm_packages=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 qemu-utils openssh-server)
 vcsim_packages=(golang-go golang-github-vmware-govmomi-dev)
@@ -39,7 +41,7 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
 fi
 
-for cmd in virsh libvirtd virtlogd qemu-system-x86_64 qemu-img /usr/sbin/sshd ssh-keygen go; do
+for cmd in virsh libvirtd virtlogd qemu-system-x86_64 qemu-img /usr/sbin/sshd ssh-keygen go openssl; do
   command -v "$cmd" >/dev/null || { echo "provision: $cmd is missing after install" >&2; exit 1; }
 done
 # PowerShell for the Hyper-V lab (test/labs/hyperv). Without --version dotnet picks 7.7.0, which
