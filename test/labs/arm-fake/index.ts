@@ -494,6 +494,16 @@ export async function startArmFake(options: ArmFakeOptions = {}): Promise<ArmFak
       });
       return { status: 202, headers: { ...opUrls(op, ctx.apiVersion), 'x-ms-ratelimit-remaining-resource': rateLimitHeader(now) }, body: echo };
     }
+    if (ctx.method === 'PATCH') {
+      // Update (tags only, as the adapter uses it): the same answer shape as a re-PUT.
+      if (!existing) throw notFound(rg, 'snapshots', name);
+      const body = ctx.body ?? {};
+      if (!ctx.lroFail && body.tags) existing.tags = body.tags;
+      const echo: Bag = structuredClone(existing);
+      echo.properties.provisioningState = 'Updating';
+      const op = newOperation('DiskOperations', { resourceKey: k, failure: ctx.lroFail, onDone: () => snapshotView(existing, k, false) });
+      return { status: 202, headers: opUrls(op, ctx.apiVersion), body: echo };
+    }
     if (ctx.method === 'DELETE') {
       if (!existing) return { status: 204 };
       if (!ctx.lroFail) snapshots.delete(k);
@@ -558,6 +568,16 @@ export async function startArmFake(options: ArmFakeOptions = {}): Promise<ArmFak
         onDone: () => { if (!created) return undefined; created.properties.provisioningState = 'Succeeded'; return structuredClone(created); },
       });
       return { status: 202, headers: { ...opUrls(op, ctx.apiVersion), 'x-ms-ratelimit-remaining-resource': 'Microsoft.Compute/CreateUpdateDisks3Min;2999,Microsoft.Compute/CreateUpdateDisks30Min;24999' }, body: echo };
+    }
+    if (ctx.method === 'PATCH') {
+      // Update (tags only, as the adapter uses it).
+      if (!existing) throw notFound(rg, 'disks', name);
+      const body = ctx.body ?? {};
+      if (!ctx.lroFail && body.tags) existing.tags = body.tags;
+      const echo: Bag = structuredClone(existing);
+      echo.properties.provisioningState = 'Updating';
+      const op = newOperation('DiskOperations', { resourceKey: k, failure: ctx.lroFail, onDone: () => structuredClone(existing) });
+      return { status: 202, headers: opUrls(op, ctx.apiVersion), body: echo };
     }
     if (ctx.method === 'DELETE') {
       if (!existing) return { status: 204 };
