@@ -195,6 +195,8 @@ export const RULE_CANDIDATES: readonly string[] = [
   'snap_1',
   'snap-1',
   'x',
+  // Longer than the 256 characters an Azure tag value (where a description is kept) holds.
+  'long '.repeat(52),
 ];
 
 function breaks(rule: TextRule, value: string): boolean {
