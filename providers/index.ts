@@ -36,6 +36,7 @@ const LOADERS: Partial<Record<ProviderKind, Loader>> = {
   kvm: async () => (await import('./kvm/index.ts')).default,
   vmware: async () => (await import('./vmware/index.ts')).default,
   hyperv: async () => (await import('./hyperv/index.ts')).default,
+  azure: async () => (await import('./azure/index.ts')).default,
 };
 
 export function supportedKinds(): ProviderKind[] {

@@ -10,6 +10,7 @@
  */
 import { Type, type TObject, type TProperties } from 'typebox';
 import type { ProviderKind } from '../../providers/contract.ts';
+import { AzureOptionsSchema } from '../../providers/azure/options.ts';
 import { HyperVOptionsSchema } from '../../providers/hyperv/options.ts';
 import { KvmOptionsSchema } from '../../providers/kvm/options.ts';
 import { VirtualBoxOptionsSchema } from '../../providers/virtualbox/options.ts';
@@ -22,6 +23,7 @@ export const TARGET_OPTIONS_SCHEMAS = {
   vmware: VmwareOptionsSchema,
   virtualbox: VirtualBoxOptionsSchema,
   hyperv: HyperVOptionsSchema,
+  azure: AzureOptionsSchema,
 } satisfies Partial<Record<ProviderKind, TObject>>;
 
 const TITLES: Record<ProviderKind, string> = {

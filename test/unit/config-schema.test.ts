@@ -5,13 +5,14 @@
  * parseOptions), so the schema and the daemon agree on what is valid.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t from 'tap';
 import { parse } from 'yaml';
 import Ajv2020 from 'ajv/dist/2020.js';
 import { supportedKinds } from '../../providers/index.ts';
+import { parseOptions as azureOptions } from '../../providers/azure/options.ts';
 import { parseOptions as hypervOptions } from '../../providers/hyperv/options.ts';
 import { parseOptions as kvmOptions } from '../../providers/kvm/options.ts';
 import { parseOptions as virtualboxOptions } from '../../providers/virtualbox/options.ts';
@@ -33,6 +34,7 @@ const PARSERS: Record<keyof typeof TARGET_OPTIONS_SCHEMAS, (target: string, opti
   virtualbox: virtualboxOptions,
   vmware: vmwareOptions,
   hyperv: hypervOptions,
+  azure: azureOptions,
 };
 
 const HOST_KEY = 'SHA256:nThbg6kXUpJWGl7E1IGOCspRomTxdCARLviKw6E5SY8';
@@ -75,6 +77,19 @@ const EXAMPLES: Record<keyof typeof TARGET_OPTIONS_SCHEMAS, Record<string, unkno
     mergeWaitSec: 120,
     offline: { shutdownTimeoutSec: 90, forcePowerOff: false },
   },
+  azure: {
+    name: 'azure-prod',
+    kind: 'azure',
+    concurrency: 4,
+    subscriptionId: '00000000-0000-0000-0000-000000000000',
+    resourceGroups: ['prod-rg'],
+    credential: { tenantId: 'tenant', clientId: 'client', clientSecret: 'env:AZ_SECRET', authorityHost: 'https://login.microsoftonline.com' },
+    ca: 'file:/etc/snapvisor/azure-ca.pem',
+    endpoint: 'https://management.azure.com',
+    offline: { stop: 'powerOff', shutdownTimeoutSec: 120, forcePowerOff: false },
+    snapshotRate: { max: 7, windowSec: 300 },
+    pollIntervalMs: 2000,
+  },
 };
 
 /** A key that another kind has, or none has: refused in that kind's block. */
@@ -83,6 +98,7 @@ const WRONG: Record<keyof typeof TARGET_OPTIONS_SCHEMAS, [string, unknown]> = {
   virtualbox: ['uri', 'qemu:///system'],
   vmware: ['ssh', { host: 'h', username: 'u', password: 'p', hostKey: HOST_KEY }],
   hyperv: ['uri', 'qemu:///system'],
+  azure: ['ssh', { host: 'h', username: 'u', password: 'p', hostKey: HOST_KEY }],
 };
 
 t.test('the committed schema file is what the generator writes', async (t) => {
@@ -114,10 +130,16 @@ t.test('every kind this build can run has a typed target block, made of its adap
 for (const [kind, example] of Object.entries(EXAMPLES) as [keyof typeof EXAMPLES, Record<string, unknown>][]) {
   t.test(`${kind}: a full target block validates, in the schema and in the daemon`, async (t) => {
     t.ok(validate(config(example)), errorsOf().join('\n'));
-    const env = { VBOX_PASSWORD: 'p', VC_PASSWORD: 'p', KVM_KEY: 'k', HV_PASSWORD: 'p' };
-    const resolved = resolveConfig(config(example), 'test', { env, baseDir: '/' });
+    const env = { VBOX_PASSWORD: 'p', VC_PASSWORD: 'p', KVM_KEY: 'k', HV_PASSWORD: 'p', AZ_SECRET: 's' };
+    // The Azure example's `ca` is a file reference: read it from a real file.
+    const caDir = mkdtempSync(path.join(tmpdir(), 'config-schema-ca-'));
+    t.teardown(() => rmSync(caDir, { recursive: true, force: true }));
+    writeFileSync(path.join(caDir, 'ca.pem'), '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n');
+    const withCa = kind === 'azure' ? { ...example, ca: `file:${path.join(caDir, 'ca.pem')}` } : example;
+    const resolved = resolveConfig(config(withCa), 'test', { env, baseDir: '/' });
     t.ok(PARSERS[kind](example.name as string, resolved.targets[0]!.options), 'the adapter accepts it');
-    t.ok(validate(config({ name: `${kind}-min`, kind, ...(kind === 'vmware' ? { url: 'https://vc/sdk', username: 'u', password: 'p' } : {}) })), `${kind}: a minimal block`);
+    const minimal = kind === 'vmware' ? { url: 'https://vc/sdk', username: 'u', password: 'p' } : kind === 'azure' ? { subscriptionId: '00000000-0000-0000-0000-000000000000', resourceGroups: ['rg'] } : {};
+    t.ok(validate(config({ name: `${kind}-min`, kind, ...minimal })), `${kind}: a minimal block`);
   });
 
   t.test(`${kind}: a wrong option is rejected, in the schema and in the daemon`, async (t) => {
@@ -139,8 +161,13 @@ for (const [kind, example] of Object.entries(EXAMPLES) as [keyof typeof EXAMPLES
 
 t.test('kind is the discriminator: a block is checked against its own kind only', async (t) => {
   t.notOk(validate(config({ ...EXAMPLES.virtualbox, kind: 'kvm' })), 'VirtualBox options under kind: kvm');
-  t.notOk(validate(config({ name: 'x', kind: 'azure' })), 'no Azure adapter in this build yet');
-  t.same(errorsOf(), ['/targets/0/kind must be equal to one of the allowed values {"allowedValues":["kvm","vmware","virtualbox","hyperv"]}']);
+  t.notOk(validate(config({ name: 'x', kind: 'azure' })), 'azure requires subscriptionId and resourceGroups');
+  t.same(errorsOf().filter((e) => !e.includes('must match "then" schema')), [
+    `/targets/0 must have required property 'subscriptionId' {"missingProperty":"subscriptionId"}`,
+    `/targets/0 must have required property 'resourceGroups' {"missingProperty":"resourceGroups"}`,
+  ]);
+  t.notOk(validate(config({ name: 'x', kind: 'hyperv-azure' })), 'an unknown kind');
+  t.same(errorsOf(), ['/targets/0/kind must be equal to one of the allowed values {"allowedValues":["kvm","vmware","virtualbox","hyperv","azure"]}']);
   t.notOk(validate(config({ name: 'x' })), 'kind is required');
   t.notOk(validate(config({ name: 'x', kind: 'vmwre' })));
   t.notOk(validate(config({ name: 'x', kind: 'vmware' })), 'vmware requires url, username, password');
