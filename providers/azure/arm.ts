@@ -17,6 +17,7 @@
 import { ClientSecretCredential, DefaultAzureCredential, ManagedIdentityCredential } from '@azure/identity';
 import { ComputeManagementClient } from '@azure/arm-compute';
 import type { TokenCredential } from '@azure/core-auth';
+import type { PipelinePolicy } from '@azure/core-rest-pipeline';
 import type { CallContext, Logger } from '../contract.ts';
 import { fromAzureError, isExpiredToken, type AzureCallInfo } from './errors.ts';
 import { PUBLIC_AUTHORITY, secretsOf, type AzureOptions } from './options.ts';
@@ -25,6 +26,34 @@ import { PUBLIC_AUTHORITY, secretsOf, type AzureOptions } from './options.ts';
 export const COMPUTE_API_VERSIONS = { virtualMachines: '2026-03-01', disks: '2025-01-02', snapshots: '2025-01-02' } as const;
 
 export type CredentialFactory = () => TokenCredential;
+
+/**
+ * `requestTimeoutSec` for each HTTP request (an LRO's polls each get their own), as a pipeline
+ * policy: the SDK's own `requestOptions.timeout` leaves its timer running when the connection
+ * fails (ts-http-runtime 0.3 nodeHttpClient clears it only after a response), which holds a
+ * process open for the whole timeout.
+ */
+function requestTimeoutPolicy(ms: number): PipelinePolicy {
+  return {
+    name: 'snapvisorRequestTimeout',
+    async sendRequest(request, next) {
+      const both = new AbortController();
+      const outer = request.abortSignal;
+      const abort = () => both.abort();
+      if (outer?.aborted) both.abort();
+      outer?.addEventListener('abort', abort);
+      const timer = setTimeout(abort, ms);
+      timer.unref();
+      request.abortSignal = both.signal;
+      try {
+        return await next(request);
+      } finally {
+        clearTimeout(timer);
+        outer?.removeEventListener('abort', abort);
+      }
+    },
+  };
+}
 
 export function credentialFactory(options: AzureOptions): CredentialFactory {
   const auth = options.auth;
@@ -48,8 +77,8 @@ export function credentialFactory(options: AzureOptions): CredentialFactory {
 export interface ArmSession {
   /** Runs `fn` with the current client; one repeat with a fresh token after an expired-token 401. */
   call<T>(info: AzureCallInfo, ctx: CallContext, fn: (client: ComputeManagementClient) => Promise<T>): Promise<T>;
-  /** Options for every SDK call and long-running operation: the job's signal, the poll interval, a timeout per HTTP request. */
-  opts(ctx: CallContext): { abortSignal: AbortSignal; updateIntervalInMs: number; requestOptions: { timeout: number } };
+  /** Options for every SDK call and long-running operation: the job's signal and the poll interval. */
+  opts(ctx: CallContext): { abortSignal: AbortSignal; updateIntervalInMs: number };
   /** How many times a fresh credential was made (1 at start). */
   readonly credentialsMade: number;
   secrets: readonly string[];
@@ -59,12 +88,14 @@ export function createArmSession(options: AzureOptions, log: Logger, makeCredent
   let made = 0;
   const build = (): ComputeManagementClient => {
     made++;
-    return new ComputeManagementClient(makeCredential(), options.subscriptionId, {
+    const client = new ComputeManagementClient(makeCredential(), options.subscriptionId, {
       endpoint: options.endpoint,
       credentials: { scopes: [`${options.endpoint}/.default`] },
       ...(options.ca ? { tlsOptions: { ca: options.ca } } : {}),
       retryOptions: { maxRetries: 0 },
     });
+    client.pipeline.addPolicy(requestTimeoutPolicy(options.requestTimeoutMs));
+    return client;
   };
   let client: ComputeManagementClient | undefined;
   const secrets = secretsOf(options);
@@ -73,7 +104,7 @@ export function createArmSession(options: AzureOptions, log: Logger, makeCredent
     get credentialsMade() {
       return made;
     },
-    opts: (ctx) => ({ abortSignal: ctx.signal, updateIntervalInMs: options.pollIntervalMs, requestOptions: { timeout: options.requestTimeoutMs } }),
+    opts: (ctx) => ({ abortSignal: ctx.signal, updateIntervalInMs: options.pollIntervalMs }),
     async call(info, ctx, fn) {
       client ??= build();
       try {

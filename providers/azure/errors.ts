@@ -108,6 +108,10 @@ function armBodyError(e: RestErrorLike): { code?: string; message?: string } {
 /** Network error codes that mean the request never left this machine: repeating it is safe. */
 const NOT_SENT = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ELOOPBACKGUARD', 'CERT_HAS_EXPIRED', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'ERR_TLS_CERT_ALTNAME_INVALID']);
 
+/** What @azure/identity throws when no token could be had (AuthenticationRequiredError: MSAL's refusal as seen through the client). */
+const CREDENTIAL_ERRORS = new Set(['AuthenticationError', 'AuthenticationRequiredError', 'CredentialUnavailableError', 'AggregateAuthenticationError']);
+const TOKEN_SERVICE_UNREACHABLE = /ECONNREFUSED|ENOTFOUND|EAI_AGAIN|ETIMEDOUT|ECONNRESET|ENETUNREACH|EHOSTUNREACH|endpoints_resolution_error|network_error|socket hang up/i;
+
 /** A 409 (or other refusal) on a snapshot create that is Azure's per-disk snapshot rate. */
 export function isSnapshotRateRefusal(f: ArmFailure): boolean {
   const text = `${f.code ?? ''} ${f.message}`;
@@ -148,8 +152,11 @@ export function fromAzureError(e: unknown, call: AzureCallInfo, secrets: readonl
   if (e instanceof Error && (e.name === 'AbortError' || signal?.aborted)) {
     return new ProviderError(PROVIDER, 'transient', `${what}: cancelled`, { retry: uncertainIfMutating });
   }
-  if (e instanceof Error && (e.name === 'AuthenticationError' || e.name === 'CredentialUnavailableError' || e.name === 'AggregateAuthenticationError')) {
-    // The token service refused us (wrong secret, unknown client) or no credential was found.
+  if (e instanceof Error && CREDENTIAL_ERRORS.has(e.name)) {
+    // The token service refused us (wrong secret, unknown client), or could not be reached.
+    if (TOKEN_SERVICE_UNREACHABLE.test(e.message)) {
+      return new ProviderError(PROVIDER, 'transient', `${what}: could not reach the token service: ${clean(e.message)}`, { retry: 'transient', nativeCode: e.name });
+    }
     return new ProviderError(PROVIDER, 'auth', `${what}: could not get an Azure access token: ${clean(e.message)}`, { nativeCode: e.name });
   }
   if (isRestErrorLike(e)) {
