@@ -204,3 +204,24 @@ t.test('a throttled provider error with retryAfterMs requeues the job no earlier
   h.clock.advance(1);
   t.match(await h.settle(job.id), { state: 'succeeded', attempts: 2 });
 });
+
+t.test('the inventory sync stores the reported disks, writes nothing for an unchanged list, keeps them when not reported', async (t) => {
+  const h = await harness(t, { targets: [{ provider: { vms: [{ name: 'az1', disks: disks('az1') }, { name: 'plain' }] } }] });
+  const vmId = await h.vmId('az1');
+  t.same((await h.store.vms.get(vmId))?.disks, disks('az1'));
+  t.equal((await h.store.vms.get(await h.vmId('plain')))?.disks, null, 'not reported: null');
+  t.same((await h.engine.getVm(vmId)).disks, disks('az1'), 'the VM view shows them');
+  t.same((await h.engine.getVm(await h.vmId('plain'))).disks, [], 'and [] when unknown');
+  const updates = () => h.events.filter((e) => e.type === 'vm' && e.action === 'updated').length;
+  const before = updates();
+  await h.engine.syncTarget('lab');
+  t.equal(updates(), before, 'unchanged: no update');
+  const fake = [...h.provider.vms.values()].find((v) => v.name === 'az1')!;
+  fake.disks = [disks('az1')[0]!];
+  await h.engine.syncTarget('lab');
+  t.equal(updates(), before + 1, 'a changed list is an update');
+  t.same((await h.store.vms.get(vmId))?.disks, [disks('az1')[0]]);
+  delete fake.disks;
+  await h.engine.syncTarget('lab');
+  t.same((await h.store.vms.get(vmId))?.disks, [disks('az1')[0]], 'not reported any more: kept');
+});
