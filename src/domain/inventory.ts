@@ -3,10 +3,11 @@
  * Pure. A VM that vanished gets `goneAt` (its row and snapshots stay for history); one that comes
  * back has `goneAt` cleared.
  */
-import type { VmInfo } from '../../providers/contract.ts';
+import type { DiskInfo, VmInfo } from '../../providers/contract.ts';
+import { jsonEqual } from './json-equal.ts';
 import type { Iso, Vm } from './types.ts';
 
-export type VmFields = Pick<Vm, 'name' | 'powerState' | 'rawPowerState' | 'consolidationNeeded' | 'lastSeenAt' | 'goneAt'>;
+export type VmFields = Pick<Vm, 'name' | 'powerState' | 'rawPowerState' | 'consolidationNeeded' | 'disks' | 'lastSeenAt' | 'goneAt'>;
 
 export interface VmChange {
   before: Vm;
@@ -47,13 +48,14 @@ export function reconcileVms(input: {
         powerState: o.powerState,
         rawPowerState: o.rawPowerState,
         consolidationNeeded,
+        disks: o.disks === undefined ? null : normalDisks(o.disks),
         firstSeenAt: now,
         lastSeenAt: now,
         goneAt: null,
       });
       continue;
     }
-    const want: VmFields = {
+    const want: Partial<VmFields> = {
       name: o.name,
       powerState: o.powerState,
       rawPowerState: o.rawPowerState,
@@ -61,6 +63,8 @@ export function reconcileVms(input: {
       lastSeenAt: now,
       goneAt: null,
     };
+    // Only when reported: a provider (or a call) that does not read disks leaves the known ones alone.
+    if (o.disks !== undefined) want.disks = normalDisks(o.disks);
     const change = diff(existing, want);
     if (change) plan.updates.push(change);
   }
@@ -76,10 +80,19 @@ function diff(before: Vm, want: Partial<VmFields>): VmChange | null {
   let meaningful = false;
   let changed = false;
   for (const key of Object.keys(want) as Array<keyof VmFields>) {
-    if (before[key] === want[key]) continue;
+    if (key === 'disks' ? jsonEqual(before.disks, want.disks) : before[key] === want[key]) continue;
     (set as Record<string, unknown>)[key] = want[key];
     changed = true;
     if (key !== 'lastSeenAt') meaningful = true;
   }
   return changed ? { before, after: { ...before, ...set }, set, meaningful } : null;
+}
+
+/** Just the contract's fields, in one key order (what is stored and compared). */
+export function normalDisks(disks: readonly DiskInfo[]): DiskInfo[] {
+  return disks.map((d) => ({
+    slot: d.slot,
+    ...(d.path === undefined ? {} : { path: d.path }),
+    ...(d.chainDepth === undefined ? {} : { chainDepth: d.chainDepth }),
+  }));
 }

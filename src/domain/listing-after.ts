@@ -33,6 +33,7 @@ export function listingAfter(stored: readonly Snapshot[], change: SucceededChang
     marker: s.jobId === null ? null : markerForJob(s.jobId),
     ready: s.ready,
     ...(s.progress === null ? {} : { progress: s.progress }),
+    ...(s.details === null ? {} : { details: s.details }),
   }));
 
   switch (change.kind) {

@@ -5,11 +5,12 @@
  * marked gone (kept for history), one that comes back is revived.
  */
 import { jobIdFromMarker, type ProviderSnapshot } from '../../providers/contract.ts';
+import { jsonEqual } from './json-equal.ts';
 import type { Iso, Snapshot, SnapshotMode } from './types.ts';
 
 export type SnapshotFields = Pick<
   Snapshot,
-  'parentId' | 'name' | 'description' | 'mode' | 'owner' | 'jobId' | 'state' | 'current' | 'ready' | 'progress' | 'createdAt' | 'deletedAt'
+  'parentId' | 'name' | 'description' | 'mode' | 'owner' | 'jobId' | 'state' | 'current' | 'ready' | 'progress' | 'details' | 'createdAt' | 'deletedAt'
 >;
 
 export interface SnapshotChange {
@@ -71,6 +72,7 @@ export function reconcileSnapshots(input: SnapshotReconcileInput): SnapshotPlan 
         current: o.current,
         ready: o.ready,
         progress: o.ready ? null : (o.progress ?? null),
+        details: o.details ?? null,
         createdAt: o.createdAt,
         firstSeenAt: now,
         deletedAt: null,
@@ -84,6 +86,7 @@ export function reconcileSnapshots(input: SnapshotReconcileInput): SnapshotPlan 
       current: o.current,
       ready: o.ready,
       progress: o.ready ? null : (o.progress ?? null),
+      details: o.details ?? null,
       state: 'present',
       deletedAt: null,
     };
@@ -110,7 +113,7 @@ function diff(before: Snapshot, want: Partial<SnapshotFields>): SnapshotChange |
   const set: Partial<SnapshotFields> = {};
   let changed = false;
   for (const key of Object.keys(want) as Array<keyof SnapshotFields>) {
-    if (before[key] !== want[key]) {
+    if (key === 'details' ? !jsonEqual(before.details, want.details) : before[key] !== want[key]) {
       (set as Record<string, unknown>)[key] = want[key];
       changed = true;
     }

@@ -2,9 +2,9 @@
  * Snapvisor's vocabulary. Pure types, no I/O: the store persists these, the engine moves them
  * between states, the API serialises them.
  */
-import type { PowerState, ProviderErrorKind, ProviderKind, SnapshotMode } from '../../providers/contract.ts';
+import type { DiskInfo, PowerState, ProviderErrorKind, ProviderKind, SnapshotMode } from '../../providers/contract.ts';
 
-export type { PowerState, ProviderErrorKind, ProviderKind, SnapshotMode };
+export type { DiskInfo, PowerState, ProviderErrorKind, ProviderKind, SnapshotMode };
 
 /** ISO 8601 UTC timestamp string. */
 export type Iso = string;
@@ -29,6 +29,11 @@ export interface Vm {
   powerState: PowerState;
   rawPowerState: string;
   consolidationNeeded: boolean;
+  /**
+   * The VM's disks as the last inventory reported them (slot, path, chain depth); null while the
+   * provider never reported any. `per: 'disk'` create budgets are keyed by them.
+   */
+  disks: DiskInfo[] | null;
   firstSeenAt: Iso;
   lastSeenAt: Iso;
   /** Set when the VM vanished from the hypervisor; rows are never silently dropped. */
@@ -59,6 +64,8 @@ export interface Snapshot {
   ready: boolean;
   /** 0..100 while not ready, when the provider can tell; null otherwise. */
   progress: number | null;
+  /** What the provider knows beyond the common fields (ProviderSnapshot.details), as-is; null when it told nothing. */
+  details: Record<string, unknown> | null;
   createdAt: Iso | null;
   firstSeenAt: Iso;
   deletedAt: Iso | null;

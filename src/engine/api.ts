@@ -6,7 +6,7 @@
  * (kind not_found, invalid, unsupported, conflict) and let `ProviderError` through for hypervisor
  * answers; the API maps both to problem+json.
  */
-import type { Capabilities, TargetHealth } from '../../providers/contract.ts';
+import type { Capabilities, DiskInfo, TargetHealth } from '../../providers/contract.ts';
 import type {
   AuditEntry,
   Iso,
@@ -28,7 +28,9 @@ export interface TargetView {
   vmCount: number;
 }
 
-export interface VmView extends Vm {
+export interface VmView extends Omit<Vm, 'disks'> {
+  /** The stored disks; empty when the target never reported any. */
+  disks: DiskInfo[];
   targetName: string;
   snapshotCount: number;
   /** Depth of the chain from its root to the current snapshot (0 with no snapshots). */

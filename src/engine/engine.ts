@@ -115,7 +115,7 @@ export function createEngine(options: EngineOptions): Engine {
     };
   };
 
-  const vmView = (v: VmWithStats): VmView => v;
+  const vmView = (v: VmWithStats): VmView => ({ ...v, disks: v.disks ?? [] });
 
   const requireVm = async (vmId: string) => {
     const vm = await store.vms.get(vmId);

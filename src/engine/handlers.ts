@@ -83,16 +83,21 @@ async function create(input: HandlerInput): Promise<JobResult> {
   const params = job.params as CreateParams;
   // A retry looks first: the earlier attempt may have reached the hypervisor before it failed.
   const earlier = job.attempts > 1 ? await findByMarker({ ...input, jobId: job.id }) : null;
-  if (earlier) ctx.log.info({ providerRef: earlier.providerRef }, 'earlier attempt had created the snapshot');
+  if (earlier) ctx.log.info({ providerRef: earlier.providerRef, ready: earlier.ready }, 'earlier attempt had created the snapshot');
+  // A found snapshot that is not ready may be one the earlier attempt left incomplete (an Azure set
+  // missing a disk's snapshot), which waiting would never finish: createSnapshot again with the same
+  // marker completes it (the contract makes it idempotent by marker), or returns it as it is when it
+  // is merely still copying. A ready one is used as is.
   const made =
-    earlier ??
-    (await core.call(target.provider, 'createSnapshot', () =>
-      target.provider.createSnapshot(
-        vm.providerVmId,
-        { name: params.name, description: params.description, mode: params.mode, marker: markerForJob(job.id) },
-        ctx,
-      ),
-    ));
+    earlier?.ready === true
+      ? earlier
+      : await core.call(target.provider, 'createSnapshot', () =>
+          target.provider.createSnapshot(
+            vm.providerVmId,
+            { name: params.name, description: params.description, mode: params.mode, marker: markerForJob(job.id) },
+            ctx,
+          ),
+        );
   const result = await recordCreated(input, made);
   await untilReady(input, made);
   return result;

@@ -4,9 +4,11 @@
  * cancel, on the per-attempt timeout and on shutdown, and settles the row by what happened.
  */
 import { randomUUID } from 'node:crypto';
-import type { CallContext } from '../../providers/contract.ts';
+import type { CallContext, CreateRateLimit, DiskInfo } from '../../providers/contract.ts';
+import { budgetWaitMessage, decideCreateBudget, longestWindowMs } from '../domain/create-budget.ts';
 import { SnapvisorError } from '../domain/errors.ts';
 import type { Job, JobError } from '../domain/types.ts';
+import type { JobCandidate } from '../store/index.ts';
 import { within } from '../../providers/shared/sleep.ts';
 import { decideAfterError } from './backoff.ts';
 import type { BoundTarget, Core, TargetLease } from './core.ts';
@@ -43,6 +45,8 @@ export interface Worker {
 }
 
 const CLAIM_BATCH = 50;
+/** Create budget events older than every declared window are deleted at most this often. */
+const BUDGET_PRUNE_INTERVAL_MS = 60_000;
 const PROGRESS_INTERVAL_MS = 250;
 /** After aborting at shutdown, how long to wait for handlers to notice before leaving them to recovery. */
 export const ABORT_WAIT_MS = 1_000;
@@ -105,10 +109,13 @@ export function createWorker(core: Core, sync: Sync): Worker {
 
   async function claimRound(): Promise<void> {
     await core.targets();
+    await pruneBudgetEvents();
     const busyVms = new Set([...running.values()].map((r) => r.job.vmId));
     const perTarget = new Map<string, number>();
     for (const r of running.values()) perTarget.set(r.job.targetId, (perTarget.get(r.job.targetId) ?? 0) + 1);
-    for (const candidate of await core.store.jobs.due(core.iso(), CLAIM_BATCH)) {
+    const candidates = await core.store.jobs.due(core.iso(), CLAIM_BATCH);
+    const budgets = await createBudgets(candidates);
+    for (const candidate of candidates) {
       if (stopping) return;
       if (busyVms.has(candidate.vmId)) continue;
       // Looked up per candidate: a reload between two claims changes targets and their concurrency.
@@ -116,13 +123,94 @@ export function createWorker(core: Core, sync: Sync): Worker {
       if (!target) continue; // its target is no longer configured; the job waits
       const limit = Math.max(1, target.spec.concurrency);
       if ((perTarget.get(candidate.targetId) ?? 0) >= limit) continue;
+      let budgetKeys: string[] | undefined;
+      if (budgets !== null && candidate.kind === 'snapshot.create') {
+        const verdict = await budgets.check(candidate);
+        if (verdict === 'wait') continue;
+        budgetKeys = verdict ?? undefined;
+      }
       const ticket = randomUUID();
-      const job = await core.store.jobs.tryClaim(candidate.id, ticket, core.iso(), limit);
+      const job = await core.store.jobs.tryClaim(candidate.id, ticket, core.iso(), limit, budgetKeys ? { budgetKeys } : undefined);
       if (!job) continue;
+      if (budgetKeys) budgets?.recorded(job.targetId, budgetKeys);
       busyVms.add(job.vmId);
       perTarget.set(job.targetId, (perTarget.get(job.targetId) ?? 0) + 1);
       launch(job, ticket);
     }
+  }
+
+  /** The create budgets a target declares (capabilities.limits.createRate); empty for most. */
+  const createRateOf = (targetId: string): CreateRateLimit[] => core.boundById(targetId)?.provider.capabilities().limits.createRate ?? [];
+
+  /**
+   * The create budgets of one claim round, or null when no due create is on a target declaring one
+   * (then a round costs nothing more). Reads, once per round, the stored disks of the budgeted
+   * candidates' VMs (one query) and each budgeted target's recent events (one query per target);
+   * the events of claims made in this round are added as they happen.
+   */
+  async function createBudgets(candidates: readonly JobCandidate[]) {
+    const limitsByTarget = new Map<string, CreateRateLimit[]>();
+    const budgeted: JobCandidate[] = [];
+    for (const c of candidates) {
+      if (c.kind !== 'snapshot.create') continue;
+      let limits = limitsByTarget.get(c.targetId);
+      if (!limits) {
+        limits = createRateOf(c.targetId);
+        limitsByTarget.set(c.targetId, limits);
+      }
+      if (limits.length > 0) budgeted.push(c);
+    }
+    if (budgeted.length === 0) return null;
+    const nowMs = core.now().getTime();
+    const disks: Map<string, DiskInfo[] | null> = await core.store.vms.disksOf([...new Set(budgeted.map((c) => c.vmId))]);
+    const events = new Map<string, Map<string, number[]>>();
+    for (const targetId of new Set(budgeted.map((c) => c.targetId))) {
+      const byKey = new Map<string, number[]>();
+      const since = new Date(nowMs - longestWindowMs(limitsByTarget.get(targetId)!)).toISOString();
+      for (const e of await core.store.budgets.recent(targetId, since)) {
+        const list = byKey.get(e.key) ?? [];
+        list.push(Date.parse(e.at));
+        byKey.set(e.key, list);
+      }
+      events.set(targetId, byKey);
+    }
+    return {
+      /** null: not budgeted; keys: within budget, record them with the claim; 'wait': deferred. */
+      async check(c: JobCandidate): Promise<string[] | null | 'wait'> {
+        const limits = limitsByTarget.get(c.targetId);
+        if (!limits || limits.length === 0) return null;
+        const now = core.now().getTime();
+        const decision = decideCreateBudget({ limits, vm: { id: c.vmId, disks: disks.get(c.vmId) ?? null }, events: events.get(c.targetId)!, now });
+        if (decision.go) return decision.keys;
+        const message = budgetWaitMessage(decision);
+        const deferred = await core.store.jobs.deferQueued(c.id, new Date(decision.until).toISOString(), message);
+        if (deferred) {
+          core.log.debug({ jobId: c.id, until: deferred.nextAttemptAt, key: decision.key }, 'create waits for its target\'s create budget');
+          core.events.emit({ type: 'job', job: deferred });
+        }
+        return 'wait';
+      },
+      recorded(targetId: string, keys: readonly string[]) {
+        const byKey = events.get(targetId);
+        if (!byKey) return;
+        const at = core.now().getTime();
+        for (const key of keys) byKey.set(key, [...(byKey.get(key) ?? []), at]);
+      },
+    };
+  }
+
+  /** At most once a minute: deletes create budget events older than the longest window any target declares. */
+  let lastPruneMs: number | null = null;
+  async function pruneBudgetEvents(): Promise<void> {
+    const nowMs = core.now().getTime();
+    // A clock that went backwards restarts the interval rather than stopping pruning.
+    if (lastPruneMs !== null && nowMs >= lastPruneMs && nowMs - lastPruneMs < BUDGET_PRUNE_INTERVAL_MS) return;
+    lastPruneMs = nowMs;
+    let longest = 0;
+    for (const t of (await core.targets()).values()) longest = Math.max(longest, longestWindowMs(t.provider.capabilities().limits.createRate ?? []));
+    if (longest === 0) return; // nothing declares a budget: nothing written, nothing to prune
+    const pruned = await core.store.budgets.prune(new Date(nowMs - longest).toISOString());
+    if (pruned > 0) core.log.debug({ pruned }, 'old create budget events pruned');
   }
 
   function launch(job: Job, ticket: string): void {

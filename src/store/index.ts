@@ -6,6 +6,7 @@
 import type { Logger } from '../../providers/contract.ts';
 import { createAuditRepo, type AuditRepo } from './audit.ts';
 import { backupConnection, type BackupReport } from './backup.ts';
+import { createBudgetRepo, type CreateBudgetRepo } from './budgets.ts';
 import { openDb } from './db.ts';
 import { createIdempotencyRepo, type IdempotencyRepo } from './idempotency.ts';
 import { createJobRepo, type JobRepo } from './jobs.ts';
@@ -15,9 +16,10 @@ import { createVmRepo, type VmRepo } from './vms.ts';
 
 export type { AuditRepo, NewAuditEntry } from './audit.ts';
 export type { BackupReport } from './backup.ts';
+export type { CreateBudgetEvent, CreateBudgetRepo } from './budgets.ts';
 export { StoreVersionError } from './db.ts';
 export type { IdempotencyRecord, IdempotencyRepo } from './idempotency.ts';
-export type { FinishUpdate, JobListQuery, JobRepo, NewJob, RequeueUpdate, SubmitOutcome } from './jobs.ts';
+export type { ClaimOptions, FinishUpdate, JobCandidate, JobListQuery, JobRepo, NewJob, RequeueUpdate, SubmitOutcome } from './jobs.ts';
 export type { SnapshotRepo } from './snapshots.ts';
 export type { TargetHealthUpdate, TargetRepo } from './targets.ts';
 export { InvalidCursorError } from './vms.ts';
@@ -28,6 +30,8 @@ export interface Store {
   vms: VmRepo;
   snapshots: SnapshotRepo;
   jobs: JobRepo;
+  /** Create budget events (capabilities.limits.createRate). */
+  budgets: CreateBudgetRepo;
   idempotency: IdempotencyRepo;
   audit: AuditRepo;
   close(): void;
@@ -47,6 +51,7 @@ export function openStore(path: string, opts: { log?: Logger } = {}): Store {
     vms: createVmRepo(db),
     snapshots: createSnapshotRepo(db),
     jobs: createJobRepo(db),
+    budgets: createBudgetRepo(db),
     idempotency: createIdempotencyRepo(db),
     audit: createAuditRepo(db),
     close() {

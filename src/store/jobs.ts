@@ -48,8 +48,17 @@ export interface RequeueUpdate {
   error: JobError | null;
 }
 
-/** A claim candidate: just what the worker checks before trying to claim it. */
-export type JobCandidate = Pick<Job, 'id' | 'vmId' | 'targetId'>;
+/** A claim candidate: just what the worker checks before trying to claim it (the kind: creates may be budgeted). */
+export type JobCandidate = Pick<Job, 'id' | 'vmId' | 'targetId' | 'kind'>;
+
+export interface ClaimOptions {
+  /**
+   * Create budget keys (domain/create-budget.ts) to record one event each for, at `now`, in the same
+   * transaction as the claim — only when the claim wins. The claim also clears the progress message
+   * (the "waiting for the create budget" it may show).
+   */
+  budgetKeys?: readonly string[];
+}
 
 export interface JobRepo {
   /** Inserts the job and, with a key, its idempotency row, in one transaction. */
@@ -64,7 +73,13 @@ export interface JobRepo {
    * running job and its target has fewer than `maxRunningPerTarget` running. Returns the claimed
    * job (state running, attempts + 1) or null.
    */
-  tryClaim(id: string, ticket: string, now: string, maxRunningPerTarget: number): Promise<Job | null>;
+  tryClaim(id: string, ticket: string, now: string, maxRunningPerTarget: number, options?: ClaimOptions): Promise<Job | null>;
+  /**
+   * Leaves a queued, unclaimed job queued until `nextAttemptAt`, showing `message` as its progress
+   * message (a create waiting for its target's create budget). Null when the job is not queued and
+   * unclaimed any more.
+   */
+  deferQueued(id: string, nextAttemptAt: string, message: string): Promise<Job | null>;
   setProgress(id: string, ticket: string, percent: number, message: string | null): Promise<Job | null>;
   /** Final state; only the holder of the ticket can finish the job. */
   finish(id: string, ticket: string, update: FinishUpdate): Promise<Job | null>;
@@ -120,7 +135,7 @@ const toJob = (r: Row): Job => ({
 const enc = (v: unknown) => (v === null || v === undefined ? null : JSON.stringify(v));
 
 /** Queued jobs due at ?1 whose VM has no running job, oldest first, at most ?2 (exported for its query-plan test). */
-export const DUE_SQL = `SELECT j.id, j.vm_id, j.target_id FROM jobs j WHERE j.state = 'queued' AND j.next_attempt_at <= ?
+export const DUE_SQL = `SELECT j.id, j.vm_id, j.target_id, j.kind FROM jobs j WHERE j.state = 'queued' AND j.next_attempt_at <= ?
      AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.vm_id = j.vm_id AND r.state = 'running')
    ORDER BY j.created_at, j.id LIMIT ?`;
 
@@ -205,19 +220,36 @@ export function createJobRepo(db: Db): JobRepo {
     async due(now, limit) {
       // Only the columns a claim needs: a claim round reads up to `limit` of these, and parsing whole
       // job rows (three JSON columns each) was most of a round's cost with a queue behind it.
-      const rows = db.stmt(DUE_SQL).all(now, limit) as Array<{ id: string; vm_id: string; target_id: string }>;
-      return rows.map((r) => ({ id: r.id, vmId: r.vm_id, targetId: r.target_id }));
+      const rows = db.stmt(DUE_SQL).all(now, limit) as Array<{ id: string; vm_id: string; target_id: string; kind: string }>;
+      return rows.map((r) => ({ id: r.id, vmId: r.vm_id, targetId: r.target_id, kind: r.kind as JobKind }));
     },
-    async tryClaim(id, ticket, now, maxRunningPerTarget) {
+    async tryClaim(id, ticket, now, maxRunningPerTarget, options = {}) {
+      const keys = options.budgetKeys ?? [];
       // One statement: SQLite takes the write lock before its subqueries read, so the checks and the
       // claim cannot interleave with another writer.
+      const claim = (clearMessage: boolean) =>
+        update(
+          `UPDATE jobs SET state = 'running', claim_ticket = ?, claimed_at = ?, started_at = coalesce(started_at, ?),
+               attempts = attempts + 1, next_attempt_at = NULL${clearMessage ? ', progress_message = NULL' : ''}
+             WHERE id = ? AND claim_ticket IS NULL AND state = 'queued'
+               AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.vm_id = jobs.vm_id AND r.state = 'running')
+               AND (SELECT count(*) FROM jobs r WHERE r.target_id = jobs.target_id AND r.state = 'running') < ?`,
+          ticket, now, now, id, maxRunningPerTarget,
+        );
+      // Unbudgeted claims (nearly all) stay one statement, without a transaction around it.
+      if (keys.length === 0) return claim(false);
+      return db.tx(() => {
+        const job = claim(true);
+        if (!job) return null;
+        const insert = db.stmt('INSERT INTO create_budget_events (target_id, key, at, job_id) VALUES (?, ?, ?, ?)');
+        for (const key of keys) insert.run(job.targetId, key, now, job.id);
+        return job;
+      });
+    },
+    async deferQueued(id, nextAttemptAt, message) {
       return update(
-        `UPDATE jobs SET state = 'running', claim_ticket = ?, claimed_at = ?, started_at = coalesce(started_at, ?),
-             attempts = attempts + 1, next_attempt_at = NULL
-           WHERE id = ? AND claim_ticket IS NULL AND state = 'queued'
-             AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.vm_id = jobs.vm_id AND r.state = 'running')
-             AND (SELECT count(*) FROM jobs r WHERE r.target_id = jobs.target_id AND r.state = 'running') < ?`,
-        ticket, now, now, id, maxRunningPerTarget,
+        `UPDATE jobs SET next_attempt_at = ?, progress_message = ? WHERE id = ? AND state = 'queued' AND claim_ticket IS NULL`,
+        nextAttemptAt, message, id,
       );
     },
     async setProgress(id, ticket, percent, message) {

@@ -1,7 +1,7 @@
 import type { SnapshotFields, SnapshotPlan } from '../domain/reconcile.ts';
 import type { Snapshot, SnapshotMode, SnapshotOwner, SnapshotState } from '../domain/types.ts';
 import type { Db } from './db.ts';
-import { bool, int, intOrNull, str, strOrNull, type Row } from './rows.ts';
+import { bool, int, intOrNull, json, str, strOrNull, type Row } from './rows.ts';
 
 export interface SnapshotRepo {
   get(id: string): Promise<Snapshot | null>;
@@ -30,6 +30,7 @@ const toSnapshot = (r: Row): Snapshot => ({
   current: bool(r.is_current),
   ready: bool(r.ready),
   progress: intOrNull(r.progress),
+  details: json<Record<string, unknown>>(r.details),
   createdAt: strOrNull(r.created_at),
   firstSeenAt: str(r.first_seen_at),
   deletedAt: strOrNull(r.deleted_at),
@@ -46,9 +47,12 @@ const COLUMNS: Record<keyof SnapshotFields, string> = {
   current: 'is_current',
   ready: 'ready',
   progress: 'progress',
+  details: 'details',
   createdAt: 'created_at',
   deletedAt: 'deleted_at',
 };
+
+const enc = (v: unknown) => (v === null || v === undefined ? null : JSON.stringify(v));
 
 // first_seen_at then rowid keeps the provider's order for snapshots found in one sync.
 const ORDER = 'ORDER BY first_seen_at, rowid';
@@ -76,20 +80,20 @@ export function createSnapshotRepo(db: Db): SnapshotRepo {
     async apply(plan) {
       db.tx(() => {
         const insert = db.stmt(
-          `INSERT INTO snapshots (id, vm_id, provider_ref, parent_id, name, description, mode, owner, job_id, state, is_current, ready, progress, created_at, first_seen_at, deleted_at)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+          `INSERT INTO snapshots (id, vm_id, provider_ref, parent_id, name, description, mode, owner, job_id, state, is_current, ready, progress, details, created_at, first_seen_at, deleted_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
         );
         const touched = new Set<string>();
         for (const s of plan.inserts) {
           touched.add(s.vmId);
-          insert.run(s.id, s.vmId, s.providerRef, s.parentId, s.name, s.description, s.mode, s.owner, s.jobId, s.state, int(s.current), int(s.ready), s.progress, s.createdAt, s.firstSeenAt, s.deletedAt);
+          insert.run(s.id, s.vmId, s.providerRef, s.parentId, s.name, s.description, s.mode, s.owner, s.jobId, s.state, int(s.current), int(s.ready), s.progress, enc(s.details), s.createdAt, s.firstSeenAt, s.deletedAt);
         }
         for (const change of [...plan.updates, ...plan.gone]) {
           const keys = Object.keys(change.set) as Array<keyof SnapshotFields>;
           if (keys.length === 0) continue;
           const values = keys.map((k) => {
             const v = change.set[k];
-            return typeof v === 'boolean' ? int(v) : (v ?? null);
+            return typeof v === 'boolean' ? int(v) : k === 'details' ? enc(v) : (v ?? null);
           });
           db.stmt(`UPDATE snapshots SET ${keys.map((k) => `${COLUMNS[k]} = ?`).join(', ')} WHERE id = ?`).run(...values, change.before.id);
           touched.add(change.before.vmId);

@@ -1,7 +1,7 @@
 import type { VmFields, VmPlan } from '../domain/inventory.ts';
-import type { PowerState, Vm } from '../domain/types.ts';
+import type { DiskInfo, PowerState, Vm } from '../domain/types.ts';
 import type { Db } from './db.ts';
-import { bool, decodeCursor, encodeCursor, int, str, strOrNull, type Row } from './rows.ts';
+import { bool, decodeCursor, encodeCursor, int, json, str, strOrNull, type Row } from './rows.ts';
 
 export interface VmStats {
   targetName: string;
@@ -34,6 +34,8 @@ export interface VmRepo {
   /** Applies an inventory plan in one transaction. */
   apply(plan: VmPlan): Promise<void>;
   countConsolidationNeeded(): Promise<number>;
+  /** The stored disks of these VMs (one query): null for a VM whose disks were never reported; unknown ids are absent. */
+  disksOf(ids: readonly string[]): Promise<Map<string, DiskInfo[] | null>>;
 }
 
 export class InvalidCursorError extends Error {
@@ -48,6 +50,7 @@ const toVm = (r: Row): Vm => ({
   powerState: str(r.power_state) as PowerState,
   rawPowerState: str(r.raw_power_state),
   consolidationNeeded: bool(r.consolidation_needed),
+  disks: json<DiskInfo[]>(r.disks),
   firstSeenAt: str(r.first_seen_at),
   lastSeenAt: str(r.last_seen_at),
   goneAt: strOrNull(r.gone_at),
@@ -58,6 +61,7 @@ const COLUMNS: Record<keyof VmFields, string> = {
   powerState: 'power_state',
   rawPowerState: 'raw_power_state',
   consolidationNeeded: 'consolidation_needed',
+  disks: 'disks',
   lastSeenAt: 'last_seen_at',
   goneAt: 'gone_at',
 };
@@ -93,7 +97,7 @@ export function createVmRepo(db: Db): VmRepo {
     const keys = Object.keys(set) as Array<keyof VmFields>;
     const values = keys.map((k) => {
       const v = set[k];
-      return typeof v === 'boolean' ? int(v) : (v ?? null);
+      return typeof v === 'boolean' ? int(v) : Array.isArray(v) ? JSON.stringify(v) : (v ?? null);
     });
     return { sql: keys.map((k) => `${COLUMNS[k]} = ?`).join(', '), values };
   };
@@ -141,11 +145,11 @@ export function createVmRepo(db: Db): VmRepo {
     async apply(plan) {
       db.tx(() => {
         const insert = db.stmt(
-          `INSERT INTO vms (id, target_id, provider_vm_id, name, power_state, raw_power_state, consolidation_needed, first_seen_at, last_seen_at, gone_at)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+          `INSERT INTO vms (id, target_id, provider_vm_id, name, power_state, raw_power_state, consolidation_needed, disks, first_seen_at, last_seen_at, gone_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
         );
         for (const v of plan.inserts) {
-          insert.run(v.id, v.targetId, v.providerVmId, v.name, v.powerState, v.rawPowerState, int(v.consolidationNeeded), v.firstSeenAt, v.lastSeenAt, v.goneAt);
+          insert.run(v.id, v.targetId, v.providerVmId, v.name, v.powerState, v.rawPowerState, int(v.consolidationNeeded), v.disks === null ? null : JSON.stringify(v.disks), v.firstSeenAt, v.lastSeenAt, v.goneAt);
         }
         for (const change of [...plan.updates, ...plan.gone]) {
           const { sql, values } = setters(change.set);
@@ -155,6 +159,14 @@ export function createVmRepo(db: Db): VmRepo {
     },
     async countConsolidationNeeded() {
       return Number((db.stmt('SELECT count(*) AS n FROM vms WHERE consolidation_needed = 1 AND gone_at IS NULL').get() as Row).n);
+    },
+    async disksOf(ids) {
+      const out = new Map<string, DiskInfo[] | null>();
+      if (ids.length === 0) return out;
+      // One statement for any number of ids (a claim round asks for all its candidates at once).
+      const rows = db.stmt('SELECT id, disks FROM vms WHERE id IN (SELECT value FROM json_each(?))').all(JSON.stringify(ids)) as Row[];
+      for (const r of rows) out.set(str(r.id), json<DiskInfo[]>(r.disks));
+      return out;
     },
   };
 }

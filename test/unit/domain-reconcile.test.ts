@@ -39,6 +39,7 @@ const row = (id: string, ref: string, parentId: string | null, extra: Partial<Sn
   current: false,
   ready: true,
   progress: null,
+  details: null,
   createdAt: null,
   firstSeenAt: EARLIER,
   deletedAt: null,
@@ -150,6 +151,7 @@ const vm = (id: string, pid: string, extra: Partial<Vm> = {}): Vm => ({
   powerState: 'running',
   rawPowerState: 'running',
   consolidationNeeded: false,
+  disks: null,
   firstSeenAt: EARLIER,
   lastSeenAt: EARLIER,
   goneAt: null,
@@ -174,4 +176,29 @@ t.test('VM inventory: new, changed, vanished, reappeared', async (t) => {
     ],
   );
   t.same(plan.gone.map((c) => [c.before.id, c.set]), [['v2', { goneAt: NOW }]], 'v4 already gone is left alone');
+});
+
+t.test('snapshot details: inserted as reported; a structurally equal object (other key order) is no change; a changed one is', async (t) => {
+  const details = { diskSnapshots: [{ disk: 'os', id: 'x' }], missingDisks: ['data'] };
+  t.same(run([], [ps('a', null, { details })]).inserts[0]!.details, details);
+  t.equal(run([], [ps('a', null)]).inserts[0]!.details, null, 'none reported: null');
+  const stored = [row('s1', 'a', null, { details })];
+  const reordered = { missingDisks: ['data'], diskSnapshots: [{ id: 'x', disk: 'os' }] };
+  t.same(run(stored, [ps('a', null, { details: reordered })]).updates, [], 'same object, other key order: nothing to write');
+  const completed = { ...details, missingDisks: [] };
+  t.same(run(stored, [ps('a', null, { details: completed })]).updates.map((c) => c.set), [{ details: completed }]);
+  t.same(run(stored, [ps('a', null)]).updates.map((c) => c.set), [{ details: null }], 'no longer reported: cleared');
+});
+
+t.test('VM disks: stored when reported, kept when not, an equal list writes nothing, a changed one is meaningful', async (t) => {
+  const disks = [{ slot: 'os', path: '/d/os', chainDepth: 0 }, { slot: 'lun0', path: '/d/data' }];
+  const inserted = reconcileVms({ targetId: 't1', stored: [], observed: [info('p1', { disks }), info('p2')], now: NOW, newId: ids() });
+  t.same(inserted.inserts.map((v) => v.disks), [disks, null]);
+  const stored = [vm('v1', 'p1', { disks, lastSeenAt: NOW })];
+  const same = reconcileVms({ targetId: 't1', stored, observed: [info('p1', { disks: [{ path: '/d/os', chainDepth: 0, slot: 'os' }, { slot: 'lun0', path: '/d/data' }] })], now: NOW, newId: ids() });
+  t.same(same.updates, [], 'an unchanged list (other key order) writes nothing');
+  const absent = reconcileVms({ targetId: 't1', stored, observed: [info('p1')], now: NOW, newId: ids() });
+  t.same(absent.updates, [], 'not reported: the known disks stay');
+  const changed = reconcileVms({ targetId: 't1', stored, observed: [info('p1', { disks: [disks[0]!] })], now: NOW, newId: ids() });
+  t.same(changed.updates.map((c) => [c.set, c.meaningful]), [[{ disks: [disks[0]] }, true]]);
 });

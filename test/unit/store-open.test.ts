@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { MIGRATIONS } from '../../src/store/migrations/index.ts';
+import { openDb } from '../../src/store/db.ts';
 import { openStore, StoreVersionError } from '../../src/store/index.ts';
 import { DUE_SQL } from '../../src/store/jobs.ts';
 
@@ -53,6 +54,7 @@ t.test('foreign keys are enforced', async (t) => {
           powerState: 'off',
           rawPowerState: 'poweroff',
           consolidationNeeded: false,
+          disks: null,
           firstSeenAt: 'a',
           lastSeenAt: 'a',
           goneAt: null,
@@ -78,4 +80,20 @@ t.test('the worker\'s queue queries are answered from indexes, without a sort', 
   t.match(due, /jobs_running_vm/);
   t.notMatch(due, /TEMP B-TREE/);
   t.match(plan(`SELECT count(*) FROM jobs r WHERE r.target_id = 'x' AND r.state = 'running'`), /jobs_running_target/);
+  t.match(plan(`SELECT key, at, job_id FROM create_budget_events WHERE target_id = 'x' AND at >= '2026'`), /create_budget_events_key_at/);
+  t.match(plan(`SELECT id, disks FROM vms WHERE id IN (SELECT value FROM json_each('["a","b"]'))`), /SEARCH vms USING INDEX sqlite_autoindex_vms_1 \(id=\?\)/);
+});
+
+t.test('migration 6 on a version-5 database: existing rows get null disks and details, the budget table is empty', async (t) => {
+  const file = tmp(t);
+  const five = openDb(file, undefined, MIGRATIONS.filter((m) => m.version <= 5));
+  five.raw.exec(`INSERT INTO targets (id, name, kind) VALUES ('t', 'lab', 'azure');
+    INSERT INTO vms (id, target_id, provider_vm_id, name, power_state, raw_power_state, first_seen_at, last_seen_at) VALUES ('v', 't', 'p', 'vm', 'off', 'off', 'a', 'a');
+    INSERT INTO snapshots (id, vm_id, provider_ref, name, owner, state, first_seen_at) VALUES ('s', 'v', 'r', 'snap', 'external', 'present', 'a');`);
+  five.raw.close();
+  const store = openStore(file);
+  t.teardown(() => store.close());
+  t.equal((await store.vms.get('v'))?.disks, null);
+  t.equal((await store.snapshots.get('s'))?.details, null);
+  t.same(await store.budgets.recent('t', ''), []);
 });

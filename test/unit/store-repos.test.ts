@@ -17,6 +17,7 @@ async function seed(t: { teardown(fn: () => void): void }) {
     powerState: 'running',
     rawPowerState: 'running',
     consolidationNeeded: false,
+    disks: null,
     firstSeenAt: AT,
     lastSeenAt: AT,
     goneAt: null,
@@ -50,6 +51,7 @@ const snap = (id: string, vmId: string, parentId: string | null, extra: Partial<
   current: false,
   ready: true,
   progress: null,
+  details: null,
   createdAt: null,
   firstSeenAt: AT,
   deletedAt: null,
@@ -199,4 +201,76 @@ t.test('audit log: append and read newest first', async (t) => {
   const rows = await store.audit.list({ limit: 10 });
   t.same(rows.map((r) => r.method), ['DELETE', 'POST']);
   t.same((await store.audit.list({ limit: 10, beforeId: rows[0]!.id })).map((r) => r.method), ['POST']);
+});
+
+t.test('vms: disks are stored as reported, updated through the plan, read in one query for many VMs', async (t) => {
+  const { store, lab } = await seed(t);
+  const disks = [{ slot: 'os', path: '/subscriptions/s/disks/osdisk1', chainDepth: 0 }, { slot: 'lun0' }];
+  await store.vms.apply({
+    inserts: [
+      {
+        id: 'v9', targetId: lab.id, providerVmId: 'p-v9', name: 'az1', powerState: 'running', rawPowerState: 'running',
+        consolidationNeeded: false, disks, firstSeenAt: AT, lastSeenAt: AT, goneAt: null,
+      },
+    ],
+    updates: [],
+    gone: [],
+  });
+  t.same((await store.vms.get('v9'))?.disks, disks);
+  t.equal((await store.vms.get('v1'))?.disks, null, 'never reported: null');
+  t.same((await store.vms.getWithStats('v9'))?.disks, disks, 'also with stats');
+  const before = (await store.vms.get('v1'))!;
+  await store.vms.apply({ inserts: [], updates: [{ before, after: before, set: { disks: [{ slot: 'vda' }] }, meaningful: true }], gone: [] });
+  t.same((await store.vms.get('v1'))?.disks, [{ slot: 'vda' }]);
+  const map = await store.vms.disksOf(['v1', 'v9', 'v2', 'nope']);
+  t.same([...map.entries()].sort(([a], [b]) => a.localeCompare(b)), [['v1', [{ slot: 'vda' }]], ['v2', null], ['v9', disks]]);
+  t.same([...(await store.vms.disksOf([])).entries()], []);
+});
+
+t.test('snapshots: details are stored as JSON, updated through the plan (bumping the revision), null when absent', async (t) => {
+  const { store } = await seed(t);
+  const details = { diskSnapshots: [{ disk: 'os', id: 'snap-os' }], missingDisks: ['data'] };
+  await store.snapshots.apply({ inserts: [snap('a', 'v1', null, { details }), snap('b', 'v1', 'a')], updates: [], gone: [] });
+  t.same((await store.snapshots.get('a'))?.details, details);
+  t.equal((await store.snapshots.get('b'))?.details, null);
+  const rev = await store.snapshots.revision('v1');
+  const a = (await store.snapshots.get('a'))!;
+  await store.snapshots.apply({ inserts: [], updates: [{ before: a, after: a, set: { details: { ...details, missingDisks: [] } } }], gone: [] });
+  t.same((await store.snapshots.get('a'))?.details, { ...details, missingDisks: [] });
+  t.equal(await store.snapshots.revision('v1'), rev! + 1, 'a details change bumps the revision (ETags follow)');
+  await store.snapshots.apply({ inserts: [], updates: [{ before: a, after: a, set: { details: null } }], gone: [] });
+  t.equal((await store.snapshots.get('a'))?.details, null);
+});
+
+t.test('jobs: due names the kind; deferQueued only moves a queued unclaimed job; a budgeted claim records its events with it', async (t) => {
+  const { store, lab } = await seed(t);
+  const job = (id: string, vmId: string, kind: 'snapshot.create' | 'vm.consolidate' = 'snapshot.create') => ({
+    id, kind, targetId: lab.id, vmId, snapshotId: null,
+    params: kind === 'snapshot.create' ? { name: id, description: '', mode: 'memory' as const } : { dryRun: false },
+    maxAttempts: 3, requestedBy: 'ops', createdAt: AT,
+  });
+  await store.jobs.submit(job('c1', 'v1'));
+  await store.jobs.submit(job('k1', 'v2', 'vm.consolidate'));
+  await store.jobs.submit(job('c3', 'v3'));
+  t.same((await store.jobs.due(AT, 10)).map((c) => [c.id, c.kind]).sort(), [['c1', 'snapshot.create'], ['c3', 'snapshot.create'], ['k1', 'vm.consolidate']]);
+
+  const later = '2025-01-01T00:05:00.000Z';
+  t.match(await store.jobs.deferQueued('c3', later, 'waiting for the create budget: x'), {
+    state: 'queued', nextAttemptAt: later, progressMessage: 'waiting for the create budget: x', attempts: 0,
+  });
+  t.notOk((await store.jobs.due(AT, 10)).some((c) => c.id === 'c3'), 'not due before the budget frees');
+  t.ok((await store.jobs.due(later, 10)).some((c) => c.id === 'c3'), 'due again then');
+
+  const claimed = await store.jobs.tryClaim('c1', 'T1', AT, 4, { budgetKeys: ['disk:/d/os', 'disk:/d/data'] });
+  t.match(claimed, { state: 'running', attempts: 1 });
+  t.same((await store.budgets.recent(lab.id, AT)).map((e) => [e.key, e.at, e.jobId]).sort(), [['disk:/d/data', AT, 'c1'], ['disk:/d/os', AT, 'c1']]);
+  t.equal(await store.jobs.deferQueued('c1', later, 'x'), null, 'a running job is not deferred');
+  t.equal(await store.jobs.tryClaim('c1', 'T2', AT, 4, { budgetKeys: ['disk:/d/os'] }), null, 'a lost claim…');
+  t.equal((await store.budgets.recent(lab.id, AT)).length, 2, '…records nothing');
+
+  const c3 = await store.jobs.tryClaim('c3', 'T3', later, 4, { budgetKeys: ['vm:v3'] });
+  t.match(c3, { state: 'running', progressMessage: null }, 'the waiting message is cleared by the claim');
+  t.same((await store.budgets.recent(lab.id, '2025-01-01T00:04:00.000Z')).map((e) => e.key), ['vm:v3'], 'recent: at or after since');
+  t.equal(await store.budgets.prune(later), 2, 'prune deletes what is older than before');
+  t.same((await store.budgets.recent(lab.id, AT)).map((e) => e.key), ['vm:v3']);
 });

@@ -1,6 +1,6 @@
 import { Type } from 'typebox';
 import { SNAPSHOT_MODES } from '../../../providers/contract.ts';
-import { Id, NullableEnum, NullableIsoTime, NullableString, StringEnum, IsoTime } from './common.ts';
+import { Id, NullableEnum, NullableIsoTime, NullableObject, NullableString, StringEnum, IsoTime } from './common.ts';
 
 const snapshotProperties = {
   id: Id,
@@ -16,6 +16,13 @@ const snapshotProperties = {
   current: Type.Boolean({ description: "The VM's current state descends from this snapshot" }),
   ready: Type.Boolean({ description: 'Usable now; false while the provider still copies it (a cloud disk snapshot)' }),
   progress: Type.Union([Type.Integer({ minimum: 0, maximum: 100 }), Type.Null()], { description: 'Copy progress while not ready, when known' }),
+  details: NullableObject(
+    Type.Object({}, {
+      additionalProperties: true,
+      description:
+        "What the provider reports beyond the common fields, as-is (provider-specific; e.g. Azure: the set's disk snapshots with each disk's incremental lineage, a partial set's missing disks); null when it reports nothing",
+    }),
+  ),
   createdAt: NullableIsoTime,
   firstSeenAt: IsoTime,
   deletedAt: NullableIsoTime,

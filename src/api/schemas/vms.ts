@@ -2,6 +2,17 @@ import { Type } from 'typebox';
 import { POWER_STATES } from '../../../providers/contract.ts';
 import { Id, IsoTime, NullableIsoTime, NullableString, PageQuery, StringEnum } from './common.ts';
 
+export const Disk = Type.Object(
+  {
+    slot: Type.String({ description: 'Controller/slot or device name, e.g. "SATA-0-0" or "vda"' }),
+    path: Type.Optional(
+      Type.String({ description: "The medium the VM writes to now (its chain's leaf): a file path, or a cloud disk's resource id (Azure); the disk's identity" }),
+    ),
+    chainDepth: Type.Optional(Type.Integer({ minimum: 0, description: 'Images in the chain above the base, when the provider can tell' })),
+  },
+  { title: 'Disk' },
+);
+
 export const Vm = Type.Object(
   {
     id: Id,
@@ -12,6 +23,7 @@ export const Vm = Type.Object(
     powerState: StringEnum(POWER_STATES),
     rawPowerState: Type.String(),
     consolidationNeeded: Type.Boolean(),
+    disks: Type.Array(Disk, { description: "The VM's disks as the last inventory reported them; empty when the target does not report disks" }),
     snapshotCount: Type.Integer(),
     chainDepth: Type.Integer({ description: 'Depth of the chain from its root to the current snapshot' }),
     currentSnapshotId: NullableString(),

@@ -8,6 +8,7 @@ import { sql as snapshotRev } from './002_snapshot_rev.ts';
 import { sql as vmNamePrefix } from './003_vm_name_prefix.ts';
 import { sql as jobQueueIndexes } from './004_job_queue_indexes.ts';
 import { sql as snapshotReadiness } from './005_snapshot_readiness.ts';
+import { sql as createBudgets } from './006_create_budgets.ts';
 
 export interface Migration {
   version: number;
@@ -21,6 +22,7 @@ export const MIGRATIONS: readonly Migration[] = [
   { version: 3, name: 'vm_name_prefix', sql: vmNamePrefix },
   { version: 4, name: 'job_queue_indexes', sql: jobQueueIndexes },
   { version: 5, name: 'snapshot_readiness', sql: snapshotReadiness },
+  { version: 6, name: 'create_budgets', sql: createBudgets },
 ];
 
 /** The schema version a list of migrations brings a database to (0 for none). */

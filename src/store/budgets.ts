@@ -1,0 +1,35 @@
+/**
+ * Create budget events: one row per budget key for every claimed attempt of a create job on a target
+ * declaring `limits.createRate` (written by JobRepo.tryClaim in the claim's transaction). The worker
+ * reads a target's recent ones once per claim round and prunes the old ones now and then.
+ */
+import type { Db } from './db.ts';
+
+export interface CreateBudgetEvent {
+  key: string;
+  at: string;
+  jobId: string;
+}
+
+export interface CreateBudgetRepo {
+  /** A target's events at or after `since` (every key: after pruning there are few). */
+  recent(targetId: string, since: string): Promise<CreateBudgetEvent[]>;
+  /** Deletes every event older than `before`; returns how many. */
+  prune(before: string): Promise<number>;
+}
+
+export function createBudgetRepo(db: Db): CreateBudgetRepo {
+  return {
+    async recent(targetId, since) {
+      const rows = db.stmt('SELECT key, at, job_id FROM create_budget_events WHERE target_id = ? AND at >= ?').all(targetId, since) as Array<{
+        key: string;
+        at: string;
+        job_id: string;
+      }>;
+      return rows.map((r) => ({ key: r.key, at: r.at, jobId: r.job_id }));
+    },
+    async prune(before) {
+      return db.stmt('DELETE FROM create_budget_events WHERE at < ?').run(before).changes;
+    },
+  };
+}
