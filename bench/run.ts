@@ -20,6 +20,7 @@ const BENCHES: Record<string, () => Promise<BenchReport>> = {
   vmware: async () => (await import('./vmware.ts')).run(),
   hyperv: async () => (await import('./hyperv.ts')).run(),
   'job-overhead': async () => (await import('./job-overhead.ts')).run(),
+  azure: async () => (await import('./azure.ts')).run(),
 };
 
 async function main() {

@@ -4,6 +4,7 @@
  * markers found), the time and an id generator. Rows are never deleted: a snapshot that vanished is
  * marked gone (kept for history), one that comes back is revived.
  */
+import { wholePercent } from './percent.ts';
 import { jobIdFromMarker, type ProviderSnapshot } from '../../providers/contract.ts';
 import { jsonEqual } from './json-equal.ts';
 import type { Iso, Snapshot, SnapshotMode } from './types.ts';
@@ -71,7 +72,7 @@ export function reconcileSnapshots(input: SnapshotReconcileInput): SnapshotPlan 
         state: 'present',
         current: o.current,
         ready: o.ready,
-        progress: o.ready ? null : (o.progress ?? null),
+        progress: o.ready ? null : wholePercent(o.progress),
         details: o.details ?? null,
         createdAt: o.createdAt,
         firstSeenAt: now,
@@ -85,7 +86,7 @@ export function reconcileSnapshots(input: SnapshotReconcileInput): SnapshotPlan 
       description: o.description,
       current: o.current,
       ready: o.ready,
-      progress: o.ready ? null : (o.progress ?? null),
+      progress: o.ready ? null : wholePercent(o.progress),
       details: o.details ?? null,
       state: 'present',
       deletedAt: null,

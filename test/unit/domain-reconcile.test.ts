@@ -202,3 +202,20 @@ t.test('VM disks: stored when reported, kept when not, an equal list writes noth
   const changed = reconcileVms({ targetId: 't1', stored, observed: [info('p1', { disks: [disks[0]!] })], now: NOW, newId: ids() });
   t.same(changed.updates.map((c) => [c.set, c.meaningful]), [[{ disks: [disks[0]] }, true]]);
 });
+
+t.test('progress is kept as a whole percent in 0..100 (Azure reports completionPercent 33.33…)', async (t) => {
+  const { wholePercent } = await import('../../src/domain/percent.ts');
+  t.equal(wholePercent(33.333), 33);
+  t.equal(wholePercent(99.99), 99, 'never rounded up to a finished copy');
+  t.equal(wholePercent(-3), 0);
+  t.equal(wholePercent(250), 100);
+  t.equal(wholePercent(Number.NaN), null);
+  t.equal(wholePercent(undefined), null);
+});
+
+t.test('a fractional copy progress from the provider is stored as a whole percent (the column is an integer)', async (t) => {
+  const inserted = run([], [ps('a', null, { ready: false, progress: 33.333 })]);
+  t.equal(inserted.inserts[0]?.progress, 33);
+  const updated = run([row('s1', 'a', null, { ready: false, progress: 33 })], [ps('a', null, { ready: false, progress: 66.667 })]);
+  t.match(updated.updates[0]?.set, { progress: 66 });
+});
