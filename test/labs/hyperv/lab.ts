@@ -18,6 +18,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { encodeScript } from '../../../providers/shared/command-encoding.ts';
+import { withLabLockSync } from '../lab-lock.ts';
 import { ensureUser, generateKeyPair, startSshd, type SshdLab } from '../sshd/lab.ts';
 
 export const PWSH = '/opt/snapvisor/pwsh/pwsh';
@@ -342,9 +343,11 @@ export async function createHyperVLab(options: HyperVLabOptions): Promise<HyperV
   writeFileSync(lockPath, '', { mode: 0o666 });
   chmodSync(lockPath, 0o666);
 
-  ensureUser(user);
-  if (shell === 'powershell') execFileSync('usermod', ['--shell', PWSH, user], { stdio: 'ignore' });
-  else execFileSync('usermod', ['--shell', '/bin/bash', user], { stdio: 'ignore' });
+  // One `users` step with ensureUser: never a usermod on a user another lab is creating right now.
+  withLabLockSync('users', () => {
+    ensureUser(user);
+    execFileSync('usermod', ['--shell', shell === 'powershell' ? PWSH : '/bin/bash', user], { stdio: 'ignore' });
+  });
   const ids = userIds(user);
   chownTree(stateDir, ids.uid, ids.gid);
   chownTree(vmsDir, ids.uid, ids.gid);

@@ -12,6 +12,7 @@ import { execFile, spawnSync } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { accessSync, constants, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
+import { holdLabLock, withLabLockSync } from '../lab-lock.ts';
 import { ensureUser, generateKeyPair, startSshd } from '../sshd/lab.ts';
 
 export const LAB_URI = 'qemu:///system';
@@ -134,6 +135,10 @@ function socketGroupIsLibvirt(): boolean {
  * up it costs one `virsh version` (not cached: fault tests stop libvirtd and call this to restart it).
  */
 export async function ensureLibvirt(): Promise<{ version: string }> {
+  // There is one libvirtd for the machine and some tests stop and restart it (kvm-faults,
+  // kvm-sessions), or count the lab user's virsh processes: a test process that uses it holds the
+  // `kvm` lock until it exits, so KVM test files run one at a time while the others run alongside.
+  await holdLabLock('kvm');
   const missing = REQUIRED_COMMANDS.filter((c) => !onPath(c));
   if (missing.length > 0) throw new Error(`kvm lab: missing ${missing.join(', ')}: ${FIX}`);
 
@@ -143,8 +148,11 @@ export async function ensureLibvirt(): Promise<{ version: string }> {
   }
   if (!isRoot()) throw new Error('kvm lab: libvirtd is not running (or not set up for group libvirt) and only root can start it');
 
-  ensureGroup(LIBVIRT_GROUP);
-  ensureQemuUser();
+  // Other labs add users and groups at the same time (sshd/lab.ts ensureUser): check and create as one step.
+  withLabLockSync('users', () => {
+    ensureGroup(LIBVIRT_GROUP);
+    ensureQemuUser();
+  });
   // libvirtd exits during init without its log dir; sshd refuses to start without /run/sshd.
   for (const dir of ['/var/log/libvirt', '/var/lib/libvirt', '/run/sshd', dirname(LIBVIRTD_CONF)]) mkdirSync(dir, { recursive: true });
   const current = existsSync(LIBVIRTD_CONF) ? readFileSync(LIBVIRTD_CONF, 'utf8') : '';
@@ -180,6 +188,7 @@ export async function ensureLibvirt(): Promise<{ version: string }> {
 
 /** Stops libvirtd (SIGTERM via its pid file) and waits until it is gone; running domains keep running. */
 export async function stopLibvirtd(timeoutMs = 30_000): Promise<void> {
+  await holdLabLock('kvm'); // see ensureLibvirt
   const pid = Number(readFileSync('/run/libvirtd.pid', 'utf8').trim());
   if (!Number.isInteger(pid) || pid <= 1) throw new Error('kvm lab: no libvirtd pid in /run/libvirtd.pid');
   try {
@@ -339,11 +348,12 @@ export async function createKvmLab(options: KvmLabOptions): Promise<KvmLab> {
       runSync(['virsh', '-c', LAB_URI, 'undefine', d.libvirtName, '--snapshots-metadata']);
     }
   };
-  // A crashed test must not leave QEMU processes behind.
+  // A crashed test must not leave QEMU processes behind. First among the exit hooks: before the
+  // `kvm` lock (taken earlier, in ensureLibvirt) is released to the next KVM test.
   const onExit = (): void => {
     if (!cleaned) destroySync();
   };
-  process.once('exit', onExit);
+  process.prependOnceListener('exit', onExit);
 
   const cleanup = async (): Promise<void> => {
     if (cleaned) return;
@@ -377,11 +387,13 @@ export async function createKvmLab(options: KvmLabOptions): Promise<KvmLab> {
       }
     }
 
-    ensureUser(LAB_USER, [LIBVIRT_GROUP]);
-    if (!runSync(['id', '-nG', LAB_USER]).stdout.split(/\s+/).includes(LIBVIRT_GROUP)) {
-      const r = runSync(['usermod', '-aG', LIBVIRT_GROUP, LAB_USER]);
-      if (r.code !== 0) throw new Error(`kvm lab: usermod -aG ${LIBVIRT_GROUP} ${LAB_USER} failed: ${r.stderr.trim()}`);
-    }
+    withLabLockSync('users', () => {
+      ensureUser(LAB_USER, [LIBVIRT_GROUP]);
+      if (!runSync(['id', '-nG', LAB_USER]).stdout.split(/\s+/).includes(LIBVIRT_GROUP)) {
+        const r = runSync(['usermod', '-aG', LIBVIRT_GROUP, LAB_USER]);
+        if (r.code !== 0) throw new Error(`kvm lab: usermod -aG ${LIBVIRT_GROUP} ${LAB_USER} failed: ${r.stderr.trim()}`);
+      }
+    });
     const key = generateKeyPair(dir, 'snaplab');
     sshd = await startSshd({ dir: join(dir, 'sshd'), user: LAB_USER, authorizedKeys: [key.publicKey] });
 

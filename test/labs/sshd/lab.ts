@@ -9,6 +9,7 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync, 
 import { tmpdir } from 'node:os';
 import { connect, createServer } from 'node:net';
 import { dirname, join, resolve, sep } from 'node:path';
+import { withLabLockSync } from '../lab-lock.ts';
 
 const SSHD = '/usr/sbin/sshd';
 const READY_TIMEOUT_MS = 15_000;
@@ -182,14 +183,20 @@ export function ensureUser(name: string, groups: string[] = []): void {
   if (!/^[a-z_][a-z0-9_-]{0,31}$/.test(name)) throw new Error(`ensureUser: invalid user name ${JSON.stringify(name)}`);
   for (const group of groups) {
     if (!/^[a-z_][a-z0-9_-]{0,31}$/.test(group)) throw new Error(`ensureUser: invalid group name ${JSON.stringify(group)}`);
-    if (!succeeds('getent', ['group', group])) run('groupadd', ['--system', group]);
   }
-  if (!succeeds('id', ['-u', name])) {
-    run('useradd', ['--system', '--create-home', '--shell', '/bin/bash', ...(groups.length > 0 ? ['--groups', groups.join(',')] : []), name]);
-  } else if (groups.length > 0) {
-    run('usermod', ['--append', '--groups', groups.join(','), name]);
-  }
-  run('usermod', ['--password', '*', name]);
+  // Test files run side by side: two of them may find the same user (or group) missing at once,
+  // and the second useradd (groupadd) then fails because it exists. Check and create as one step.
+  withLabLockSync('users', () => {
+    for (const group of groups) {
+      if (!succeeds('getent', ['group', group])) run('groupadd', ['--system', group]);
+    }
+    if (!succeeds('id', ['-u', name])) {
+      run('useradd', ['--system', '--create-home', '--shell', '/bin/bash', ...(groups.length > 0 ? ['--groups', groups.join(',')] : []), name]);
+    } else if (groups.length > 0) {
+      run('usermod', ['--append', '--groups', groups.join(','), name]);
+    }
+    run('usermod', ['--password', '*', name]);
+  });
 }
 
 /**

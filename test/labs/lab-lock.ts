@@ -1,0 +1,171 @@
+/**
+ * Cross-process locks for the parts of the labs that are machine-wide, so that test files can run
+ * side by side (.taprc `jobs`). A lock is a file under the temp dir created with O_EXCL and holding
+ * the owner's pid; a lock whose pid is dead (a test killed by tap's timeout, a crash) is taken over.
+ *
+ * Two ways to hold one:
+ * - `withLabLockSync(name, fn)`: for a short, synchronous set-up step (user creation).
+ * - `holdLabLock(name)`: from the first call until this process exits, for a resource a test uses
+ *   from start to end (the one system libvirtd, which some tests stop and restart).
+ *
+ * Used by tests and by hand (`npm run lab`), so it must not import tap.
+ */
+import { randomBytes } from 'node:crypto';
+import { closeSync, linkSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const POLL_MS = 150;
+/**
+ * Waiting longer than this means a holder that is not a test (e.g. `npm run lab -- kvm up` left
+ * running): fail with its pid rather than run into tap's per-file timeout (600 s) with no reason.
+ */
+const DEFAULT_WAIT_MS = 500_000;
+
+export function labLockPath(name: string): string {
+  if (!/^[a-z0-9-]+$/.test(name)) throw new Error(`lab lock: invalid name ${JSON.stringify(name)}`);
+  return join(tmpdir(), `snapvisor-lab-${name}.lock`);
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+function ownerOf(path: string): number | undefined {
+  try {
+    const pid = Number.parseInt(readFileSync(path, 'utf8'), 10);
+    return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function describe(pid: number | undefined): string {
+  if (pid === undefined) return 'an unknown process';
+  let cmd = '';
+  try {
+    cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0+$/, '').replace(/\0/g, ' ');
+  } catch {
+    // gone or not Linux
+  }
+  return cmd ? `pid ${pid} (${cmd.slice(0, 200)})` : `pid ${pid}`;
+}
+
+/** One attempt: true when this process now holds the lock. */
+function tryAcquire(path: string): boolean {
+  let fd: number;
+  try {
+    fd = openSync(path, 'wx', 0o644);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    const owner = ownerOf(path);
+    if (owner === process.pid) throw new Error(`lab lock: ${path} is already held by this process`);
+    // No pid yet: its creator is between open and write. Not stale; look again next poll.
+    if (owner !== undefined && !alive(owner)) takeOverStale(path, owner);
+    return false;
+  }
+  try {
+    writeSync(fd, String(process.pid));
+  } finally {
+    closeSync(fd);
+  }
+  return true;
+}
+
+/**
+ * Removes a lock left by dead `owner`. Two waiters may both find it dead: each moves the file to a
+ * private name first (rename is atomic, only one gets it), then checks it moved the dead owner's
+ * file and not a fresh lock taken meanwhile by the other; a fresh one is put back with link(),
+ * which cannot overwrite.
+ */
+function takeOverStale(path: string, owner: number): void {
+  const grave = `${path}.${process.pid}.${randomBytes(4).toString('hex')}`;
+  try {
+    renameSync(path, grave);
+  } catch {
+    return; // someone else moved it
+  }
+  const moved = ownerOf(grave);
+  if (moved !== owner) {
+    try {
+      linkSync(grave, path);
+    } catch {
+      // Cannot happen unless a third process raced in the microseconds between: nothing to restore to.
+    }
+  }
+  unlinkSync(grave);
+}
+
+function release(path: string): void {
+  if (ownerOf(path) !== process.pid) return;
+  try {
+    unlinkSync(path);
+  } catch {
+    // already gone
+  }
+}
+
+function timeoutError(name: string, path: string, waitMs: number): Error {
+  return new Error(
+    `lab lock: waited ${Math.round(waitMs / 1000)} s for the ${name} lab lock (${path}), held by ${describe(ownerOf(path))}. ` +
+      'If that is not a test run, stop it (or remove the file when that pid is not a Snapvisor lab).',
+  );
+}
+
+const sleepCell = new Int32Array(new SharedArrayBuffer(4));
+const heldSync = new Set<string>();
+
+/**
+ * Runs `fn` holding lock `name`; blocks the thread while waiting (set-up steps of a few ms only).
+ * Re-entrant: a nested call for the same name just runs `fn`.
+ */
+export function withLabLockSync<T>(name: string, fn: () => T, waitMs = 60_000): T {
+  if (heldSync.has(name)) return fn();
+  const path = labLockPath(name);
+  const deadline = Date.now() + waitMs;
+  while (!tryAcquire(path)) {
+    if (Date.now() > deadline) throw timeoutError(name, path, waitMs);
+    Atomics.wait(sleepCell, 0, 0, POLL_MS);
+  }
+  heldSync.add(name);
+  try {
+    return fn();
+  } finally {
+    heldSync.delete(name);
+    release(path);
+  }
+}
+
+const held = new Map<string, Promise<void>>();
+
+/**
+ * Takes lock `name` and keeps it until this process exits (released in an 'exit' hook; if the
+ * process is killed, the next waiter finds its pid dead). Later calls in the same process return at
+ * once. Rejects, naming the holder, after `waitMs`.
+ */
+export function holdLabLock(name: string, waitMs = DEFAULT_WAIT_MS): Promise<void> {
+  let promise = held.get(name);
+  if (promise === undefined) {
+    promise = acquireForLife(name, waitMs).catch((e: unknown) => {
+      held.delete(name);
+      throw e;
+    });
+    held.set(name, promise);
+  }
+  return promise;
+}
+
+async function acquireForLife(name: string, waitMs: number): Promise<void> {
+  const path = labLockPath(name);
+  const deadline = Date.now() + waitMs;
+  while (!tryAcquire(path)) {
+    if (Date.now() > deadline) throw timeoutError(name, path, waitMs);
+    await new Promise((r) => setTimeout(r, POLL_MS));
+  }
+  process.once('exit', () => release(path));
+}
