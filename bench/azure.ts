@@ -87,26 +87,39 @@ async function vmIdsByName(engine: Engine): Promise<Map<string, string>> {
   return out;
 }
 
-/** Resolves when every job in `ids` is final; rejects on a job that did not succeed. */
-function allFinal(engine: Engine, ids: Set<string>, onRunning?: (job: Job, at: number) => void): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const left = new Set(ids);
-    const unsubscribe = engine.subscribe((e) => {
-      if (e.type !== 'job' || !ids.has(e.job.id)) return;
-      if (e.job.state === 'running') onRunning?.(e.job, performance.now());
-      if (e.job.state === 'queued' || e.job.state === 'running') return;
-      if (e.job.state !== 'succeeded') {
-        unsubscribe();
-        reject(new Error(`job ${e.job.id} ended ${e.job.state}: ${JSON.stringify(e.job.error)}`));
-        return;
-      }
-      left.delete(e.job.id);
-      if (left.size === 0) {
-        unsubscribe();
-        resolve();
-      }
-    });
+/**
+ * Watches jobs from now on: `done(ids)` resolves once every job in `ids` is final (events seen since
+ * the watch began, so a job finishing before it is asked about is not missed), and rejects on one
+ * that did not succeed. `onRunning` sees each job start.
+ */
+function watchJobs(engine: Engine, onRunning?: (job: Job, at: number) => void) {
+  const final = new Map<string, Job>();
+  let check: () => void = () => {};
+  const unsubscribe = engine.subscribe((e) => {
+    if (e.type !== 'job') return;
+    if (e.job.state === 'running') onRunning?.(e.job, performance.now());
+    if (e.job.state === 'queued' || e.job.state === 'running') return;
+    final.set(e.job.id, e.job);
+    check();
   });
+  return {
+    done(ids: ReadonlySet<string>): Promise<void> {
+      return new Promise<void>((resolve, reject) => {
+        check = () => {
+          for (const id of ids) {
+            const job = final.get(id);
+            if (!job) return;
+            if (job.state !== 'succeeded') return reject(new Error(`job ${id} ended ${job.state}: ${JSON.stringify(job.error)}`));
+          }
+          resolve();
+        };
+        check();
+      }).finally(() => {
+        check = () => {};
+      });
+    },
+    stop: unsubscribe,
+  };
 }
 
 async function rateLimited(dir: string): Promise<{ markdown: string; summary: Record<string, unknown> }> {
@@ -120,8 +133,12 @@ async function rateLimited(dir: string): Promise<{ markdown: string; summary: Re
     const starts: number[] = [];
     const jobIds = new Set<string>();
     const t0 = performance.now();
-    const finished = allFinal(engine, jobIds, (job) => {
-      if (job.attempts === 1) starts.push(performance.now());
+    // A running job emits an event per progress update too: its first one is its start.
+    const started = new Set<string>();
+    const watch = watchJobs(engine, (job, at) => {
+      if (job.attempts !== 1 || started.has(job.id)) return;
+      started.add(job.id);
+      starts.push(at);
     });
     for (let k = 0; k < PER_VM; k++) {
       for (const vmId of ids.values()) {
@@ -129,7 +146,8 @@ async function rateLimited(dir: string): Promise<{ markdown: string; summary: Re
         jobIds.add(job.id);
       }
     }
-    await finished;
+    await watch.done(jobIds);
+    watch.stop();
     const wallMs = performance.now() - t0;
     starts.sort((a, b) => a - b);
     const first = starts[0]!;
@@ -189,11 +207,10 @@ async function oneVmThreeDisks(dir: string): Promise<{ markdown: string; summary
     const vmId = (await vmIdsByName(engine)).get('db3')!;
     const viaEngine = async (i: number) => {
       const started = performance.now();
+      const watch = watchJobs(engine);
       const { job } = await engine.submit({ kind: 'snapshot.create', vmId, name: `bench-${i}`, description: '', mode: 'crash' }, meta);
-      const done = allFinal(engine, new Set([job.id]));
-      done.catch(() => {}); // a job that ended before the subscription is read from the store below
-      const now = await engine.getJob(job.id);
-      if (now.state !== 'succeeded') await done;
+      await watch.done(new Set([job.id]));
+      watch.stop();
       return performance.now() - started;
     };
     const direct = async (i: number) => {

@@ -44,6 +44,7 @@ import { createGuards } from '../shared/guards.ts';
 import { checkHealth } from '../shared/health.ts';
 import { offlineSnapshot, type OfflineSteps, type PowerReading } from '../shared/offline.ts';
 import { providerIdentity } from '../shared/provider-base.ts';
+import { createListingCache } from './listing-cache.ts';
 import { COMPUTE_API_VERSIONS, createArmSession, type ArmSession, type CredentialFactory } from './arm.ts';
 import type { AzureCallInfo } from './errors.ts';
 import { PROVIDER, parseOptions, type AzureOptions } from './options.ts';
@@ -207,10 +208,27 @@ export function createAzureProvider(target: string, rawOptions: Record<string, u
   const { err, assertNotAborted, withTarget } = guards;
   const session = createArmSession(options, deps.log, deps.credential);
   const configuredRgs = new Set(options.resourceGroups.map(lower));
+  const listings = createListingCache(options.listCacheMs);
+  /**
+   * VM reads, reused as long as the listings: a snapshot call reads the VM for its disks (its storage
+   * profile), which only a disk swap changes — this adapter's revert, which forgets the VM, or someone
+   * else, seen after at most listCacheSec. Power changes do not matter here (power is read fresh).
+   */
+  const vmReads = new Map<string, { at: number; vm: Promise<VirtualMachine> }>();
 
   const info = (what: string, mutating: boolean, snapshotCreate = false): AzureCallInfo => ({ ...withTarget({ what, mutating }), ...(snapshotCreate ? { snapshotCreate } : {}) });
-  const call = <T>(what: string, mutating: boolean, ctx: CallContext, fn: (c: ComputeManagementClient) => PromiseLike<T>, snapshotCreate = false): Promise<T> =>
-    session.call(info(what, mutating, snapshotCreate), ctx, async (c) => await fn(c));
+  const call = async <T>(what: string, mutating: boolean, ctx: CallContext, fn: (c: ComputeManagementClient) => PromiseLike<T>, snapshotCreate = false): Promise<T> => {
+    try {
+      return await session.call(info(what, mutating, snapshotCreate), ctx, async (c) => await fn(c));
+    } catch (e) {
+      // A write that failed may still have happened (a dropped answer): read again next time.
+      if (mutating) {
+        listings.invalidate();
+        vmReads.clear();
+      }
+      throw e;
+    }
+  };
   const opts = (ctx: CallContext) => session.opts(ctx);
 
   /** The VM's resource group and name; `not_found` for an id that cannot name a VM of this target. */
@@ -224,8 +242,14 @@ export function createAzureProvider(target: string, rawOptions: Record<string, u
     return { rg: id.rg, name: id.name };
   }
 
-  async function readVm(rg: string, name: string, ctx: CallContext, expand = false): Promise<VirtualMachine> {
-    return call(`read VM ${rg}/${name}`, false, ctx, (c) => c.virtualMachines.get(rg, name, { ...opts(ctx), ...(expand ? { expand: 'instanceView' as const } : {}) }));
+  async function readVm(rg: string, name: string, ctx: CallContext): Promise<VirtualMachine> {
+    const key = lower(`${rg}/${name}`);
+    const kept = vmReads.get(key);
+    if (kept && Date.now() - kept.at < options.listCacheMs) return kept.vm;
+    const vm = call(`read VM ${rg}/${name}`, false, ctx, (c) => c.virtualMachines.get(rg, name, opts(ctx)));
+    vmReads.set(key, { at: Date.now(), vm });
+    vm.catch(() => vmReads.delete(key));
+    return vm;
   }
 
   async function readPowerCode(rg: string, name: string, ctx: CallContext): Promise<string> {
@@ -236,13 +260,20 @@ export function createAzureProvider(target: string, rawOptions: Record<string, u
   async function readState(providerVmId: string, ctx: CallContext): Promise<VmState> {
     const { rg, name } = vmArg(providerVmId);
     const vm = await readVm(rg, name, ctx);
-    const [rawSnaps, diskModels] = await Promise.all([
-      Promise.all(options.resourceGroups.map((g) => call(`list snapshots in resource group ${g}`, false, ctx, (c) => collect(c.snapshots.listByResourceGroup(g, opts(ctx)))))),
-      Promise.all(options.resourceGroups.map((g) => call(`list disks in resource group ${g}`, false, ctx, (c) => collect(c.disks.listByResourceGroup(g, opts(ctx)))))),
-    ]);
-    const snaps = rawSnaps.flat().map(toSnapRec);
+    const groups = await Promise.all(
+      options.resourceGroups.map((g) =>
+        listings.get(g, async () => {
+          const [snapshots, disks] = await Promise.all([
+            call(`list snapshots in resource group ${g}`, false, ctx, (c) => collect(c.snapshots.listByResourceGroup(g, opts(ctx)))),
+            call(`list disks in resource group ${g}`, false, ctx, (c) => collect(c.disks.listByResourceGroup(g, opts(ctx)))),
+          ]);
+          return { snapshots, disks };
+        }),
+      ),
+    );
+    const snaps = groups.flatMap((g) => g.snapshots).map(toSnapRec);
     const disks = vmDisks(vm);
-    const models = diskModels.flat();
+    const models = groups.flatMap((g) => g.disks);
     const vmId = vm.id ?? providerVmId;
     return { rg, name, vm, disks, snaps, diskModels: models, list: snapshotsOfVm({ id: vmId, disks }, snaps, models.map(toDiskRec)) };
   }
@@ -307,6 +338,7 @@ export function createAzureProvider(target: string, rawOptions: Record<string, u
           incremental: options.incremental,
         };
         const made = await call(`create snapshot ${name} of disk ${disk.name} (${slot})`, true, ctx, (c) => c.snapshots.createOrUpdate(state.rg, name, body, opts(ctx)), true);
+        if (made.id) listings.snapshot(made.id, made);
         ctx.progress(Math.round((++done / Math.max(1, plan.length)) * 90), `snapshot of ${slot} made`);
         return made;
       }),
@@ -346,7 +378,8 @@ export function createAzureProvider(target: string, rawOptions: Record<string, u
 
   /** Sets the tags of one member (or outside snapshot) — how a parent moves. */
   async function retag(snap: SnapRec, tags: Record<string, string>, ctx: CallContext): Promise<void> {
-    await call(`update the tags of snapshot ${snap.name}`, true, ctx, (c) => c.snapshots.update(snap.resourceGroup, snap.name, { tags }, opts(ctx)));
+    const updated = await call(`update the tags of snapshot ${snap.name}`, true, ctx, (c) => c.snapshots.update(snap.resourceGroup, snap.name, { tags }, opts(ctx)));
+    listings.snapshot(updated.id ?? snap.id, updated);
   }
 
   async function deleteMember(snap: { id: string }, ctx: CallContext): Promise<void> {
@@ -355,9 +388,9 @@ export function createAzureProvider(target: string, rawOptions: Record<string, u
     try {
       await call(`delete snapshot ${p.name}`, true, ctx, (c) => c.snapshots.delete(p.rg, p.name, opts(ctx)));
     } catch (e) {
-      if (e instanceof Error && 'kind' in e && e.kind === 'not_found') return;
-      throw e;
+      if (!(e instanceof Error && 'kind' in e && e.kind === 'not_found')) throw e;
     }
+    listings.snapshot(snap.id, null);
   }
 
   /** The disk snapshots a listed snapshot stands for. */
@@ -429,6 +462,7 @@ export function createAzureProvider(target: string, rawOptions: Record<string, u
       // Still copying: read each unfinished member itself (completionPercent moves on Azure's side).
       const members = membersOf(state, found.providerRef).filter((m) => m.provisioningState !== 'Succeeded' || (m.completionPercent ?? 100) < 100);
       const fresh = await Promise.all(members.map((m) => call(`read snapshot ${m.name}`, false, ctx, (c) => c.snapshots.get(m.resourceGroup, m.name, opts(ctx)))));
+      for (const f of fresh) if (f.id) listings.snapshot(f.id, f);
       for (const f of fresh.map(toSnapRec)) {
         const i = state.snaps.findIndex((s) => lower(s.id) === lower(f.id));
         if (i >= 0) state.snaps[i] = f;
@@ -496,6 +530,7 @@ export function createAzureProvider(target: string, rawOptions: Record<string, u
             tags: { [TAG.owner]: OWNER, [TAG.vm]: vmId, ...(setId ? { [TAG.fromSet]: setId } : { [TAG.fromSnapshot]: p.member.id }) },
           };
           const disk = await call(`create disk ${p.diskName} from snapshot ${p.member.name}`, true, ctx, (c) => c.disks.createOrUpdate(state.rg, p.diskName, body, opts(ctx)));
+          if (disk.id) listings.disk(disk.id, disk);
           progress(`disk ${p.diskName} made`);
           return { ...p, newId: disk.id ?? '' };
         }),
@@ -524,6 +559,7 @@ export function createAzureProvider(target: string, rawOptions: Record<string, u
           opts(ctx),
         ),
       );
+      vmReads.delete(lower(`${state.rg}/${state.name}`));
       progress('disks swapped');
       // 4. The old disks are kept, marked with what replaced them.
       await Promise.all(
@@ -533,7 +569,9 @@ export function createAzureProvider(target: string, rawOptions: Record<string, u
           if (!old || !id) return [];
           const p = parseArmId(id);
           if (!p) return [];
-          return [call(`tag disk ${p.name} as replaced`, true, ctx, (c) => c.disks.update(p.rg, p.name, { tags: { ...(old.tags ?? {}), [TAG.replacedBy]: m.newId } }, opts(ctx)))];
+          return [
+            call(`tag disk ${p.name} as replaced`, true, ctx, (c) => c.disks.update(p.rg, p.name, { tags: { ...(old.tags ?? {}), [TAG.replacedBy]: m.newId } }, opts(ctx))).then((d) => listings.disk(d.id ?? id, d)),
+          ];
         }),
       );
       // 5. Started again if it was running.

@@ -62,6 +62,13 @@ export const AzureOptionsSchema = Type.Object(
     ),
     /** Interval between polls of a long-running operation (default 2000 ms). */
     pollIntervalMs: Type.Optional(Type.Integer({ minimum: 1, default: 2000 })),
+    /**
+     * How long a resource group's listing of snapshots and disks is reused (default 10 s; 0: list for
+     * every call). ARM lists only whole groups: reusing the listing keeps a burst of jobs from listing
+     * a large group once per job. Snapvisor's own writes show at once; changes made outside it after
+     * at most this long.
+     */
+    listCacheSec: Type.Optional(Type.Number({ minimum: 0, default: 10 })),
     /** Longest wait for one ARM request, not counting a long-running operation's polls (default 60 s). */
     requestTimeoutSec: Type.Optional(Type.Number({ exclusiveMinimum: 0, default: 60 })),
   },
@@ -86,6 +93,7 @@ export interface AzureOptions {
   snapshotRate: { max: number; windowMs: number };
   pollIntervalMs: number;
   requestTimeoutMs: number;
+  listCacheMs: number;
 }
 
 const trimSlash = (url: string) => url.replace(/\/+$/, '');
@@ -118,6 +126,7 @@ export function parseOptions(target: string, input: unknown): AzureOptions {
     snapshotRate: { max: o.snapshotRate?.max ?? 7, windowMs: Math.round((o.snapshotRate?.windowSec ?? 300) * 1000) },
     pollIntervalMs: o.pollIntervalMs ?? 2000,
     requestTimeoutMs: Math.round((o.requestTimeoutSec ?? 60) * 1000),
+    listCacheMs: Math.round((o.listCacheSec ?? 10) * 1000),
   };
 }
 

@@ -16,6 +16,12 @@ export interface CreateBudgetRepo {
   recent(targetId: string, since: string): Promise<CreateBudgetEvent[]>;
   /** Deletes every event older than `before`; returns how many. */
   prune(before: string): Promise<number>;
+  /**
+   * Moves the events of the job's latest attempt to `at` (never earlier): the provider's create call
+   * has just ended. The hypervisor counts a create from when it accepted it, somewhere between the
+   * claim (when the event was written) and now; counting from now is the safe side.
+   */
+  restamp(jobId: string, at: string): Promise<number>;
 }
 
 export function createBudgetRepo(db: Db): CreateBudgetRepo {
@@ -27,6 +33,14 @@ export function createBudgetRepo(db: Db): CreateBudgetRepo {
         job_id: string;
       }>;
       return rows.map((r) => ({ key: r.key, at: r.at, jobId: r.job_id }));
+    },
+    async restamp(jobId, at) {
+      return db
+        .stmt(
+          `UPDATE create_budget_events SET at = max(at, ?)
+             WHERE job_id = ? AND at = (SELECT max(at) FROM create_budget_events WHERE job_id = ?)`,
+        )
+        .run(at, jobId, jobId).changes;
     },
     async prune(before) {
       return db.stmt('DELETE FROM create_budget_events WHERE at < ?').run(before).changes;

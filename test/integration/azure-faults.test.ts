@@ -32,7 +32,11 @@ interface Lab {
 let jobs = 0;
 const spec = (name: string, marker = markerForJob(`faults-${process.pid}-${++jobs}`)) => ({ name, description: 'd', mode: 'crash' as const, marker });
 
-async function lab(t: Test, o: { dataDisks?: number; sku?: DiskSku; secret?: string; fake?: ArmFakeOptions } = {}): Promise<Lab> {
+/**
+ * `listCacheSec` 0 by default here: these cases are about what each ARM call's failure does, so every
+ * call must reach the fake (the listing cache has its own case below).
+ */
+async function lab(t: Test, o: { dataDisks?: number; sku?: DiskSku; secret?: string; fake?: ArmFakeOptions; listCacheSec?: number } = {}): Promise<Lab> {
   const fake = await startArmFake({ lroPolls: 1, ...o.fake });
   t.teardown(() => fake.close());
   const vm = fake.addVm({ resourceGroup: 'rg', name: 'vm1', power: 'running', dataDisks: o.dataDisks ?? 1, ...(o.sku ? { sku: o.sku } : {}) });
@@ -47,6 +51,7 @@ async function lab(t: Test, o: { dataDisks?: number; sku?: DiskSku; secret?: str
       endpoint: fake.endpoint,
       ca: fake.ca,
       pollIntervalMs: 10,
+      listCacheSec: o.listCacheSec ?? 0,
     },
     { log },
   );
@@ -244,4 +249,32 @@ t.test('Premium SSD v2: the set is ready only when every member reaches completi
   const members = (now.details as { disks: { completionPercent?: number; incremental: boolean; incrementalSnapshotFamilyId: string | null }[] }).disks;
   t.ok(members.every((m) => m.completionPercent === 100 && m.incremental && m.incrementalSnapshotFamilyId), 'each member: 100 %, incremental, its family');
   t.equal((await l.provider.listSnapshots(l.vmId, l.ctx()))[0]?.ready, true, 'listed ready');
+});
+
+t.test('the listing cache: a burst of creates lists the group once, sees its own sets at once, and outside changes after listCacheSec', async (t) => {
+  const l = await lab(t, { listCacheSec: 1 });
+  const lists = () => l.fake.requests.filter((r) => r.method === 'GET' && /\/snapshots$/.test(r.path)).length;
+  const made: ProviderSnapshot[] = [];
+  for (let i = 0; i < 5; i++) made.push(await l.provider.createSnapshot(l.vmId, spec(`burst-${i}`), l.ctx(true)));
+  t.equal(lists(), 1, 'five creates, one listing of the group');
+  const list = await l.provider.listSnapshots(l.vmId, l.ctx());
+  t.equal(list.length, 5, 'every set made here is listed at once');
+  for (let i = 1; i < 5; i++) t.equal(list.find((s) => s.providerRef === made[i]!.providerRef)?.parentRef, made[i - 1]!.providerRef, `set ${i}'s parent is set ${i - 1}`);
+  t.equal(list.filter((s) => s.current).map((s) => s.providerRef).join(), made[4]!.providerRef, 'the newest is current');
+  // Made outside Snapvisor: seen once the kept listing is older than listCacheSec.
+  const osDisk = l.fake.disks('rg').find((d) => /OsDisk/.test(String(d.name)))!;
+  l.fake.addSnapshot({ diskId: String(osDisk.id), name: 'by-hand' });
+  t.equal((await l.provider.listSnapshots(l.vmId, l.ctx())).length, 5, 'not yet');
+  await new Promise((r) => setTimeout(r, 1_100));
+  t.equal((await l.provider.listSnapshots(l.vmId, l.ctx())).length, 6, 'after listCacheSec');
+  // A write whose answer never came: the next call lists again and finds what it did.
+  const before = lists();
+  l.fake.fault({ method: 'PUT', path: /\/snapshots\/sv-[0-9a-f]+-os$/ }, { drop: 'after' });
+  const s = spec('dropped');
+  await failure(t, l.provider.createSnapshot(l.vmId, s, l.ctx(true)));
+  await l.provider.createSnapshot(l.vmId, s, l.ctx());
+  t.ok(lists() > before, 'listed again after the dropped write');
+  const sets = (await l.provider.listSnapshots(l.vmId, l.ctx())).filter((x) => x.marker === s.marker);
+  t.equal(sets.length, 1, 'one set for the marker');
+  t.equal(l.fake.snapshots('rg').filter((x) => String(x.name).startsWith(`sv-`)).length, 12, 'six sets of two, no duplicate');
 });

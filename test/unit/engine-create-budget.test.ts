@@ -225,3 +225,27 @@ t.test('the inventory sync stores the reported disks, writes nothing for an unch
   await h.engine.syncTarget('lab');
   t.same((await h.store.vms.get(vmId))?.disks, [disks('az1')[0]], 'not reported any more: kept');
 });
+
+t.test('the budget counts a create from when the provider call ended, not from the claim (a slow call never lets the next one in early)', async (t) => {
+  const one: CreateRateLimit = { ...AZURE, max: 1 };
+  const h = await harness(t, { targets: [{ provider: budgeted([one], [{ name: 'az1', disks: disks('az1') }]) }], settings: { jobTimeoutMs: 3_600_000 } });
+  const gate = h.provider.hold('createSnapshot');
+  const [first, second] = await createMany(h, 'az1', 2);
+  await gate.reached;
+  // The call takes a minute (a busy target: the hypervisor accepts the create late in it).
+  h.clock.advance(60_000);
+  gate.release();
+  t.equal((await h.settle(first!)).state, 'succeeded');
+  const waiting = await until(async () => {
+    const j = await h.engine.getJob(second!);
+    return j.state === 'queued' && /create budget/.test(j.progressMessage ?? '') ? j : undefined;
+  });
+  t.equal(waiting.nextAttemptAt, '2025-01-01T00:06:00.000Z', 'free a window after the call ended (00:01), not after the claim (00:00)');
+  const target = (await h.store.targets.get('lab'))!;
+  t.same([...new Set((await h.store.budgets.recent(target.id, '')).map((e) => e.at))], ['2025-01-01T00:01:00.000Z']);
+  h.clock.advance(299_999);
+  await h.engine.claimRound();
+  t.equal(h.provider.callsOf('createSnapshot').length, 1, 'not yet');
+  h.clock.advance(1);
+  t.equal((await h.settle(second!)).state, 'succeeded');
+});

@@ -16,4 +16,5 @@ CREATE TABLE create_budget_events (
   job_id     TEXT NOT NULL REFERENCES jobs(id)
 ) STRICT;
 CREATE INDEX create_budget_events_key_at ON create_budget_events(target_id, key, at);
+CREATE INDEX create_budget_events_job ON create_budget_events(job_id);
 `;
