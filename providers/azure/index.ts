@@ -52,6 +52,7 @@ import {
   OWNER,
   TAG,
   TAG_VALUE_MAX,
+  diskLineage,
   disksAtIncrementalLimit,
   findSnapshot,
   memberName,
@@ -271,11 +272,20 @@ export function createAzureProvider(target: string, rawOptions: Record<string, u
         }),
       ),
     );
-    const snaps = groups.flatMap((g) => g.snapshots).map(toSnapRec);
     const disks = vmDisks(vm);
     const models = groups.flatMap((g) => g.disks);
+    const diskRecs = models.map(toDiskRec);
     const vmId = vm.id ?? providerVmId;
-    return { rg, name, vm, disks, snaps, diskModels: models, list: snapshotsOfVm({ id: vmId, disks }, snaps, models.map(toDiskRec)) };
+    // Only this VM's: its sets (by tag) and snapshots of its disks, now or before a revert. A group
+    // holds every VM's; the rest would be parsed and grouped for nothing, on every call.
+    const vmKey = lower(vmId);
+    const lineage = diskLineage(disks, diskRecs);
+    const source = (s: Snapshot) => s.creationData?.sourceResourceId;
+    const snaps = groups
+      .flatMap((g) => g.snapshots)
+      .filter((s) => lower(s.tags?.[TAG.vm] ?? '') === vmKey || (source(s) !== undefined && lineage.has(lower(source(s)!))))
+      .map(toSnapRec);
+    return { rg, name, vm, disks, snaps, diskModels: models, list: snapshotsOfVm({ id: vmId, disks }, snaps, diskRecs) };
   }
 
   const relist = (s: VmState): ProviderSnapshot[] => snapshotsOfVm({ id: s.vm.id ?? '', disks: s.disks }, s.snaps, s.diskModels.map(toDiskRec));
