@@ -79,6 +79,19 @@ export const CreateRateLimitSchema = Type.Object({
 });
 export type CreateRateLimit = Static<typeof CreateRateLimitSchema>;
 
+/**
+ * An option of a snapshot create that only some providers have (Azure: `incremental`), declared as
+ * data: the API accepts exactly the declared names with values of the declared type (else 400, before
+ * any job exists) and the provider receives them in `CreateSpec.options`. Absent from a request: the
+ * provider's own default.
+ */
+export const CreateOptionSchema = Type.Object({
+  type: Type.Union([Type.Literal('boolean'), Type.Literal('integer'), Type.Literal('string')]),
+  description: Type.String(),
+});
+export type CreateOption = Static<typeof CreateOptionSchema>;
+export type CreateOptionValue = boolean | number | string;
+
 /** The capability matrix, declared once: the engine, the API schema and the conformance suite read it. */
 export const CapabilitiesSchema = Type.Object(
   {
@@ -109,6 +122,8 @@ export const CapabilitiesSchema = Type.Object(
      * answer `ready: false`, and the job waits on `getSnapshot` until it is ready.
      */
     readiness: Type.Boolean(),
+    /** Provider-specific options a create request may carry (`options` in the request body), by name. */
+    createOptions: Type.Optional(Type.Record(Type.String(), CreateOptionSchema)),
     limits: Type.Object({
       /** Longest snapshot name, in UTF-8 bytes. */
       maxNameBytes: Type.Integer({ minimum: 1 }),
@@ -123,6 +138,23 @@ export const CapabilitiesSchema = Type.Object(
   { title: 'Capabilities' },
 );
 export type Capabilities = Static<typeof CapabilitiesSchema>;
+
+/** What create options break among the declared ones; empty when the target takes them. Pure. */
+export function createOptionProblems(declared: Capabilities['createOptions'], options: Record<string, unknown>): string[] {
+  const known = declared ?? {};
+  const names = Object.keys(known);
+  const problems: string[] = [];
+  for (const [name, value] of Object.entries(options)) {
+    const option = Object.hasOwn(known, name) ? known[name] : undefined;
+    if (!option) {
+      problems.push(`unknown create option '${name}' (${names.length === 0 ? 'this target takes none' : `this target takes: ${names.join(', ')}`})`);
+      continue;
+    }
+    const ok = option.type === 'boolean' ? typeof value === 'boolean' : option.type === 'integer' ? Number.isInteger(value) : typeof value === 'string';
+    if (!ok) problems.push(`create option '${name}' must be ${option.type === 'integer' ? 'an integer' : `a ${option.type}`}`);
+  }
+  return problems;
+}
 
 /** What a name (and description) breaks among `limits`; empty when the target can take it. Pure. */
 export function snapshotTextProblems(limits: Capabilities['limits'], text: { name: string; description: string }): string[] {
@@ -351,6 +383,8 @@ export interface CreateSpec {
   mode: SnapshotMode;
   /** `snapvisor:<jobId>`: stored with the snapshot so a retry or crash recovery can find it. */
   marker: string;
+  /** Values of declared `capabilities.createOptions` the request gave (checked by the engine). */
+  options?: Record<string, CreateOptionValue>;
 }
 
 export interface DeleteOptions {

@@ -100,6 +100,12 @@ export function azureCapabilities(options: Pick<AzureOptions, 'snapshotRate'>): 
     duplicateNames: true,
     descriptions: true,
     readiness: true,
+    createOptions: {
+      incremental: {
+        type: 'boolean',
+        description: "incremental disk snapshots (true: only the changes since the disk's previous snapshot) or full copies (false); absent: the target's `incremental` option",
+      },
+    },
     limits: {
       // Name and description are kept in tags, whose values are at most 256 characters; a UTF-8 byte
       // count is never below the UTF-16 length Azure counts.
@@ -333,7 +339,8 @@ export function createAzureProvider(target: string, rawOptions: Record<string, u
       plan.map((p) => ({ ...p.disk, uniqueId: diskModel(state, p.disk.id)?.uniqueId ?? null })),
       state.snaps,
     );
-    if (options.incremental && full.length > 0) {
+    const incremental = typeof spec.options?.incremental === 'boolean' ? spec.options.incremental : options.incremental;
+    if (incremental && full.length > 0) {
       throw err('quota', `VM ${vmId}: disk(s) ${full.map((d) => d.name).join(', ')} already have Azure's 500 incremental snapshots; delete old snapshots to make room`);
     }
     const location = state.vm.location;
@@ -345,7 +352,7 @@ export function createAzureProvider(target: string, rawOptions: Record<string, u
           location: diskModel(state, disk.id)?.location ?? location,
           tags: memberTags(setSpec, slot),
           creationData: { createOption: 'Copy', sourceResourceId: disk.id },
-          incremental: options.incremental,
+          incremental,
         };
         const made = await call(`create snapshot ${name} of disk ${disk.name} (${slot})`, true, ctx, (c) => c.snapshots.createOrUpdate(state.rg, name, body, opts(ctx)), true);
         if (made.id) listings.snapshot(made.id, made);

@@ -49,8 +49,10 @@ Commands:
   vms [--target T] [--name N]                 VMs
   snapshots <vmId> [--tree] [--all]           a VM's snapshots (--tree draws the chain)
   snapshot <snapshotId>                       one snapshot
-  create <vmId> --name N --mode M [--description D] [--no-wait]
-                                              take a snapshot (modes: memory, crash, quiesced, offline)
+  create <vmId> --name N --mode M [--description D] [--option K=V]... [--no-wait]
+                                              take a snapshot (modes: memory, crash, quiesced, offline);
+                                              --option: one the target declares (e.g. incremental=false
+                                              on Azure; true/false and integers are sent typed)
   revert <snapshotId> [--no-wait]             revert the VM to a snapshot
   delete <snapshotId> [--children] [--no-wait]
                                               delete a snapshot (with its subtree)
@@ -75,6 +77,19 @@ Exit codes: 0 ok, 1 error or failed job, 2 usage error.
 
 class UsageError extends Error {}
 
+/** `--option K=V`, repeated: true/false and integers are sent as JSON booleans and numbers (the target declares the type). */
+export function createOptions(pairs: readonly string[]): Record<string, boolean | number | string> {
+  const out: Record<string, boolean | number | string> = {};
+  for (const pair of pairs) {
+    const eq = pair.indexOf('=');
+    if (eq <= 0) throw new UsageError(`--option needs NAME=VALUE, got '${pair}'`);
+    const value = pair.slice(eq + 1);
+    out[pair.slice(0, eq)] = value === 'true' ? true : value === 'false' ? false : /^-?\d{1,15}$/.test(value) ? Number(value) : value;
+  }
+  return out;
+}
+
+
 const OPTIONS = {
   url: { type: 'string' },
   token: { type: 'string' },
@@ -84,6 +99,7 @@ const OPTIONS = {
   name: { type: 'string' },
   mode: { type: 'string' },
   description: { type: 'string' },
+  option: { type: 'string', multiple: true },
   tree: { type: 'boolean' },
   all: { type: 'boolean' },
   children: { type: 'boolean' },
@@ -378,10 +394,16 @@ const COMMANDS: Record<string, (ctx: Context) => Promise<number>> = {
   async create(ctx) {
     const vmId = arg(ctx, 0, 'vmId');
     noMoreArgs(ctx, 1);
-    const { name, mode, description } = ctx.values;
+    const { name, mode, description, option } = ctx.values;
     if (name === undefined) throw new UsageError('create needs --name');
     if (mode === undefined) throw new UsageError('create needs --mode (memory, crash, quiesced or offline)');
-    return submit(ctx, 'POST', `/v1/vms/${enc(vmId)}/snapshots`, { name, mode, ...(description === undefined ? {} : { description }) });
+    const options = createOptions(option ?? []);
+    return submit(ctx, 'POST', `/v1/vms/${enc(vmId)}/snapshots`, {
+      name,
+      mode,
+      ...(description === undefined ? {} : { description }),
+      ...(Object.keys(options).length === 0 ? {} : { options }),
+    });
   },
 
   async revert(ctx) {

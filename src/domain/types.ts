@@ -2,9 +2,9 @@
  * Snapvisor's vocabulary. Pure types, no I/O: the store persists these, the engine moves them
  * between states, the API serialises them.
  */
-import type { DiskInfo, PowerState, ProviderErrorKind, ProviderKind, SnapshotMode } from '../../providers/contract.ts';
+import type { CreateOptionValue, DiskInfo, PowerState, ProviderErrorKind, ProviderKind, SnapshotMode } from '../../providers/contract.ts';
 
-export type { DiskInfo, PowerState, ProviderErrorKind, ProviderKind, SnapshotMode };
+export type { CreateOptionValue, DiskInfo, PowerState, ProviderErrorKind, ProviderKind, SnapshotMode };
 
 /** ISO 8601 UTC timestamp string. */
 export type Iso = string;
@@ -89,6 +89,8 @@ export interface CreateParams {
   name: string;
   description: string;
   mode: SnapshotMode;
+  /** Provider-specific create options the request gave (capabilities.createOptions); absent: none. */
+  options?: Record<string, CreateOptionValue>;
 }
 export interface RevertParams {
   snapshotId: string;

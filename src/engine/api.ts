@@ -9,6 +9,7 @@
 import type { Capabilities, DiskInfo, TargetHealth } from '../../providers/contract.ts';
 import type {
   AuditEntry,
+  CreateOptionValue,
   Iso,
   Job,
   JobKind,
@@ -74,7 +75,7 @@ export interface JobFilter {
 }
 
 export type JobRequest =
-  | { kind: 'snapshot.create'; vmId: string; name: string; description: string; mode: SnapshotMode }
+  | { kind: 'snapshot.create'; vmId: string; name: string; description: string; mode: SnapshotMode; options?: Record<string, CreateOptionValue> }
   | { kind: 'snapshot.revert'; snapshotId: string }
   | { kind: 'snapshot.delete'; snapshotId: string; children: boolean }
   | { kind: 'snapshot.delete-all'; vmId: string }

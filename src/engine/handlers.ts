@@ -111,7 +111,7 @@ async function create(input: HandlerInput): Promise<JobResult> {
           core.call(target.provider, 'createSnapshot', () =>
             target.provider.createSnapshot(
               vm.providerVmId,
-              { name: params.name, description: params.description, mode: params.mode, marker: markerForJob(job.id) },
+              { name: params.name, description: params.description, mode: params.mode, marker: markerForJob(job.id), ...(params.options ? { options: params.options } : {}) },
               ctx,
             ),
           ),

@@ -3,7 +3,7 @@
  * capabilities first (no row exists for a refused request), then insert the job and its
  * idempotency key in one transaction.
  */
-import { SNAPSHOT_MODES, snapshotTextProblems } from '../../providers/contract.ts';
+import { SNAPSHOT_MODES, createOptionProblems, snapshotTextProblems } from '../../providers/contract.ts';
 import { planConsolidation } from '../domain/consolidation.ts';
 import { SnapvisorError, notFound } from '../domain/errors.ts';
 import type { JobParams, Snapshot, Vm } from '../domain/types.ts';
@@ -103,11 +103,18 @@ async function validate(core: Core, request: JobRequest): Promise<Draft> {
       if (request.description !== '' && !caps.descriptions) {
         throw new SnapvisorError('unsupported', 'SNAPVISOR_ERR_DESCRIPTION_UNSUPPORTED', `target '${target.spec.name}' does not keep snapshot descriptions`);
       }
+      const optionProblems = createOptionProblems(caps.createOptions, request.options ?? {});
+      if (optionProblems.length > 0) {
+        throw new SnapvisorError('invalid', 'SNAPVISOR_ERR_OPTION_INVALID', `target '${target.spec.name}' cannot take this snapshot: ${optionProblems.join('; ')}`, {
+          extra: { problems: optionProblems },
+        });
+      }
       const max = caps.limits.maxSnapshotsPerVm;
       if (max !== undefined && (await core.store.snapshots.listByVm(vm.id, { includeGone: false })).length >= max) {
         throw new SnapvisorError('quota', 'SNAPVISOR_ERR_SNAPSHOT_LIMIT', `VM already has the ${max} snapshots target '${target.spec.name}' allows`);
       }
-      return { target, vm, params: { name: request.name, description: request.description, mode: request.mode } };
+      const options = request.options !== undefined && Object.keys(request.options).length > 0 ? { options: request.options } : {};
+      return { target, vm, params: { name: request.name, description: request.description, mode: request.mode, ...options } };
     }
     case 'snapshot.revert': {
       const { snapshot, vm, target } = await liveSnapshot(core, request.snapshotId);

@@ -105,3 +105,16 @@ t.test('exit codes: failed job 1, problem 1, usage 2', async (t) => {
   t.equal((await cli([])).code, 2);
   t.equal((await cli(['--help'])).code, 0);
 });
+
+t.test('create --option K=V: sent typed; a target without the option answers the 400, a malformed pair is a usage error', async (t) => {
+  const { h, cli } = await daemon(t);
+  const vm = await h.vmId('web-1');
+  const refused = await cli(['create', vm, '--name', 'x', '--mode', 'memory', '--option', 'incremental=false']);
+  t.equal(refused.code, 1);
+  t.match(refused.stderr, /unknown create option 'incremental' \(this target takes none\)/);
+  const bad = await cli(['create', vm, '--name', 'x', '--mode', 'memory', '--option', 'incremental']);
+  t.equal(bad.code, 2);
+  t.match(bad.stderr, /--option needs NAME=VALUE/);
+  const { createOptions } = await import('../../src/cli/run.ts');
+  t.same(createOptions(['incremental=false', 'copies=3', 'tier=hot', 'note=a=b']), { incremental: false, copies: 3, tier: 'hot', note: 'a=b' });
+});

@@ -124,3 +124,16 @@ t.test('revert swaps in new disks from the set and keeps the old ones; delete re
   t.equal(l.fake.snapshots('rg').length, 0, 'both disk snapshots deleted');
   t.equal((await l.engine.getSnapshot(snapshotId)).state, 'gone');
 });
+
+t.test("a full copy on request (options.incremental: false) and the target's default (incremental)", async (t) => {
+  const l = await setup(t);
+  const full = await l.final((await l.engine.submit({ kind: 'snapshot.create', vmId: l.vmId, name: 'full', description: '', mode: 'crash', options: { incremental: false } }, meta)).job);
+  const incr = await l.final(await l.create('incr'));
+  t.same([full.state, incr.state], ['succeeded', 'succeeded']);
+  const bySet = (set: string) => l.fake.snapshots('rg').filter((s) => String(s.name).includes(set));
+  const [fullSnap, incrSnap] = await Promise.all([l.engine.getSnapshot(full.result!.snapshotId!), l.engine.getSnapshot(incr.result!.snapshotId!)]);
+  const setOf = (s: { details: Record<string, unknown> | null }) => String((s.details as { disks: Array<{ snapshotId: string }> }).disks[0]!.snapshotId).split('/').pop()!.split('-')[1]!;
+  t.ok(bySet(setOf(fullSnap)).every((s) => (s.properties as { incremental: boolean }).incremental === false), 'full copies');
+  t.ok(bySet(setOf(incrSnap)).every((s) => (s.properties as { incremental: boolean }).incremental === true), 'incremental by default');
+  t.match(fullSnap.details, { disks: [{ incremental: false }, { incremental: false }] }, 'shown in details');
+});

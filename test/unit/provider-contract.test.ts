@@ -82,3 +82,13 @@ t.test('a mode declared unrevertable: revert of such a snapshot is 422 before an
   const { job } = await h.engine.submit({ kind: 'snapshot.revert', snapshotId: await h.snapshotId('web01', 'with-ram') }, meta('tester', undefined, 'h2'));
   t.equal((await h.settle(job.id)).state, 'succeeded', 'another mode still reverts');
 });
+
+t.test('createOptionProblems: only declared names, of the declared type; own keys only', async (t) => {
+  const { createOptionProblems } = await import('../../providers/contract.ts');
+  const declared = { incremental: { type: 'boolean' as const, description: '' }, tier: { type: 'string' as const, description: '' }, n: { type: 'integer' as const, description: '' } };
+  t.same(createOptionProblems(declared, { incremental: false, tier: 'hot', n: 3 }), []);
+  t.same(createOptionProblems(undefined, {}), []);
+  t.match(createOptionProblems(undefined, { incremental: true }), [/unknown create option 'incremental' \(this target takes none\)/]);
+  t.match(createOptionProblems(declared, { incremental: 1, tier: false, n: 2.5 }), [/'incremental' must be a boolean/, /'tier' must be a string/, /'n' must be an integer/]);
+  t.match(createOptionProblems(declared, { toString: true, hasOwnProperty: 1 }), [/unknown create option 'toString'/, /unknown create option 'hasOwnProperty'/], 'inherited names are not options');
+});

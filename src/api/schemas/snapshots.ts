@@ -68,6 +68,13 @@ export const CreateSnapshotBody = Type.Object(
     name: Type.String({ minLength: 1, maxLength: 255 }),
     description: Type.Optional(Type.String({ maxLength: 4096 })),
     mode: StringEnum(SNAPSHOT_MODES),
+    options: Type.Optional(
+      Type.Record(Type.String({ minLength: 1, maxLength: 64 }), Type.Union([Type.Boolean(), Type.Number(), Type.String({ maxLength: 256 })]), {
+        maxProperties: 16,
+        description:
+          "Options only some targets have, by name (Azure: `incremental`); `GET /v1/targets/{target}` lists a target's `capabilities.createOptions`. An option the target does not declare, or a value of the wrong type, is a 400.",
+      }),
+    ),
   },
   { additionalProperties: false },
 );

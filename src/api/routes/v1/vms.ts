@@ -75,11 +75,11 @@ const vms: FastifyPluginAsyncTypebox<{ engine: EngineApi; listingCacheBytes: num
       response: { 200: Job, 202: Job, ...WRITE },
     },
   }, async (request, reply) => {
-    const { name, description, mode } = request.body;
+    const { name, description, mode, options } = request.body;
     return submitJob(
       engine, request, reply,
-      { kind: 'snapshot.create', vmId: request.params.vmId, name, description: description ?? '', mode },
-      { name, description: description ?? '', mode },
+      { kind: 'snapshot.create', vmId: request.params.vmId, name, description: description ?? '', mode, ...(options ? { options } : {}) },
+      { name, description: description ?? '', mode, ...(options ? { options } : {}) },
       request.query.wait,
     );
   });
