@@ -27,7 +27,8 @@ export function labLockPath(name: string): string {
   return join(tmpdir(), `snapvisor-lab-${name}.lock`);
 }
 
-function alive(pid: number): boolean {
+/** Whether a process with this pid exists (EPERM: it does, owned by another user). */
+export function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
@@ -66,7 +67,7 @@ function tryAcquire(path: string): boolean {
     const owner = ownerOf(path);
     if (owner === process.pid) throw new Error(`lab lock: ${path} is already held by this process`);
     // No pid yet: its creator is between open and write. Not stale; look again next poll.
-    if (owner !== undefined && !alive(owner)) takeOverStale(path, owner);
+    if (owner !== undefined && !processAlive(owner)) takeOverStale(path, owner);
     return false;
   }
   try {

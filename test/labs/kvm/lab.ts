@@ -12,7 +12,7 @@ import { execFile, spawnSync } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { accessSync, constants, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { holdLabLock, withLabLockSync } from '../lab-lock.ts';
+import { holdLabLock, processAlive, withLabLockSync } from '../lab-lock.ts';
 import { ensureUser, generateKeyPair, startSshd } from '../sshd/lab.ts';
 
 export const LAB_URI = 'qemu:///system';
@@ -306,13 +306,7 @@ async function reapDeadLabs(): Promise<void> {
     const m = TEST_PREFIX.exec(name);
     if (!m) continue;
     const pid = Number(m[1]);
-    let alive = true;
-    try {
-      process.kill(pid, 0);
-    } catch (error) {
-      alive = (error as NodeJS.ErrnoException).code === 'EPERM';
-    }
-    if (alive) continue;
+    if (processAlive(pid)) continue;
     await virsh('destroy', name);
     await virsh('undefine', name, '--snapshots-metadata');
   }

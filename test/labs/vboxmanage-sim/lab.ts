@@ -10,6 +10,7 @@ import { randomUUID } from 'node:crypto';
 import { chmodSync, closeSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { packageFile } from '../../../providers/shared/package-file.ts';
+import { processAlive } from '../lab-lock.ts';
 
 /**
  * The simulator program. Found from the package root rather than beside this module, because the
@@ -211,15 +212,6 @@ export function createVboxLab(options: VboxLabOptions): VboxLab {
   };
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 const waitCell = new Int32Array(new SharedArrayBuffer(4));
 
 /** Same protocol as the simulator: O_EXCL lock file holding our pid; atomic write by rename. */
@@ -241,7 +233,7 @@ function withLockedState(statePath: string, fn: (s: SimState) => void): void {
     } catch {
       continue;
     }
-    if (Number.isInteger(owner) && !alive(owner)) {
+    if (Number.isInteger(owner) && !processAlive(owner)) {
       try {
         unlinkSync(lock);
       } catch {
