@@ -53,14 +53,17 @@ export async function dropMidCreate(
     tt.ok(dropped !== undefined, 'the fault was injected');
     await dropped;
     o.afterFirst?.();
-    // A read right after the drop may meet the dying connection: transient, retried as the engine would.
+    // A read right after the drop may meet the dying connection: transient, retried as the engine
+    // would — after a pause (its backoff starts at 1 s): three retries at once all met the connection
+    // not yet known dead in a CI run under load ("Not connected").
     let again;
     for (let attempt = 1; ; attempt++) {
       try {
         again = await p.createSnapshot(o.vmId, spec, testContext());
         break;
       } catch (e) {
-        if (!(e instanceof ProviderError && e.kind === 'transient' && attempt < 3)) throw e;
+        if (!(e instanceof ProviderError && e.kind === 'transient' && attempt < 5)) throw e;
+        await new Promise((r) => setTimeout(r, 250 * attempt));
       }
     }
     const withMarker = (await p.listSnapshots(o.vmId, testContext())).filter((s) => s.marker === spec.marker);
