@@ -74,8 +74,9 @@ async function setup(t: TapTest, o: { fake?: ArmFakeOptions; snapshotRate?: { ma
 }
 
 t.test("creates over Azure's per-disk budget wait queued with the reason; none fails, the fake's rule never answers 429", async (t) => {
-  // The fake enforces the same rule as Azure (2 per disk per 1.5 s here, scaled down from 7 per 5 min).
-  const l = await setup(t, { fake: { snapshotRate: { max: 2, windowMs: 1_500 } }, snapshotRate: { max: 2, windowSec: 1.5 } });
+  // The fake enforces the same rule as Azure (2 per disk per 3 s here, scaled down from 7 per 5 min;
+  // long enough that two creates in a row always fit in it, however loaded the machine).
+  const l = await setup(t, { fake: { snapshotRate: { max: 2, windowMs: 3_000 } }, snapshotRate: { max: 2, windowSec: 3 } });
   const jobs = [];
   for (let i = 0; i < 5; i++) jobs.push(await l.create(`burst-${i}`));
   const done = await Promise.all(jobs.map(l.final));
@@ -83,7 +84,7 @@ t.test("creates over Azure's per-disk budget wait queued with the reason; none f
   t.same(done.map((j) => j.attempts), [1, 1, 1, 1, 1], 'no attempt was refused and retried');
   t.equal(l.fake.counters.selfCaused429, 0, 'no 429 from the per-disk rule');
   t.ok(
-    l.events.some((j) => j.state === 'queued' && /^waiting for the create budget: Azure allows 2 incremental snapshots per disk every 2 s; disk \/subscriptions\/.+ is free again at /.test(j.progressMessage ?? '')),
+    l.events.some((j) => j.state === 'queued' && /^waiting for the create budget: Azure allows 2 incremental snapshots per disk every 3 s; disk \/subscriptions\/.+ is free again at /.test(j.progressMessage ?? '')),
     'a waiting job says why',
   );
   const snaps = await l.engine.listSnapshots(l.vmId, { includeGone: false });
