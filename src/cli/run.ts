@@ -89,7 +89,6 @@ export function createOptions(pairs: readonly string[]): Record<string, boolean 
   return out;
 }
 
-
 const OPTIONS = {
   url: { type: 'string' },
   token: { type: 'string' },

@@ -4,9 +4,9 @@
  * markers found), the time and an id generator. Rows are never deleted: a snapshot that vanished is
  * marked gone (kept for history), one that comes back is revived.
  */
-import { wholePercent } from './percent.ts';
 import { jobIdFromMarker, type ProviderSnapshot } from '../../providers/contract.ts';
 import { jsonEqual } from './json-equal.ts';
+import { wholePercent } from './percent.ts';
 import type { Iso, Snapshot, SnapshotMode } from './types.ts';
 
 export type SnapshotFields = Pick<

@@ -7,7 +7,6 @@ import { randomUUID } from 'node:crypto';
 import type { CallContext, CreateRateLimit, DiskInfo } from '../../providers/contract.ts';
 import { budgetWaitMessage, decideCreateBudget, longestWindowMs } from '../domain/create-budget.ts';
 import { SnapvisorError } from '../domain/errors.ts';
-import { wholePercent } from '../domain/percent.ts';
 import type { Job, JobError } from '../domain/types.ts';
 import type { JobCandidate } from '../store/index.ts';
 import { within } from '../../providers/shared/sleep.ts';
@@ -254,7 +253,7 @@ export function createWorker(core: Core, sync: Sync): Worker {
         if (at - lastProgressAt < PROGRESS_INTERVAL_MS) return;
         lastProgressAt = at;
         void core.store.jobs
-          .setProgress(job.id, ticket, wholePercent(percent) ?? 0, message ?? null)
+          .setProgress(job.id, ticket, percent, message ?? null)
           .then((fresh) => {
             if (fresh && fresh.state === 'running') core.events.emit({ type: 'job', job: fresh });
           })
