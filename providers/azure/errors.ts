@@ -16,6 +16,7 @@
  * never reach a message, whatever the SDK put in its own.
  */
 import { ProviderError, type ProviderErrorKind, type RetryClass } from '../contract.ts';
+import { hideSecrets } from '../shared/hide-secrets.ts';
 import { PROVIDER } from './options.ts';
 
 export interface AzureCallInfo {
@@ -32,9 +33,8 @@ const MESSAGE_MAX = 500;
 
 /** The secret texts to hide and the token patterns that are always hidden. */
 export function redact(text: string, secrets: readonly string[] = []): string {
-  let out = text;
-  for (const s of secrets) if (s.length >= 4) out = out.split(s).join('[redacted]');
-  return out
+  // A secret of 1-3 characters would blank out common text everywhere; the patterns still apply.
+  return hideSecrets(text, secrets.filter((s) => s.length >= 4))
     .replace(/(authorization["']?\s*[:=]\s*["']?)(bearer\s+)?[^\s"',}]+/gi, '$1[redacted]')
     .replace(/\bBearer\s+[A-Za-z0-9\-._~+/]+=*/g, 'Bearer [redacted]')
     .replace(/\b(client_secret|access_token|refresh_token)=([^&\s"]+)/gi, '$1=[redacted]')

@@ -22,6 +22,7 @@ import { NodeSSH } from 'node-ssh';
 import type { Logger } from '../contract.ts';
 import { posixEncoding, type CommandEncoding, type EncodedCommand, type RequestRunner } from './command-encoding.ts';
 import { CommandError, type RunOptions, type RunResult } from './command-runner.ts';
+import { hideSecrets } from './hide-secrets.ts';
 import type { RemoteStream, StreamEnd } from './session-protocol.ts';
 import { within } from './sleep.ts';
 
@@ -159,7 +160,7 @@ export function createSshRunner<Request>(options: SshOptions, deps: SshRunnerDep
     throw new Error(`ssh ${endpoint}: needs privateKey or password`);
   }
   const secrets = [options.privateKey, options.passphrase, options.password].filter((s): s is string => s !== undefined && s !== '');
-  const redact = (text: string): string => secrets.reduce((acc, s) => acc.split(s).join('[redacted]'), text);
+  const redact = (text: string): string => hideSecrets(text, secrets);
 
   const slots = createSemaphore(maxChannels);
   let current: Connection | undefined;
