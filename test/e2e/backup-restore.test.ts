@@ -134,7 +134,7 @@ t.test('backup under load, restore into a fresh daemon: same trees and jobs; res
   const sizeBefore = readFileSync(db1).length;
   const refused = await cli(['restore', backupFile], env1, dir);
   t.equal(refused.code, 1);
-  t.equal(refused.stderr, `error: ${db1} is in use by another process (is the daemon running? stop it first)\n`);
+  t.match(refused.stderr, new RegExp(`^error: ${db1.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} is in use by another Snapvisor daemon \\(pid ${d1.proc.pid} on .*, since .*\\): stop it first\n$`));
   t.equal(readFileSync(db1).length, sizeBefore, 'the live database was not touched');
 
   t.equal((await d1.kill('SIGTERM')).code, 0, 'the first daemon stops cleanly (running jobs finish)');

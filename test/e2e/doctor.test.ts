@@ -112,7 +112,7 @@ t.test('all well, with the daemon running on the database: exit 0; a corrupt dat
   t.teardown(() => d.kill('SIGKILL'));
   const res = await doctor(['--config', file]);
   t.equal(res.code, 0, res.stdout);
-  t.match(res.lines[1], /^ok   database: .*snapvisor\.db: integrity ok, schema version \d+ \(current\)$/);
+  t.match(res.lines[1], new RegExp(`^ok   database: .*snapvisor\\.db: integrity ok, schema version \\d+ \\(current\\); in use by pid ${d.proc.pid} on .* \\(daemon, since .*\\)$`));
   t.equal(res.lines.length, 4);
   t.equal((await d.kill('SIGTERM')).code, 0);
 
