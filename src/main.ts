@@ -3,7 +3,7 @@
  * lets running jobs finish within the grace period and leaves the others to the next start's
  * recovery (src/shutdown.ts). Output goes through src/logging.ts: a failing stdout never stops it.
  */
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger as PinoLogger } from 'pino';
 import { createRegistry, type ProviderRegistry } from '../providers/index.ts';
@@ -15,7 +15,7 @@ import { createEngine } from './engine/engine.ts';
 import { createOutput } from './logging.ts';
 import { createReloader } from './reload.ts';
 import { createShutdown } from './shutdown.ts';
-import { openStore, type Store } from './store/index.ts';
+import { DatabaseDamagedError, openStore, StoreVersionError, type Store } from './store/index.ts';
 import { acquireDatabaseLock, DatabaseLockedError, describeHolder, isMemoryDatabase, LockFileError, type DatabaseLock } from './store/lock.ts';
 import { LOG_LEVELS, type LogLevel } from './config/schema.ts';
 import { VERSION } from './version.ts';
@@ -68,7 +68,13 @@ async function main(): Promise<void> {
   };
 
   if (!isMemoryDatabase(config.database)) {
-    mkdirSync(path.dirname(path.resolve(config.database)), { recursive: true });
+    const dir = path.dirname(path.resolve(config.database));
+    if (!existsSync(dir)) {
+      // Only the default data directory (./data, what the demo and a config without `database:` use) is made here:
+      // a configured path whose directory is missing is a typo or an unmounted volume, not a place to start afresh.
+      if (config.databaseFrom === 'default') mkdirSync(dir, { recursive: true });
+      else refuse(`the database directory ${dir} does not exist (database ${config.database}, from ${config.databaseFrom === 'env' ? 'SNAPVISOR_DB' : `${config.source} /database`}); create it or correct the path`);
+    }
     // One daemon per database, before anything reads or requeues a job (src/store/lock.ts).
     try {
       lock = acquireDatabaseLock(config.database, { command: 'daemon' });
@@ -85,7 +91,12 @@ async function main(): Promise<void> {
     }
   }
 
-  store = openStore(config.database, { log });
+  try {
+    store = openStore(config.database, { log });
+  } catch (err) {
+    if (err instanceof DatabaseDamagedError || err instanceof StoreVersionError) refuse(err.message.replace(/^\[snapvisor\] \[store\] /, ''));
+    throw err;
+  }
   const openedStore: Store = store!;
   let registry: ProviderRegistry;
   try {

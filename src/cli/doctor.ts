@@ -74,9 +74,12 @@ function checkDatabase(config: ResolvedConfig): Finding {
   const file = config.database;
   if (!existsSync(file)) {
     const dir = path.dirname(file);
-    return existsSync(dir)
-      ? { status: 'ok', subject, message: `${file} does not exist yet: the daemon creates it at start` }
-      : { status: 'ok', subject, message: `${file} does not exist yet: the daemon creates it (and ${dir}) at start` };
+    if (existsSync(`${file}-wal`)) return { status: 'fix', subject, message: `${file} is missing but its write-ahead log ${file}-wal is there: the daemon refuses to start; put the database file back or restore a backup` };
+    if (existsSync(dir)) return { status: 'ok', subject, message: `${file} does not exist yet: the daemon creates it at start` };
+    // Only the default data directory is created by the daemon; a configured one must exist.
+    return config.databaseFrom === 'default'
+      ? { status: 'ok', subject, message: `${file} does not exist yet: the daemon creates it (and ${dir}) at start` }
+      : { status: 'fix', subject, message: `the directory ${dir} of ${file} does not exist: the daemon refuses to start; create it or correct the path` };
   }
   let held = '';
   try {

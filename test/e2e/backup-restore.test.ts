@@ -2,7 +2,7 @@
 // `snapvisor restore` into a fresh data directory and a second daemon on it: the trees and jobs
 // are the first daemon's as of the backup. Restore refuses while a daemon has the database open.
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { run } from '../../src/cli/run.ts';
@@ -79,6 +79,8 @@ t.test('backup under load, restore into a fresh daemon: same trees and jobs; res
   const env1 = { SNAPVISOR_CONFIG: config1, E2E_TOKEN: TOKEN };
   const env2 = { SNAPVISOR_CONFIG: config2, E2E_TOKEN: TOKEN };
 
+  // A configured database's directory must exist; the second one is made by the restore.
+  mkdirSync(path.join(dir, 'one', 'data'));
   const d1 = await startDaemon({ cwd: dir, env: env1 });
   t.teardown(() => d1.kill('SIGKILL'));
   const ids = await vmIds(d1, ['quiet', 'busy-1', 'busy-2', 'busy-3']);
