@@ -102,6 +102,8 @@ export function acquireDatabaseLock(database: string, options: { command: string
   };
   let staleHolder: LockHolder | null;
   try {
+    // The row is only information (the OS lock is the truth): no fsync at take or release.
+    db.pragma('synchronous = OFF');
     db.pragma('busy_timeout = 0');
     try {
       db.exec('BEGIN IMMEDIATE');
