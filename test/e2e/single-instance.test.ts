@@ -76,3 +76,16 @@ t.test('a lock left by a killed daemon is taken over at the next start (logged)'
   t.equal(line.stalePid, pidA);
   t.equal((await b.kill('SIGTERM')).code, 0);
 });
+
+t.test('the port is bound before recovery: a daemon whose port is taken exits 2 before its engine starts', async (t) => {
+  const ctx = vboxDaemonSetup(t, { stepMs: 50 });
+  const a = await startDaemon({ cwd: ctx.dir, env: ctx.env });
+  t.teardown(() => a.kill('SIGKILL'));
+  const port = Number(new URL(a.url).port);
+  const other = vboxDaemonSetup(t, { stepMs: 50 });
+  const b = await runDaemonToExit({ cwd: other.dir, env: other.env, port });
+  t.equal(b.code, 2);
+  t.equal(b.stderr, `snapvisor: cannot listen on 127.0.0.1:${port}: the address is in use\n`);
+  t.notMatch(b.stdout, /engine started/, 'recovery and the worker never ran');
+  t.equal((await a.kill('SIGTERM')).code, 0);
+});
