@@ -3,7 +3,7 @@
  * lets running jobs finish within the grace period and leaves the others to the next start's
  * recovery (src/shutdown.ts). Output goes through src/logging.ts: a failing stdout never stops it.
  */
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger as PinoLogger } from 'pino';
 import { createRegistry, type ProviderRegistry } from '../providers/index.ts';
@@ -15,7 +15,8 @@ import { createEngine } from './engine/engine.ts';
 import { createOutput } from './logging.ts';
 import { createReloader } from './reload.ts';
 import { createShutdown } from './shutdown.ts';
-import { openStore } from './store/index.ts';
+import { DatabaseDamagedError, openStore, StoreVersionError, type Store } from './store/index.ts';
+import { acquireDatabaseLock, DatabaseLockedError, describeHolder, isMemoryDatabase, LockFileError, type DatabaseLock } from './store/lock.ts';
 import { LOG_LEVELS, type LogLevel } from './config/schema.ts';
 import { VERSION } from './version.ts';
 
@@ -56,19 +57,56 @@ async function main(): Promise<void> {
   const log: PinoLogger = bootLog.child({ ...(config.demo ? { demo: true } : {}) });
   log.info({ source: config.source, version: VERSION, targets: config.targets.map((t) => `${t.name}(${t.kind})`) }, config.demo ? 'starting in DEMO mode (bundled VirtualBox simulator)' : 'starting');
 
-  mkdirSync(path.dirname(config.database), { recursive: true });
-  const store = openStore(config.database, { log });
+  // Start-up refusals (exit 2, one line on stderr): what holds the database lock is released first.
+  let lock: DatabaseLock | undefined;
+  let store: Store | undefined;
+  const refuse: (message: string) => never = (message) => {
+    store?.close();
+    lock?.release();
+    process.stderr.write(`snapvisor: ${message}\n`);
+    process.exit(2);
+  };
+
+  if (!isMemoryDatabase(config.database)) {
+    const dir = path.dirname(path.resolve(config.database));
+    if (!existsSync(dir)) {
+      // Only the default data directory (./data, what the demo and a config without `database:` use) is made here:
+      // a configured path whose directory is missing is a typo or an unmounted volume, not a place to start afresh.
+      if (config.databaseFrom === 'default') mkdirSync(dir, { recursive: true });
+      else refuse(`the database directory ${dir} does not exist (database ${config.database}, from ${config.databaseFrom === 'env' ? 'SNAPVISOR_DB' : `${config.source} /database`}); create it or correct the path`);
+    }
+    // One daemon per database, before anything reads or requeues a job (src/store/lock.ts).
+    try {
+      lock = acquireDatabaseLock(config.database, { command: 'daemon' });
+    } catch (err) {
+      if (err instanceof DatabaseLockedError) {
+        refuse(`database ${err.database} is in use by ${describeHolder(err.holder)}: only one daemon may use a database (lock ${err.lockFile}); not started`);
+      }
+      if (err instanceof LockFileError) refuse(err.message);
+      throw err;
+    }
+    if (lock.staleHolder) {
+      const h = lock.staleHolder;
+      log.warn({ lock: lock.file, stalePid: h.pid, staleHost: h.hostname, staleSince: h.startedAt }, 'database lock left by a process that is gone: taken over');
+    }
+  }
+
+  try {
+    store = openStore(config.database, { log });
+  } catch (err) {
+    if (err instanceof DatabaseDamagedError || err instanceof StoreVersionError) refuse(err.message.replace(/^\[snapvisor\] \[store\] /, ''));
+    throw err;
+  }
+  const openedStore: Store = store!;
   let registry: ProviderRegistry;
   try {
     registry = await createRegistry(config.targets, { log });
   } catch (err) {
     // Adapter option errors are configuration errors: say which target and why, then stop.
-    process.stderr.write(`snapvisor: invalid configuration in ${config.source}: ${(err as Error).message}\n`);
-    store.close();
-    process.exit(2);
+    refuse(`invalid configuration in ${config.source}: ${(err as Error).message}`);
   }
   const engine = createEngine({
-    store,
+    store: openedStore,
     registry,
     log,
     settings: {
@@ -78,7 +116,6 @@ async function main(): Promise<void> {
       syncIntervalMs: config.engine.syncIntervalSec * 1000,
     },
   });
-  await engine.start({ waitForSync: false });
 
   const tokens = createTokenSet(config.tokens);
   const reloader = createReloader({ config, registry, engine, tokens, env, log, onRegistry: (next) => (registry = next) });
@@ -94,8 +131,21 @@ async function main(): Promise<void> {
     metrics: [output.metrics],
     ...(config.listen.tls ? { https: config.listen.tls } : {}),
   });
-  const address = await app.listen({ host: config.listen.host, port: config.listen.port });
+  // The port first, then recovery and the worker: an instance that cannot listen stops before it
+  // touches a job. /readyz answers 503 until the engine has started.
+  let address: string;
+  try {
+    address = await app.listen({ host: config.listen.host, port: config.listen.port });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL') {
+      await registry.close().catch(() => {});
+      refuse(`cannot listen on ${config.listen.host}:${config.listen.port}: ${code === 'EADDRINUSE' ? 'the address is in use' : (err as Error).message}`);
+    }
+    throw err;
+  }
   log.info({ address }, 'listening');
+  await engine.start({ waitForSync: false });
   // Refused with a log line naming the key when the new file is invalid; the old configuration stays.
   onSighup = () => void reloader.reload({ trigger: 'SIGHUP' }).catch(() => {});
   if (demoToken) {
@@ -117,7 +167,10 @@ async function main(): Promise<void> {
       dropConnections: () => app.server.closeAllConnections(),
       stopEngine: (graceMs) => engine.stop({ graceMs }),
       closeProviders: () => registry.close(),
-      closeStore: () => store.close(),
+      closeStore: () => {
+        openedStore.close();
+        lock?.release();
+      },
     },
   });
   process.on('SIGTERM', () => shutdown.onSignal('SIGTERM'));

@@ -12,6 +12,7 @@ import { createRegistry, type TargetSpec } from '../../providers/index.ts';
 import type { Logger, TargetHealth } from '../../providers/contract.ts';
 import { ConfigError, findConfigFile, loadConfigFile, type ResolvedConfig } from '../config/load.ts';
 import { databaseFileProblem, inspectDatabaseFile } from '../store/backup.ts';
+import { lockHolder } from '../store/lock.ts';
 import { SCHEMA_VERSION } from '../store/migrations/index.ts';
 
 export type FindingStatus = 'ok' | 'fix' | 'note';
@@ -61,20 +62,31 @@ export async function doctor(options: DoctorOptions): Promise<Finding[]> {
     return findings;
   }
   findings.push({ status: 'ok', subject: 'config', message: `${file}: ${config.targets.length} target(s), ${config.tokens.length} token(s)` });
-  findings.push(checkDatabase(config.database));
+  findings.push(checkDatabase(config));
 
   const results = await Promise.all(config.targets.map((spec) => checkTarget(spec, options)));
   for (const r of results) findings.push(...r);
   return findings;
 }
 
-function checkDatabase(file: string): Finding {
+function checkDatabase(config: ResolvedConfig): Finding {
   const subject = 'database';
+  const file = config.database;
   if (!existsSync(file)) {
     const dir = path.dirname(file);
-    return existsSync(dir)
-      ? { status: 'ok', subject, message: `${file} does not exist yet: the daemon creates it at start` }
-      : { status: 'ok', subject, message: `${file} does not exist yet: the daemon creates it (and ${dir}) at start` };
+    if (existsSync(`${file}-wal`)) return { status: 'fix', subject, message: `${file} is missing but its write-ahead log ${file}-wal is there: the daemon refuses to start; put the database file back or restore a backup` };
+    if (existsSync(dir)) return { status: 'ok', subject, message: `${file} does not exist yet: the daemon creates it at start` };
+    // Only the default data directory is created by the daemon; a configured one must exist.
+    return config.databaseFrom === 'default'
+      ? { status: 'ok', subject, message: `${file} does not exist yet: the daemon creates it (and ${dir}) at start` }
+      : { status: 'fix', subject, message: `the directory ${dir} of ${file} does not exist: the daemon refuses to start; create it or correct the path` };
+  }
+  let held = '';
+  try {
+    const lock = lockHolder(file);
+    if (lock.held) held = `; in use by ${lock.holder ? `pid ${lock.holder.pid} on ${lock.holder.hostname} (${lock.holder.command}, since ${lock.holder.startedAt})` : 'another process'}`;
+  } catch {
+    // an unreadable lock file: the daemon says so at start
   }
   try {
     const report = inspectDatabaseFile(file);
@@ -84,7 +96,7 @@ function checkDatabase(file: string): Finding {
       report.schemaVersion === SCHEMA_VERSION
         ? `schema version ${report.schemaVersion} (current)`
         : `schema version ${report.schemaVersion}: migrations up to ${SCHEMA_VERSION} are applied at the next start`;
-    return { status: 'ok', subject, message: `${file}: integrity ok, ${version}` };
+    return { status: 'ok', subject, message: `${file}: integrity ok, ${version}${held}` };
   } catch (e) {
     return { status: 'fix', subject, message: (e as Error).message };
   }

@@ -38,6 +38,11 @@ export interface ResolvedConfig {
   demo: boolean;
   listen: { host: string; port: number; tls?: { cert: string; key: string } };
   database: string;
+  /**
+   * Where `database` came from: SNAPVISOR_DB, the file's `database:` key, or the default
+   * (./data/snapvisor.db; the demo's too). Only the default's directory is created at start.
+   */
+  databaseFrom: 'env' | 'config' | 'default';
   logLevel: ConfigFile['logLevel'];
   bodyLimitBytes: number;
   tokens: ResolvedToken[];
@@ -107,6 +112,7 @@ export function resolveConfig(raw: unknown, source: string, ctx: LoadEnv, demo =
     demo,
     listen: { host: env.SNAPVISOR_HOST ?? file.listen.host, port, ...(tls ? { tls } : {}) },
     database: env.SNAPVISOR_DB ?? path.resolve(ctx.baseDir, file.database),
+    databaseFrom: env.SNAPVISOR_DB !== undefined ? 'env' : demo || (raw as { database?: unknown } | null)?.database === undefined ? 'default' : 'config',
     logLevel: file.logLevel,
     bodyLimitBytes: file.bodyLimitBytes,
     tokens: file.tokens.map((t, i) => ({

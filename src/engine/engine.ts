@@ -73,6 +73,8 @@ export function createEngine(options: EngineOptions): Engine {
   let syncTimer: NodeJS.Timeout | null = null;
   let syncing: Promise<void> | null = null;
   let stopped = false;
+  /** Recovery done and the worker running: until then /readyz says not ready (the daemon listens first). */
+  let started = false;
 
   /** One target's sync, holding its provider (a reload meanwhile closes a retired one only after). */
   const syncLeased = async (lease: TargetLease) => {
@@ -147,6 +149,7 @@ export function createEngine(options: EngineOptions): Engine {
         syncTimer = setInterval(() => void syncAll(), settings.syncIntervalMs);
         syncTimer.unref?.();
       }
+      started = true;
       log.info({ targets: [...(await core.targets()).keys()] }, 'engine started');
     },
 
@@ -321,8 +324,9 @@ export function createEngine(options: EngineOptions): Engine {
       }
       // Ready means the store works. An unhealthy target is reported here but does not make the
       // daemon unready: the other targets and all stored data stay usable, and a load balancer
-      // taking the daemon out would not bring a hypervisor back.
-      return { ready: storeOk, store: storeOk, targets };
+      // taking the daemon out would not bring a hypervisor back. Before start() (recovery) has
+      // finished, it is not ready.
+      return { ready: storeOk && started && !stopped, store: storeOk, targets };
     },
     async audit(record) {
       await store.audit.insert({ ...record, at: core.iso() });

@@ -3,7 +3,7 @@
  * better-sqlite3), the check that a file is a usable Snapvisor database (integrity and schema
  * version), whether another process has a database open, and the restore that swaps a backup in.
  *
- * "In use" is asked of SQLite itself, not of a pid file: a connection in WAL mode (the daemon's)
+ * "In use" is the daemon's lock (src/store/lock.ts), and also asked of SQLite itself: a connection in WAL mode (the daemon's)
  * holds a shared lock on the database file for as long as it is open, so an EXCLUSIVE lock
  * attempt with no busy wait fails exactly while some process has the file open. The operating
  * system drops that lock when the process dies, even on SIGKILL, so nothing can go stale.
@@ -13,6 +13,7 @@ import path from 'node:path';
 import { copyFile } from 'node:fs/promises';
 import Database from 'better-sqlite3';
 import { SCHEMA_VERSION } from './migrations/index.ts';
+import { acquireDatabaseLock, DatabaseLockedError, describeHolder } from './lock.ts';
 
 /** Tables every Snapvisor database has since the first migration. */
 const CORE_TABLES = ['targets', 'vms', 'snapshots', 'jobs'];
@@ -129,7 +130,8 @@ export interface RestoreReport {
 
 /**
  * Puts a backup in place of `database`: refuses a backup that fails the check or is newer than
- * this build, refuses while any process has `database` open, keeps the replaced database (and
+ * this build, refuses while a daemon holds the database lock (src/store/lock.ts; the restore holds
+ * it itself meanwhile, so no daemon starts on half a swap) or any process has `database` open, keeps the replaced database (and
  * its -wal/-shm if any) renamed beside it, and moves the copy in with one rename so a daemon
  * starting afterwards never sees half a file.
  */
@@ -137,10 +139,25 @@ export async function restoreFile(backup: string, database: string, now: Date = 
   const report = inspectDatabaseFile(backup);
   const problem = databaseFileProblem(report);
   if (problem) throw new DatabaseFileError(`${backup}: ${problem}`);
-  if (databaseInUse(database)) {
-    throw new DatabaseFileError(`${database} is in use by another process (is the daemon running? stop it first)`);
-  }
   mkdirSync(path.dirname(database), { recursive: true });
+  let lock;
+  try {
+    lock = acquireDatabaseLock(database, { command: 'restore' });
+  } catch (e) {
+    if (e instanceof DatabaseLockedError) throw new DatabaseFileError(`${database} is in use by ${describeHolder(e.holder)}: stop it first`);
+    throw e;
+  }
+  try {
+    if (databaseInUse(database)) {
+      throw new DatabaseFileError(`${database} is in use by another process (is the daemon running? stop it first)`);
+    }
+    return await swapIn(backup, database, report.schemaVersion, now);
+  } finally {
+    lock.release();
+  }
+}
+
+async function swapIn(backup: string, database: string, schemaVersion: number, now: Date): Promise<RestoreReport> {
   const incoming = `${database}.restore-${process.pid}.tmp`;
   await copyFile(backup, incoming);
   syncFile(incoming);
@@ -151,7 +168,7 @@ export async function restoreFile(backup: string, database: string, now: Date = 
     for (const suffix of ['-wal', '-shm']) if (existsSync(database + suffix)) renameSync(database + suffix, previous + suffix);
   }
   renameSync(incoming, database);
-  return { database, schemaVersion: report.schemaVersion, previous };
+  return { database, schemaVersion, previous };
 }
 
 function syncFile(file: string): void {

@@ -17,7 +17,7 @@ import { createVmRepo, type VmRepo } from './vms.ts';
 export type { AuditRepo, NewAuditEntry } from './audit.ts';
 export type { BackupReport } from './backup.ts';
 export type { CreateBudgetEvent, CreateBudgetRepo } from './budgets.ts';
-export { StoreVersionError } from './db.ts';
+export { DatabaseDamagedError, StoreVersionError } from './db.ts';
 export type { IdempotencyRecord, IdempotencyRepo } from './idempotency.ts';
 export type { ClaimOptions, FinishUpdate, JobCandidate, JobListQuery, JobRepo, NewJob, RequeueUpdate, SubmitOutcome } from './jobs.ts';
 export type { SnapshotRepo } from './snapshots.ts';

@@ -2,7 +2,7 @@
 // `snapvisor restore` into a fresh data directory and a second daemon on it: the trees and jobs
 // are the first daemon's as of the backup. Restore refuses while a daemon has the database open.
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { run } from '../../src/cli/run.ts';
@@ -79,6 +79,8 @@ t.test('backup under load, restore into a fresh daemon: same trees and jobs; res
   const env1 = { SNAPVISOR_CONFIG: config1, E2E_TOKEN: TOKEN };
   const env2 = { SNAPVISOR_CONFIG: config2, E2E_TOKEN: TOKEN };
 
+  // A configured database's directory must exist; the second one is made by the restore.
+  mkdirSync(path.join(dir, 'one', 'data'));
   const d1 = await startDaemon({ cwd: dir, env: env1 });
   t.teardown(() => d1.kill('SIGKILL'));
   const ids = await vmIds(d1, ['quiet', 'busy-1', 'busy-2', 'busy-3']);
@@ -134,7 +136,7 @@ t.test('backup under load, restore into a fresh daemon: same trees and jobs; res
   const sizeBefore = readFileSync(db1).length;
   const refused = await cli(['restore', backupFile], env1, dir);
   t.equal(refused.code, 1);
-  t.equal(refused.stderr, `error: ${db1} is in use by another process (is the daemon running? stop it first)\n`);
+  t.match(refused.stderr, new RegExp(`^error: ${db1.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} is in use by another Snapvisor daemon \\(pid ${d1.proc.pid} on .*, since .*\\): stop it first\n$`));
   t.equal(readFileSync(db1).length, sizeBefore, 'the live database was not touched');
 
   t.equal((await d1.kill('SIGTERM')).code, 0, 'the first daemon stops cleanly (running jobs finish)');

@@ -43,13 +43,30 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
-export async function startDaemon(options: StartOptions): Promise<Daemon> {
+function daemonEnv(options: StartOptions): Record<string, string> {
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env)) {
     // The daemon must not inherit a config or token from the developer's shell.
     if (v !== undefined && !k.startsWith('SNAPVISOR_') && !k.startsWith('TAP')) env[k] = v;
   }
-  Object.assign(env, { SNAPVISOR_PORT: String(options.port ?? 0), SNAPVISOR_HOST: '127.0.0.1' }, options.env ?? {});
+  return Object.assign(env, { SNAPVISOR_PORT: String(options.port ?? 0), SNAPVISOR_HOST: '127.0.0.1' }, options.env ?? {});
+}
+
+/** Starts the daemon as startDaemon does, for a start that is expected to fail: its exit code and output. */
+export async function runDaemonToExit(options: StartOptions): Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }> {
+  const proc = spawn(process.execPath, ['--enable-source-maps', START], { cwd: options.cwd, env: daemonEnv(options), stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  proc.stdout!.setEncoding('utf8').on('data', (c: string) => (stdout += c));
+  proc.stderr!.setEncoding('utf8').on('data', (c: string) => (stderr += c));
+  const timer = setTimeout(() => proc.kill('SIGKILL'), options.timeoutMs ?? 30_000);
+  const { code, signal } = await new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => proc.on('close', (c, s) => resolve({ code: c, signal: s })));
+  clearTimeout(timer);
+  return { code, signal, stdout, stderr };
+}
+
+export async function startDaemon(options: StartOptions): Promise<Daemon> {
+  const env = daemonEnv(options);
   const proc = spawn(process.execPath, ['--enable-source-maps', START], { cwd: options.cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';

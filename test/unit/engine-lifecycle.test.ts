@@ -316,3 +316,12 @@ t.test('sync: a carried snapshot list older than a job that finished meanwhile d
   await h.engine.syncTarget('lab');
   t.match(await h.engine.getSnapshot(done.result!.snapshotId!), { state: 'present', current: true }, 'and the next pass agrees');
 });
+
+t.test('not ready until start() has run recovery (the daemon listens first), nor once stopping', async (t) => {
+  const h = await harness(t, { targets: [{ provider: { vms: [{ name: 'web01' }] } }], start: false });
+  t.match(await h.engine.ready(), { ready: false, store: true }, 'store open, engine not started: 503');
+  await h.engine.start();
+  t.match(await h.engine.ready(), { ready: true, store: true });
+  await h.engine.stop({ graceMs: 0 });
+  t.match(await h.engine.ready(), { ready: false }, 'stopping');
+});

@@ -1,11 +1,11 @@
 import Database from 'better-sqlite3';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { MIGRATIONS } from '../../src/store/migrations/index.ts';
 import { openDb } from '../../src/store/db.ts';
-import { openStore, StoreVersionError } from '../../src/store/index.ts';
+import { DatabaseDamagedError, openStore, StoreVersionError } from '../../src/store/index.ts';
 import { DUE_SQL } from '../../src/store/jobs.ts';
 
 const tmp = (t: { teardown(fn: () => void): void }) => {
@@ -96,4 +96,23 @@ t.test('migration 6 on a version-5 database: existing rows get null disks and de
   t.equal((await store.vms.get('v'))?.disks, null);
   t.equal((await store.snapshots.get('s'))?.details, null);
   t.same(await store.budgets.recent('t', ''), []);
+});
+
+t.test('a damaged database is refused before anything writes to it: quick_check, foreign keys, a lone -wal', async (t) => {
+  const path = tmp(t);
+  openStore(path).close();
+  // A row whose target does not exist, written with the checks off (as a damaged copy might hold).
+  const raw = new Database(path);
+  raw.pragma('foreign_keys = OFF');
+  raw.prepare("INSERT INTO vms (id, target_id, provider_vm_id, name, power_state, raw_power_state, first_seen_at, last_seen_at) VALUES ('v1', 'no-such-target', 'p1', 'x', 'running', 'running', '2026-01-01', '2026-01-01')").run();
+  raw.close();
+  const before = readFileSync(path);
+  t.throws(() => openStore(path), { name: 'DatabaseDamagedError', message: new RegExp(`^database ${path} is damaged: 1 row\\(s\\) break a foreign key \\(first: vms rowid \\d+ → targets\\); restore the last good backup`) });
+  t.ok(readFileSync(path).equals(before), 'the file is unchanged');
+  t.type(t.throws(() => openStore(path)), DatabaseDamagedError);
+
+  const lone = tmp(t);
+  writeFileSync(`${lone}-wal`, 'a log without its database');
+  t.throws(() => openStore(lone), { name: 'DatabaseDamagedError', message: /is missing but its write-ahead log .*-wal is there/ });
+  t.notOk(existsSync(lone), 'no empty database created');
 });
