@@ -36,7 +36,7 @@ export interface ResolvedConfig {
   /** Where it came from: a file path, or 'demo'. */
   source: string;
   demo: boolean;
-  listen: { host: string; port: number; tls?: { cert: string; key: string } };
+  listen: { host: string; port: number; requestTimeoutSec: number; tls?: { cert: string; key: string } };
   database: string;
   logLevel: ConfigFile['logLevel'];
   bodyLimitBytes: number;
@@ -105,7 +105,7 @@ export function resolveConfig(raw: unknown, source: string, ctx: LoadEnv, demo =
   return {
     source,
     demo,
-    listen: { host: env.SNAPVISOR_HOST ?? file.listen.host, port, ...(tls ? { tls } : {}) },
+    listen: { host: env.SNAPVISOR_HOST ?? file.listen.host, port, requestTimeoutSec: file.listen.requestTimeoutSec, ...(tls ? { tls } : {}) },
     database: env.SNAPVISOR_DB ?? path.resolve(ctx.baseDir, file.database),
     logLevel: file.logLevel,
     bodyLimitBytes: file.bodyLimitBytes,
