@@ -125,6 +125,7 @@ async function main(): Promise<void> {
     reload: (principal) => reloader.reload({ trigger: 'api', principal }),
     logger: log,
     bodyLimit: config.bodyLimitBytes,
+    requestTimeoutMs: config.listen.requestTimeoutSec * 1000,
     demo: config.demo,
     version: VERSION,
     logLevel: output,

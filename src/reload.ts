@@ -40,6 +40,7 @@ const RESTART_ONLY: ReadonlyArray<[string, (c: ResolvedConfig) => unknown]> = [
   ['/listen/host', (c) => c.listen.host],
   ['/listen/port', (c) => c.listen.port],
   ['/listen/tls', (c) => c.listen.tls],
+  ['/listen/requestTimeoutSec', (c) => c.listen.requestTimeoutSec],
   ['/database', (c) => c.database],
   ['/bodyLimitBytes', (c) => c.bodyLimitBytes],
   ['/logLevel', (c) => c.logLevel],

@@ -36,7 +36,7 @@ export interface ResolvedConfig {
   /** Where it came from: a file path, or 'demo'. */
   source: string;
   demo: boolean;
-  listen: { host: string; port: number; tls?: { cert: string; key: string } };
+  listen: { host: string; port: number; requestTimeoutSec: number; tls?: { cert: string; key: string } };
   database: string;
   /**
    * Where `database` came from: SNAPVISOR_DB, the file's `database:` key, or the default
@@ -110,7 +110,7 @@ export function resolveConfig(raw: unknown, source: string, ctx: LoadEnv, demo =
   return {
     source,
     demo,
-    listen: { host: env.SNAPVISOR_HOST ?? file.listen.host, port, ...(tls ? { tls } : {}) },
+    listen: { host: env.SNAPVISOR_HOST ?? file.listen.host, port, requestTimeoutSec: file.listen.requestTimeoutSec, ...(tls ? { tls } : {}) },
     database: env.SNAPVISOR_DB ?? path.resolve(ctx.baseDir, file.database),
     databaseFrom: env.SNAPVISOR_DB !== undefined ? 'env' : demo || (raw as { database?: unknown } | null)?.database === undefined ? 'default' : 'config',
     logLevel: file.logLevel,

@@ -58,6 +58,12 @@ export const ListenConfig = Type.Object(
     host: Type.String({ default: '127.0.0.1' }),
     port: Type.Integer({ minimum: 0, maximum: 65535, default: 7480 }),
     tls: Type.Optional(Type.Object({ cert: SecretRef, key: SecretRef }, { additionalProperties: false })),
+    requestTimeoutSec: Type.Integer({
+      minimum: 1,
+      maximum: 3600,
+      default: 30,
+      description: 'Longest a request may take to arrive, headers and body; a slower one gets 408 and its connection is closed.',
+    }),
   },
   { additionalProperties: false, default: {} },
 );

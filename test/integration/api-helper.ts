@@ -39,6 +39,7 @@ export interface BuildOptions {
   provider?: FakeProviderOptions;
   logger?: FastifyBaseLogger;
   bodyLimit?: number;
+  requestTimeoutMs?: number;
   demo?: boolean;
   sseHeartbeatMs?: number;
 }
@@ -80,6 +81,7 @@ export async function build(t: TestTeardown, options: BuildOptions = {}): Promis
     version: '0.0.0-test',
     ...(options.logger ? { logger: options.logger } : {}),
     ...(options.bodyLimit !== undefined ? { bodyLimit: options.bodyLimit } : {}),
+    ...(options.requestTimeoutMs !== undefined ? { requestTimeoutMs: options.requestTimeoutMs } : {}),
     ...(options.demo !== undefined ? { demo: options.demo } : {}),
     ...(options.sseHeartbeatMs !== undefined ? { sseHeartbeatMs: options.sseHeartbeatMs } : {}),
   });

@@ -91,7 +91,8 @@ export function createTokenSet(tokens: readonly TokenSpec[]): TokenSet {
   };
 }
 
-const BEARER = /^Bearer +([A-Za-z0-9\-._~+/]+=*) *$/;
+/** RFC 6750 b64token; the scheme name is case-insensitive (RFC 9110 §11.1): "bearer" works too. */
+const BEARER = /^Bearer +([A-Za-z0-9\-._~+/]+=*) *$/i;
 
 export function requiredScope(request: FastifyRequest): Scope {
   const configured = request.routeOptions.config?.scope;

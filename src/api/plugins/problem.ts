@@ -33,11 +33,14 @@ const TITLE_BY_STATUS: Record<number, string> = {
   403: 'Forbidden',
   404: 'Not Found',
   405: 'Method Not Allowed',
+  408: 'Request Timeout',
   409: 'Conflict',
   413: 'Content Too Large',
+  414: 'URI Too Long',
   415: 'Unsupported Media Type',
   422: 'Unprocessable Content',
   429: 'Too Many Requests',
+  431: 'Request Header Fields Too Large',
   500: 'Internal Server Error',
   502: 'Bad Gateway',
   503: 'Service Unavailable',
@@ -164,6 +167,13 @@ export function toProblem(err: unknown, request: FastifyRequest): Problem {
       return clientProblem(400, 'malformed_body', 'SNAPVISOR_ERR_MALFORMED_BODY', 'the body is empty but Content-Type is application/json', request);
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
       return clientProblem(400, 'malformed_body', 'SNAPVISOR_ERR_MALFORMED_BODY', 'the body is not valid JSON', request);
+    case 'SNAPVISOR_ERR_MALFORMED_BODY':
+      // Our JSON parser's own refusals (invalid UTF-8, __proto__ keys): their message is precise.
+      return clientProblem(400, 'malformed_body', 'SNAPVISOR_ERR_MALFORMED_BODY', String(fe.message), request);
+    case 'FST_ERR_BAD_URL':
+      return clientProblem(400, 'bad_url', 'SNAPVISOR_ERR_BAD_URL', 'the path has an invalid percent-encoding', request);
+    case 'FST_ERR_MAX_PARAM_LENGTH':
+      return clientProblem(414, 'uri_too_long', 'SNAPVISOR_ERR_URI_TOO_LONG', 'a path segment is longer than this server accepts', request);
     default:
       break;
   }
@@ -247,3 +257,22 @@ async function problemPlugin(app: FastifyInstance) {
 }
 
 export default fp(problemPlugin, { name: 'snapvisor-problem', fastify: '5.x' });
+
+/**
+ * A problem written straight onto a socket, for the errors Node's HTTP parser answers before any
+ * request exists (header fields too large, a malformed request line, a request that took longer
+ * than `requestTimeout`): Fastify's `clientErrorHandler` calls this. `Connection: close` — the
+ * parser's state is unknown, so the connection is not reused.
+ */
+export function rawProblemResponse(status: number, kind: string, code: string, detail: string, instance: string, requestId: string): string {
+  const title = TITLE_BY_STATUS[status] ?? 'Error';
+  const body = JSON.stringify({ type: `urn:snapvisor:problem:${kind}`, title, status, detail, instance, code, requestId });
+  return (
+    `HTTP/1.1 ${status} ${title}\r\n` +
+    `Content-Type: ${PROBLEM_CONTENT_TYPE}\r\n` +
+    `Content-Length: ${Buffer.byteLength(body)}\r\n` +
+    `X-Request-Id: ${requestId}\r\n` +
+    'Connection: close\r\n\r\n' +
+    body
+  );
+}

@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { EngineApi, SnapshotTree, SnapshotTreeNode } from '../../../engine/api.ts';
 import { submitJob } from '../../jobs.ts';
+import { checkSnapshotText } from '../../text-rules.ts';
 import { createRepresentationCache } from '../../representation-cache.ts';
 import { EmptyBody, NotModified } from '../../schemas/common.ts';
 import { Job } from '../../schemas/jobs.ts';
@@ -76,6 +77,7 @@ const vms: FastifyPluginAsyncTypebox<{ engine: EngineApi; listingCacheBytes: num
     },
   }, async (request, reply) => {
     const { name, description, mode, options } = request.body;
+    checkSnapshotText({ name, description });
     return submitJob(
       engine, request, reply,
       { kind: 'snapshot.create', vmId: request.params.vmId, name, description: description ?? '', mode, ...(options ? { options } : {}) },
