@@ -41,7 +41,7 @@ const ops: FastifyPluginAsyncTypebox<{ engine: EngineApi; metrics: Registry[] }>
     },
   }, async (_request, reply) => {
     const engineMetrics = await engine.metrics();
-    const parts = [engineMetrics.body, await app.httpMetrics.metrics(), ...(await Promise.all(metrics.map((r) => r.metrics())))];
+    const parts = [engineMetrics.body, await app.httpMetrics.metrics(), await app.authMetrics.metrics(), ...(await Promise.all(metrics.map((r) => r.metrics())))];
     const body = parts.map((p) => p.replace(/\n*$/, '\n')).join('');
     return reply.header('content-type', engineMetrics.contentType).serializer((p: unknown) => String(p)).send(body);
   });
