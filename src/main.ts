@@ -11,7 +11,7 @@ import { buildApp } from './api/app.ts';
 import { createTokenSet } from './api/plugins/auth.ts';
 import { ConfigError, findConfigFile, loadConfigFile, type ResolvedConfig } from './config/load.ts';
 import { startDemo } from './demo.ts';
-import { createEngine } from './engine/engine.ts';
+import { createEngine, DEFAULT_SETTINGS } from './engine/engine.ts';
 import { createOutput } from './logging.ts';
 import { createReloader } from './reload.ts';
 import { createShutdown } from './shutdown.ts';
@@ -76,6 +76,7 @@ async function main(): Promise<void> {
       jobTimeoutMs: config.engine.jobTimeoutSec * 1000,
       maxAttempts: config.engine.maxAttempts,
       syncIntervalMs: config.engine.syncIntervalSec * 1000,
+      retention: { ...DEFAULT_SETTINGS.retention, auditDays: config.retention.auditDays, jobsDays: config.retention.jobsDays },
     },
   });
   await engine.start({ waitForSync: false });

@@ -42,6 +42,7 @@ export interface ResolvedConfig {
   bodyLimitBytes: number;
   tokens: ResolvedToken[];
   engine: ConfigFile['engine'];
+  retention: ConfigFile['retention'];
   targets: TargetSpec[];
 }
 
@@ -115,6 +116,7 @@ export function resolveConfig(raw: unknown, source: string, ctx: LoadEnv, demo =
       scopes: [...t.scopes],
     })),
     engine: file.engine,
+    retention: file.retention,
     targets: file.targets.map((t, i) => {
       const { name, kind, concurrency, ...options } = t as Record<string, unknown> & typeof t;
       return {

@@ -79,6 +79,20 @@ export const EngineConfig = Type.Object(
   { additionalProperties: false, default: {} },
 );
 
+export const RetentionConfig = Type.Object(
+  {
+    auditDays: Type.Integer({ minimum: 1, maximum: 36_500, default: 90, description: 'Audit log entries older than this are deleted (in the background: shortly after start, then hourly).' }),
+    jobsDays: Type.Integer({
+      minimum: 1,
+      maximum: 36_500,
+      default: 90,
+      description:
+        'Finished jobs (succeeded, failed, cancelled) that ended longer ago than this are deleted with their idempotency keys; queued and running jobs never are. Snapshots keep the id of the job that made them.',
+    }),
+  },
+  { additionalProperties: false, default: {} },
+);
+
 export const Config = Type.Object(
   {
     listen: ListenConfig,
@@ -87,6 +101,7 @@ export const Config = Type.Object(
     bodyLimitBytes: Type.Integer({ minimum: 1024, maximum: 16 * 1024 * 1024, default: 65536 }),
     tokens: Type.Array(TokenConfig, { minItems: 1 }),
     engine: EngineConfig,
+    retention: RetentionConfig,
     targets: Type.Array(TargetConfig, { default: [] }),
   },
   { additionalProperties: false },

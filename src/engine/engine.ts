@@ -17,12 +17,14 @@ import { createCore, DEFAULT_SETTINGS, refreshRow, type BoundTarget, type Core, 
 import { createEventBus } from './events.ts';
 import { createMetrics } from './metrics.ts';
 import { recoverRunningJobs } from './recovery.ts';
+import { createRetention, type RetentionReport } from './retention.ts';
 import { submitJob } from './submit.ts';
 import { createSync, errSummary } from './sync.ts';
 import { within } from '../../providers/shared/sleep.ts';
 import { ABORT_WAIT_MS, cancelledError, createWorker, targetRemovedError } from './worker.ts';
 
-export type { EngineSettings } from './core.ts';
+export type { EngineSettings, RetentionSettings } from './core.ts';
+export type { RetentionReport } from './retention.ts';
 export { DEFAULT_SETTINGS } from './core.ts';
 
 export interface EngineOptions {
@@ -55,6 +57,11 @@ export interface Engine extends EngineApi {
    * targets are synced in the background. Refused (conflict) once the engine is stopping.
    */
   replaceRegistry(next: ProviderRegistry, retired: readonly SnapshotProvider[]): Promise<{ cancelledJobs: string[] }>;
+  /**
+   * One retention pass now (the engine also runs one shortly after start, then periodically):
+   * audit entries and finished jobs older than settings.retention, by the engine's clock.
+   */
+  pruneRetention(): Promise<RetentionReport>;
 }
 
 export function createEngine(options: EngineOptions): Engine {
@@ -62,6 +69,7 @@ export function createEngine(options: EngineOptions): Engine {
     ...DEFAULT_SETTINGS,
     ...options.settings,
     backoff: { ...DEFAULT_SETTINGS.backoff, ...options.settings?.backoff },
+    retention: { ...DEFAULT_SETTINGS.retention, ...options.settings?.retention },
   };
   const log = options.log.child({ component: 'engine' });
   const events = createEventBus(log);
@@ -69,6 +77,7 @@ export function createEngine(options: EngineOptions): Engine {
   const core = createCore({ store: options.store, registry: options.registry, log, settings, now: options.now ?? (() => new Date()), events, metrics });
   const sync = createSync(core);
   const worker = createWorker(core, sync);
+  const retention = createRetention(core);
   const { store } = core;
   let syncTimer: NodeJS.Timeout | null = null;
   let syncing: Promise<void> | null = null;
@@ -147,11 +156,13 @@ export function createEngine(options: EngineOptions): Engine {
         syncTimer = setInterval(() => void syncAll(), settings.syncIntervalMs);
         syncTimer.unref?.();
       }
+      retention.start();
       log.info({ targets: [...(await core.targets()).keys()] }, 'engine started');
     },
 
     async stop({ graceMs = 10_000 } = {}) {
       stopped = true;
+      retention.stop();
       if (syncTimer) clearInterval(syncTimer);
       syncTimer = null;
       let graceOverAt = Date.now();
@@ -167,6 +178,7 @@ export function createEngine(options: EngineOptions): Engine {
     },
 
     claimRound: () => worker.claimRound(),
+    pruneRetention: () => retention.prune(),
 
     async replaceRegistry(next, retired) {
       if (stopped) throw new SnapvisorError('conflict', 'SNAPVISOR_ERR_STOPPING', 'the daemon is stopping');
