@@ -77,6 +77,7 @@ async function main(): Promise<void> {
       maxAttempts: config.engine.maxAttempts,
       syncIntervalMs: config.engine.syncIntervalSec * 1000,
       retention: { ...DEFAULT_SETTINGS.retention, auditDays: config.retention.auditDays, jobsDays: config.retention.jobsDays },
+      readiness: config.readiness,
     },
   });
   await engine.start({ waitForSync: false });

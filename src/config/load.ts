@@ -43,6 +43,7 @@ export interface ResolvedConfig {
   tokens: ResolvedToken[];
   engine: ConfigFile['engine'];
   retention: ConfigFile['retention'];
+  readiness: ConfigFile['readiness'];
   targets: TargetSpec[];
 }
 
@@ -117,6 +118,7 @@ export function resolveConfig(raw: unknown, source: string, ctx: LoadEnv, demo =
     })),
     engine: file.engine,
     retention: file.retention,
+    readiness: file.readiness,
     targets: file.targets.map((t, i) => {
       const { name, kind, concurrency, ...options } = t as Record<string, unknown> & typeof t;
       return {

@@ -93,6 +93,9 @@ export const RetentionConfig = Type.Object(
   { additionalProperties: false, default: {} },
 );
 
+export const READINESS_MODES = ['all', 'any'] as const;
+export type ReadinessMode = (typeof READINESS_MODES)[number];
+
 export const Config = Type.Object(
   {
     listen: ListenConfig,
@@ -102,6 +105,11 @@ export const Config = Type.Object(
     tokens: Type.Array(TokenConfig, { minItems: 1 }),
     engine: EngineConfig,
     retention: RetentionConfig,
+    readiness: Type.Union(READINESS_MODES.map((m) => Type.Literal(m)), {
+      default: 'all',
+      description:
+        "When /readyz answers 200: all — once every target's latest inventory pass (VMs and snapshot trees) succeeded; any — once at least one target's did. An unreachable target makes it 503 under all, naming the target and why. No targets: ready once started.",
+    }),
     targets: Type.Array(TargetConfig, { default: [] }),
   },
   { additionalProperties: false },

@@ -22,6 +22,11 @@ export interface EngineSettings {
   readinessPollMs: number;
   /** Background pruning of the audit log and of finished jobs (engine/retention.ts). */
   retention: RetentionSettings;
+  /**
+   * When /readyz is 200 (besides a working store and a started engine): `all` once every target's
+   * latest inventory pass read it; `any` once at least one target's did. No targets: ready.
+   */
+  readiness: 'all' | 'any';
 }
 
 export interface RetentionSettings {
@@ -45,6 +50,7 @@ export const DEFAULT_SETTINGS: EngineSettings = {
   syncIntervalMs: 60_000,
   readinessPollMs: 5_000,
   retention: { auditDays: 90, jobsDays: 90, firstDelayMs: 60_000, intervalMs: 60 * 60_000, batchSize: 500 },
+  readiness: 'all',
 };
 
 export interface BoundTarget {

@@ -19,7 +19,7 @@ import { createMetrics } from './metrics.ts';
 import { recoverRunningJobs } from './recovery.ts';
 import { createRetention, type RetentionReport } from './retention.ts';
 import { submitJob } from './submit.ts';
-import { createSync, errSummary } from './sync.ts';
+import { createSync, errSummary, type SyncOutcome } from './sync.ts';
 import { within } from '../../providers/shared/sleep.ts';
 import { ABORT_WAIT_MS, cancelledError, createWorker, targetRemovedError } from './worker.ts';
 
@@ -82,15 +82,69 @@ export function createEngine(options: EngineOptions): Engine {
   let syncTimer: NodeJS.Timeout | null = null;
   let syncing: Promise<void> | null = null;
   let stopped = false;
+  /** start() has run recovery and begun the first sync. */
+  let started = false;
+  /** Each target's latest inventory outcome, with the provider it was read through (a reload's new one starts over). */
+  const synced = new Map<string, { provider: SnapshotProvider; outcome: SyncOutcome }>();
+  /** The last readiness logged, to log once per change. */
+  let lastReadiness: string | null = null;
 
   /** One target's sync, holding its provider (a reload meanwhile closes a retired one only after). */
   const syncLeased = async (lease: TargetLease) => {
     const running = worker.runningVmIds();
     try {
-      await sync.syncTarget(lease.target, { skipVm: (id) => running.has(id) });
+      const outcome = await sync.syncTarget(lease.target, { skipVm: (id) => running.has(id) });
+      synced.set(lease.target.spec.name, { provider: lease.target.provider, outcome });
+      await readiness();
     } finally {
       lease.release();
     }
+  };
+
+  /** Readiness now; logs at warn when it differs from the last one computed (once per change). */
+  const readiness = async (): Promise<ReadyReport> => {
+    const storeOk = await store.healthy();
+    const bound = storeOk ? [...(await core.targets()).values()] : [];
+    const rows = storeOk ? new Map((await store.targets.list()).map((r) => [r.name, r])) : new Map();
+    const targets: ReadyReport['targets'] = bound.map((t) => {
+      const row = rows.get(t.spec.name);
+      const entry = synced.get(t.spec.name);
+      const outcome = entry && entry.provider === t.provider ? entry.outcome : null;
+      return {
+        name: t.spec.name,
+        healthy: row?.healthy ?? null,
+        message: row?.healthMessage ?? null,
+        synced: outcome === null ? null : outcome.ok,
+        reason: outcome === null || outcome.ok ? null : outcome.reason,
+      };
+    });
+    const failing = targets.filter((x) => x.synced === false);
+    const pending = targets.filter((x) => x.synced === null);
+    const describe = (list: typeof targets) => list.map((x) => (x.reason ? `'${x.name}' (${x.reason})` : `'${x.name}'`)).join(', ');
+    let reason: string | null = null;
+    if (!storeOk) reason = 'the store does not answer';
+    else if (!started) reason = 'the engine is starting';
+    else if (targets.length === 0) reason = null;
+    else if (settings.readiness === 'any') {
+      if (!targets.some((x) => x.synced === true)) {
+        reason = [
+          failing.length ? `no target could be inventoried: ${describe(failing)}` : null,
+          pending.length ? `first inventory not finished: ${describe(pending)}` : null,
+        ].filter(Boolean).join('; ');
+      }
+    } else if (failing.length || pending.length) {
+      reason = [
+        failing.length ? `unreachable: ${describe(failing)}` : null,
+        pending.length ? `first inventory not finished: ${describe(pending)}` : null,
+      ].filter(Boolean).join('; ');
+    }
+    const report: ReadyReport = { ready: reason === null, store: storeOk, readiness: settings.readiness, reason, targets };
+    const key = JSON.stringify([report.ready, reason]);
+    if (started && key !== lastReadiness) {
+      if (lastReadiness !== null || !report.ready) log.warn({ ready: report.ready, reason, readiness: settings.readiness }, report.ready ? 'daemon is ready' : 'daemon is not ready');
+      lastReadiness = key;
+    }
+    return report;
   };
 
   const syncAll = (): Promise<void> => {
@@ -148,6 +202,7 @@ export function createEngine(options: EngineOptions): Engine {
       await core.targets();
       const recovered = await recoverRunningJobs(core, sync);
       if (recovered.length) log.info({ recovered }, 'crash recovery finished');
+      started = true;
       // The daemon serves (and queues jobs) while a slow or unreachable target is still being read.
       const firstSync = syncAll();
       if (waitForSync) await firstSync;
@@ -157,6 +212,7 @@ export function createEngine(options: EngineOptions): Engine {
         syncTimer.unref?.();
       }
       retention.start();
+      await readiness();
       log.info({ targets: [...(await core.targets()).keys()] }, 'engine started');
     },
 
@@ -323,19 +379,7 @@ export function createEngine(options: EngineOptions): Engine {
 
     subscribe: (listener) => events.subscribe(listener),
 
-    async ready(): Promise<ReadyReport> {
-      const storeOk = await store.healthy();
-      let targets: ReadyReport['targets'] = [];
-      if (storeOk) {
-        const rows = await store.targets.list();
-        const configured = new Set((await core.targets()).keys());
-        targets = rows.filter((r) => configured.has(r.name)).map((r) => ({ name: r.name, healthy: r.healthy, message: r.healthMessage }));
-      }
-      // Ready means the store works. An unhealthy target is reported here but does not make the
-      // daemon unready: the other targets and all stored data stay usable, and a load balancer
-      // taking the daemon out would not bring a hypervisor back.
-      return { ready: storeOk, store: storeOk, targets };
-    },
+    ready: () => readiness(),
     async audit(record) {
       await store.audit.insert({ ...record, at: core.iso() });
     },

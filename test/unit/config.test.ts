@@ -26,6 +26,13 @@ t.test('retention: 90 days for the audit log and finished jobs by default; whole
   }
 });
 
+t.test('readiness: all by default, or any; nothing else', async (t) => {
+  t.equal(resolveConfig(minimal, 'test', ctx()).readiness, 'all');
+  t.equal(resolveConfig({ ...minimal, readiness: 'any' }, 'test', ctx()).readiness, 'any');
+  const err = t.throws(() => resolveConfig({ ...minimal, readiness: 'some' }, 'test', ctx())) as ConfigError;
+  t.ok(err.problems.some((p) => p.path === '/readiness'));
+});
+
 t.test('environment overrides', async (t) => {
   const c = resolveConfig(minimal, 'test', ctx({ SNAPVISOR_PORT: '9999', SNAPVISOR_HOST: '0.0.0.0', SNAPVISOR_DB: '/tmp/x.db' }));
   t.equal(c.listen.port, 9999);
