@@ -11,7 +11,7 @@ import { buildApp } from './api/app.ts';
 import { createTokenSet } from './api/plugins/auth.ts';
 import { ConfigError, findConfigFile, loadConfigFile, type ResolvedConfig } from './config/load.ts';
 import { startDemo } from './demo.ts';
-import { createEngine } from './engine/engine.ts';
+import { createEngine, DEFAULT_SETTINGS } from './engine/engine.ts';
 import { createOutput } from './logging.ts';
 import { createReloader } from './reload.ts';
 import { createShutdown } from './shutdown.ts';
@@ -114,6 +114,8 @@ async function main(): Promise<void> {
       jobTimeoutMs: config.engine.jobTimeoutSec * 1000,
       maxAttempts: config.engine.maxAttempts,
       syncIntervalMs: config.engine.syncIntervalSec * 1000,
+      retention: { ...DEFAULT_SETTINGS.retention, auditDays: config.retention.auditDays, jobsDays: config.retention.jobsDays },
+      readiness: config.readiness,
     },
   });
 
@@ -146,9 +148,8 @@ async function main(): Promise<void> {
     throw err;
   }
   log.info({ address }, 'listening');
-  await engine.start({ waitForSync: false });
-  // Refused with a log line naming the key when the new file is invalid; the old configuration stays.
-  onSighup = () => void reloader.reload({ trigger: 'SIGHUP' }).catch(() => {});
+  // The banner as soon as the API answers: the token works from here on (jobs queue until the
+  // engine has started).
   if (demoToken) {
     const shown = demoToken.generated ? demoToken.token : '(the value of SNAPVISOR_TOKEN)';
     output.print(
@@ -158,6 +159,9 @@ async function main(): Promise<void> {
         `  API docs: ${address}/docs\n\n`,
     );
   }
+  await engine.start({ waitForSync: false });
+  // Refused with a log line naming the key when the new file is invalid; the old configuration stays.
+  onSighup = () => void reloader.reload({ trigger: 'SIGHUP' }).catch(() => {});
 
   const shutdown = createShutdown({
     graceMs: config.engine.shutdownGraceSec * 1000,

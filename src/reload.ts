@@ -44,6 +44,8 @@ const RESTART_ONLY: ReadonlyArray<[string, (c: ResolvedConfig) => unknown]> = [
   ['/database', (c) => c.database],
   ['/bodyLimitBytes', (c) => c.bodyLimitBytes],
   ['/logLevel', (c) => c.logLevel],
+  ['/retention', (c) => c.retention],
+  ['/readiness', (c) => c.readiness],
   ...(['workerPollMs', 'jobTimeoutSec', 'maxAttempts', 'syncIntervalSec', 'shutdownGraceSec'] as const).map(
     (k): [string, (c: ResolvedConfig) => unknown] => [`/engine/${k}`, (c) => c.engine[k]],
   ),

@@ -47,6 +47,8 @@ export interface ResolvedConfig {
   bodyLimitBytes: number;
   tokens: ResolvedToken[];
   engine: ConfigFile['engine'];
+  retention: ConfigFile['retention'];
+  readiness: ConfigFile['readiness'];
   targets: TargetSpec[];
 }
 
@@ -121,6 +123,8 @@ export function resolveConfig(raw: unknown, source: string, ctx: LoadEnv, demo =
       scopes: [...t.scopes],
     })),
     engine: file.engine,
+    retention: file.retention,
+    readiness: file.readiness,
     targets: file.targets.map((t, i) => {
       const { name, kind, concurrency, ...options } = t as Record<string, unknown> & typeof t;
       return {

@@ -85,6 +85,23 @@ export const EngineConfig = Type.Object(
   { additionalProperties: false, default: {} },
 );
 
+export const RetentionConfig = Type.Object(
+  {
+    auditDays: Type.Integer({ minimum: 1, maximum: 36_500, default: 90, description: 'Audit log entries older than this are deleted (in the background: shortly after start, then hourly).' }),
+    jobsDays: Type.Integer({
+      minimum: 1,
+      maximum: 36_500,
+      default: 90,
+      description:
+        'Finished jobs (succeeded, failed, cancelled) that ended longer ago than this are deleted with their idempotency keys; queued and running jobs never are. Snapshots keep the id of the job that made them.',
+    }),
+  },
+  { additionalProperties: false, default: {} },
+);
+
+export const READINESS_MODES = ['all', 'any'] as const;
+export type ReadinessMode = (typeof READINESS_MODES)[number];
+
 export const Config = Type.Object(
   {
     listen: ListenConfig,
@@ -93,6 +110,12 @@ export const Config = Type.Object(
     bodyLimitBytes: Type.Integer({ minimum: 1024, maximum: 16 * 1024 * 1024, default: 65536 }),
     tokens: Type.Array(TokenConfig, { minItems: 1 }),
     engine: EngineConfig,
+    retention: RetentionConfig,
+    readiness: Type.Union(READINESS_MODES.map((m) => Type.Literal(m)), {
+      default: 'all',
+      description:
+        "When /readyz answers 200: all — once every target's latest inventory pass (VMs and snapshot trees) succeeded; any — once at least one target's did. An unreachable target makes it 503 under all, naming the target and why. No targets: ready once started.",
+    }),
     targets: Type.Array(TargetConfig, { default: [] }),
   },
   { additionalProperties: false },

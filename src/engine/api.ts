@@ -105,7 +105,19 @@ export type EngineEvent =
 export interface ReadyReport {
   ready: boolean;
   store: boolean;
-  targets: Array<{ name: string; healthy: boolean | null; message: string | null }>;
+  /** The configured rule: every target (all) or at least one (any) must have been inventoried. */
+  readiness: 'all' | 'any';
+  /** Why not ready (null when ready). */
+  reason: string | null;
+  targets: Array<{
+    name: string;
+    healthy: boolean | null;
+    message: string | null;
+    /** The latest inventory pass read this target (null: none has ended yet). */
+    synced: boolean | null;
+    /** Why its latest pass did not read it (null when it did, or none has ended). */
+    reason: string | null;
+  }>;
 }
 
 /** A consistent copy of the database in a file of the daemon's; `dispose` removes the file. */

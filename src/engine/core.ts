@@ -20,6 +20,26 @@ export interface EngineSettings {
   syncIntervalMs: number;
   /** How often a create job asks whether a snapshot that is not ready yet (a cloud copy) is ready. */
   readinessPollMs: number;
+  /** Background pruning of the audit log and of finished jobs (engine/retention.ts). */
+  retention: RetentionSettings;
+  /**
+   * When /readyz is 200 (besides a working store and a started engine): `all` once every target's
+   * latest inventory pass read it; `any` once at least one target's did. No targets: ready.
+   */
+  readiness: 'all' | 'any';
+}
+
+export interface RetentionSettings {
+  /** Audit entries older than this many days are deleted. */
+  auditDays: number;
+  /** Finished jobs (succeeded, failed, cancelled) that ended more than this many days ago are deleted. */
+  jobsDays: number;
+  /** First pass this long after start; 0 turns background pruning off. */
+  firstDelayMs: number;
+  /** Then every intervalMs. */
+  intervalMs: number;
+  /** Rows deleted per statement (transaction); the event loop is yielded between batches. */
+  batchSize: number;
 }
 
 export const DEFAULT_SETTINGS: EngineSettings = {
@@ -29,6 +49,8 @@ export const DEFAULT_SETTINGS: EngineSettings = {
   backoff: { initialMs: 1_000, maxMs: 5 * 60_000 },
   syncIntervalMs: 60_000,
   readinessPollMs: 5_000,
+  retention: { auditDays: 90, jobsDays: 90, firstDelayMs: 60_000, intervalMs: 60 * 60_000, batchSize: 500 },
+  readiness: 'all',
 };
 
 export interface BoundTarget {

@@ -17,12 +17,14 @@ import { createCore, DEFAULT_SETTINGS, refreshRow, type BoundTarget, type Core, 
 import { createEventBus } from './events.ts';
 import { createMetrics } from './metrics.ts';
 import { recoverRunningJobs } from './recovery.ts';
+import { createRetention, type RetentionReport } from './retention.ts';
 import { submitJob } from './submit.ts';
-import { createSync, errSummary } from './sync.ts';
+import { createSync, errSummary, type SyncOutcome } from './sync.ts';
 import { within } from '../../providers/shared/sleep.ts';
 import { ABORT_WAIT_MS, cancelledError, createWorker, targetRemovedError } from './worker.ts';
 
-export type { EngineSettings } from './core.ts';
+export type { EngineSettings, RetentionSettings } from './core.ts';
+export type { RetentionReport } from './retention.ts';
 export { DEFAULT_SETTINGS } from './core.ts';
 
 export interface EngineOptions {
@@ -55,6 +57,11 @@ export interface Engine extends EngineApi {
    * targets are synced in the background. Refused (conflict) once the engine is stopping.
    */
   replaceRegistry(next: ProviderRegistry, retired: readonly SnapshotProvider[]): Promise<{ cancelledJobs: string[] }>;
+  /**
+   * One retention pass now (the engine also runs one shortly after start, then periodically):
+   * audit entries and finished jobs older than settings.retention, by the engine's clock.
+   */
+  pruneRetention(): Promise<RetentionReport>;
 }
 
 export function createEngine(options: EngineOptions): Engine {
@@ -62,6 +69,7 @@ export function createEngine(options: EngineOptions): Engine {
     ...DEFAULT_SETTINGS,
     ...options.settings,
     backoff: { ...DEFAULT_SETTINGS.backoff, ...options.settings?.backoff },
+    retention: { ...DEFAULT_SETTINGS.retention, ...options.settings?.retention },
   };
   const log = options.log.child({ component: 'engine' });
   const events = createEventBus(log);
@@ -69,21 +77,75 @@ export function createEngine(options: EngineOptions): Engine {
   const core = createCore({ store: options.store, registry: options.registry, log, settings, now: options.now ?? (() => new Date()), events, metrics });
   const sync = createSync(core);
   const worker = createWorker(core, sync);
+  const retention = createRetention(core);
   const { store } = core;
   let syncTimer: NodeJS.Timeout | null = null;
   let syncing: Promise<void> | null = null;
   let stopped = false;
   /** Recovery done and the worker running: until then /readyz says not ready (the daemon listens first). */
   let started = false;
+  /** Each target's latest inventory outcome, with the provider it was read through (a reload's new one starts over). */
+  const synced = new Map<string, { provider: SnapshotProvider; outcome: SyncOutcome }>();
+  /** The last readiness logged, to log once per change. */
+  let lastReadiness: string | null = null;
 
   /** One target's sync, holding its provider (a reload meanwhile closes a retired one only after). */
   const syncLeased = async (lease: TargetLease) => {
     const running = worker.runningVmIds();
     try {
-      await sync.syncTarget(lease.target, { skipVm: (id) => running.has(id) });
+      const outcome = await sync.syncTarget(lease.target, { skipVm: (id) => running.has(id) });
+      synced.set(lease.target.spec.name, { provider: lease.target.provider, outcome });
+      await readiness();
     } finally {
       lease.release();
     }
+  };
+
+  /** Readiness now; logs at warn when it differs from the last one computed (once per change). */
+  const readiness = async (): Promise<ReadyReport> => {
+    const storeOk = await store.healthy();
+    const bound = storeOk ? [...(await core.targets()).values()] : [];
+    const rows = storeOk ? new Map((await store.targets.list()).map((r) => [r.name, r])) : new Map();
+    const targets: ReadyReport['targets'] = bound.map((t) => {
+      const row = rows.get(t.spec.name);
+      const entry = synced.get(t.spec.name);
+      const outcome = entry && entry.provider === t.provider ? entry.outcome : null;
+      return {
+        name: t.spec.name,
+        healthy: row?.healthy ?? null,
+        message: row?.healthMessage ?? null,
+        synced: outcome === null ? null : outcome.ok,
+        reason: outcome === null || outcome.ok ? null : outcome.reason,
+      };
+    });
+    const failing = targets.filter((x) => x.synced === false);
+    const pending = targets.filter((x) => x.synced === null);
+    const describe = (list: typeof targets) => list.map((x) => (x.reason ? `'${x.name}' (${x.reason})` : `'${x.name}'`)).join(', ');
+    let reason: string | null = null;
+    if (!storeOk) reason = 'the store does not answer';
+    else if (stopped) reason = 'the daemon is stopping';
+    else if (!started) reason = 'the engine is starting';
+    else if (targets.length === 0) reason = null;
+    else if (settings.readiness === 'any') {
+      if (!targets.some((x) => x.synced === true)) {
+        reason = [
+          failing.length ? `no target could be inventoried: ${describe(failing)}` : null,
+          pending.length ? `first inventory not finished: ${describe(pending)}` : null,
+        ].filter(Boolean).join('; ');
+      }
+    } else if (failing.length || pending.length) {
+      reason = [
+        failing.length ? `unreachable: ${describe(failing)}` : null,
+        pending.length ? `first inventory not finished: ${describe(pending)}` : null,
+      ].filter(Boolean).join('; ');
+    }
+    const report: ReadyReport = { ready: reason === null, store: storeOk, readiness: settings.readiness, reason, targets };
+    const key = JSON.stringify([report.ready, reason]);
+    if (started && key !== lastReadiness) {
+      if (lastReadiness !== null || !report.ready) log.warn({ ready: report.ready, reason, readiness: settings.readiness }, report.ready ? 'daemon is ready' : 'daemon is not ready');
+      lastReadiness = key;
+    }
+    return report;
   };
 
   const syncAll = (): Promise<void> => {
@@ -150,11 +212,14 @@ export function createEngine(options: EngineOptions): Engine {
         syncTimer.unref?.();
       }
       started = true;
+      retention.start();
+      await readiness();
       log.info({ targets: [...(await core.targets()).keys()] }, 'engine started');
     },
 
     async stop({ graceMs = 10_000 } = {}) {
       stopped = true;
+      retention.stop();
       if (syncTimer) clearInterval(syncTimer);
       syncTimer = null;
       let graceOverAt = Date.now();
@@ -170,6 +235,7 @@ export function createEngine(options: EngineOptions): Engine {
     },
 
     claimRound: () => worker.claimRound(),
+    pruneRetention: () => retention.prune(),
 
     async replaceRegistry(next, retired) {
       if (stopped) throw new SnapvisorError('conflict', 'SNAPVISOR_ERR_STOPPING', 'the daemon is stopping');
@@ -314,20 +380,7 @@ export function createEngine(options: EngineOptions): Engine {
 
     subscribe: (listener) => events.subscribe(listener),
 
-    async ready(): Promise<ReadyReport> {
-      const storeOk = await store.healthy();
-      let targets: ReadyReport['targets'] = [];
-      if (storeOk) {
-        const rows = await store.targets.list();
-        const configured = new Set((await core.targets()).keys());
-        targets = rows.filter((r) => configured.has(r.name)).map((r) => ({ name: r.name, healthy: r.healthy, message: r.healthMessage }));
-      }
-      // Ready means the store works. An unhealthy target is reported here but does not make the
-      // daemon unready: the other targets and all stored data stay usable, and a load balancer
-      // taking the daemon out would not bring a hypervisor back. Before start() (recovery) has
-      // finished, it is not ready.
-      return { ready: storeOk && started && !stopped, store: storeOk, targets };
-    },
+    ready: () => readiness(),
     async audit(record) {
       await store.audit.insert({ ...record, at: core.iso() });
     },

@@ -11,8 +11,12 @@ import type { Snapshot, Vm } from '../domain/types.ts';
 import type { BoundTarget, Core } from './core.ts';
 
 export interface Sync {
-  /** Health, inventory and every VM's snapshots of one target. Never throws for a sick target. */
-  syncTarget(t: BoundTarget, options?: { skipVm?: (vmId: string) => boolean }): Promise<void>;
+  /**
+   * Health, inventory and every VM's snapshots of one target. Never throws for a sick target: the
+   * outcome says whether its inventory was read (ok; a VM whose snapshot list failed does not
+   * change that) or why not.
+   */
+  syncTarget(t: BoundTarget, options?: { skipVm?: (vmId: string) => boolean }): Promise<SyncOutcome>;
   /** listVms of the target → VM rows; returns what the provider answered. */
   syncInventory(t: BoundTarget): Promise<VmInfo[]>;
   /** listSnapshots of one VM → snapshot rows. Throws the provider's error. */
@@ -25,6 +29,8 @@ export interface Sync {
   /** The power state a job left one VM in (a revert), as the provider answered it: that VM's row only. */
   recordPower(t: BoundTarget, vm: Vm, outcome: RevertOutcome): Promise<void>;
 }
+
+export type SyncOutcome = { ok: true } | { ok: false; reason: string };
 
 export function createSync(core: Core): Sync {
   const vmLocks = new Map<string, Promise<unknown>>();
@@ -52,7 +58,10 @@ export function createSync(core: Core): Sync {
           version: health.version ?? null,
           checkedAt: core.iso(),
         });
-        if (!health.reachable || health.authOk === false) return;
+        if (!health.reachable || health.authOk === false) {
+          const why = health.reachable ? 'the target refused the credentials' : 'the target is unreachable';
+          return { ok: false, reason: health.message ? `${why}: ${health.message}` : why };
+        }
         revisionsBefore = await snapshotRevisions(t);
         for (const v of await sync.syncInventory(t)) if (v.snapshots) carried.set(v.providerVmId, v.snapshots);
       } catch (err) {
@@ -64,7 +73,7 @@ export function createSync(core: Core): Sync {
           version: null,
           checkedAt: core.iso(),
         });
-        return;
+        return { ok: false, reason: `inventory failed: ${err instanceof Error ? err.message : 'sync failed'}` };
       }
       const vms = await core.store.vms.listByTarget(t.row.id);
       for (const vm of vms) {
@@ -77,6 +86,7 @@ export function createSync(core: Core): Sync {
           log.warn({ vmId: vm.id, err: errSummary(err) }, 'snapshot sync of a VM failed');
         }
       }
+      return { ok: true };
     },
 
     async syncInventory(t) {

@@ -8,6 +8,8 @@ export interface AuditRepo {
   insert(entry: NewAuditEntry): Promise<void>;
   /** Newest first. */
   list(options: { limit: number; beforeId?: number }): Promise<AuditEntry[]>;
+  /** Deletes at most `limit` entries recorded before `before`, oldest first; returns how many (retention, in batches). */
+  prune(before: string, limit: number): Promise<number>;
 }
 
 const toEntry = (r: Row): AuditEntry => ({
@@ -40,6 +42,9 @@ export function createAuditRepo(db: Db): AuditRepo {
           ? db.stmt('SELECT * FROM audit_log ORDER BY id DESC LIMIT ?').all(limit)
           : db.stmt('SELECT * FROM audit_log WHERE id < ? ORDER BY id DESC LIMIT ?').all(beforeId, limit);
       return (rows as Row[]).map(toEntry);
+    },
+    async prune(before, limit) {
+      return db.stmt('DELETE FROM audit_log WHERE id IN (SELECT id FROM audit_log WHERE at < ? ORDER BY at LIMIT ?)').run(before, limit).changes;
     },
   };
 }

@@ -106,6 +106,14 @@ export interface JobRepo {
   /** Clears claim tickets left on queued rows (a claim that never became running). */
   clearStaleClaims(): Promise<number>;
   countByState(): Promise<Record<JobState, number>>;
+  /**
+   * Retention: deletes at most `limit` jobs in a final state (succeeded, failed, cancelled) that
+   * finished before `before` — never a queued or running one — oldest first, in one transaction with
+   * their idempotency keys (a key lives as long as its job: a retry after that is a new request) and
+   * their create budget events. Snapshot rows keep their job_id (no foreign key): it still names the
+   * job whose marker the hypervisor carries. Returns how many jobs were deleted.
+   */
+  pruneFinished(before: string, limit: number): Promise<number>;
   /** The create jobs among `ids` that exist, with the mode they asked for. */
   createModes(ids: readonly string[]): Promise<Map<string, { mode: SnapshotMode | null }>>;
 }
@@ -314,6 +322,29 @@ export function createJobRepo(db: Db): JobRepo {
         counts[str(r.state) as JobState] = Number(r.n);
       }
       return counts;
+    },
+    async pruneFinished(before, limit) {
+      return db.tx(() => {
+        // created_at bounds the scan on jobs_state_created: a job finishes after it is created.
+        const ids = (
+          db
+            .stmt(
+              `SELECT id FROM jobs WHERE state IN ('succeeded', 'failed', 'cancelled') AND created_at < ?
+                 AND coalesce(finished_at, created_at) < ? ORDER BY created_at, id LIMIT ?`,
+            )
+            .all(before, before, limit) as Array<{ id: string }>
+        ).map((r) => r.id);
+        const keys = db.stmt('DELETE FROM idempotency_keys WHERE job_id = ?');
+        const budget = db.stmt('DELETE FROM create_budget_events WHERE job_id = ?');
+        const job = db.stmt(`DELETE FROM jobs WHERE id = ? AND state IN ('succeeded', 'failed', 'cancelled')`);
+        let deleted = 0;
+        for (const id of ids) {
+          keys.run(id);
+          budget.run(id);
+          deleted += job.run(id).changes;
+        }
+        return deleted;
+      });
     },
     async createModes(ids) {
       const out = new Map<string, { mode: SnapshotMode | null }>();

@@ -7,7 +7,8 @@ t.test('demo mode works out of the box and is marked demo', async (t) => {
   const cwd = t.testdir({});
   const d = await startDaemon({ cwd });
   t.teardown(() => d.kill('SIGKILL'));
-  const token = /Admin token: (\S+)/.exec(d.stdout())?.[1];
+  // The banner follows the 'listening' line the helper waits for (a separate write).
+  const token = await until('the banner', async () => /Admin token: (\S+)/.exec(d.stdout())?.[1], 10_000).catch(() => undefined);
   t.ok(token, 'a generated token is printed');
   t.match(token!, /^svd_/);
   t.ok(d.logs().some((l) => l.demo === true && /DEMO/.test(String(l.msg))), 'logs say demo');

@@ -42,6 +42,14 @@ export interface BuildOptions {
   requestTimeoutMs?: number;
   demo?: boolean;
   sseHeartbeatMs?: number;
+  /** More fake targets beside 'lab' (in this order after it). */
+  extraTargets?: Array<{ name: string; provider?: FakeProviderOptions }>;
+  /** Engine setting readiness (default: the engine's, all). */
+  readiness?: 'all' | 'any';
+  /** Called with the providers before the engine starts (to hold or fail the first sync). */
+  beforeStart?: (providers: Map<string, FakeProvider>) => void;
+  /** false: start as the daemon does, with the first sync in the background. Default true. */
+  waitForSync?: boolean;
 }
 
 export const DEFAULT_VMS: NonNullable<FakeProviderOptions['vms']> = [
@@ -67,14 +75,23 @@ export interface Harness {
 export async function build(t: TestTeardown, options: BuildOptions = {}): Promise<Harness> {
   const store = openStore(':memory:');
   const provider = createFakeProvider('lab', { vms: DEFAULT_VMS, ...options.provider });
-  const registry = fakeRegistry([{ spec: fakeSpec('lab'), provider }]);
+  const providers = new Map<string, FakeProvider>([['lab', provider]]);
+  for (const extra of options.extraTargets ?? []) providers.set(extra.name, createFakeProvider(extra.name, { vms: [], ...extra.provider }));
+  const registry = fakeRegistry([...providers].map(([name, p]) => ({ spec: fakeSpec(name), provider: p })));
   const engine = createEngine({
     store,
     registry,
     log: silentLogger(),
-    settings: { workerPollMs: 10, syncIntervalMs: 0, maxAttempts: 2, backoff: { initialMs: 10, maxMs: 20 } },
+    settings: {
+      workerPollMs: 10,
+      syncIntervalMs: 0,
+      maxAttempts: 2,
+      backoff: { initialMs: 10, maxMs: 20 },
+      ...(options.readiness ? { readiness: options.readiness } : {}),
+    },
   });
-  await engine.start();
+  options.beforeStart?.(providers);
+  await engine.start({ waitForSync: options.waitForSync ?? true });
   const app = await buildApp({
     engine,
     auth: { tokens: (Object.keys(TOKENS) as TokenName[]).map((name) => ({ name, sha256: sha256(TOKENS[name]), scopes: SCOPES[name] })) },

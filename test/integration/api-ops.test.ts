@@ -1,6 +1,8 @@
 import { request as httpRequest } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import t from 'tap';
+import { ProviderError } from '../../providers/contract.ts';
+import type { Gate } from '../fixtures/fake-provider.ts';
 import { build } from './api-helper.ts';
 
 const json = (res: { body: string }) => JSON.parse(res.body);
@@ -33,6 +35,65 @@ t.test('/readyz is 503 when the store is gone', async (t) => {
   const res = await h.call({ url: '/readyz', as: 'reader' });
   t.equal(res.statusCode, 503);
   t.equal(json(res).ready, false);
+});
+
+t.test('/readyz: 503 (problem+json) until the first inventory of every target was read, then 200', async (t) => {
+  let gate!: Gate;
+  const h = await build(t, { waitForSync: false, beforeStart: (p) => void (gate = p.get('lab')!.hold('listVms')) });
+  await gate.reached;
+  const before = await h.call({ url: '/readyz', as: 'reader' });
+  t.equal(before.statusCode, 503);
+  t.match(before.headers['content-type'], /^application\/problem\+json/);
+  t.match(json(before), {
+    status: 503,
+    code: 'SNAPVISOR_ERR_NOT_READY',
+    detail: "first inventory not finished: 'lab'",
+    ready: false,
+    store: true,
+    readiness: 'all',
+    targets: [{ name: 'lab', synced: null, reason: null }],
+  });
+  gate.release();
+  let after = await h.call({ url: '/readyz', as: 'reader' });
+  for (let i = 0; i < 500 && after.statusCode !== 200; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 2));
+    after = await h.call({ url: '/readyz', as: 'reader' });
+  }
+  t.equal(after.statusCode, 200);
+  t.match(json(after), { ready: true, reason: null, targets: [{ name: 'lab', healthy: true, synced: true, reason: null }] });
+  t.ok((await h.engine.listVms({ limit: 10 })).items.length > 0, 'the VMs were there when it said ready');
+});
+
+t.test('/readyz under readiness all: 503 naming an unreachable target and why; any: 200 while another target synced', async (t) => {
+  const failLab = (p: Map<string, import('../fixtures/fake-provider.ts').FakeProvider>) =>
+    p.get('lab')!.failNext('listVms', new ProviderError('virtualbox', 'transient', 'connect ECONNREFUSED 10.0.0.5:22'));
+  const all = await build(t, { extraTargets: [{ name: 'lab2', provider: { vms: [{ name: 'other' }] } }], beforeStart: failLab });
+  const res = await all.call({ url: '/readyz', as: 'reader' });
+  t.equal(res.statusCode, 503);
+  const body = json(res);
+  t.match(body.detail, /unreachable: 'lab' \(inventory failed: .*ECONNREFUSED 10\.0\.0\.5:22\)/);
+  t.match(body.targets, [
+    { name: 'lab', synced: false, reason: /ECONNREFUSED/ },
+    { name: 'lab2', synced: true, reason: null },
+  ]);
+  // The next pass reads it: ready again, without a restart.
+  await all.engine.syncTarget('lab');
+  t.equal((await all.call({ url: '/readyz', as: 'reader' })).statusCode, 200);
+
+  const any = await build(t, { readiness: 'any', extraTargets: [{ name: 'lab2', provider: { vms: [{ name: 'other' }] } }], beforeStart: failLab });
+  const ok = await any.call({ url: '/readyz', as: 'reader' });
+  t.equal(ok.statusCode, 200);
+  t.match(json(ok), { ready: true, readiness: 'any', targets: [{ name: 'lab', synced: false, reason: /ECONNREFUSED/ }, { name: 'lab2', synced: true }] });
+
+  // any, with every target unreachable (a failing check): 503 with each reason.
+  const none = await build(t, {
+    readiness: 'any',
+    extraTargets: [{ name: 'lab2', provider: { health: { reachable: false, message: 'host key mismatch' } } }],
+    beforeStart: (p) => p.get('lab')!.setHealth({ reachable: false, message: 'no route to host' }),
+  });
+  const down = await none.call({ url: '/readyz', as: 'reader' });
+  t.equal(down.statusCode, 503);
+  t.equal(json(down).detail, "no target could be inventoried: 'lab' (the target is unreachable: no route to host), 'lab2' (the target is unreachable: host key mismatch)");
 });
 
 t.test('OpenAPI document lists every route, with bearer security and problem responses', async (t) => {

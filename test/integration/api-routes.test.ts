@@ -234,12 +234,14 @@ t.test('Idempotency-Key: a replay returns the same job and status, one job store
   t.equal(json(badKey).code, 'SNAPVISOR_ERR_INVALID_IDEMPOTENCY_KEY');
 });
 
-t.test('audit: accepted and refused mutations are recorded with principal, status and job', async (t) => {
+t.test('audit: accepted and refused (403, 422) mutations are recorded with principal, status and job', async (t) => {
   const h = await build(t);
   const vmId = await h.vmId('web-1');
   const ok = json(await h.call({ method: 'POST', url: `/v1/vms/${vmId}/snapshots`, payload: { name: 'a', mode: 'memory' } }));
   await h.call({ method: 'POST', url: `/v1/vms/${vmId}/snapshots`, payload: { name: 'a', mode: 'crash' } });
+  // Failed authentication: counted in /metrics, never audited (api-audit.test.ts).
   await h.call({ method: 'POST', url: `/v1/vms/${vmId}/snapshots`, payload: { name: 'a', mode: 'memory' }, as: null });
+  await h.call({ method: 'POST', url: `/v1/vms/${vmId}/snapshots`, payload: { name: 'a', mode: 'memory' }, as: 'reader' });
   await h.call({ url: `/v1/vms/${vmId}`, as: 'reader' });
   const entries = await new Promise<Awaited<ReturnType<typeof h.store.audit.list>>>((resolve) => {
     const poll = async () => {
@@ -253,6 +255,6 @@ t.test('audit: accepted and refused mutations are recorded with principal, statu
   t.same(rows, [
     ['writer', 'POST', `/v1/vms/${vmId}/snapshots`, 202, ok.id, null],
     ['writer', 'POST', `/v1/vms/${vmId}/snapshots`, 422, null, 'SNAPVISOR_ERR_MODE_UNSUPPORTED'],
-    ['anonymous', 'POST', `/v1/vms/${vmId}/snapshots`, 401, null, 'SNAPVISOR_ERR_UNAUTHENTICATED'],
+    ['reader', 'POST', `/v1/vms/${vmId}/snapshots`, 403, null, 'SNAPVISOR_ERR_FORBIDDEN'],
   ]);
 });

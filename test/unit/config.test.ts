@@ -17,6 +17,22 @@ t.test('defaults fill a minimal config', async (t) => {
   t.same(c.targets, []);
 });
 
+t.test('retention: 90 days for the audit log and finished jobs by default; whole days, at least 1', async (t) => {
+  t.same(resolveConfig(minimal, 'test', ctx()).retention, { auditDays: 90, jobsDays: 90 });
+  t.same(resolveConfig({ ...minimal, retention: { auditDays: 400 } }, 'test', ctx()).retention, { auditDays: 400, jobsDays: 90 });
+  for (const bad of [{ auditDays: 0 }, { jobsDays: 1.5 }, { keepForever: true }]) {
+    const err = t.throws(() => resolveConfig({ ...minimal, retention: bad }, 'test', ctx())) as ConfigError;
+    t.ok(err.problems.some((p) => p.path.startsWith('/retention')), JSON.stringify(bad));
+  }
+});
+
+t.test('readiness: all by default, or any; nothing else', async (t) => {
+  t.equal(resolveConfig(minimal, 'test', ctx()).readiness, 'all');
+  t.equal(resolveConfig({ ...minimal, readiness: 'any' }, 'test', ctx()).readiness, 'any');
+  const err = t.throws(() => resolveConfig({ ...minimal, readiness: 'some' }, 'test', ctx())) as ConfigError;
+  t.ok(err.problems.some((p) => p.path === '/readiness'));
+});
+
 t.test('environment overrides', async (t) => {
   const c = resolveConfig(minimal, 'test', ctx({ SNAPVISOR_PORT: '9999', SNAPVISOR_HOST: '0.0.0.0', SNAPVISOR_DB: '/tmp/x.db' }));
   t.equal(c.listen.port, 9999);

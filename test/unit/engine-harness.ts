@@ -80,7 +80,7 @@ export async function harness(t: Test, options: HarnessOptions = {}): Promise<Ha
     store,
     engine,
     providers,
-    provider: entries[0]!.provider,
+    provider: entries[0]?.provider as FakeProvider,
     events,
     async vmId(name) {
       const page = await engine.listVms({ limit: 1000, includeGone: true });

@@ -213,7 +213,7 @@ t.test('sync: external snapshots appear, vanished ones are marked gone, VMs come
   t.ok(h.events.some((e) => e.type === 'vm' && e.action === 'gone' && e.vm.id === web02));
 });
 
-t.test('an unreachable target is shown unhealthy; the daemon stays ready and other targets sync', async (t) => {
+t.test('an unreachable target is shown unhealthy and makes the daemon unready (readiness all); other targets sync', async (t) => {
   const h = await harness(t, {
     targets: [
       { name: 'down', provider: { vms: [{ name: 'x' }], health: { reachable: false, message: 'connection refused' } } },
@@ -223,8 +223,9 @@ t.test('an unreachable target is shown unhealthy; the daemon stays ready and oth
   t.match(await h.engine.getTarget('down'), { health: { reachable: false, message: 'connection refused' }, vmCount: 0 });
   t.match(await h.engine.getTarget('up'), { health: { reachable: true, version: 'fake-1.0' }, vmCount: 1, capabilities: { revert: true } });
   const report = await h.engine.ready();
-  t.equal(report.ready, true);
-  t.same(report.targets.map((x) => [x.name, x.healthy]), [['down', false], ['up', true]]);
+  t.equal(report.ready, false, 'readiness all (the default): every target must have been inventoried');
+  t.equal(report.reason, "unreachable: 'down' (the target is unreachable: connection refused)");
+  t.same(report.targets.map((x) => [x.name, x.healthy, x.synced]), [['down', false, false], ['up', true, true]]);
   h.providers.get('up')!.failNext('check', new (await import('../../providers/contract.ts')).ProviderError('virtualbox', 'transient', 'boom'));
   t.match(await h.engine.syncTarget('up'), { health: { reachable: false } });
   t.match((await h.engine.metrics()).body, /snapvisor_provider_errors_total\{target="up",provider="virtualbox",kind="transient"\} 1/);

@@ -10,6 +10,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
+import { Counter, Registry } from 'prom-client';
 import { forbidden, unauthenticated } from '../errors.ts';
 
 export type Scope = 'read' | 'write' | 'admin';
@@ -26,9 +27,19 @@ export interface Principal {
   scopes: ReadonlySet<Scope>;
 }
 
+/** Why a request failed authentication: the bounded label set of snapvisor_http_unauthenticated_total. */
+export type AuthFailure = 'missing' | 'malformed' | 'unknown';
+export const AUTH_FAILURES: readonly AuthFailure[] = ['missing', 'malformed', 'unknown'];
+
 declare module 'fastify' {
   interface FastifyRequest {
     principal: Principal | null;
+    /** Set when the request failed authentication (401): it is counted, never audited. */
+    authFailure: AuthFailure | null;
+  }
+  interface FastifyInstance {
+    /** snapvisor_http_unauthenticated_total, appended to /metrics. */
+    authMetrics: Registry;
   }
   interface FastifyContextConfig {
     /** Skip authentication (only /healthz). */
@@ -103,15 +114,31 @@ export function requiredScope(request: FastifyRequest): Scope {
 async function authPlugin(app: FastifyInstance, options: { tokens: readonly TokenSpec[] | TokenSet }) {
   const set = 'replace' in options.tokens ? options.tokens : createTokenSet(options.tokens);
   app.decorateRequest('principal', null);
+  app.decorateRequest('authFailure', null);
+  // Its own registry (like http-metrics): several apps in one process (tests) do not collide.
+  const registry = new Registry();
+  const refused = new Counter({
+    name: 'snapvisor_http_unauthenticated_total',
+    help: 'Requests refused with 401: missing (no Authorization header), malformed (not "Bearer <token>"), unknown (no such token). Not written to the audit log.',
+    labelNames: ['reason'] as const,
+    registers: [registry],
+  });
+  for (const reason of AUTH_FAILURES) refused.inc({ reason }, 0);
+  app.decorate('authMetrics', registry);
+  const fail = (request: FastifyRequest, reason: AuthFailure, detail: string) => {
+    request.authFailure = reason;
+    refused.inc({ reason });
+    return reason === 'missing' ? unauthenticated(detail) : unauthenticated(detail, 'invalid_token');
+  };
 
   app.addHook('onRequest', async (request) => {
     if (request.routeOptions.config?.public === true) return;
     const header = request.headers.authorization;
-    if (header === undefined || header === '') throw unauthenticated('send an Authorization: Bearer <token> header');
+    if (header === undefined || header === '') throw fail(request, 'missing', 'send an Authorization: Bearer <token> header');
     const match = BEARER.exec(header);
-    if (!match || match[1] === undefined) throw unauthenticated('the Authorization header must be "Bearer <token>"', 'invalid_token');
+    if (!match || match[1] === undefined) throw fail(request, 'malformed', 'the Authorization header must be "Bearer <token>"');
     const principal = authenticate(set.tokens, match[1]);
-    if (!principal) throw unauthenticated('the token is not valid', 'invalid_token');
+    if (!principal) throw fail(request, 'unknown', 'the token is not valid');
     request.principal = principal;
     const scope = requiredScope(request);
     if (!hasScope(principal, scope)) throw forbidden(scope);

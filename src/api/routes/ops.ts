@@ -3,6 +3,8 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { Registry } from 'prom-client';
 import { Type } from 'typebox';
 import type { EngineApi } from '../../engine/api.ts';
+import { HttpProblem } from '../errors.ts';
+import { sendProblem, toProblem } from '../plugins/problem.ts';
 import { NullableBoolean, NullableString, problems } from '../schemas/common.ts';
 
 const Health = Type.Object({ status: Type.Literal('ok') });
@@ -10,7 +12,17 @@ const Health = Type.Object({ status: Type.Literal('ok') });
 const ReadyReport = Type.Object({
   ready: Type.Boolean(),
   store: Type.Boolean(),
-  targets: Type.Array(Type.Object({ name: Type.String(), healthy: NullableBoolean(), message: NullableString() })),
+  readiness: Type.Union([Type.Literal('all'), Type.Literal('any')]),
+  reason: NullableString(),
+  targets: Type.Array(
+    Type.Object({
+      name: Type.String(),
+      healthy: NullableBoolean(),
+      message: NullableString(),
+      synced: NullableBoolean({ description: "The latest inventory pass read the target's VMs and snapshot trees (null: none has ended yet)" }),
+      reason: NullableString({ description: 'Why it did not' }),
+    }),
+  ),
 });
 
 const ops: FastifyPluginAsyncTypebox<{ engine: EngineApi; metrics: Registry[] }> = async (app, { engine, metrics }) => {
@@ -22,12 +34,16 @@ const ops: FastifyPluginAsyncTypebox<{ engine: EngineApi; metrics: Registry[] }>
   app.get('/readyz', {
     schema: {
       tags: ['operations'],
-      summary: 'Readiness: store open and targets checked (503 when not ready)',
-      response: { 200: ReadyReport, 503: ReadyReport, ...problems(401, 403, 500) },
+      summary: "Readiness: the store works and the targets' inventory was read (readiness: all — every target; any — at least one); 503 problem+json naming the targets and why otherwise",
+      response: { 200: ReadyReport, ...problems(401, 403, 500, 503) },
     },
-  }, async (_request, reply) => {
+  }, async (request, reply) => {
     const report = await engine.ready();
-    return reply.code(report.ready ? 200 : 503).send(report);
+    if (report.ready) return reply.code(200).send(report);
+    // problem+json, with the report's fields beside the standard ones.
+    const problem = toProblem(new HttpProblem(503, 'not_ready', 'SNAPVISOR_ERR_NOT_READY', 'Service Unavailable', report.reason ?? 'not ready'), request);
+    Object.assign(problem.body, { ready: report.ready, store: report.store, readiness: report.readiness, reason: report.reason, targets: report.targets });
+    return sendProblem(reply, problem);
   });
 
   app.get('/metrics', {
@@ -41,7 +57,7 @@ const ops: FastifyPluginAsyncTypebox<{ engine: EngineApi; metrics: Registry[] }>
     },
   }, async (_request, reply) => {
     const engineMetrics = await engine.metrics();
-    const parts = [engineMetrics.body, await app.httpMetrics.metrics(), ...(await Promise.all(metrics.map((r) => r.metrics())))];
+    const parts = [engineMetrics.body, await app.httpMetrics.metrics(), await app.authMetrics.metrics(), ...(await Promise.all(metrics.map((r) => r.metrics())))];
     const body = parts.map((p) => p.replace(/\n*$/, '\n')).join('');
     return reply.header('content-type', engineMetrics.contentType).serializer((p: unknown) => String(p)).send(body);
   });

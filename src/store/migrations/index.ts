@@ -9,6 +9,7 @@ import { sql as vmNamePrefix } from './003_vm_name_prefix.ts';
 import { sql as jobQueueIndexes } from './004_job_queue_indexes.ts';
 import { sql as snapshotReadiness } from './005_snapshot_readiness.ts';
 import { sql as createBudgets } from './006_create_budgets.ts';
+import { sql as retention } from './007_retention.ts';
 
 export interface Migration {
   version: number;
@@ -23,6 +24,7 @@ export const MIGRATIONS: readonly Migration[] = [
   { version: 4, name: 'job_queue_indexes', sql: jobQueueIndexes },
   { version: 5, name: 'snapshot_readiness', sql: snapshotReadiness },
   { version: 6, name: 'create_budgets', sql: createBudgets },
+  { version: 7, name: 'retention', sql: retention },
 ];
 
 /** The schema version a list of migrations brings a database to (0 for none). */
