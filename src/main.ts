@@ -116,6 +116,7 @@ async function main(): Promise<void> {
       syncIntervalMs: config.engine.syncIntervalSec * 1000,
       retention: { ...DEFAULT_SETTINGS.retention, auditDays: config.retention.auditDays, jobsDays: config.retention.jobsDays },
       readiness: config.readiness,
+      maxQueuedPerPrincipal: config.limits.queuedPerToken,
     },
   });
 

@@ -46,6 +46,7 @@ const RESTART_ONLY: ReadonlyArray<[string, (c: ResolvedConfig) => unknown]> = [
   ['/logLevel', (c) => c.logLevel],
   ['/retention', (c) => c.retention],
   ['/readiness', (c) => c.readiness],
+  ['/limits', (c) => c.limits],
   ...(['workerPollMs', 'jobTimeoutSec', 'maxAttempts', 'syncIntervalSec', 'shutdownGraceSec'] as const).map(
     (k): [string, (c: ResolvedConfig) => unknown] => [`/engine/${k}`, (c) => c.engine[k]],
   ),

@@ -48,6 +48,7 @@ export interface ResolvedConfig {
   tokens: ResolvedToken[];
   engine: ConfigFile['engine'];
   retention: ConfigFile['retention'];
+  limits: ConfigFile['limits'];
   readiness: ConfigFile['readiness'];
   targets: TargetSpec[];
 }
@@ -124,6 +125,7 @@ export function resolveConfig(raw: unknown, source: string, ctx: LoadEnv, demo =
     })),
     engine: file.engine,
     retention: file.retention,
+    limits: file.limits,
     readiness: file.readiness,
     targets: file.targets.map((t, i) => {
       const { name, kind, concurrency, ...options } = t as Record<string, unknown> & typeof t;

@@ -99,6 +99,19 @@ export const RetentionConfig = Type.Object(
   { additionalProperties: false, default: {} },
 );
 
+export const LimitsConfig = Type.Object(
+  {
+    queuedPerToken: Type.Integer({
+      minimum: 1,
+      maximum: 1_000_000,
+      default: 1000,
+      description:
+        'Most queued (not yet started) jobs one token may have; a submission beyond it is refused with 429 SNAPVISOR_ERR_QUEUE_FULL and Retry-After, and nothing is stored.',
+    }),
+  },
+  { additionalProperties: false, default: {} },
+);
+
 export const READINESS_MODES = ['all', 'any'] as const;
 export type ReadinessMode = (typeof READINESS_MODES)[number];
 
@@ -111,6 +124,7 @@ export const Config = Type.Object(
     tokens: Type.Array(TokenConfig, { minItems: 1 }),
     engine: EngineConfig,
     retention: RetentionConfig,
+    limits: LimitsConfig,
     readiness: Type.Union(READINESS_MODES.map((m) => Type.Literal(m)), {
       default: 'all',
       description:

@@ -27,6 +27,8 @@ export interface EngineSettings {
    * latest inventory pass read it; `any` once at least one target's did. No targets: ready.
    */
   readiness: 'all' | 'any';
+  /** Most queued jobs one principal (token) may have; a submission beyond it is refused (429). */
+  maxQueuedPerPrincipal: number;
 }
 
 export interface RetentionSettings {
@@ -51,6 +53,7 @@ export const DEFAULT_SETTINGS: EngineSettings = {
   readinessPollMs: 5_000,
   retention: { auditDays: 90, jobsDays: 90, firstDelayMs: 60_000, intervalMs: 60 * 60_000, batchSize: 500 },
   readiness: 'all',
+  maxQueuedPerPrincipal: 1000,
 };
 
 export interface BoundTarget {

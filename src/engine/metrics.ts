@@ -8,6 +8,8 @@ export interface EngineMetrics {
   jobsFinished: Counter<'kind' | 'state'>;
   providerCallDuration: Histogram<'target' | 'provider' | 'operation' | 'outcome'>;
   providerErrors: Counter<'target' | 'provider' | 'kind'>;
+  /** Submissions refused because the token had its most queued jobs (limits.queuedPerToken). */
+  queueFullRefusals: Counter<'principal'>;
   render(): Promise<{ contentType: string; body: string }>;
 }
 
@@ -50,11 +52,18 @@ export function createMetrics(store: Store): EngineMetrics {
     labelNames: ['target', 'provider', 'kind'] as const,
     registers: [registry],
   });
+  const queueFullRefusals = new Counter({
+    name: 'snapvisor_queue_full_refusals_total',
+    help: 'Job submissions refused (429) because the token already had its most queued jobs (limits.queuedPerToken)',
+    labelNames: ['principal'] as const,
+    registers: [registry],
+  });
   return {
     registry,
     jobsFinished,
     providerCallDuration,
     providerErrors,
+    queueFullRefusals,
     async render() {
       return { contentType: registry.contentType, body: await registry.metrics() };
     },

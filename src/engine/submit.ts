@@ -18,6 +18,22 @@ const idempotencyReused = () =>
     'this Idempotency-Key was already used with a different request',
   );
 
+/**
+ * What a client refused by the per-token cap is told to wait. A place frees as soon as one of its
+ * jobs starts, and how long that takes cannot be foretold honestly (a local snapshot takes a
+ * second, a cloud copy minutes, and other tokens' jobs take turns): a fixed, short wait, since a
+ * refusal costs the daemon one indexed count and no write.
+ */
+export const QUEUE_FULL_RETRY_AFTER_MS = 5_000;
+
+const queueFull = (queued: number, limit: number) =>
+  new SnapvisorError(
+    'throttled',
+    'SNAPVISOR_ERR_QUEUE_FULL',
+    `this token already has ${queued} queued jobs, the most allowed (limits.queuedPerToken: ${limit}); retry once some have started`,
+    { retryAfterMs: QUEUE_FULL_RETRY_AFTER_MS, extra: { queued, limit } },
+  );
+
 export async function submitJob(core: Core, request: JobRequest, meta: SubmitMeta): Promise<SubmitResult> {
   const { store } = core;
   // A replay is answered before validation: the first request may have changed what validation sees
@@ -47,8 +63,13 @@ export async function submitJob(core: Core, request: JobRequest, meta: SubmitMet
   const outcome = await store.jobs.submit(
     job,
     meta.idempotencyKey === undefined ? undefined : { principal: meta.principal, key: meta.idempotencyKey, requestHash: meta.requestHash },
+    { maxQueued: core.settings.maxQueuedPerPrincipal },
   );
   if (outcome.outcome === 'key-reused') throw idempotencyReused();
+  if (outcome.outcome === 'queue-full') {
+    core.metrics.queueFullRefusals.inc({ principal: meta.principal });
+    throw queueFull(outcome.queued, core.settings.maxQueuedPerPrincipal);
+  }
   if (outcome.outcome === 'created') {
     core.events.emit({ type: 'job', job: outcome.job });
     if (outcome.job.state === 'succeeded') core.metrics.jobsFinished.inc({ kind: outcome.job.kind, state: 'succeeded' });

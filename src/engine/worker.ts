@@ -1,14 +1,16 @@
 /**
  * The worker loop: claims due jobs (one running job per VM, at most `concurrency` per target,
- * both enforced inside the claim itself), runs each with a CallContext whose signal fires on
+ * both enforced inside the claim itself; a target's free slots go round-robin across principals
+ * and their VMs, domain/fair-claim.ts), runs each with a CallContext whose signal fires on
  * cancel, on the per-attempt timeout and on shutdown, and settles the row by what happened.
  */
 import { randomUUID } from 'node:crypto';
 import type { CallContext, CreateRateLimit, DiskInfo } from '../../providers/contract.ts';
 import { budgetWaitMessage, decideCreateBudget, longestWindowMs } from '../domain/create-budget.ts';
+import { fairClaimOrder } from '../domain/fair-claim.ts';
 import { SnapvisorError } from '../domain/errors.ts';
 import type { Job, JobError } from '../domain/types.ts';
-import type { JobCandidate } from '../store/index.ts';
+import type { FairJobCandidate, JobCandidate } from '../store/index.ts';
 import { within } from '../../providers/shared/sleep.ts';
 import { decideAfterError } from './backoff.ts';
 import type { BoundTarget, Core, TargetLease } from './core.ts';
@@ -45,6 +47,11 @@ export interface Worker {
 }
 
 const CLAIM_BATCH = 50;
+/**
+ * Candidates read per principal beyond a target's free slots: a few may be deferred by the create
+ * budget or lose their claim, and the round should still fill the target.
+ */
+const CANDIDATE_SLACK = 8;
 /** Create budget events older than every declared window are deleted at most this often. */
 const BUDGET_PRUNE_INTERVAL_MS = 60_000;
 const PROGRESS_INTERVAL_MS = 250;
@@ -108,12 +115,34 @@ export function createWorker(core: Core, sync: Sync): Worker {
   }
 
   async function claimRound(): Promise<void> {
-    await core.targets();
+    const targets = await core.targets();
     await pruneBudgetEvents();
     const busyVms = new Set([...running.values()].map((r) => r.job.vmId));
     const perTarget = new Map<string, number>();
     for (const r of running.values()) perTarget.set(r.job.targetId, (perTarget.get(r.job.targetId) ?? 0) + 1);
-    const candidates = await core.store.jobs.due(core.iso(), CLAIM_BATCH);
+    const limitOf = (target: BoundTarget) => Math.max(1, target.spec.concurrency);
+    // Only targets with a free slot are asked for work: a full target costs a round nothing, and
+    // its queue cannot hide another target's jobs (each target's candidates are read on their own).
+    const open = [...targets.values()].filter((t) => (perTarget.get(t.row.id) ?? 0) < limitOf(t));
+    if (open.length === 0) return;
+    const principals = await core.store.jobs.queuedPrincipals();
+    if (principals.length === 0) return;
+    const now = core.iso();
+    const candidates: FairJobCandidate[] = [];
+    for (const target of open) {
+      const free = limitOf(target) - (perTarget.get(target.row.id) ?? 0);
+      const queues = new Map<string, FairJobCandidate[]>();
+      for (const principal of principals) {
+        const queue = await core.store.jobs.fairCandidates(target.row.id, principal, now, Math.min(CLAIM_BATCH, free + CANDIDATE_SLACK));
+        if (queue.length > 0) queues.set(principal, queue);
+      }
+      if (queues.size === 0) continue;
+      const runningHere = new Map<string, number>();
+      for (const r of running.values()) {
+        if (r.job.targetId === target.row.id) runningHere.set(r.job.requestedBy, (runningHere.get(r.job.requestedBy) ?? 0) + 1);
+      }
+      candidates.push(...fairClaimOrder({ queues, running: runningHere, busyVms, lastClaimed: lastClaimedOn(target.row.id) }));
+    }
     const budgets = await createBudgets(candidates);
     for (const candidate of candidates) {
       if (stopping) return;
@@ -121,7 +150,7 @@ export function createWorker(core: Core, sync: Sync): Worker {
       // Looked up per candidate: a reload between two claims changes targets and their concurrency.
       const target = core.boundById(candidate.targetId);
       if (!target) continue; // its target is no longer configured; the job waits
-      const limit = Math.max(1, target.spec.concurrency);
+      const limit = limitOf(target);
       if ((perTarget.get(candidate.targetId) ?? 0) >= limit) continue;
       let budgetKeys: string[] | undefined;
       if (budgets !== null && candidate.kind === 'snapshot.create') {
@@ -135,9 +164,22 @@ export function createWorker(core: Core, sync: Sync): Worker {
       if (budgetKeys) budgets?.recorded(job.targetId, budgetKeys);
       busyVms.add(job.vmId);
       perTarget.set(job.targetId, (perTarget.get(job.targetId) ?? 0) + 1);
+      lastClaimedOn(job.targetId).set(job.requestedBy, ++claimClock);
       launch(job, ticket);
     }
   }
+
+  /** Per target, when each principal last had a job claimed there (claimClock values): whose turn it is. */
+  const lastClaimed = new Map<string, Map<string, number>>();
+  let claimClock = 0;
+  const lastClaimedOn = (targetId: string): Map<string, number> => {
+    let byPrincipal = lastClaimed.get(targetId);
+    if (!byPrincipal) {
+      byPrincipal = new Map();
+      lastClaimed.set(targetId, byPrincipal);
+    }
+    return byPrincipal;
+  };
 
   /** The create budgets a target declares (capabilities.limits.createRate); empty for most. */
   const createRateOf = (targetId: string): CreateRateLimit[] => core.boundById(targetId)?.provider.capabilities().limits.createRate ?? [];

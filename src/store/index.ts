@@ -19,7 +19,7 @@ export type { BackupReport } from './backup.ts';
 export type { CreateBudgetEvent, CreateBudgetRepo } from './budgets.ts';
 export { DatabaseDamagedError, StoreVersionError } from './db.ts';
 export type { IdempotencyRecord, IdempotencyRepo } from './idempotency.ts';
-export type { ClaimOptions, FinishUpdate, JobCandidate, JobListQuery, JobRepo, NewJob, RequeueUpdate, SubmitOutcome } from './jobs.ts';
+export type { ClaimOptions, FairJobCandidate, FinishUpdate, JobCandidate, JobListQuery, JobRepo, NewJob, RequeueUpdate, SubmitOptions, SubmitOutcome } from './jobs.ts';
 export type { SnapshotRepo } from './snapshots.ts';
 export type { TargetHealthUpdate, TargetRepo } from './targets.ts';
 export { InvalidCursorError } from './vms.ts';

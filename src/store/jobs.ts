@@ -1,3 +1,4 @@
+import { fairTag } from '../domain/fair-claim.ts';
 import type { Job, JobError, JobKind, JobParams, JobResult, JobState, SnapshotMode } from '../domain/types.ts';
 import { JOB_STATES } from '../domain/types.ts';
 import type { Db } from './db.ts';
@@ -23,7 +24,14 @@ export interface NewJob {
 export type SubmitOutcome =
   | { outcome: 'created'; job: Job }
   | { outcome: 'replayed'; job: Job }
-  | { outcome: 'key-reused'; jobId: string };
+  | { outcome: 'key-reused'; jobId: string }
+  /** The principal already has `maxQueued` (or more) queued jobs: nothing was written. */
+  | { outcome: 'queue-full'; queued: number };
+
+export interface SubmitOptions {
+  /** Refuse a queued job when its principal already has this many queued (the per-token cap). */
+  maxQueued?: number;
+}
 
 export interface JobListQuery {
   state?: JobState;
@@ -51,6 +59,9 @@ export interface RequeueUpdate {
 /** A claim candidate: just what the worker checks before trying to claim it (the kind: creates may be budgeted). */
 export type JobCandidate = Pick<Job, 'id' | 'vmId' | 'targetId' | 'kind'>;
 
+/** A claim candidate of the fair claim (domain/fair-claim.ts): also whose it is. */
+export type FairJobCandidate = JobCandidate & { principal: string };
+
 export interface ClaimOptions {
   /**
    * Create budget keys (domain/create-budget.ts) to record one event each for, at `now`, in the same
@@ -61,13 +72,28 @@ export interface ClaimOptions {
 }
 
 export interface JobRepo {
-  /** Inserts the job and, with a key, its idempotency row, in one transaction. */
-  submit(job: NewJob, idempotency?: { principal: string; key: string; requestHash: string }): Promise<SubmitOutcome>;
+  /**
+   * Inserts the job and, with a key, its idempotency row, in one transaction; a queued job gets its
+   * fair tag (domain/fair-claim.ts) there. With `maxQueued`, a queued job is refused (queue-full,
+   * nothing written) when its principal already has that many queued — counted in the same
+   * transaction, so concurrent submissions cannot overshoot. A replay is answered before the cap.
+   */
+  submit(job: NewJob, idempotency?: { principal: string; key: string; requestHash: string }, options?: SubmitOptions): Promise<SubmitOutcome>;
   get(id: string): Promise<Job | null>;
   /** Newest first, keyset pagination on (created_at, id). */
   list(query: JobListQuery): Promise<{ items: Job[]; next: string | null }>;
   /** Queued jobs due at `now` whose VM has no running job, oldest first (what a claim needs of them). */
   due(now: string, limit: number): Promise<JobCandidate[]>;
+  /** The principals that have queued jobs (any target, due or not), by name. */
+  queuedPrincipals(): Promise<string[]>;
+  /**
+   * Up to `limit` of one principal's jobs on one target that may start at `now`: queued, due, their
+   * VM has no running job and no older due queued job (a VM's jobs start in submit order), in the
+   * principal's fair order (fair tag, then age).
+   */
+  fairCandidates(targetId: string, principal: string, now: string, limit: number): Promise<FairJobCandidate[]>;
+  /** How many queued jobs the principal has (any target, due or not). */
+  countQueued(principal: string): Promise<number>;
   /**
    * Claims a queued job with `ticket`: wins only if the row is still unclaimed, its VM has no
    * running job and its target has fewer than `maxRunningPerTarget` running. Returns the claimed
@@ -147,6 +173,20 @@ export const DUE_SQL = `SELECT j.id, j.vm_id, j.target_id, j.kind FROM jobs j WH
      AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.vm_id = j.vm_id AND r.state = 'running')
    ORDER BY j.created_at, j.id LIMIT ?`;
 
+/** One principal's claimable jobs on one target in fair order (exported for its query-plan test). */
+export const FAIR_CANDIDATES_SQL = `SELECT j.id, j.vm_id, j.target_id, j.kind, j.requested_by FROM jobs j
+   WHERE j.state = 'queued' AND j.requested_by = @principal AND j.target_id = @targetId AND j.next_attempt_at <= @now
+     AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.vm_id = j.vm_id AND r.state = 'running')
+     AND NOT EXISTS (SELECT 1 FROM jobs e WHERE e.vm_id = j.vm_id AND e.state = 'queued' AND e.next_attempt_at <= @now
+                       AND (e.created_at, e.id) < (j.created_at, j.id))
+   ORDER BY j.fair_tag, j.created_at, j.id LIMIT @limit`;
+
+/**
+ * The next principal (by name) after ? with a queued job: one index seek each, however long the
+ * queue. Without the hint SQLite walks every queued row of jobs_state_created (state = ?) instead.
+ */
+export const NEXT_QUEUED_PRINCIPAL_SQL = `SELECT min(requested_by) AS p FROM jobs INDEXED BY jobs_queued_fair WHERE state = 'queued' AND requested_by > ?`;
+
 export function createJobRepo(db: Db): JobRepo {
   const get = (id: string): Job | null => {
     const r = db.stmt('SELECT * FROM jobs WHERE id = ?').get(id) as Row | undefined;
@@ -157,9 +197,11 @@ export function createJobRepo(db: Db): JobRepo {
     const r = db.stmt(`${sql} RETURNING *`).get(...params) as Row | undefined;
     return r ? toJob(r) : null;
   };
+  const countQueued = (principal: string): number =>
+    Number((db.stmt(`SELECT count(*) AS n FROM jobs WHERE state = 'queued' AND requested_by = ?`).get(principal) as { n: number }).n);
 
   return {
-    async submit(job, idem) {
+    async submit(job, idem, options = {}) {
       return db.tx((): SubmitOutcome => {
         if (idem) {
           const prior = findKey(db, idem.principal, idem.key);
@@ -170,10 +212,22 @@ export function createJobRepo(db: Db): JobRepo {
         }
         const state = job.state ?? 'queued';
         const final = state !== 'queued' && state !== 'running';
+        let tag = 0;
+        if (state === 'queued') {
+          if (options.maxQueued !== undefined) {
+            const queued = countQueued(job.requestedBy);
+            if (queued >= options.maxQueued) return { outcome: 'queue-full', queued };
+          }
+          const round = db.stmt(`SELECT min(fair_tag) AS t FROM jobs WHERE state = 'queued' AND requested_by = ? AND target_id = ?`)
+            .get(job.requestedBy, job.targetId) as { t: number | null };
+          const vmLast = db.stmt(`SELECT max(fair_tag) AS t FROM jobs WHERE state = 'queued' AND vm_id = ? AND requested_by = ?`)
+            .get(job.vmId, job.requestedBy) as { t: number | null };
+          tag = fairTag(round.t, vmLast.t);
+        }
         db.stmt(
           `INSERT INTO jobs (id, kind, state, target_id, vm_id, snapshot_id, params, progress, attempts, max_attempts, next_attempt_at,
-             result, requested_by, created_at, started_at, finished_at)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?)`,
+             result, requested_by, created_at, started_at, finished_at, fair_tag)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?)`,
         ).run(
           job.id,
           job.kind,
@@ -190,6 +244,7 @@ export function createJobRepo(db: Db): JobRepo {
           job.createdAt,
           final ? job.createdAt : null,
           final ? job.createdAt : null,
+          tag,
         );
         if (idem) insertKey(db, { ...idem, jobId: job.id, createdAt: job.createdAt });
         return { outcome: 'created', job: get(job.id)! };
@@ -230,6 +285,23 @@ export function createJobRepo(db: Db): JobRepo {
       // job rows (three JSON columns each) was most of a round's cost with a queue behind it.
       const rows = db.stmt(DUE_SQL).all(now, limit) as Array<{ id: string; vm_id: string; target_id: string; kind: string }>;
       return rows.map((r) => ({ id: r.id, vmId: r.vm_id, targetId: r.target_id, kind: r.kind as JobKind }));
+    },
+    async queuedPrincipals() {
+      const out: string[] = [];
+      const next = db.stmt(NEXT_QUEUED_PRINCIPAL_SQL);
+      for (let after = ''; ; ) {
+        const r = next.get(after) as { p: string | null };
+        if (r.p === null) return out;
+        out.push(r.p);
+        after = r.p;
+      }
+    },
+    async fairCandidates(targetId, principal, now, limit) {
+      const rows = db.stmt(FAIR_CANDIDATES_SQL).all({ principal, targetId, now, limit }) as Array<{ id: string; vm_id: string; target_id: string; kind: string; requested_by: string }>;
+      return rows.map((r) => ({ id: r.id, vmId: r.vm_id, targetId: r.target_id, kind: r.kind as JobKind, principal: r.requested_by }));
+    },
+    async countQueued(principal) {
+      return countQueued(principal);
     },
     async tryClaim(id, ticket, now, maxRunningPerTarget, options = {}) {
       const keys = options.budgetKeys ?? [];

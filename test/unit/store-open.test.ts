@@ -6,7 +6,7 @@ import t from 'tap';
 import { MIGRATIONS } from '../../src/store/migrations/index.ts';
 import { openDb } from '../../src/store/db.ts';
 import { DatabaseDamagedError, openStore, StoreVersionError } from '../../src/store/index.ts';
-import { DUE_SQL } from '../../src/store/jobs.ts';
+import { DUE_SQL, FAIR_CANDIDATES_SQL, NEXT_QUEUED_PRINCIPAL_SQL } from '../../src/store/jobs.ts';
 
 const tmp = (t: { teardown(fn: () => void): void }) => {
   const dir = mkdtempSync(join(tmpdir(), 'snapvisor-store-'));
@@ -80,6 +80,14 @@ t.test('the worker\'s queue queries are answered from indexes, without a sort', 
   t.match(due, /jobs_running_vm/);
   t.notMatch(due, /TEMP B-TREE/);
   t.match(plan(`SELECT count(*) FROM jobs r WHERE r.target_id = 'x' AND r.state = 'running'`), /jobs_running_target/);
+  // The fair claim: each principal's candidates on a target in tag order straight from the index,
+  // the VM-head check a seek, the next principal a seek (never a walk over the whole queue).
+  const fair = plan(FAIR_CANDIDATES_SQL, { principal: 'p', targetId: 't', now: '2026-11-24T00:00:00.000Z', limit: 9 });
+  t.match(fair, /SEARCH j USING INDEX jobs_queued_fair \(requested_by=\? AND target_id=\?\)/);
+  t.match(fair, /SEARCH e USING INDEX jobs_queued_vm \(vm_id=\? AND created_at<\?\)/);
+  t.match(fair, /jobs_running_vm/);
+  t.notMatch(fair, /TEMP B-TREE/);
+  t.match(plan(NEXT_QUEUED_PRINCIPAL_SQL, ''), /SEARCH jobs USING COVERING INDEX jobs_queued_fair \(requested_by>\?\)/);
   t.match(plan(`SELECT key, at, job_id FROM create_budget_events WHERE target_id = 'x' AND at >= '2026'`), /create_budget_events_key_at/);
   t.match(plan(`SELECT id, disks FROM vms WHERE id IN (SELECT value FROM json_each('["a","b"]'))`), /SEARCH vms USING INDEX sqlite_autoindex_vms_1 \(id=\?\)/);
 });
