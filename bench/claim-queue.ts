@@ -3,13 +3,14 @@
  * runs it): the FIFO read the worker made before fair queues (`due`, the 50 oldest due jobs whose
  * VM is idle) against the fair one (the principals with queued jobs, then each one's candidates on
  * the target, domain/fair-claim.ts), alternating, per queue shape; and what a submission costs
- * with its fair tag and the per-token count. Ratios, not a timed test: `npx tsx bench/claim-queue.ts`.
+ * with its fair tag and the per-token count. Ratios, not a timed test: `npm run bench -- claim-queue`.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Vm } from '../src/domain/types.ts';
 import { openStore, type NewJob, type Store } from '../src/store/index.ts';
+import type { BenchReport } from './run.ts';
 import { fmt, median } from './stats.ts';
 
 const QUEUED = Number(process.env.CLAIM_BENCH_JOBS ?? 10_000);
@@ -60,7 +61,7 @@ async function timeUs(reps: number, fn: () => Promise<unknown>): Promise<number>
   return Number(process.hrtime.bigint() - started) / 1000 / reps;
 }
 
-async function main() {
+export async function run(): Promise<BenchReport> {
   const dir = mkdtempSync(path.join(tmpdir(), 'snapvisor-claim-bench-'));
   try {
     const lines = [`${QUEUED} queued jobs; a claim round's reads, µs (median of ${ROUNDS} alternating rounds of ${REPS})`, ''];
@@ -83,10 +84,12 @@ async function main() {
       lines.push(`| ${shape.name} | ${fmt(f)} | ${fmt(g)} | ${fmt(g / f)}× | ${fmt(submitUs)} |`);
       store.close();
     }
-    process.stdout.write(`${lines.join('\n')}\n`);
+    lines.push(
+      '',
+      'The fair read is one seek for each principal with queued jobs plus, per principal, the candidates of the target that has a free slot; both reads walk the whole queue of a busy VM (third row), as the FIFO one did. Submit includes the fair tag (two index seeks), the per-token count (walks that token\'s queued rows: at most `limits.queuedPerToken`, here 10,000) and three partial indexes of queued rows.',
+    );
+    return { title: 'Claim-round reads with 10,000 queued jobs: fair vs FIFO (`claim-queue`)', markdown: lines.join('\n') };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 }
-
-await main();
