@@ -8,6 +8,7 @@ export interface EngineMetrics {
   jobsFinished: Counter<'kind' | 'state'>;
   providerCallDuration: Histogram<'target' | 'provider' | 'operation' | 'outcome'>;
   providerErrors: Counter<'target' | 'provider' | 'kind'>;
+  storeWriteFailures: Counter<'reason'>;
   render(): Promise<{ contentType: string; body: string }>;
 }
 
@@ -50,11 +51,21 @@ export function createMetrics(store: Store): EngineMetrics {
     labelNames: ['target', 'provider', 'kind'] as const,
     registers: [registry],
   });
+  const storeWriteFailures = new Counter({
+    name: 'snapvisor_store_write_failures_total',
+    help: 'Database statements or commits that failed because of the storage (full: no space left; io; readonly)',
+    labelNames: ['reason'] as const,
+    registers: [registry],
+  });
+  // Shown at 0 from the start: an alert on its rate needs the series before the first failure.
+  for (const reason of ['full', 'io', 'readonly'] as const) storeWriteFailures.inc({ reason }, 0);
+  store.onWriteFailure((reason) => storeWriteFailures.inc({ reason }));
   return {
     registry,
     jobsFinished,
     providerCallDuration,
     providerErrors,
+    storeWriteFailures,
     async render() {
       return { contentType: registry.contentType, body: await registry.metrics() };
     },

@@ -22,11 +22,12 @@ export interface VboxDaemonSetup {
   database: string;
 }
 
-export function vboxDaemonSetup(t: Test, options: { stepMs: number; shutdownGraceSec?: number }): VboxDaemonSetup {
+/** `database`: where the daemon's database goes (default: snapvisor.db in the test's folder). */
+export function vboxDaemonSetup(t: Test, options: { stepMs: number; shutdownGraceSec?: number; database?: string }): VboxDaemonSetup {
   const dir = t.testdir({});
   const lab = createVboxLab({ dir: path.join(dir, 'lab'), vms: [{ name: 'app-1', state: 'running' }], stepMs: options.stepMs });
   const config = path.join(dir, 'snapvisor.yaml');
-  const database = path.join(dir, 'snapvisor.db');
+  const database = options.database ?? path.join(dir, 'snapvisor.db');
   writeFileSync(
     config,
     [
