@@ -12,9 +12,9 @@ import { finalJob, firstVm, markedSnapshots, TOKEN, vboxDaemonSetup, type JobBod
 type TapTest = Parameters<Parameters<typeof t.test>[0]>[0];
 interface Problem { type: string; status: number; code: string; detail: string; requestId: string; reason?: string; store?: boolean }
 
-function setup(t: TapTest, stepMs: number): VboxDaemonSetup & { disk: SmallDisk } {
+function setup(t: TapTest, stepMs: number, commandTimeoutSec?: number): VboxDaemonSetup & { disk: SmallDisk } {
   const disk = smallDisk(t, 8);
-  const ctx = vboxDaemonSetup(t, { stepMs, database: path.join(disk.dir, 'snapvisor.db') });
+  const ctx = vboxDaemonSetup(t, { stepMs, database: path.join(disk.dir, 'snapvisor.db'), ...(commandTimeoutSec ? { commandTimeoutSec } : {}) });
   return { ...ctx, disk };
 }
 
@@ -123,4 +123,28 @@ t.test('full disk while a create runs, then SIGKILL: the next start (with space)
   t.equal(final.state, 'succeeded', JSON.stringify(final.error));
   t.equal(markedSnapshots(ctx.lab, jobId).length, 1, 'recovery found it by its marker and took no second one');
   t.equal((await d2.kill('SIGTERM')).code, 0);
+});
+
+t.test('space back while the refused create is being settled: the job is never recorded failed, its snapshot exists', async (t) => {
+  // A hung VBoxManage ends by the command timeout (transient): short, to keep the test short.
+  const ctx = setup(t, 100, 4);
+  const d = await startDaemon({ cwd: ctx.dir, env: ctx.env });
+  t.teardown(() => d.kill('SIGKILL'));
+  const vmId = await firstVm(d);
+  await until('ready', async () => (await readyz(d)).status === 200);
+  const created = await api<JobBody>(d, TOKEN, 'POST', `/v1/vms/${vmId}/snapshots`, { name: 'settled-late', mode: 'memory' });
+  const jobId = created.body.id;
+  await until('take under way', async () => ctx.lab.readState().vms[0]!.pending?.kind === 'take');
+  ctx.disk.fill();
+  // The adapter's own listing right after the take goes through; the next listing of the VM hangs:
+  // whatever the daemon does next on the hypervisor (a re-read after giving up on the job, or the
+  // retry's look for its marker) waits there, until the command timeout, while the space comes back.
+  ctx.lab.setFault('list', 'app-1', { type: 'hang', skip: 1, times: 1 });
+  await until('snapshot made', async () => markedSnapshots(ctx.lab, jobId).length === 1);
+  await until('the worker met the full store', async () => sawFullStore(d, jobId));
+  ctx.disk.free();
+  const final = await finalJob(d, jobId, 60_000);
+  t.equal(final.state, 'succeeded', `its snapshot exists, so never failed: ${JSON.stringify(final.error)}`);
+  t.equal(markedSnapshots(ctx.lab, jobId).length, 1, 'exactly one snapshot carries the job marker');
+  t.equal((await d.kill('SIGTERM')).code, 0);
 });
