@@ -277,10 +277,13 @@ export function createWorker(core: Core, sync: Sync): Worker {
       const result = await runHandler({ core, sync, job, target: lease.target, vm, ctx });
       clearTimeout(timeout);
       // Success stands even if a cancel arrived meanwhile: the hypervisor already did it. Recording
-      // it is retried, never turned into a failure (persist never throws).
-      settled = await persist(entry, log, 'success', () =>
+      // it is retried while the storage refuses it, never turned into a failure.
+      settled = await persist(log, 'success', () =>
         core.store.jobs.finish(job.id, ticket, { state: 'succeeded', result, error: null, at: core.iso(), progressMessage: entry.finalMessage ?? null }),
-      );
+      ).catch((err: unknown) => {
+        log.error({ err: errSummary(err) }, 'could not record the job\'s success; it stays running and the next start checks on the hypervisor what it did');
+        return null;
+      });
       log.info({ result, recorded: settled !== null }, 'job succeeded');
     } catch (err) {
       settled = await settleFailure(entry, err, log, lease?.target ?? null);
@@ -305,7 +308,7 @@ export function createWorker(core: Core, sync: Sync): Worker {
     if (cancelRequested) {
       log.info({ err: errSummary(err) }, 'job cancelled while running');
       await resyncQuietly(job, target, log);
-      return persist(entry, log, 'cancellation', () => core.store.jobs.finish(job.id, ticket, { state: 'cancelled', error: cancelledError(), at: now.toISOString() }));
+      return persist(log, 'cancellation', () => core.store.jobs.finish(job.id, ticket, { state: 'cancelled', error: cancelledError(), at: now.toISOString() }));
     }
     if (entry.reason === 'stop') {
       // Aborted mid-call: the hypervisor may have done it. Not queued again blindly (a retry counted
@@ -323,7 +326,7 @@ export function createWorker(core: Core, sync: Sync): Worker {
       // Queued again, the retry looks for the job's marker first and records what it finds.
       const nextAttemptAt = new Date(now.getTime() + backoffDelayMs(job.attempts, core.settings.backoff)).toISOString();
       log.error({ err: errSummary(err), nextAttemptAt }, 'job attempt could not be recorded in the store; will retry');
-      return persist(entry, log, 'retry', () => core.store.jobs.requeue(job.id, ticket, { nextAttemptAt, error: storeRefusedError(err) }));
+      return persist(log, 'retry', () => core.store.jobs.requeue(job.id, ticket, { nextAttemptAt, error: storeRefusedError(err) }));
     }
     const cause =
       entry.reason === 'timeout' && !(err instanceof SnapvisorError)
@@ -335,38 +338,42 @@ export function createWorker(core: Core, sync: Sync): Worker {
       // Its target was removed by a reload: no later attempt could run (or this one never started).
       log.info({ err: errSummary(err), reason: removed }, 'job cancelled: its target was removed');
       if (target) await resyncQuietly(job, target, log);
-      return persist(entry, log, 'cancellation', () => core.store.jobs.finish(job.id, ticket, { state: 'cancelled', error: targetRemovedError(removed), at: now.toISOString() }));
+      return persist(log, 'cancellation', () => core.store.jobs.finish(job.id, ticket, { state: 'cancelled', error: targetRemovedError(removed), at: now.toISOString() }));
     }
     if (decision.action === 'retry') {
       const nextAttemptAt = new Date(now.getTime() + decision.delayMs).toISOString();
       log.warn({ error: decision.error, nextAttemptAt }, 'job attempt failed; will retry');
-      return persist(entry, log, 'retry', () => core.store.jobs.requeue(job.id, ticket, { nextAttemptAt, error: decision.error }));
+      return persist(log, 'retry', () => core.store.jobs.requeue(job.id, ticket, { nextAttemptAt, error: decision.error }));
     }
     if (decision.internal) log.error({ err: errSummary(err) }, 'job failed with an unexpected error');
     else log.warn({ error: decision.error }, 'job failed');
     await resyncQuietly(job, target, log);
-    return persist(entry, log, 'failure', () => core.store.jobs.finish(job.id, ticket, { state: 'failed', error: decision.error, at: now.toISOString() }));
+    return persist(log, 'failure', () => core.store.jobs.finish(job.id, ticket, { state: 'failed', error: decision.error, at: now.toISOString() }));
   }
 
   /**
    * Writes a job's settlement, again and again while the store refuses it (a full disk): a job that
    * ran is neither left `running` here unseen nor recorded as something else. Given up only when
    * stop()'s grace is over: the row then still says `running`, and the next start's recovery
-   * settles it from the hypervisor (a create by its marker). Never throws; null when given up.
+   * settles it from the hypervisor (a create by its marker). Null when given up; throws only what
+   * is not a failure of the storage.
    */
-  async function persist(entry: Running, log: CallContext['log'], what: string, write: () => Promise<Job | null>): Promise<Job | null> {
+  async function persist(log: CallContext['log'], what: string, write: () => Promise<Job | null>): Promise<Job | null> {
     for (let attempt = 1; ; attempt++) {
       try {
         const job = await write();
         if (attempt > 1) log.warn({ attempts: attempt }, `job ${what} recorded after the store had refused it`);
         return job;
       } catch (err) {
+        const storage = storeWriteFailure(err);
+        // Anything else is no state of the disk that could change: retrying would not help.
+        if (storage === null) throw err;
         if (halt.signal.aborted) {
           log.error({ err: errSummary(err), attempts: attempt }, `daemon stopping: job ${what} could not be recorded; the job stays running and the next start checks on the hypervisor what it did`);
           return null;
         }
         const retryInMs = Math.min(SETTLE_RETRY_MAX_MS, SETTLE_RETRY_INITIAL_MS * 2 ** Math.min(attempt - 1, 16));
-        log.error({ err: errSummary(err), attempt, retryInMs, storage: storeWriteFailure(err) }, `could not record job ${what} in the store; retrying`);
+        log.error({ err: errSummary(err), attempt, retryInMs, storage }, `could not record job ${what} in the store; retrying`);
         await sleep(retryInMs, halt.signal);
       }
     }
