@@ -11,3 +11,6 @@ export type ErrorKind = ProviderErrorKind;
 
 export const notFound = (what: string, id: string) =>
   new SnapvisorError('not_found', `SNAPVISOR_ERR_${what.toUpperCase()}_NOT_FOUND`, `${what} '${id}' not found`);
+
+/** The code of a write refused because the disk holding Snapvisor's own database is full (HTTP 507). */
+export const INSUFFICIENT_STORAGE = 'SNAPVISOR_ERR_INSUFFICIENT_STORAGE';

@@ -11,7 +11,7 @@ import type { ProviderRegistry } from '../../providers/index.ts';
 import { SnapvisorError, notFound } from '../domain/errors.ts';
 import { buildForest } from '../domain/tree.ts';
 import { FINAL_JOB_STATES, type Job } from '../domain/types.ts';
-import { InvalidCursorError, type Store, type VmWithStats } from '../store/index.ts';
+import { InvalidCursorError, type Store, type StoreWriteFailure, type VmWithStats } from '../store/index.ts';
 import type { EngineApi, Page, ReadyReport, SnapshotTree, TargetView, VmView } from './api.ts';
 import { createCore, DEFAULT_SETTINGS, refreshRow, type BoundTarget, type Core, type EngineSettings, type TargetLease } from './core.ts';
 import { createEventBus } from './events.ts';
@@ -64,6 +64,14 @@ export interface Engine extends EngineApi {
   pruneRetention(): Promise<RetentionReport>;
 }
 
+/** Why the store's write probe failed, as /readyz says it. */
+const UNWRITABLE: Record<StoreWriteFailure | 'failed', string> = {
+  full: 'the disk holding the database is full',
+  io: 'the disk holding the database reports I/O errors',
+  readonly: 'the database file is read-only',
+  failed: 'a test write failed',
+};
+
 export function createEngine(options: EngineOptions): Engine {
   const settings: EngineSettings = {
     ...DEFAULT_SETTINGS,
@@ -103,9 +111,12 @@ export function createEngine(options: EngineOptions): Engine {
 
   /** Readiness now; logs at warn when it differs from the last one computed (once per change). */
   const readiness = async (): Promise<ReadyReport> => {
-    const storeOk = await store.healthy();
-    const bound = storeOk ? [...(await core.targets()).values()] : [];
-    const rows = storeOk ? new Map((await store.targets.list()).map((r) => [r.name, r])) : new Map();
+    const storeAnswers = await store.healthy();
+    // Answering reads is not enough: a full disk only shows when a write has to grow the file.
+    const unwritable = storeAnswers ? await store.writeProbe() : null;
+    const storeOk = storeAnswers && unwritable === null;
+    const bound = storeAnswers ? [...(await core.targets()).values()] : [];
+    const rows = storeAnswers ? new Map((await store.targets.list()).map((r) => [r.name, r])) : new Map();
     const targets: ReadyReport['targets'] = bound.map((t) => {
       const row = rows.get(t.spec.name);
       const entry = synced.get(t.spec.name);
@@ -122,7 +133,8 @@ export function createEngine(options: EngineOptions): Engine {
     const pending = targets.filter((x) => x.synced === null);
     const describe = (list: typeof targets) => list.map((x) => (x.reason ? `'${x.name}' (${x.reason})` : `'${x.name}'`)).join(', ');
     let reason: string | null = null;
-    if (!storeOk) reason = 'the store does not answer';
+    if (!storeAnswers) reason = 'the store does not answer';
+    else if (unwritable !== null) reason = `the store is unwritable: ${UNWRITABLE[unwritable]}`;
     else if (stopped) reason = 'the daemon is stopping';
     else if (!started) reason = 'the engine is starting';
     else if (targets.length === 0) reason = null;

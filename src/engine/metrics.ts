@@ -10,6 +10,7 @@ export interface EngineMetrics {
   providerErrors: Counter<'target' | 'provider' | 'kind'>;
   /** Submissions refused because the token had its most queued jobs (limits.queuedPerToken). */
   queueFullRefusals: Counter<'principal'>;
+  storeWriteFailures: Counter<'reason'>;
   render(): Promise<{ contentType: string; body: string }>;
 }
 
@@ -58,12 +59,22 @@ export function createMetrics(store: Store): EngineMetrics {
     labelNames: ['principal'] as const,
     registers: [registry],
   });
+  const storeWriteFailures = new Counter({
+    name: 'snapvisor_store_write_failures_total',
+    help: 'Database statements or commits that failed because of the storage (full: no space left; io; readonly)',
+    labelNames: ['reason'] as const,
+    registers: [registry],
+  });
+  // Shown at 0 from the start: an alert on its rate needs the series before the first failure.
+  for (const reason of ['full', 'io', 'readonly'] as const) storeWriteFailures.inc({ reason }, 0);
+  store.onWriteFailure((reason) => storeWriteFailures.inc({ reason }));
   return {
     registry,
     jobsFinished,
     providerCallDuration,
     providerErrors,
     queueFullRefusals,
+    storeWriteFailures,
     async render() {
       return { contentType: registry.contentType, body: await registry.metrics() };
     },

@@ -8,11 +8,11 @@ import { randomUUID } from 'node:crypto';
 import type { CallContext, CreateRateLimit, DiskInfo } from '../../providers/contract.ts';
 import { budgetWaitMessage, decideCreateBudget, longestWindowMs } from '../domain/create-budget.ts';
 import { fairClaimOrder } from '../domain/fair-claim.ts';
-import { SnapvisorError } from '../domain/errors.ts';
+import { INSUFFICIENT_STORAGE, SnapvisorError } from '../domain/errors.ts';
 import type { Job, JobError } from '../domain/types.ts';
-import type { FairJobCandidate, JobCandidate } from '../store/index.ts';
-import { within } from '../../providers/shared/sleep.ts';
-import { decideAfterError } from './backoff.ts';
+import { storeWriteFailure, type FairJobCandidate, type JobCandidate } from '../store/index.ts';
+import { sleep, within } from '../../providers/shared/sleep.ts';
+import { backoffDelayMs, decideAfterError } from './backoff.ts';
 import type { BoundTarget, Core, TargetLease } from './core.ts';
 import { runHandler } from './handlers.ts';
 import { errSummary, type Sync } from './sync.ts';
@@ -57,12 +57,17 @@ const BUDGET_PRUNE_INTERVAL_MS = 60_000;
 const PROGRESS_INTERVAL_MS = 250;
 /** After aborting at shutdown, how long to wait for handlers to notice before leaving them to recovery. */
 export const ABORT_WAIT_MS = 1_000;
+/** A job's settlement the store refused (a full disk) is written again after this, doubling up to the cap. */
+const SETTLE_RETRY_INITIAL_MS = 250;
+const SETTLE_RETRY_MAX_MS = 15_000;
 
 export function createWorker(core: Core, sync: Sync): Worker {
   const running = new Map<string, Running>();
   let timer: NodeJS.Timeout | null = null;
   let started = false;
   let stopping = false;
+  /** Aborted when stop()'s grace is over: settlements still being retried are left to recovery. */
+  let halt = new AbortController();
   let ticking = false;
   let again = false;
   /** A round asked for by a finished job, not started yet: jobs ending in one turn share it. */
@@ -312,9 +317,16 @@ export function createWorker(core: Core, sync: Sync): Worker {
       const vm = await core.store.vms.get(job.vmId);
       if (!vm) throw new SnapvisorError('not_found', 'SNAPVISOR_ERR_VM_NOT_FOUND', `VM of job ${job.id} is missing from the store`);
       const result = await runHandler({ core, sync, job, target: lease.target, vm, ctx });
-      // Success stands even if a cancel arrived meanwhile: the hypervisor already did it.
-      settled = await core.store.jobs.finish(job.id, ticket, { state: 'succeeded', result, error: null, at: core.iso(), progressMessage: entry.finalMessage ?? null });
-      log.info({ result }, 'job succeeded');
+      clearTimeout(timeout);
+      // Success stands even if a cancel arrived meanwhile: the hypervisor already did it. Recording
+      // it is retried while the storage refuses it, never turned into a failure.
+      settled = await persist(log, 'success', () =>
+        core.store.jobs.finish(job.id, ticket, { state: 'succeeded', result, error: null, at: core.iso(), progressMessage: entry.finalMessage ?? null }),
+      ).catch((err: unknown) => {
+        log.error({ err: errSummary(err) }, 'could not record the job\'s success; it stays running and the next start checks on the hypervisor what it did');
+        return null;
+      });
+      log.info({ result, recorded: settled !== null }, 'job succeeded');
     } catch (err) {
       settled = await settleFailure(entry, err, log, lease?.target ?? null);
     } finally {
@@ -338,14 +350,25 @@ export function createWorker(core: Core, sync: Sync): Worker {
     if (cancelRequested) {
       log.info({ err: errSummary(err) }, 'job cancelled while running');
       await resyncQuietly(job, target, log);
-      return core.store.jobs.finish(job.id, ticket, { state: 'cancelled', error: cancelledError(), at: now.toISOString() });
+      return persist(log, 'cancellation', () => core.store.jobs.finish(job.id, ticket, { state: 'cancelled', error: cancelledError(), at: now.toISOString() }));
     }
     if (entry.reason === 'stop') {
       // Aborted mid-call: the hypervisor may have done it. Not queued again blindly (a retry counted
       // as a first attempt may skip the marker look-up and make a second snapshot): left running
       // for the next start, whose recovery looks on the hypervisor first.
       log.warn({ err: errSummary(err) }, 'daemon stopping: job interrupted; the next start checks on the hypervisor what it did');
-      return core.store.jobs.leaveForRecovery(job.id, ticket, shutdownUncertainError());
+      return core.store.jobs.leaveForRecovery(job.id, ticket, shutdownUncertainError()).catch((e: unknown) => {
+        // Running it stays either way, which is all recovery needs.
+        log.warn({ err: errSummary(e) }, 'could not record the interruption; the job stays running for recovery');
+        return null;
+      });
+    }
+    if (storeWriteFailure(err) !== null) {
+      // The hypervisor may have done its part (a snapshot made, not yet recorded): never a failure.
+      // Queued again, the retry looks for the job's marker first and records what it finds.
+      const nextAttemptAt = new Date(now.getTime() + backoffDelayMs(job.attempts, core.settings.backoff)).toISOString();
+      log.error({ err: errSummary(err), nextAttemptAt }, 'job attempt could not be recorded in the store; will retry');
+      return persist(log, 'retry', () => core.store.jobs.requeue(job.id, ticket, { nextAttemptAt, error: storeRefusedError(err) }));
     }
     const cause =
       entry.reason === 'timeout' && !(err instanceof SnapvisorError)
@@ -357,17 +380,45 @@ export function createWorker(core: Core, sync: Sync): Worker {
       // Its target was removed by a reload: no later attempt could run (or this one never started).
       log.info({ err: errSummary(err), reason: removed }, 'job cancelled: its target was removed');
       if (target) await resyncQuietly(job, target, log);
-      return core.store.jobs.finish(job.id, ticket, { state: 'cancelled', error: targetRemovedError(removed), at: now.toISOString() });
+      return persist(log, 'cancellation', () => core.store.jobs.finish(job.id, ticket, { state: 'cancelled', error: targetRemovedError(removed), at: now.toISOString() }));
     }
     if (decision.action === 'retry') {
       const nextAttemptAt = new Date(now.getTime() + decision.delayMs).toISOString();
       log.warn({ error: decision.error, nextAttemptAt }, 'job attempt failed; will retry');
-      return core.store.jobs.requeue(job.id, ticket, { nextAttemptAt, error: decision.error });
+      return persist(log, 'retry', () => core.store.jobs.requeue(job.id, ticket, { nextAttemptAt, error: decision.error }));
     }
     if (decision.internal) log.error({ err: errSummary(err) }, 'job failed with an unexpected error');
     else log.warn({ error: decision.error }, 'job failed');
     await resyncQuietly(job, target, log);
-    return core.store.jobs.finish(job.id, ticket, { state: 'failed', error: decision.error, at: now.toISOString() });
+    return persist(log, 'failure', () => core.store.jobs.finish(job.id, ticket, { state: 'failed', error: decision.error, at: now.toISOString() }));
+  }
+
+  /**
+   * Writes a job's settlement, again and again while the store refuses it (a full disk): a job that
+   * ran is neither left `running` here unseen nor recorded as something else. Given up only when
+   * stop()'s grace is over: the row then still says `running`, and the next start's recovery
+   * settles it from the hypervisor (a create by its marker). Null when given up; throws only what
+   * is not a failure of the storage.
+   */
+  async function persist(log: CallContext['log'], what: string, write: () => Promise<Job | null>): Promise<Job | null> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const job = await write();
+        if (attempt > 1) log.warn({ attempts: attempt }, `job ${what} recorded after the store had refused it`);
+        return job;
+      } catch (err) {
+        const storage = storeWriteFailure(err);
+        // Anything else is no state of the disk that could change: retrying would not help.
+        if (storage === null) throw err;
+        if (halt.signal.aborted) {
+          log.error({ err: errSummary(err), attempts: attempt }, `daemon stopping: job ${what} could not be recorded; the job stays running and the next start checks on the hypervisor what it did`);
+          return null;
+        }
+        const retryInMs = Math.min(SETTLE_RETRY_MAX_MS, SETTLE_RETRY_INITIAL_MS * 2 ** Math.min(attempt - 1, 16));
+        log.error({ err: errSummary(err), attempt, retryInMs, storage }, `could not record job ${what} in the store; retrying`);
+        await sleep(retryInMs, halt.signal);
+      }
+    }
   }
 
   /** A failed or cancelled mutation may have half-happened: re-read the VM so the store shows the truth. */
@@ -385,6 +436,7 @@ export function createWorker(core: Core, sync: Sync): Worker {
     start() {
       started = true;
       stopping = false;
+      if (halt.signal.aborted) halt = new AbortController();
       void tick();
     },
     kick() {
@@ -412,6 +464,7 @@ export function createWorker(core: Core, sync: Sync): Worker {
         return;
       }
       graceOver?.();
+      halt.abort();
       const interrupted = [...running.values()];
       for (const r of interrupted) {
         r.reason ??= 'stop';
@@ -421,7 +474,11 @@ export function createWorker(core: Core, sync: Sync): Worker {
       // Handlers still inside a call that ignores its signal (a hung connection): record them for
       // recovery now; their late settlement, if any, finds its claim gone and changes nothing.
       const left = [...running.values()].filter((r) => interrupted.includes(r));
-      for (const r of left) await core.store.jobs.leaveForRecovery(r.job.id, r.ticket, shutdownUncertainError());
+      for (const r of left) {
+        await core.store.jobs.leaveForRecovery(r.job.id, r.ticket, shutdownUncertainError()).catch((err: unknown) =>
+          core.log.warn({ jobId: r.job.id, err: errSummary(err) }, 'could not record the interruption; the job stays running for recovery'),
+        );
+      }
       core.log.warn({ jobs: left.map((r) => r.job.id) }, 'jobs did not end when aborted; left running for recovery at the next start');
     },
     abort(jobId) {
@@ -439,6 +496,13 @@ export const cancelledError = (): JobError => ({ kind: 'cancelled', message: 'th
 
 /** The error of a job cancelled because a reload removed its target; `reason` names the target. */
 export const targetRemovedError = (reason: string): JobError => ({ kind: 'cancelled', message: reason });
+
+/** The error of a job queued again because the store refused to record its attempt. */
+const storeRefusedError = (err: unknown): JobError => ({
+  kind: 'transient',
+  code: storeWriteFailure(err) === 'full' ? INSUFFICIENT_STORAGE : 'SNAPVISOR_ERR_STORE_WRITE',
+  message: 'the store could not record this attempt (the disk holding the database is full, or failing); the retry checks on the hypervisor what it did',
+});
 
 /** The error a job interrupted by a shutdown carries until the next start's recovery settles it. */
 export const shutdownUncertainError = (): JobError => ({

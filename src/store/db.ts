@@ -7,6 +7,7 @@ import { existsSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import type { Logger } from '../../providers/contract.ts';
 import { latestVersion, MIGRATIONS, type Migration } from './migrations/index.ts';
+import { StoreFullError, storeWriteFailure, type StoreWriteFailure } from './write-failure.ts';
 
 export type Statement = Database.Statement<unknown[], unknown>;
 
@@ -16,6 +17,14 @@ export interface Db {
   stmt(sql: string): Statement;
   /** Runs fn in one IMMEDIATE transaction (writers serialise at BEGIN, not at the first write). */
   tx<T>(fn: () => T): T;
+  /** Told once per statement or commit that failed because of the storage (full disk, I/O error). */
+  onWriteFailure(listener: (reason: StoreWriteFailure) => void): void;
+  /**
+   * Commits a write that changes nothing (the header's application_id set to itself), so it fails
+   * exactly when any commit would: a full disk shows first when the write-ahead log has to grow,
+   * which a read or a rolled-back transaction never makes it do. Throws what such a commit throws.
+   */
+  probeWrite(): void;
 }
 
 export class StoreVersionError extends Error {
@@ -85,18 +94,60 @@ export function openDb(path: string, log?: Logger, migrations: readonly Migratio
     throw err;
   }
   const cache = new Map<string, Statement>();
+  const listeners: Array<(reason: StoreWriteFailure) => void> = [];
+  // A failure inside a transaction passes through the statement and then the commit wrapper: counted once.
+  const told = new WeakSet<object>();
+  /** Tells the listeners about a storage failure and turns a full disk into StoreFullError. */
+  const translate = (err: unknown): unknown => {
+    const reason = storeWriteFailure(err);
+    if (reason === null) return err;
+    if (typeof err === 'object' && err !== null && !told.has(err)) {
+      told.add(err);
+      for (const l of listeners) l(reason);
+    }
+    if (reason !== 'full' || err instanceof StoreFullError) return err;
+    const full = new StoreFullError(err);
+    told.add(full);
+    return full;
+  };
+  const guard = <A extends unknown[], R>(fn: (...args: A) => R) => (...args: A): R => {
+    try {
+      return fn(...args);
+    } catch (err) {
+      throw translate(err);
+    }
+  };
+  const tx = <T>(fn: () => T): T => guard(() => raw.transaction(fn).immediate())();
   return {
     raw,
     stmt(sql) {
       let s = cache.get(sql);
       if (!s) {
         s = raw.prepare(sql);
+        s.run = guard(s.run.bind(s));
+        s.all = guard(s.all.bind(s));
+        if (s.reader && !s.readonly) {
+          // A write with RETURNING read by get() stops after the first row: its autocommit happens
+          // at the reset, whose failure (a full disk) better-sqlite3 drops — the caller would get the
+          // updated row while nothing was written. Run to the end instead, which reports it.
+          const all = s.all;
+          s.get = (...args: unknown[]) => all(...args)[0];
+        } else {
+          s.get = guard(s.get.bind(s));
+        }
         cache.set(sql, s);
       }
       return s;
     },
-    tx(fn) {
-      return raw.transaction(fn).immediate();
+    tx,
+    onWriteFailure(listener) {
+      listeners.push(listener);
+    },
+    probeWrite() {
+      tx(() => {
+        const id = raw.pragma('application_id', { simple: true }) as number;
+        raw.pragma(`application_id = ${Number(id) | 0}`);
+      });
     },
   };
 }

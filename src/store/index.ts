@@ -13,6 +13,7 @@ import { createJobRepo, type JobRepo } from './jobs.ts';
 import { createSnapshotRepo, type SnapshotRepo } from './snapshots.ts';
 import { createTargetRepo, type TargetRepo } from './targets.ts';
 import { createVmRepo, type VmRepo } from './vms.ts';
+import { storeWriteFailure, type StoreWriteFailure } from './write-failure.ts';
 
 export type { AuditRepo, NewAuditEntry } from './audit.ts';
 export type { BackupReport } from './backup.ts';
@@ -23,6 +24,7 @@ export type { ClaimOptions, FairJobCandidate, FinishUpdate, JobCandidate, JobLis
 export type { SnapshotRepo } from './snapshots.ts';
 export type { TargetHealthUpdate, TargetRepo } from './targets.ts';
 export { InvalidCursorError } from './vms.ts';
+export { INSUFFICIENT_STORAGE, isStoreFull, StoreFullError, storeWriteFailure, type StoreWriteFailure } from './write-failure.ts';
 export type { VmListQuery, VmRepo, VmStats, VmWithStats } from './vms.ts';
 
 export interface Store {
@@ -37,6 +39,13 @@ export interface Store {
   close(): void;
   /** The database answers a trivial query. */
   healthy(): Promise<boolean>;
+  /**
+   * Whether a write commits now (a real commit that changes nothing): null when it does, else why
+   * not — 'full' (no space left for the database), 'io', 'readonly', or 'failed' for anything else.
+   */
+  writeProbe(): Promise<StoreWriteFailure | 'failed' | null>;
+  /** Called once per statement or commit that failed because of the storage. */
+  onWriteFailure(listener: (reason: StoreWriteFailure) => void): void;
   /** The database file (':memory:' for an in-memory store). */
   readonly location: string;
   /** An online, consistent copy of the database into the new file `destination`, checked before it is reported. */
@@ -67,6 +76,16 @@ export function openStore(path: string, opts: { log?: Logger } = {}): Store {
         return false;
       }
     },
+    async writeProbe() {
+      if (closed) return 'failed';
+      try {
+        db.probeWrite();
+        return null;
+      } catch (err) {
+        return storeWriteFailure(err) ?? 'failed';
+      }
+    },
+    onWriteFailure: (listener) => db.onWriteFailure(listener),
     location: path,
     backup: (destination) => backupConnection(db.raw, destination),
   };

@@ -22,11 +22,12 @@ export interface VboxDaemonSetup {
   database: string;
 }
 
-export function vboxDaemonSetup(t: Test, options: { stepMs: number; shutdownGraceSec?: number }): VboxDaemonSetup {
+/** `database`: where the daemon's database goes (default: snapvisor.db in the test's folder). */
+export function vboxDaemonSetup(t: Test, options: { stepMs: number; shutdownGraceSec?: number; database?: string; commandTimeoutSec?: number }): VboxDaemonSetup {
   const dir = t.testdir({});
   const lab = createVboxLab({ dir: path.join(dir, 'lab'), vms: [{ name: 'app-1', state: 'running' }], stepMs: options.stepMs });
   const config = path.join(dir, 'snapvisor.yaml');
-  const database = path.join(dir, 'snapvisor.db');
+  const database = options.database ?? path.join(dir, 'snapvisor.db');
   writeFileSync(
     config,
     [
@@ -36,7 +37,7 @@ export function vboxDaemonSetup(t: Test, options: { stepMs: number; shutdownGrac
       `database: ${JSON.stringify(database)}`,
       `engine: { workerPollMs: 50, syncIntervalSec: 0, shutdownGraceSec: ${options.shutdownGraceSec ?? 10} }`,
       'targets:',
-      `  - { name: lab, kind: virtualbox, vboxmanage: ${JSON.stringify(lab.vboxmanage)}, commandTimeoutSec: 60 }`,
+      `  - { name: lab, kind: virtualbox, vboxmanage: ${JSON.stringify(lab.vboxmanage)}, commandTimeoutSec: ${options.commandTimeoutSec ?? 60} }`,
       '',
     ].join('\n'),
   );

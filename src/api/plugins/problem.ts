@@ -7,7 +7,7 @@
  */
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
-import { SnapvisorError, type ErrorKind } from '../../domain/errors.ts';
+import { INSUFFICIENT_STORAGE, SnapvisorError, type ErrorKind } from '../../domain/errors.ts';
 import { HttpProblem } from '../errors.ts';
 import type { ProblemBody } from '../schemas/common.ts';
 
@@ -145,6 +145,11 @@ export function toProblem(err: unknown, request: FastifyRequest): Problem {
     return { body: base(err.status, err.kind, err.code, err.message, request, err.title), headers: err.headers, logError: undefined };
   }
   // The engine's own errors and the providers' share one base: mapped by kind, never by class.
+  if (err instanceof SnapvisorError && err.code === INSUFFICIENT_STORAGE) {
+    // Snapvisor's own disk, not the target's quota: an operator must free space. Logged as a 5xx.
+    const body = base(507, 'insufficient_storage', INSUFFICIENT_STORAGE, 'the disk holding the daemon\'s database is full: nothing was recorded; try again once an operator has freed space', request);
+    return { body, headers: {}, logError: err };
+  }
   if (err instanceof SnapvisorError) return fromKind(err.kind, err.code, err.message, err.extra, err.retryAfterMs, err, request);
   const fe = err as Partial<FastifyError> & { validation?: ValidationIssue[]; validationContext?: string };
   if (fe && typeof fe === 'object' && Array.isArray(fe.validation)) {

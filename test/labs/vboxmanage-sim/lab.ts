@@ -69,6 +69,8 @@ export type SimFault = (
 ) & {
   /** Fire this many times, then disappear; forever when absent. */
   times?: number;
+  /** Let this many matching calls through first (counted before `times`). */
+  skip?: number;
 };
 
 export interface SimState {

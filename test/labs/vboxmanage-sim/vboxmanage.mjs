@@ -102,7 +102,7 @@ let currentVersion = DEFAULT_VERSION;
  *   snapshots: Record<string, Snap>, root: string | null, current: string | null, pending?: Pending }} Vm
  * @typedef {{ type: 'hang' } | { type: 'fail', message?: string, code?: string, exitCode?: number, stderr?: string, stdout?: string }
  *   | { type: 'error-exit-0', message?: string } | { type: 'locked' }} FaultKind
- * @typedef {FaultKind & { times?: number }} Fault
+ * @typedef {FaultKind & { times?: number, skip?: number }} Fault
  * @typedef {{ version?: string, stepMs?: number, vms: Vm[], faults?: Record<string, Record<string, Fault>>, calls?: number }} State
  */
 
@@ -385,6 +385,10 @@ function takeFault(state, op, vmName) {
   for (const key of [vmName, '*']) {
     const f = faults[key]?.[op];
     if (!f) continue;
+    if (f.skip !== undefined && f.skip > 0) {
+      f.skip -= 1;
+      return undefined;
+    }
     if (f.times !== undefined) {
       f.times -= 1;
       if (f.times <= 0) delete faults[key]?.[op];
