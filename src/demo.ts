@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { createVboxLab } from '../test/labs/vboxmanage-sim/lab.ts';
 import { demoConfig } from './config/demo.ts';
-import { resolveConfig, type ResolvedConfig } from './config/load.ts';
+import { ConfigError, MIN_TOKEN_LENGTH, resolveConfig, type ResolvedConfig } from './config/load.ts';
 import { DEFAULT_DATABASE } from './config/schema.ts';
 
 export const DEMO_VMS = [
@@ -19,6 +19,11 @@ export const DEMO_VMS = [
 ];
 
 export async function startDemo(input: { env: NodeJS.ProcessEnv; cwd: string }): Promise<{ config: ResolvedConfig; token: string; generated: boolean }> {
+  const given = input.env.SNAPVISOR_TOKEN;
+  if (given !== undefined && given !== '' && [...given].length < MIN_TOKEN_LENGTH) {
+    // Named by its variable, as the demo's user gave it; resolveConfig would only know it as 'demo-admin'.
+    throw new ConfigError('demo', [{ path: 'SNAPVISOR_TOKEN', message: `is ${[...given].length} characters long; at least ${MIN_TOKEN_LENGTH} are required` }]);
+  }
   const dir = path.resolve(input.cwd, 'data/demo');
   const wrapper = path.join(dir, 'VBoxManage');
   if (!existsSync(wrapper) || !existsSync(path.join(dir, 'vbox-state.json'))) {
