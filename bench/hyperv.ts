@@ -34,7 +34,7 @@ const ROUNDS_A = Number(process.env.HV_BENCH_ROUNDS_A ?? 7);
 const ROUNDS_B = Number(process.env.HV_BENCH_ROUNDS_B ?? 3);
 const ITER_C = Number(process.env.HV_BENCH_ITER_C ?? 15);
 const TREE_CHECKPOINTS = 30;
-const TOKEN = 'hv-bench-token';
+const TOKEN = 'hv-bench-token-5e8d0b6a9f3c';
 const TARGET = 'lab';
 const summaries: Record<string, Record<string, unknown>> = {};
 

@@ -24,7 +24,7 @@ const ROUNDS = Number(process.env.JOB_BENCH_ROUNDS ?? 5);
 const JOBS = Number(process.env.JOB_BENCH_JOBS ?? 2000);
 const WARMUP = 500;
 const CONNECTIONS = 8;
-const TOKEN = 'job-overhead-token';
+const TOKEN = 'job-overhead-token-5e8d0b6a9f3c';
 const TARGET_CPU_MS = 0.5;
 const TARGET_JOBS_PER_S = 1500;
 

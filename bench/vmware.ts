@@ -35,7 +35,7 @@ const CYCLES = Number(process.env.VMWARE_BENCH_CYCLES ?? 50);
 const INVENTORY_ROUNDS = Number(process.env.VMWARE_BENCH_INVENTORY_ROUNDS ?? 7);
 const SEEDED_SNAPSHOTS = 200;
 const VM = 'DC0_H0_VM0';
-const TOKEN = 'vmware-bench-token';
+const TOKEN = 'vmware-bench-token-5e8d0b6a9f3c';
 const TARGET = 'vc';
 
 interface PeerOut { cyclesMs?: number; inventoryMs?: number; inventoryVms?: number; inventorySnapshots?: number; startupMs?: number; rssKb?: number; peakRssKb?: number }

@@ -24,7 +24,7 @@ import swagger from './plugins/swagger.ts';
 import ops from './routes/ops.ts';
 import adminReload, { type ReloadFn } from './routes/v1/admin-reload.ts';
 import adminBackup from './routes/v1/admin-backup.ts';
-import adminLog, { type LogLevelControl } from './routes/v1/admin-log.ts';
+import adminLog, { type LogLevelControl, type ReportedLogLevel } from './routes/v1/admin-log.ts';
 import events from './routes/v1/events.ts';
 import jobs from './routes/v1/jobs.ts';
 import snapshots from './routes/v1/snapshots.ts';
@@ -115,10 +115,12 @@ class OneLinePerRequest extends LogController {
 }
 
 function ownLogLevel(log: FastifyBaseLogger): LogLevelControl {
+  // Without a logger Fastify's stand-in has no level at all (undefined broke the answer's schema: a 500).
+  const current = (): ReportedLogLevel => (log.level as LogLevel | undefined) ?? 'silent';
   return {
-    level: () => log.level as LogLevel,
+    level: current,
     setLevel(level) {
-      const previous = log.level as LogLevel;
+      const previous = current();
       log.level = level;
       return { previous, level };
     },

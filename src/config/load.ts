@@ -118,11 +118,7 @@ export function resolveConfig(raw: unknown, source: string, ctx: LoadEnv, demo =
     databaseFrom: env.SNAPVISOR_DB !== undefined ? 'env' : demo || (raw as { database?: unknown } | null)?.database === undefined ? 'default' : 'config',
     logLevel: file.logLevel,
     bodyLimitBytes: file.bodyLimitBytes,
-    tokens: file.tokens.map((t, i) => ({
-      name: t.name,
-      sha256: t.sha256 ?? sha256Hex(resolveSecret(t.value!, `/tokens/${i}/value`, ctx)),
-      scopes: [...t.scopes],
-    })),
+    tokens: resolveTokens(file.tokens, source, ctx),
     engine: file.engine,
     retention: file.retention,
     limits: file.limits,
@@ -138,6 +134,27 @@ export function resolveConfig(raw: unknown, source: string, ctx: LoadEnv, demo =
       };
     }),
   };
+}
+
+/**
+ * A bearer token shorter than this is refused at start: it could be guessed or brute-forced.
+ * A token given as sha256 cannot be measured; its owner answers for it.
+ */
+export const MIN_TOKEN_LENGTH = 24;
+
+function resolveTokens(tokens: ConfigFile['tokens'], source: string, ctx: LoadEnv): ResolvedToken[] {
+  const problems: ConfigProblem[] = [];
+  const resolved = tokens.map((t, i) => {
+    if (t.sha256 !== undefined) return { name: t.name, sha256: t.sha256, scopes: [...t.scopes] };
+    const where = `/tokens/${i}/value`;
+    const value = resolveSecret(t.value!, where, ctx);
+    // The length is a count of characters (code points), and the value itself is never shown.
+    const length = [...value].length;
+    if (length < MIN_TOKEN_LENGTH) problems.push({ path: where, message: `token '${t.name}' is ${length} characters long; at least ${MIN_TOKEN_LENGTH} are required` });
+    return { name: t.name, sha256: sha256Hex(value), scopes: [...t.scopes] };
+  });
+  if (problems.length > 0) throw new ConfigError(source, problems);
+  return resolved;
 }
 
 function resolveTargetSecrets(options: Record<string, unknown>, where: string, ctx: LoadEnv): Record<string, unknown> {

@@ -9,7 +9,7 @@ import { run } from '../../src/cli/run.ts';
 import { createVboxLab } from '../labs/vboxmanage-sim/lab.ts';
 import { api, startDaemon, until, type Daemon } from './daemon.ts';
 
-const TOKEN = 'e2e-backup-token-91b2';
+const TOKEN = 'e2e-backup-token-91b2-5e8d0b6a9f3c';
 const FINAL = ['succeeded', 'failed', 'cancelled'];
 
 interface JobBody { id: string; kind: string; state: string; vmId: string; result: unknown; error: unknown; createdAt: string; finishedAt: string | null }

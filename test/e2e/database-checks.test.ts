@@ -20,7 +20,7 @@ function sqliteSaysDamaged(file: string): boolean {
   }
 }
 
-const TOKEN = 'e2e-dbcheck-token-19c3';
+const TOKEN = 'e2e-dbcheck-token-19c3-5e8d0b6a9f3c';
 const env = (config: string, extra: Record<string, string> = {}) => ({ SNAPVISOR_CONFIG: config, E2E_TOKEN: TOKEN, ...extra });
 const re = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 

@@ -14,7 +14,7 @@ import { ensureUser, generateKeyPair, startSshd } from '../labs/sshd/lab.ts';
 import { startVcsim } from '../labs/vcsim/lab.ts';
 import { startDaemon } from './daemon.ts';
 
-const TOKEN = 'e2e-doctor-token-5a7e';
+const TOKEN = 'e2e-doctor-token-5a7e-5e8d0b6a9f3c';
 const USER = 'snapdoctor';
 
 async function doctor(args: string[], env: Record<string, string> = {}) {

@@ -47,9 +47,9 @@ function recoveryLines(d: Daemon, jobId: string) {
 t.test('stdout closed by its reader (EPIPE): the daemon goes on, counts the errors, says so once on stderr', async (t) => {
   const port = await freePort();
   // Demo mode: the start-up banner is written to stdout too, straight after `listening`.
-  const d = await startDaemon({ cwd: t.testdir({}), port, stdout: 'closed', env: { SNAPVISOR_TOKEN: 'demo-token-e2e-3c81' } });
+  const d = await startDaemon({ cwd: t.testdir({}), port, stdout: 'closed', env: { SNAPVISOR_TOKEN: 'demo-token-e2e-3c81-5e8d0b6a9f3c' } });
   t.teardown(() => d.kill('SIGKILL'));
-  const token = 'demo-token-e2e-3c81';
+  const token = 'demo-token-e2e-3c81-5e8d0b6a9f3c';
   t.equal((await fetch(`${d.url}/healthz`)).status, 200, 'answers /healthz');
   const vms = await until('demo VMs synced', async () => {
     const r = await api<{ items: Array<{ id: string; name: string }> }>(d, token, 'GET', '/v1/vms');

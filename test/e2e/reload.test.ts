@@ -10,9 +10,9 @@ import t from 'tap';
 import { createVboxLab, type VboxLab } from '../labs/vboxmanage-sim/lab.ts';
 import { api, startDaemon, until, type Daemon } from './daemon.ts';
 
-const ADMIN = 'e2e-admin-7d31c0';
-const OLD_READER = 'e2e-old-reader-55ab';
-const NEW_READER = 'e2e-new-reader-91fe';
+const ADMIN = 'e2e-admin-7d31c0-5e8d0b6a9f3c';
+const OLD_READER = 'e2e-old-reader-55ab-5e8d0b6a9f3c';
+const NEW_READER = 'e2e-new-reader-91fe-5e8d0b6a9f3c';
 type TapTest = Parameters<Parameters<typeof t.test>[0]>[0];
 
 interface JobBody { id: string; state: string; result: { snapshotId?: string } | null; error: { kind: string; message: string } | null }

@@ -9,9 +9,9 @@ import type { Test } from 'tap';
 import { createVboxLab, type VboxLab } from '../labs/vboxmanage-sim/lab.ts';
 import { api, until } from './daemon.ts';
 
-export const TOKEN = 'e2e-token-4f1c9a';
+export const TOKEN = 'e2e-token-4f1c9a-5e8d0b6a9f3c';
 /** A second token with the read scope only. */
-export const READ_TOKEN = 'e2e-read-token-77b2e0';
+export const READ_TOKEN = 'e2e-read-token-77b2e0-5e8d0b6a9f3c';
 
 export interface JobBody { id: string; state: string; attempts: number; result: { snapshotId?: string } | null; error: { kind: string; code?: string } | null }
 

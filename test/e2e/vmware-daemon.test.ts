@@ -21,7 +21,7 @@ t.test('the bundled daemon drives a vcsim target', async (t) => {
       '',
     ].join('\n'),
   );
-  const token = 'e2e-vmware-token';
+  const token = 'e2e-vmware-token-5e8d0b6a9f3c';
   const d = await startDaemon({ cwd, env: { SNAPVISOR_CONFIG: join(cwd, 'snapvisor.yaml'), E2E_TOKEN: token, E2E_VC_PASSWORD: lab.password } });
   t.teardown(() => d.kill('SIGKILL'));
   const vms = await until('vcsim VMs synced', async () => {

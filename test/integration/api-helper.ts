@@ -20,10 +20,10 @@ import {
 } from '../fixtures/fake-provider.ts';
 
 export const TOKENS = {
-  admin: 'adm1n-t0ken-value-7c1f',
-  writer: 'wr1ter-t0ken-value-2b9e',
-  other: 'other-wr1ter-t0ken-5d3a',
-  reader: 're4der-t0ken-value-8e0c',
+  admin: 'adm1n-t0ken-value-7c1f-5e8d0b6a9f3c',
+  writer: 'wr1ter-t0ken-value-2b9e-5e8d0b6a9f3c',
+  other: 'other-wr1ter-t0ken-5d3a-5e8d0b6a9f3c',
+  reader: 're4der-t0ken-value-8e0c-5e8d0b6a9f3c',
 } as const;
 export type TokenName = keyof typeof TOKENS;
 

@@ -208,7 +208,7 @@ t.test('SSE: a job event arrives over a real connection; heartbeats; unsubscribe
   const h = await build(t, { sseHeartbeatMs: 50 });
   await h.app.listen({ host: '127.0.0.1', port: 0 });
   const { port } = h.app.server.address() as AddressInfo;
-  const stream = openStream(port, 'adm1n-t0ken-value-7c1f');
+  const stream = openStream(port, 'adm1n-t0ken-value-7c1f-5e8d0b6a9f3c');
   await stream.connected;
   t.equal(stream.status(), 200);
   t.match(stream.headers()['content-type'], /^text\/event-stream/);
@@ -240,7 +240,7 @@ t.test('app.close() ends open event streams', async (t) => {
   const h = await build(t);
   await h.app.listen({ host: '127.0.0.1', port: 0 });
   const { port } = h.app.server.address() as AddressInfo;
-  const stream = openStream(port, 're4der-t0ken-value-8e0c');
+  const stream = openStream(port, 're4der-t0ken-value-8e0c-5e8d0b6a9f3c');
   await stream.connected;
   await h.app.close();
   t.pass('closed while a client was still connected');

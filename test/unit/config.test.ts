@@ -68,7 +68,7 @@ t.test('tokens: exactly one of value or sha256; duplicates refused', async (t) =
 
 t.test('secrets: env and file references resolve, are hashed, and never appear in errors', async (t) => {
   const dir = mkdtempSync(path.join(tmpdir(), 'svcfg-'));
-  writeFileSync(path.join(dir, 'tok'), 's3cret-from-file\n');
+  writeFileSync(path.join(dir, 'tok'), 's3cret-from-file-0123456789\n');
   const c = resolveConfig(
     {
       tokens: [
@@ -78,15 +78,33 @@ t.test('secrets: env and file references resolve, are hashed, and never appear i
       targets: [{ name: 'hv1', kind: 'virtualbox', ssh: { password: 'env:HV_PASSWORD' } }],
     },
     't',
-    { env: { MY_TOKEN: 'tok-from-env', HV_PASSWORD: 'hunter2' }, baseDir: dir },
+    { env: { MY_TOKEN: 'tok-from-env-0123456789abcdef', HV_PASSWORD: 'hunter2' }, baseDir: dir },
   );
-  t.equal(c.tokens[0]!.sha256, sha256Hex('tok-from-env'));
-  t.equal(c.tokens[1]!.sha256, sha256Hex('s3cret-from-file'), 'trailing newline dropped');
+  t.equal(c.tokens[0]!.sha256, sha256Hex('tok-from-env-0123456789abcdef'));
+  t.equal(c.tokens[1]!.sha256, sha256Hex('s3cret-from-file-0123456789'), 'trailing newline dropped');
   t.same(c.targets[0]!.options, { ssh: { password: 'hunter2' } }, 'nested secret resolved for the adapter');
   const missing = t.throws(() => resolveConfig({ tokens: [{ name: 'x', value: 'env:NOPE', scopes: ['read'] }] }, 't', ctx())) as Error;
   t.match(missing.message, /NOPE is not set/);
   const badFile = t.throws(() => resolveConfig({ tokens: [{ name: 'x', value: 'file:/nonexistent/secret', scopes: ['read'] }] }, 't', ctx())) as Error;
   t.match(badFile.message, /cannot read secret file/);
+});
+
+t.test('a token shorter than 24 characters is refused, by its name, never showing it', async (t) => {
+  const short = 'S'.repeat(23);
+  const err = t.throws(() =>
+    resolveConfig({ tokens: [{ name: 'ops', value: 'env:OPS_TOKEN', scopes: ['read'] }, { name: 'lit', value: short, scopes: ['read'] }] }, 't', ctx({ OPS_TOKEN: short })),
+  ) as ConfigError;
+  t.type(err, ConfigError);
+  t.same(
+    err.problems.map((p) => p.path),
+    ['/tokens/0/value', '/tokens/1/value'],
+    'every short token is reported at once',
+  );
+  t.match(err.message, /token 'ops' is 23 characters long; at least 24/);
+  t.notOk(err.message.includes(short), 'the value is never shown');
+  const ok = resolveConfig({ tokens: [{ name: 'ops', value: 'env:OPS_TOKEN', scopes: ['read'] }] }, 't', ctx({ OPS_TOKEN: 'S'.repeat(24) }));
+  t.equal(ok.tokens[0]!.sha256, sha256Hex('S'.repeat(24)), '24 characters are enough');
+  t.equal(resolveConfig(minimal, 't', ctx()).tokens[0]!.name, 'ops', 'a sha256 token cannot be measured and is taken as given');
 });
 
 t.test('YAML syntax errors give the line', async (t) => {
@@ -96,7 +114,7 @@ t.test('YAML syntax errors give the line', async (t) => {
   const err = t.throws(() => loadConfigFile(file, {})) as ConfigError;
   t.match(err.problems[0]!.path, /line \d+/);
   writeFileSync(file, 'tokens:\n  - { name: a, value: env:T, scopes: [read, write] }\ntargets: []\n');
-  t.equal(loadConfigFile(file, { T: 'x' }).tokens[0]!.name, 'a');
+  t.equal(loadConfigFile(file, { T: 'x'.repeat(24) }).tokens[0]!.name, 'a');
   t.throws(() => loadConfigFile(path.join(dir, 'absent.yaml'), {}), /cannot read/);
 });
 
@@ -108,8 +126,8 @@ t.test('demo config validates and marks its targets demo', async (t) => {
   t.equal(c.demo, true);
   t.equal(c.targets[0]!.demo, true);
   t.equal(c.tokens[0]!.sha256, sha256Hex(d.token));
-  const fixed = demoConfig({ vboxmanage: '/x', database: '/tmp/d.db', token: 'given' });
-  t.equal(fixed.token, 'given');
+  const fixed = demoConfig({ vboxmanage: '/x', database: '/tmp/d.db', token: 'given-token-0123456789abcdef' });
+  t.equal(fixed.token, 'given-token-0123456789abcdef');
   t.notOk(fixed.generated);
 });
 
@@ -121,7 +139,7 @@ t.test('committed JSON schema matches the TypeBox schema, and the example valida
   const schema = JSON.parse(committed) as { required?: string[] };
   t.same(schema.required, ['tokens'], 'only keys without defaults are required');
   const example = new URL('../../config/snapvisor.example.yaml', import.meta.url).pathname;
-  const c = loadConfigFile(example, { SNAPVISOR_OPS_TOKEN: 'x' });
+  const c = loadConfigFile(example, { SNAPVISOR_OPS_TOKEN: 'x'.repeat(24) });
   t.equal(c.targets[0]!.name, 'desk');
   t.same(c.targets[0]!.options, { vboxmanage: 'VBoxManage', commandTimeoutSec: 600, offline: { shutdownTimeoutSec: 120, forcePowerOff: false } });
 });

@@ -118,6 +118,25 @@ function shellQuote(s: string): string {
   return `'${s.replace(/'/g, `'\\''`)}'`;
 }
 
+/**
+ * (Re)writes the lab's `VBoxManage` wrapper: this Node and this install's simulator, run against the
+ * state file beside the wrapper, found from the wrapper's own path rather than written in, so a
+ * copied lab directory drives its own state. Node and the simulator are paths of the install that
+ * wrote the script: the demo rewrites it at each start, so a copied tree never runs another's.
+ */
+export function writeVboxWrapper(dir: string): string {
+  const vboxmanage = join(resolve(dir), 'VBoxManage');
+  // A fixed script: only the two install paths are interpolated, shell-quoted.
+  writeFileSync(
+    vboxmanage,
+    // The wrapper's directory from $0 without forking dirname (run thousands of times by the tests).
+    `#!/bin/sh\ncase "$0" in */*) here="\${0%/*}" ;; *) here=. ;; esac\n` +
+      `exec ${shellQuote(process.execPath)} ${shellQuote(SIMULATOR_PATH)} --sim-state "$here/vbox-state.json" "$@"\n`,
+  );
+  chmodSync(vboxmanage, 0o755);
+  return vboxmanage;
+}
+
 export function createVboxLab(options: VboxLabOptions): VboxLab {
   const dir = resolve(options.dir);
   mkdirSync(dir, { recursive: true });
@@ -148,12 +167,7 @@ export function createVboxLab(options: VboxLabOptions): VboxLab {
   });
   const state: SimState = { version: options.version ?? '7.0.20r163906', stepMs: options.stepMs ?? 20, vms, faults: {} };
   writeFileSync(statePath, JSON.stringify(state, null, 2));
-  // A fixed script: only the three fixed paths are interpolated, shell-quoted.
-  writeFileSync(
-    vboxmanage,
-    `#!/bin/sh\nexec ${shellQuote(process.execPath)} ${shellQuote(SIMULATOR_PATH)} --sim-state ${shellQuote(statePath)} "$@"\n`,
-  );
-  chmodSync(vboxmanage, 0o755);
+  writeVboxWrapper(dir);
 
   const update = (fn: (s: SimState) => void) => withLockedState(statePath, fn);
   const vmNamed = (s: SimState, name: string): SimVm => {

@@ -8,14 +8,18 @@ import { Type } from 'typebox';
 import { LogLevel } from '../../../config/schema.ts';
 import { AUTH_PROBLEMS, problems } from '../../schemas/common.ts';
 
+/** 'silent': an app built without a logger (embedded, benchmarks) has no level to report. */
+export type ReportedLogLevel = LogLevel | 'silent';
+
 export interface LogLevelControl {
-  level(): LogLevel;
-  setLevel(level: LogLevel): { previous: LogLevel; level: LogLevel };
+  level(): ReportedLogLevel;
+  setLevel(level: LogLevel): { previous: ReportedLogLevel; level: LogLevel };
 }
 
+const Reported = Type.Union([LogLevel, Type.Literal('silent')], { description: "'silent' when the app was built without a logger" });
 const LogLevelBody = Type.Object({ level: LogLevel }, { additionalProperties: false });
-const LogLevelChange = Type.Object({ previous: LogLevel, level: LogLevel });
-const CurrentLogLevel = Type.Object({ level: LogLevel });
+const LogLevelChange = Type.Object({ previous: Reported, level: LogLevel });
+const CurrentLogLevel = Type.Object({ level: Reported });
 
 const adminLog: FastifyPluginAsyncTypebox<{ control: LogLevelControl }> = async (app, { control }) => {
   app.get('/admin/log-level', {
