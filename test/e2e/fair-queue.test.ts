@@ -8,8 +8,8 @@ import t from 'tap';
 import { createVboxLab } from '../labs/vboxmanage-sim/lab.ts';
 import { api, startDaemon, until } from './daemon.ts';
 
-const X = 'fair-e2e-x-token-5a1f';
-const Y = 'fair-e2e-y-token-c72b';
+const X = 'fair-e2e-x-token-5a1f-0123456';
+const Y = 'fair-e2e-y-token-c72b-0123456';
 
 interface JobBody { id: string; state: string; createdAt: string; startedAt: string | null }
 

@@ -19,7 +19,7 @@ import { createVboxLab } from '../labs/vboxmanage-sim/lab.ts';
 
 type TapTest = Parameters<Parameters<typeof t.test>[0]>[0];
 
-const TOKENS = { x: 'fair-x-token-91c2e7', y: 'fair-y-token-3d8a50', ops: 'fair-ops-token-6b14f0' } as const;
+const TOKENS = { x: 'fair-x-token-91c2e7-0123456', y: 'fair-y-token-3d8a50-0123456', ops: 'fair-ops-token-6b14f0-012345' } as const;
 type Who = keyof typeof TOKENS;
 const sha256 = (v: string) => createHash('sha256').update(v).digest('hex');
 
