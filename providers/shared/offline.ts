@@ -134,9 +134,15 @@ async function startAgain(steps: OfflineSteps, seq: OfflineSequence, calm: CallC
 async function settled(steps: OfflineSteps, seq: OfflineSequence, ctx: CallContext): Promise<PowerReading> {
   const clock = seq.clock ?? realClock;
   const deadline = clock.now() + seq.offline.shutdownTimeoutSec * 1000;
+  const cancelled = (cause?: unknown) => seq.err('transient', `${seq.what}: cancelled while waiting for the VM to settle`, { retry: 'uncertain', ...(cause === undefined ? {} : { cause }) });
   for (;;) {
-    if (ctx.signal.aborted) throw seq.err('transient', `${seq.what}: cancelled while waiting for the VM to settle`, { retry: 'uncertain' });
-    const power = await steps.readPower(ctx);
+    if (ctx.signal.aborted) throw cancelled();
+    let power: PowerReading;
+    try {
+      power = await steps.readPower(ctx);
+    } catch (e) {
+      throw ctx.signal.aborted ? cancelled(e) : e;
+    }
     const now = clock.now();
     if (!power.transitioning || now >= deadline) return power;
     await clock.sleep(Math.min(seq.pollMs, Math.max(1, deadline - now)), ctx.signal);

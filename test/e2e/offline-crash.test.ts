@@ -10,7 +10,7 @@ type TapTest = Parameters<Parameters<typeof t.test>[0]>[0];
 const vmState = (ctx: VboxDaemonSetup) => ctx.lab.readState().vms.find((v) => v.name === 'app-1')!;
 
 async function submitOffline(t: TapTest, ctx: VboxDaemonSetup) {
-  const d1 = await startDaemon({ cwd: ctx.dir, env: ctx.env });
+  const d1 = await startDaemon({ cwd: ctx.dir, env: ctx.env, timeoutMs: 90_000 });
   t.teardown(() => d1.kill('SIGKILL'));
   const vmId = await firstVm(d1);
   const created = await api<JobBody>(d1, TOKEN, 'POST', `/v1/vms/${vmId}/snapshots`, { name: 'cold', mode: 'offline' });
@@ -19,7 +19,7 @@ async function submitOffline(t: TapTest, ctx: VboxDaemonSetup) {
 }
 
 async function restartAndFinish(t: TapTest, ctx: VboxDaemonSetup, jobId: string) {
-  const d2 = await startDaemon({ cwd: ctx.dir, env: ctx.env });
+  const d2 = await startDaemon({ cwd: ctx.dir, env: ctx.env, timeoutMs: 90_000 });
   t.teardown(() => d2.kill('SIGKILL'));
   const final = await finalJob(d2, jobId, 60_000);
   return { d2, final };
