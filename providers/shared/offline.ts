@@ -97,9 +97,9 @@ export async function resumeOffline<T>(steps: OfflineSteps, seq: OfflineSequence
   const { resume, ...plain } = ctx;
   if (resume?.offline?.powerBefore !== 'running') return again(plain);
   ctx.log.info({ what: seq.what }, 'an earlier attempt shut the running VM down: making sure of the snapshot, then starting the VM again');
-  await settled(steps, seq, ctx);
   let made: T;
   try {
+    await settled(steps, seq, ctx);
     made = await again(plain);
   } catch (e) {
     await restartIfOff(steps, seq, failingCalm(ctx));

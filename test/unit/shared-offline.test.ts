@@ -310,4 +310,10 @@ t.test('cancelled while waiting for the VM to settle: transient/uncertain, nothi
   }));
   t.same([e.kind, e.retry], ['transient', 'uncertain']);
   t.notOk(created);
+  t.notOk(f.calls.includes('start'), 'still going down: nothing to start');
+  const ac2 = new AbortController();
+  const g = scripted({ power: ['stopping', 'off'], transitioning: ['stopping'], onRead: (i) => i === 0 && ac2.abort() });
+  await rejection(resumeOffline(g.steps, seq(g.clock), { ...ctxOf(ac2.signal), resume: RAN }, async () => {}));
+  t.same(g.calls, ['read', 'read', 'start'], 'off by the time the cancel is handled: started again');
+  t.notOk(g.signals.at(-1)?.aborted, 'on a signal of its own');
 });
