@@ -354,7 +354,10 @@ export function createEngine(options: EngineOptions): Engine {
       if (isFinal(job)) {
         throw new SnapvisorError('conflict', 'SNAPVISOR_ERR_JOB_FINISHED', `job '${jobId}' is already ${job.state}`, { extra: { state: job.state } });
       }
-      const cancelled = await store.jobs.cancelQueued(jobId, core.iso(), cancelledError());
+      // An offline create that shut its VM down stays queued, flagged: only its next attempt can start
+      // the VM again (the mode's promise), and a success then stands, as for any cancel that came late.
+      const mustRestore = job.kind === 'snapshot.create' && job.checkpoint?.offline?.powerBefore === 'running';
+      const cancelled = mustRestore ? null : await store.jobs.cancelQueued(jobId, core.iso(), cancelledError());
       if (cancelled) {
         log.info({ jobId, principal }, 'queued job cancelled');
         metrics.jobsFinished.inc({ kind: cancelled.kind, state: 'cancelled' });

@@ -11,6 +11,7 @@ import { sql as snapshotReadiness } from './005_snapshot_readiness.ts';
 import { sql as createBudgets } from './006_create_budgets.ts';
 import { sql as retention } from './007_retention.ts';
 import { sql as fairQueue } from './008_fair_queue.ts';
+import { sql as jobCheckpoint } from './009_job_checkpoint.ts';
 
 export interface Migration {
   version: number;
@@ -27,6 +28,7 @@ export const MIGRATIONS: readonly Migration[] = [
   { version: 6, name: 'create_budgets', sql: createBudgets },
   { version: 7, name: 'retention', sql: retention },
   { version: 8, name: 'fair_queue', sql: fairQueue },
+  { version: 9, name: 'job_checkpoint', sql: jobCheckpoint },
 ];
 
 /** The schema version a list of migrations brings a database to (0 for none). */
