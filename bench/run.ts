@@ -21,6 +21,7 @@ const BENCHES: Record<string, () => Promise<BenchReport>> = {
   hyperv: async () => (await import('./hyperv.ts')).run(),
   'job-overhead': async () => (await import('./job-overhead.ts')).run(),
   azure: async () => (await import('./azure.ts')).run(),
+  reliability: async () => (await import('./reliability.ts')).run(),
 };
 
 async function main() {
