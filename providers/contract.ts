@@ -296,6 +296,33 @@ export interface CallContext {
    * nothing can carry a marker made from a job id that was never sent. Absent or false: look.
    */
   firstAttempt?: boolean;
+  /**
+   * Present on job calls (absent on the engine's background reads). Records `record` on the job
+   * durably — in its row, before the promise resolves — and merges it (by key) into what earlier
+   * calls of the job recorded. An adapter checkpoints before a step that a crash must not leave half
+   * done (the offline mode's shutdown: see `JobCheckpoint.offline`); when it rejects, do not take the
+   * step (the job is no longer this process's).
+   */
+  checkpoint?(record: JobCheckpoint): Promise<void>;
+  /**
+   * What earlier attempts of this job recorded through `checkpoint`, handed back on every retry,
+   * including the one after a crash recovery; absent when nothing was recorded.
+   */
+  resume?: JobCheckpoint;
+}
+
+/**
+ * What an attempt of a job records before a step that a crash must not leave half done; a later
+ * attempt finishes the promise from it. JSON-serialisable; every field optional (one per step).
+ */
+export interface JobCheckpoint {
+  /**
+   * Offline create: the power state the VM had when it was asked to shut down (recorded before the
+   * request). A later attempt that finds it makes sure the snapshot exists and the VM is started
+   * again before the job succeeds (providers/shared/offline.ts); a VM that was off is never shut
+   * down, so nothing is recorded for it and it stays off.
+   */
+  offline?: { powerBefore: PowerState };
 }
 
 export interface TargetHealth {

@@ -42,7 +42,7 @@ import {
 } from '../contract.ts';
 import { createGuards } from '../shared/guards.ts';
 import { checkHealth } from '../shared/health.ts';
-import { offlineSnapshot, type OfflineSteps, type PowerReading } from '../shared/offline.ts';
+import { offlineSnapshot, resumeOffline, type OfflineSteps, type PowerReading } from '../shared/offline.ts';
 import { providerIdentity } from '../shared/provider-base.ts';
 import { createListingCache } from './listing-cache.ts';
 import { COMPUTE_API_VERSIONS, createArmSession, type ArmSession, type CredentialFactory } from './arm.ts';
@@ -373,8 +373,10 @@ export function createAzureProvider(target: string, rawOptions: Record<string, u
     return set;
   }
 
+  const offlineSequence = (providerVmId: string) => ({ offline: options.offline, err, what: `offline snapshot of VM ${providerVmId}`, pollMs: options.pollIntervalMs });
+
   function offlineSteps(rg: string, name: string): OfflineSteps {
-    const reading = (code: string): PowerReading => ({ off: powerOf(code) === 'off' && !/deallocating|stopping/i.test(code), raw: code });
+    const reading = (code: string): PowerReading => ({ off: powerOf(code) === 'off' && !/deallocating|stopping/i.test(code), raw: code, transitioning: /deallocating|stopping|starting/i.test(code) });
     return {
       shutdown: async (ctx) => {
         if (options.offline.stop === 'deallocate') {
@@ -494,6 +496,7 @@ export function createAzureProvider(target: string, rawOptions: Record<string, u
       validateSpec(spec);
       const { rg, name } = vmArg(providerVmId);
       if (spec.mode !== 'offline') return takeSet(providerVmId, spec, ctx);
+      if (ctx.resume) return resumeOffline(offlineSteps(rg, name), offlineSequence(providerVmId), ctx, (c) => provider.createSnapshot(providerVmId, spec, c));
       const code = await readPowerCode(rg, name, ctx);
       const power = powerOf(code);
       if (power === 'off') return takeSet(providerVmId, spec, ctx);
@@ -501,8 +504,7 @@ export function createAzureProvider(target: string, rawOptions: Record<string, u
       // A retry after the set was made while the VM was off must not stop the VM again.
       const existing = setsOf(providerVmId, (await readState(providerVmId, ctx)).snaps).get(setIdOf(spec.marker));
       if (existing && existing.missing.length === 0 && existing.members.every((m) => m.provisioningState === 'Succeeded')) return takeSet(providerVmId, spec, ctx);
-      const sequence = { offline: options.offline, err, what: `offline snapshot of VM ${providerVmId}`, pollMs: options.pollIntervalMs };
-      return offlineSnapshot(offlineSteps(rg, name), sequence, ctx, (c) => takeSet(providerVmId, spec, c));
+      return offlineSnapshot(offlineSteps(rg, name), offlineSequence(providerVmId), ctx, (c) => takeSet(providerVmId, spec, c));
     },
 
     async revertSnapshot(providerVmId, providerRef, ctx) {

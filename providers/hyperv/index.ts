@@ -47,7 +47,7 @@ import type { RunResult } from '../shared/command-runner.ts';
 import { descriptionWithMarker, splitMarker } from '../shared/description-marker.ts';
 import { checkId, createGuards, UUID_RE, uuidIds } from '../shared/guards.ts';
 import { checkHealth } from '../shared/health.ts';
-import { offlineSnapshot, type OfflineSteps } from '../shared/offline.ts';
+import { offlineSnapshot, resumeOffline, type OfflineSteps } from '../shared/offline.ts';
 import { LOCAL_TREE, providerIdentity } from '../shared/provider-base.ts';
 import { snapshotIn } from '../shared/snapshot-lookup.ts';
 import { sleep } from '../shared/sleep.ts';
@@ -197,6 +197,7 @@ export function createHyperVProvider(target: string, rawOptions: Record<string, 
   }
 
   /** The offline sequence's Hyper-V steps (shared/offline.ts). */
+  const offlineSequence = (vmId: string) => ({ offline: options.offline, err, what: `offline snapshot of VM ${vmId}`, pollMs });
   const offlineSteps = (vmId: string): OfflineSteps => ({
     shutdown: async (ctx) => {
       // Stop-VM waits for the guest; the sequence's own deadline is the one that counts.
@@ -205,7 +206,7 @@ export function createHyperVProvider(target: string, rawOptions: Record<string, 
     },
     readPower: async (ctx) => {
       const { vm } = await power(vmId, 'read', ctx);
-      return { off: vm.stateName === 'Off', raw: vm.stateName };
+      return { off: vm.stateName === 'Off', raw: vm.stateName, transitioning: vm.stateName === 'Stopping' || vm.stateName === 'Starting' };
     },
     powerOff: async (ctx) => {
       await power(vmId, 'turnoff', ctx);
@@ -262,6 +263,7 @@ export function createHyperVProvider(target: string, rawOptions: Record<string, 
       const support = CAPABILITIES.modes[spec.mode];
       if (!support.supported) throw err('unsupported', `mode '${spec.mode}' is not supported: ${support.reason}`);
       validateSpec(spec);
+      if (spec.mode === 'offline' && ctx.resume) return resumeOffline(offlineSteps(vmId), offlineSequence(vmId), ctx, (c) => provider.createSnapshot(providerVmId, spec, c));
       // One PowerShell call: the script looks for the marker, checkpoints, and answers the
       // checkpoint with the VM (whose ParentSnapshotId says which checkpoint is current).
       const first = await create(vmId, spec, ctx);
@@ -280,8 +282,7 @@ export function createHyperVProvider(target: string, rawOptions: Record<string, 
         if (!made.checkpoint) throw err('conflict', `offline snapshot of VM ${vmId}: the VM is ${made.vm.stateName}, not off, after the shutdown`);
         return toProviderSnapshot(made.checkpoint, made.vm);
       };
-      const sequence = { offline: options.offline, err, what: `offline snapshot of VM ${vmId}`, pollMs };
-      return offlineSnapshot(offlineSteps(vmId), sequence, ctx, take);
+      return offlineSnapshot(offlineSteps(vmId), offlineSequence(vmId), ctx, take);
     },
 
     async revertSnapshot(providerVmId, providerRef, ctx) {

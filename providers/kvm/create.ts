@@ -15,7 +15,7 @@
 import { ProviderError, type CallContext, type CreateSpec, type ProviderSnapshot } from '../contract.ts';
 import { descriptionWithMarker, splitMarker } from '../shared/description-marker.ts';
 import type { Guards } from '../shared/guards.ts';
-import { offlineSnapshot, type Clock, type OfflineSteps } from '../shared/offline.ts';
+import { offlineSnapshot, resumeOffline, type Clock, type OfflineSteps } from '../shared/offline.ts';
 import { memoryPath, nameProblems, overlayPath, specValue } from './naming.ts';
 import type { KvmOptions } from './options.ts';
 import type { ParsedDomainXml } from './parse.ts';
@@ -97,7 +97,7 @@ export function createSnapshotPath(deps: CreateDeps): CreateSnapshot {
     },
     readPower: async (ctx) => {
       const state = await host.readState(dom, ctx);
-      return { off: state === 'shut off', raw: state };
+      return { off: state === 'shut off', raw: state, transitioning: state === 'in shutdown' };
     },
     powerOff: async (ctx) => {
       await host.virsh(['destroy', '--domain', dom], ctx, { what: `power off domain ${dom}`, mutating: true });
@@ -107,8 +107,11 @@ export function createSnapshotPath(deps: CreateDeps): CreateSnapshot {
     },
   });
 
-  return async function createSnapshot(dom, spec, ctx) {
+  const offlineSequence = (dom: string) => ({ offline: options.offline, err, what: `offline snapshot of domain ${dom}`, pollMs, ...(deps.clock ? { clock: deps.clock } : {}) });
+
+  return async function createSnapshot(dom, spec, ctx): Promise<ProviderSnapshot> {
     validateSpec(spec);
+    if (spec.mode === 'offline' && ctx.resume) return resumeOffline(offlineSteps(dom), offlineSequence(dom), ctx, (c) => createSnapshot(dom, spec, c));
     // The reads a create needs go out together: each virsh run costs a round trip and a process start.
     const external = spec.mode === 'crash' || spec.mode === 'quiesced' || (spec.mode === 'memory' && options.snapshotStyle === 'external');
     const [earlier, state, domain] = await Promise.all([
@@ -152,8 +155,7 @@ export function createSnapshotPath(deps: CreateDeps): CreateSnapshot {
           break;
         }
         if (state !== 'running') throw err('conflict', `offline snapshot: domain ${dom} is ${state}; resume it or shut it down first`);
-        const sequence = { offline: options.offline, err, what: `offline snapshot of domain ${dom}`, pollMs, ...(deps.clock ? { clock: deps.clock } : {}) };
-        await offlineSnapshot(offlineSteps(dom), sequence, ctx, (c) => create(dom, spec, [], c));
+        await offlineSnapshot(offlineSteps(dom), offlineSequence(dom), ctx, (c) => create(dom, spec, [], c));
         break;
       }
     }

@@ -11,10 +11,17 @@
  * after a failure happens only when the VM reads as off (a guest still shutting down cannot be
  * started yet; one that ignored the request is still running).
  *
+ * A crash (the daemon killed) between the shutdown request and the restart must not leave the VM
+ * off either: before the request the sequence records on the job that the VM was running
+ * (`ctx.checkpoint`), and a later attempt of the job that gets the record back (`ctx.resume`) goes
+ * through {@link resumeOffline}: the snapshot made once (found by its marker, or taken), and the VM
+ * started again before the job succeeds. A start that fails after the snapshot was taken is an error
+ * saying so, retried by the job (each retry finds the snapshot and tries the start again).
+ *
  * The hypervisor-specific steps are small callbacks; the clock and the sleep are injectable so the
  * sequence is unit-tested without waiting.
  */
-import type { CallContext } from '../contract.ts';
+import { ProviderError, type CallContext } from '../contract.ts';
 import type { ErrorFactory } from './guards.ts';
 import type { OfflineOptions } from './options.ts';
 import { sleep as abortableSleep } from './sleep.ts';
@@ -23,6 +30,11 @@ export interface PowerReading {
   off: boolean;
   /** The hypervisor's own word for the state, for messages. */
   raw: string;
+  /**
+   * Between two states (a guest shutting down, a VM starting): a resumed job waits for it to settle
+   * before it acts. Absent: settled (a provider that cannot tell).
+   */
+  transitioning?: boolean;
 }
 
 export interface OfflineSteps {
@@ -57,19 +69,84 @@ export interface OfflineSequence {
 
 /** Shuts the running VM down, runs `take` on the powered-off VM, starts it again; returns what `take` returned. */
 export async function offlineSnapshot<T>(steps: OfflineSteps, seq: OfflineSequence, ctx: CallContext, take: (ctx: CallContext) => Promise<T>): Promise<T> {
+  // Before the request, durably: a crash after it leaves the job saying the VM must be started again.
+  await ctx.checkpoint?.({ offline: { powerBefore: 'running' } });
   const asked = await steps.shutdown(ctx);
-  const calm: CallContext = { ...ctx, signal: new AbortController().signal };
   let made: T;
   try {
     await untilOff(steps, seq, ctx, asked && 'unable' in asked ? asked.unable : null, asked && 'power' in asked ? asked.power : undefined);
     made = await take(ctx);
   } catch (e) {
-    // The job is failing: the restart reports no progress of its own.
-    await restartIfOff(steps, seq, { ...calm, progress: () => {} });
+    await restartIfOff(steps, seq, failingCalm(ctx));
     throw e;
   }
-  await steps.start(calm);
+  await startAgain(steps, seq, calmOf(ctx));
   return made;
+}
+
+/**
+ * An offline create of a job that has a record (`ctx.resume`). When it says an earlier attempt shut
+ * the running VM down, that attempt may have died anywhere after the request: the VM may still be
+ * going down, be off with or without the snapshot, or be up again. Waits while the VM is between
+ * states (up to offline.shutdownTimeoutSec), runs `again` — the adapter's own create, given the
+ * context without the record: it finds the snapshot by its marker, takes it on the VM that is off,
+ * or runs the whole sequence on one that is running — then starts the VM when it is off. Without
+ * such a record it is `again` alone: a VM that was off before the job stays off.
+ */
+export async function resumeOffline<T>(steps: OfflineSteps, seq: OfflineSequence, ctx: CallContext, again: (ctx: CallContext) => Promise<T>): Promise<T> {
+  const { resume, ...plain } = ctx;
+  if (resume?.offline?.powerBefore !== 'running') return again(plain);
+  ctx.log.info({ what: seq.what }, 'an earlier attempt shut the running VM down: making sure of the snapshot, then starting the VM again');
+  await settled(steps, seq, ctx);
+  let made: T;
+  try {
+    made = await again(plain);
+  } catch (e) {
+    await restartIfOff(steps, seq, failingCalm(ctx));
+    throw e;
+  }
+  // `again` restarted the VM itself when it ran the whole sequence; otherwise it is still off.
+  if ((await settled(steps, seq, calmOf(ctx))).off) await startAgain(steps, seq, calmOf(ctx));
+  return made;
+}
+
+/** A cancel never leaves a VM off that was running: the restart runs on a signal of its own. */
+const calmOf = (ctx: CallContext): CallContext => ({ ...ctx, signal: new AbortController().signal });
+/** The job is failing: the restart reports no progress of its own. */
+const failingCalm = (ctx: CallContext): CallContext => ({ ...calmOf(ctx), progress: () => {} });
+
+/** The snapshot exists: a start that fails is the job's error, retried (the retry finds the snapshot and starts the VM). */
+async function startAgain(steps: OfflineSteps, seq: OfflineSequence, calm: CallContext): Promise<void> {
+  try {
+    await steps.start(calm);
+  } catch (e) {
+    const why = e instanceof ProviderError ? e.message.replace(/^\[snapvisor\] \[[^\]]*\] (target '[^']*': )?/, '') : e instanceof Error ? e.message : String(e);
+    throw seq.err(e instanceof ProviderError ? e.kind : 'internal', `${seq.what}: the snapshot was taken, but the VM could not be started again: ${why}`, {
+      // A VM that is gone stays gone; anything else may start on the next try.
+      retry: e instanceof ProviderError && e.kind === 'not_found' ? 'final' : 'transient',
+      cause: e,
+      ...(e instanceof ProviderError && e.nativeCode !== undefined ? { nativeCode: e.nativeCode } : {}),
+    });
+  }
+}
+
+/** Reads the power state until it is not between states, or offline.shutdownTimeoutSec has passed. */
+async function settled(steps: OfflineSteps, seq: OfflineSequence, ctx: CallContext): Promise<PowerReading> {
+  const clock = seq.clock ?? realClock;
+  const deadline = clock.now() + seq.offline.shutdownTimeoutSec * 1000;
+  const cancelled = (cause?: unknown) => seq.err('transient', `${seq.what}: cancelled while waiting for the VM to settle`, { retry: 'uncertain', ...(cause === undefined ? {} : { cause }) });
+  for (;;) {
+    if (ctx.signal.aborted) throw cancelled();
+    let power: PowerReading;
+    try {
+      power = await steps.readPower(ctx);
+    } catch (e) {
+      throw ctx.signal.aborted ? cancelled(e) : e;
+    }
+    const now = clock.now();
+    if (!power.transitioning || now >= deadline) return power;
+    await clock.sleep(Math.min(seq.pollMs, Math.max(1, deadline - now)), ctx.signal);
+  }
 }
 
 async function untilOff(steps: OfflineSteps, seq: OfflineSequence, ctx: CallContext, unable: string | null, read?: PowerReading): Promise<void> {

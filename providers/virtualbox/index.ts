@@ -45,7 +45,7 @@ import { descriptionWithMarker, splitMarker } from '../shared/description-marker
 import type { CommandRunner, RunResult } from '../shared/command-runner.ts';
 import { checkId, createGuards, UUID_RE, uuidIds } from '../shared/guards.ts';
 import { checkHealth } from '../shared/health.ts';
-import { offlineSnapshot, type OfflineSteps } from '../shared/offline.ts';
+import { offlineSnapshot, resumeOffline, type OfflineSteps } from '../shared/offline.ts';
 import { LOCAL_TREE, providerIdentity } from '../shared/provider-base.ts';
 import { snapshotIn } from '../shared/snapshot-lookup.ts';
 import { createTargetTransport, type TargetTransport } from '../shared/ssh-target.ts';
@@ -169,7 +169,7 @@ export function createVirtualBoxProvider(target: string, rawOptions: Record<stri
     },
     readPower: async (ctx) => {
       const state = (await readVm(vm, ctx)).vmState;
-      return { off: OFF_STATES.has(state), raw: state };
+      return { off: OFF_STATES.has(state), raw: state, transitioning: state === 'stopping' || state === 'starting' };
     },
     powerOff: async (ctx) => {
       await run(['controlvm', vm, 'poweroff'], ctx, { what: `power off VM ${vm}`, mutating: true });
@@ -178,6 +178,8 @@ export function createVirtualBoxProvider(target: string, rawOptions: Record<stri
       await run(['startvm', vm, '--type', 'headless'], ctx, { what: `restart VM ${vm} after the offline snapshot`, mutating: true });
     },
   });
+
+  const offlineSequence = (vm: string) => ({ offline: options.offline, err, what: `offline snapshot of VM ${vm}`, pollMs });
 
   async function take(vm: string, spec: CreateSpec, ctx: CallContext): Promise<string> {
     const args = ['snapshot', vm, 'take', spec.name, `--description=${descriptionWithMarker(spec.description, spec.marker)}`];
@@ -236,6 +238,9 @@ export function createVirtualBoxProvider(target: string, rawOptions: Record<stri
       const support = CAPABILITIES.modes[spec.mode];
       if (!support.supported) throw err('unsupported', `mode '${spec.mode}' is not supported: ${support.reason}`);
       validateSpec(spec);
+      if (spec.mode === 'offline' && ctx.resume) {
+        return resumeOffline(offlineSteps(vm), offlineSequence(vm), ctx, (c) => provider.createSnapshot(providerVmId, spec, c));
+      }
 
       const existing = (await readSnapshots(vm, ctx)).find((s) => splitMarker(s.description).marker === spec.marker);
       if (existing) return toProviderSnapshot(existing);
@@ -256,8 +261,7 @@ export function createVirtualBoxProvider(target: string, rawOptions: Record<stri
           : `VM ${vm} is ${state}; wait until it is running or powered off`;
         throw err('conflict', `offline snapshot: ${why}`);
       }
-      const sequence = { offline: options.offline, err, what: `offline snapshot of VM ${vm}`, pollMs };
-      const uuid = await offlineSnapshot(offlineSteps(vm), sequence, ctx, (c) => take(vm, spec, c));
+      const uuid = await offlineSnapshot(offlineSteps(vm), offlineSequence(vm), ctx, (c) => take(vm, spec, c));
       return findCreated(vm, uuid, ctx);
     },
 

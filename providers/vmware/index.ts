@@ -30,7 +30,7 @@ import { ProviderError, type CallContext, type Capabilities, type ConsolidationR
 import { descriptionWithMarker } from '../shared/description-marker.ts';
 import { checkId, createGuards, MOREF_VALUE_RE, morefIds } from '../shared/guards.ts';
 import { checkHealth } from '../shared/health.ts';
-import { offlineSnapshot, type OfflineSteps } from '../shared/offline.ts';
+import { offlineSnapshot, resumeOffline, type OfflineSteps } from '../shared/offline.ts';
 import { EVERY_MODE, LOCAL_TREE, providerIdentity } from '../shared/provider-base.ts';
 import { snapshotIn } from '../shared/snapshot-lookup.ts';
 import { createVimClient, type VimClient } from './client.ts';
@@ -145,6 +145,7 @@ export function createVmwareProvider(target: string, rawOptions: Record<string, 
    * The offline sequence's vSphere steps (shared/offline.ts): ShutdownGuest (without VMware Tools only
    * a forced power-off can help), runtime.powerState, PowerOffVM_Task, PowerOnVM_Task.
    */
+  const offlineSequence = (vm: MoRef) => ({ offline: options.offline, err, what: `offline snapshot of VM ${vm.value}`, pollMs });
   const offlineSteps = (vm: MoRef): OfflineSteps => ({
     shutdown: async (ctx) => {
       try {
@@ -269,6 +270,7 @@ export function createVmwareProvider(target: string, rawOptions: Record<string, 
       assertNotAborted(ctx, 'create snapshot');
       const vm = vmRef(providerVmId);
       validateSpec(spec);
+      if (spec.mode === 'offline' && ctx.resume) return resumeOffline(offlineSteps(vm), offlineSequence(vm), ctx, (c) => provider.createSnapshot(providerVmId, spec, c));
       // A first attempt cannot have left a snapshot with this marker: no need to look for one. Crash
       // and quiesced snapshots do not depend on the power state, so they then start without a read.
       const needsPower = spec.mode === 'memory' || spec.mode === 'offline';
@@ -299,8 +301,7 @@ export function createVmwareProvider(target: string, rawOptions: Record<string, 
       if (power !== 'poweredOn') {
         throw err('conflict', `offline snapshot: VM ${vm.value} is ${power}; powering it off would discard its suspended state — resume it or use mode 'crash'`);
       }
-      const sequence = { offline: options.offline, err, what: `offline snapshot of VM ${vm.value}`, pollMs };
-      const { ref } = await offlineSnapshot(offlineSteps(vm), sequence, ctx, (c) => take(vm, spec, false, false, c, [20, 90]));
+      const { ref } = await offlineSnapshot(offlineSteps(vm), offlineSequence(vm), ctx, (c) => take(vm, spec, false, false, c, [20, 90]));
       // Read after the power-on: the tree's `current` and state are what the caller sees next.
       return findCreated(vm, ref, ctx);
     },

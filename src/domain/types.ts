@@ -2,7 +2,7 @@
  * Snapvisor's vocabulary. Pure types, no I/O: the store persists these, the engine moves them
  * between states, the API serialises them.
  */
-import type { CreateOptionValue, DiskInfo, PowerState, ProviderErrorKind, ProviderKind, SnapshotMode } from '../../providers/contract.ts';
+import type { CreateOptionValue, DiskInfo, JobCheckpoint, PowerState, ProviderErrorKind, ProviderKind, SnapshotMode } from '../../providers/contract.ts';
 
 export type { CreateOptionValue, DiskInfo, PowerState, ProviderErrorKind, ProviderKind, SnapshotMode };
 
@@ -135,6 +135,8 @@ export interface Job {
   createdAt: Iso;
   startedAt: Iso | null;
   finishedAt: Iso | null;
+  /** What its attempts recorded through CallContext.checkpoint (an offline create's power state before); null when nothing. */
+  checkpoint: JobCheckpoint | null;
 }
 
 export interface AuditEntry {

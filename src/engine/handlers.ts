@@ -104,8 +104,11 @@ async function create(input: HandlerInput): Promise<JobResult> {
   // missing a disk's snapshot), which waiting would never finish: createSnapshot again with the same
   // marker completes it (the contract makes it idempotent by marker), or returns it as it is when it
   // is merely still copying. A ready one is used as is.
+  // An offline create whose earlier attempt shut the VM down is not done when the snapshot exists:
+  // createSnapshot again (idempotent by marker) with ctx.resume also starts the VM again.
+  const powerToRestore = job.checkpoint?.offline?.powerBefore === 'running';
   const made =
-    earlier?.ready === true
+    earlier?.ready === true && !powerToRestore
       ? earlier
       : await budgeted(input, () =>
           core.call(target.provider, 'createSnapshot', () =>

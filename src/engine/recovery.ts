@@ -3,6 +3,9 @@
  * ask the hypervisor what really happened instead of repeating blindly:
  * - create: its marker on the hypervisor → record that snapshot, succeeded (exactly one);
  *   no marker → back to queued (the retry is idempotent by marker and looks first);
+ *   an offline create whose job recorded the VM's power state before the shutdown (a checkpoint)
+ *   → queued, marker or not, even when a cancel was asked: only the retry, through the provider,
+ *   can start the VM again (the mode's promise), and it finds the snapshot by the marker;
  * - delete: snapshot still there → queued; gone → succeeded;
  * - revert, consolidate: queued (running them again is harmless);
  * - the hypervisor cannot be asked → queued (every retry path above is safe).
@@ -29,7 +32,11 @@ export async function recoverRunningJobs(core: Core, sync: Sync): Promise<Array<
     let settled: Job | null;
     try {
       const found = await lookUp(core, sync, owned, log);
-      if (found.done) {
+      if (!found.done && found.restore) {
+        settled = await core.store.jobs.requeue(job.id, ticket, { nextAttemptAt: core.iso(), error: null });
+        decision = 'requeued';
+        log.info({ reason: found.reason }, 'recovery: the VM was shut down by the job; requeued to start it again');
+      } else if (found.done) {
         settled = await core.store.jobs.finish(job.id, ticket, { state: 'succeeded', result: found.result, error: null, at: core.iso() });
         decision = 'succeeded';
         log.info({ result: found.result, reason: found.reason }, 'recovery: job had completed on the hypervisor; marked succeeded');
@@ -56,11 +63,16 @@ export async function recoverRunningJobs(core: Core, sync: Sync): Promise<Array<
   return out;
 }
 
-type LookUp = { done: true; result: JobResult; reason: string } | { done: false; reason: string };
+/** `restore`: not done until the retry restored the VM's power state (never settled as cancelled here). */
+type LookUp = { done: true; result: JobResult; reason: string } | { done: false; reason: string; restore?: true };
 
 async function lookUp(core: Core, sync: Sync, job: Job, log: Core['log']): Promise<LookUp> {
   if (job.kind !== 'snapshot.create' && job.kind !== 'snapshot.delete') {
     return { done: false, reason: `${job.kind} is safe to run again` };
+  }
+  if (job.kind === 'snapshot.create' && job.checkpoint?.offline?.powerBefore === 'running') {
+    // Asking the hypervisor first would change nothing: the snapshot may exist, the VM may be off.
+    return { done: false, restore: true, reason: 'offline create: the VM was running before the job shut it down' };
   }
   const target = await core.targetById(job.targetId);
   const vm = await core.store.vms.get(job.vmId);

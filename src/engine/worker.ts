@@ -244,6 +244,15 @@ export function createWorker(core: Core, sync: Sync): Worker {
       signal: entry.controller.signal,
       log,
       firstAttempt: job.attempts === 1,
+      ...(job.checkpoint ? { resume: job.checkpoint } : {}),
+      // Written before the provider goes on (it awaits this): a crash after it finds the record.
+      async checkpoint(record) {
+        const saved = await core.store.jobs.checkpoint(job.id, ticket, record);
+        if (!saved) {
+          throw new SnapvisorError('transient', 'SNAPVISOR_ERR_CLAIM_LOST', `job ${job.id} is no longer claimed by this attempt; not going on`, { retry: 'uncertain' });
+        }
+        log.debug({ checkpoint: saved.checkpoint }, 'job checkpoint recorded');
+      },
       progress(percent, message) {
         const at = core.now().getTime();
         if (percent >= 100 && message !== undefined) {

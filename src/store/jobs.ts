@@ -1,3 +1,4 @@
+import type { JobCheckpoint } from '../../providers/contract.ts';
 import type { Job, JobError, JobKind, JobParams, JobResult, JobState, SnapshotMode } from '../domain/types.ts';
 import { JOB_STATES } from '../domain/types.ts';
 import type { Db } from './db.ts';
@@ -81,6 +82,11 @@ export interface JobRepo {
    */
   deferQueued(id: string, nextAttemptAt: string, message: string): Promise<Job | null>;
   setProgress(id: string, ticket: string, percent: number, message: string | null): Promise<Job | null>;
+  /**
+   * Merges `record` (by key) into the job's checkpoint (CallContext.checkpoint), durably before it
+   * resolves. Only the holder of the ticket can write it: null when the claim is not held any more.
+   */
+  checkpoint(id: string, ticket: string, record: JobCheckpoint): Promise<Job | null>;
   /** Final state; only the holder of the ticket can finish the job. */
   finish(id: string, ticket: string, update: FinishUpdate): Promise<Job | null>;
   /** Back to queued; only the holder of the ticket can release it. */
@@ -138,6 +144,7 @@ const toJob = (r: Row): Job => ({
   createdAt: str(r.created_at),
   startedAt: strOrNull(r.started_at),
   finishedAt: strOrNull(r.finished_at),
+  checkpoint: json<JobCheckpoint>(r.checkpoint),
 });
 
 const enc = (v: unknown) => (v === null || v === undefined ? null : JSON.stringify(v));
@@ -265,6 +272,14 @@ export function createJobRepo(db: Db): JobRepo {
         'UPDATE jobs SET progress = ?, progress_message = ? WHERE id = ? AND claim_ticket = ?',
         Math.max(0, Math.min(100, Math.round(percent))), message, id, ticket,
       );
+    },
+    async checkpoint(id, ticket, record) {
+      return db.tx(() => {
+        const r = db.stmt('SELECT checkpoint FROM jobs WHERE id = ? AND claim_ticket = ?').get(id, ticket) as Row | undefined;
+        if (!r) return null;
+        const merged: JobCheckpoint = { ...(json<JobCheckpoint>(r.checkpoint) ?? {}), ...record };
+        return update('UPDATE jobs SET checkpoint = ? WHERE id = ? AND claim_ticket = ?', JSON.stringify(merged), id, ticket);
+      });
     },
     async finish(id, ticket, u) {
       return update(

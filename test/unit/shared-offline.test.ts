@@ -3,9 +3,9 @@
  * only moves when the sequence sleeps, nothing waits on the wall clock.
  */
 import t from 'tap';
-import type { CallContext } from '../../providers/contract.ts';
+import type { CallContext, JobCheckpoint } from '../../providers/contract.ts';
 import { createGuards } from '../../providers/shared/guards.ts';
-import { offlineSnapshot, type Clock, type OfflineSteps } from '../../providers/shared/offline.ts';
+import { offlineSnapshot, resumeOffline, type Clock, type OfflineSteps } from '../../providers/shared/offline.ts';
 import { rejection } from '../fixtures/provider-error.ts';
 import { silentLogger } from '../fixtures/fake-provider.ts';
 
@@ -19,6 +19,10 @@ interface Script {
   readFailsWhenCalm?: boolean;
   /** Called on each reading, with its index (e.g. to abort mid-wait). */
   onRead?: (i: number) => void;
+  /** Raw states read as between two states. */
+  transitioning?: string[];
+  /** The start fails with this error instead of a plain one. */
+  startError?: Error;
 }
 
 function scripted(s: Script) {
@@ -48,7 +52,7 @@ function scripted(s: Script) {
       s.onRead?.(reads);
       reads++;
       if (ctx.signal.aborted) throw new Error('runner: aborted');
-      return { off: raw === 'off', raw };
+      return { off: raw === 'off', raw, ...(s.transitioning?.includes(raw) ? { transitioning: true } : {}) };
     },
     async powerOff() {
       calls.push('powerOff');
@@ -56,6 +60,7 @@ function scripted(s: Script) {
     async start(ctx) {
       calls.push('start');
       signals.push(ctx.signal);
+      if (s.startError) throw s.startError;
       if (s.startFails) throw new Error('start refused');
     },
   };
@@ -199,4 +204,110 @@ t.test('the restart after success uses its own signal: a cancel right after the 
   });
   t.equal(f.calls.at(-1), 'start');
   t.notOk(f.signals.at(-1)?.aborted);
+});
+
+// Crash safety: the record before the shutdown, and what a later attempt does with it.
+
+const RAN: JobCheckpoint = { offline: { powerBefore: 'running' } };
+const resumed = (): CallContext => ({ ...ctxOf(), resume: RAN });
+
+t.test('the VM was running: recorded on the job before the shutdown request; a refused record stops the sequence', async (t) => {
+  const f = scripted({ power: ['off'] });
+  const records: JobCheckpoint[] = [];
+  await offlineSnapshot(f.steps, seq(f.clock), { ...ctxOf(), checkpoint: async (r) => { f.calls.push('checkpoint'); records.push(r); } }, async () => {
+    f.calls.push('take');
+  });
+  t.same(f.calls, ['checkpoint', 'shutdown', 'read', 'take', 'start']);
+  t.same(records, [RAN]);
+  const g = scripted({ power: ['off'] });
+  const e = await rejection(offlineSnapshot(g.steps, seq(g.clock), { ...ctxOf(), checkpoint: async () => { throw err('transient', 'claim lost'); } }, async () => {}));
+  t.match(e.message, /claim lost/);
+  t.same(g.calls, [], 'not shut down without the record');
+});
+
+t.test('the start after the snapshot fails: an error saying the snapshot exists, retried by the job (final when the VM is gone)', async (t) => {
+  const f = scripted({ power: ['off'], startError: err('conflict', 'restart VM x: the machine is locked', { nativeCode: 'VBOX_E_INVALID_OBJECT_STATE' }) });
+  const e = await rejection(offlineSnapshot(f.steps, seq(f.clock), ctxOf(), async () => 'snap'));
+  t.same([e.kind, e.retry, e.nativeCode], ['conflict', 'transient', 'VBOX_E_INVALID_OBJECT_STATE']);
+  t.equal(e.message, "[snapvisor] [kvm] target 'lab': offline snapshot of domain d: the snapshot was taken, but the VM could not be started again: restart VM x: the machine is locked");
+  const g = scripted({ power: ['off'], startError: err('not_found', 'no domain x') });
+  const e2 = await rejection(resumeOffline(g.steps, seq(g.clock), resumed(), async () => 'snap'));
+  t.same([e2.kind, e2.retry], ['not_found', 'final']);
+});
+
+t.test('no record of a running VM: the adapter create alone, without the record, nothing read or started', async (t) => {
+  for (const resume of [undefined, {} as JobCheckpoint]) {
+    const f = scripted({ power: ['off'] });
+    let seen: CallContext | undefined;
+    const made = await resumeOffline(f.steps, seq(f.clock), { ...ctxOf(), ...(resume ? { resume } : {}) }, async (c) => {
+      seen = c;
+      return 'snap';
+    });
+    t.equal(made, 'snap');
+    t.same(f.calls, [], 'a VM that was off before the job stays off');
+    t.notOk(seen && 'resume' in seen, 'the create runs its ordinary path');
+  }
+});
+
+t.test('the VM was running, is off now (snapshot found or taken off): the create, then the VM is started', async (t) => {
+  const f = scripted({ power: ['off'] });
+  let seen: CallContext | undefined;
+  const made = await resumeOffline(f.steps, seq(f.clock), resumed(), async (c) => {
+    seen = c;
+    f.calls.push('create');
+    return 'snap';
+  });
+  t.equal(made, 'snap');
+  t.same(f.calls, ['read', 'create', 'read', 'start']);
+  t.notOk(seen && 'resume' in seen, 'the create does not resume again');
+  t.notOk(f.signals.at(-1)?.aborted);
+});
+
+t.test('the guest is still going down: waited for (no second request), then the create and the start', async (t) => {
+  const f = scripted({ power: ['stopping', 'stopping', 'off'], transitioning: ['stopping'] });
+  await resumeOffline(f.steps, seq(f.clock), resumed(), async () => {
+    f.calls.push('create');
+  });
+  t.same(f.calls, ['read', 'read', 'read', 'create', 'read', 'start']);
+  t.same(f.sleeps, [500, 500]);
+});
+
+t.test('between states for longer than the shutdown timeout: the wait ends there and the create decides', async (t) => {
+  const f = scripted({ power: ['stopping'], transitioning: ['stopping'] });
+  const e = await rejection(resumeOffline(f.steps, seq(f.clock, false, 2), resumed(), async () => {
+    f.calls.push('create');
+    throw err('conflict', 'VM is stopping');
+  }));
+  t.match(e.message, /VM is stopping/);
+  t.equal(f.elapsed(), 2000, 'bounded by the timeout');
+  t.notOk(f.calls.includes('start'), 'not off: not started');
+});
+
+t.test('the VM is up when the create returns (it ran the whole sequence, or the earlier attempt had started it): no second start', async (t) => {
+  const f = scripted({ power: ['running', 'starting', 'running'], transitioning: ['starting'] });
+  await resumeOffline(f.steps, seq(f.clock), resumed(), async () => {
+    f.calls.push('create');
+  });
+  t.same(f.calls, ['read', 'create', 'read', 'read']);
+  t.notOk(f.calls.includes('start'));
+});
+
+t.test('the create fails on the VM left off: started again (best effort), the create error stands', async (t) => {
+  const f = scripted({ power: ['off'] });
+  const e = await rejection(resumeOffline(f.steps, seq(f.clock), resumed(), async () => {
+    throw err('internal', 'disk full');
+  }));
+  t.match(e.message, /disk full/);
+  t.same(f.calls, ['read', 'read', 'start']);
+});
+
+t.test('cancelled while waiting for the VM to settle: transient/uncertain, nothing taken', async (t) => {
+  const ac = new AbortController();
+  const f = scripted({ power: ['stopping'], transitioning: ['stopping'], onRead: () => ac.abort() });
+  let created = false;
+  const e = await rejection(resumeOffline(f.steps, seq(f.clock), { ...ctxOf(ac.signal), resume: RAN }, async () => {
+    created = true;
+  }));
+  t.same([e.kind, e.retry], ['transient', 'uncertain']);
+  t.notOk(created);
 });

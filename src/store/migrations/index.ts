@@ -10,6 +10,7 @@ import { sql as jobQueueIndexes } from './004_job_queue_indexes.ts';
 import { sql as snapshotReadiness } from './005_snapshot_readiness.ts';
 import { sql as createBudgets } from './006_create_budgets.ts';
 import { sql as retention } from './007_retention.ts';
+import { sql as jobCheckpoint } from './008_job_checkpoint.ts';
 
 export interface Migration {
   version: number;
@@ -25,6 +26,7 @@ export const MIGRATIONS: readonly Migration[] = [
   { version: 5, name: 'snapshot_readiness', sql: snapshotReadiness },
   { version: 6, name: 'create_budgets', sql: createBudgets },
   { version: 7, name: 'retention', sql: retention },
+  { version: 8, name: 'job_checkpoint', sql: jobCheckpoint },
 ];
 
 /** The schema version a list of migrations brings a database to (0 for none). */
