@@ -354,9 +354,9 @@ async function runPoint(t: TapTest, point: Point): Promise<PointFigures> {
 }
 
 const figures: PointFigures[] = [];
-// KILL_MATRIX_ONLY=<scenario or words of a point> runs a subset (by hand, while working on one).
-const only = process.env.KILL_MATRIX_ONLY;
-const selected = POINTS.filter((p) => !only || p.scenario === only || p.at.includes(only));
+// KILL_MATRIX_ONLY=<scenario or words of a point>[|…] runs a subset (by hand, while working on one).
+const only = process.env.KILL_MATRIX_ONLY?.split('|');
+const selected = POINTS.filter((p) => !only || only.some((o) => p.scenario === o || p.at.includes(o)));
 for (const point of selected) {
   t.test(`SIGKILL at ${point.at}`, async (t) => {
     figures.push(await runPoint(t, point));
