@@ -22,6 +22,7 @@ const BENCHES: Record<string, () => Promise<BenchReport>> = {
   'job-overhead': async () => (await import('./job-overhead.ts')).run(),
   azure: async () => (await import('./azure.ts')).run(),
   'claim-queue': async () => (await import('./claim-queue.ts')).run(),
+  reliability: async () => (await import('./reliability.ts')).run(),
 };
 
 async function main() {

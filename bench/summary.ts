@@ -106,6 +106,12 @@ export function summaryTable(markdown: string): string {
     rows.push(`| … jobs per second on this 2-core machine | ≥ 1,500 | ${met(m.jobsPerSecond)}: median ${n(d.jobsPerSecond, 0)} (rounds ${rng(d.jobsPerSecondRange, 0)}); ${n(d.rateRatioVsBare)}× the bare route's request rate | ${from(job)} |`);
   } else none('job-overhead', 'per-job daemon overhead', '≤ 0.5 ms, ≥ 1,500 jobs/s');
 
+  const rel = rec.get('reliability');
+  if (rel) {
+    const d = rel.data;
+    rows.push(`| kill matrix: SIGKILL + restart at ${n(d.points, 0)} of ${n(d.planned, 0)} points of create, delete, revert, delete-all, offline create (\`reliability\`) | 0 lost, duplicated, ended twice, wrong power; integrity ok | ${met(d.met)}: ${n(d.lost, 0)} lost, ${n(d.duplicates, 0)} duplicates, ${n(d.endedTwice, 0)} ended twice, ${n(d.wrongPower, 0)} wrong power, ${n(d.storeDisagrees, 0)} store ≠ hypervisor; integrity ${d.integrityOk === true ? 'ok' : '**NOT ok**'}; ${n(d.wallS, 0)} s wall | ${from(rel)} |`);
+  } else none('reliability', 'kill matrix', '0 lost, duplicated, wrong power; integrity ok');
+
   return [START, '', '| benchmark | target | latest recorded run (median; spread over its rounds) | run |', '|---|---|---|---|', ...rows, '', END].join('\n');
 }
 

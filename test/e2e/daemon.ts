@@ -32,6 +32,12 @@ export interface StartOptions {
   stdout?: 'pipe' | 'closed';
   /** A fixed port (see freePort); required with stdout 'closed' or with non-JSON logs. */
   port?: number;
+  /**
+   * The script node runs instead of scripts/start.mjs: a copy of the bundle an earlier start of
+   * this run made (.build/snapvisor.mjs), for a file that starts the daemon many times and cannot
+   * afford esbuild at every start on a loaded machine.
+   */
+  script?: string;
 }
 
 /** A port nothing listens on right now. */
@@ -67,7 +73,7 @@ export async function runDaemonToExit(options: StartOptions): Promise<{ code: nu
 
 export async function startDaemon(options: StartOptions): Promise<Daemon> {
   const env = daemonEnv(options);
-  const proc = spawn(process.execPath, ['--enable-source-maps', START], { cwd: options.cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, ['--enable-source-maps', options.script ?? START], { cwd: options.cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   if (options.stdout === 'closed') proc.stdout!.destroy();

@@ -62,7 +62,12 @@ export interface SimVm {
 export type SimOp = 'take' | 'restore' | 'restorecurrent' | 'delete' | 'list' | 'edit' | 'showvminfo' | 'startvm' | 'controlvm' | 'version';
 
 export type SimFault = (
+  /** Stops before the command does anything, until killed. */
   | { type: 'hang' }
+  /** A long operation starts (transient state, `pending` recorded) and stops at 50 % until killed; the next call completes it. Elsewhere: as hang. */
+  | { type: 'stall' }
+  /** The command does its work and prints its output, then never exits until killed. */
+  | { type: 'hang-after' }
   | { type: 'fail'; message?: string; code?: string; exitCode?: number; stderr?: string; stdout?: string }
   | { type: 'error-exit-0'; message?: string }
   | { type: 'locked' }
@@ -73,6 +78,15 @@ export type SimFault = (
   skip?: number;
 };
 
+/** A simulator process stopped by a hang, stall or hang-after fault, recorded when it stopped there. */
+export interface SimHung {
+  op: SimOp;
+  /** The VM's name, or '*' for `list vms` and `--version`. */
+  vm: string;
+  pid: number;
+  type: 'hang' | 'stall' | 'hang-after';
+}
+
 export interface SimState {
   version?: string;
   /** Duration of each 10 % progress step of a long operation. */
@@ -80,6 +94,8 @@ export interface SimState {
   vms: SimVm[];
   /** vm name (or '*' for any VM and for `list`/`--version`) → op → fault. */
   faults?: Record<string, Partial<Record<SimOp, SimFault>>>;
+  /** Every process a fault stopped, in order (see SimHung). */
+  hung?: SimHung[];
 }
 
 export interface LabVmSpec {
@@ -103,6 +119,8 @@ export interface VboxLab {
   statePath: string;
   dir: string;
   setFault(op: SimOp, vmName: string, fault: SimFault | null): void;
+  /** Removes every fault still armed. */
+  clearFaults(): void;
   readState(): SimState;
   setVmState(vmName: string, state: SimVmState): void;
   setGuest(vmName: string, guest: Partial<SimGuest>): void;
@@ -186,6 +204,11 @@ export function createVboxLab(options: VboxLabOptions): VboxLab {
         const forVm = (s.faults[vmName] ??= {});
         if (fault === null) delete forVm[op];
         else forVm[op] = fault;
+      });
+    },
+    clearFaults() {
+      update((s) => {
+        s.faults = {};
       });
     },
     readState: () => JSON.parse(readFileSync(statePath, 'utf8')) as SimState,

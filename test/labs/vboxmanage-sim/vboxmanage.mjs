@@ -100,10 +100,12 @@ let currentVersion = DEFAULT_VERSION;
  *   baseDisk: { path: string, uuid: string }, disk: { path: string, uuid: string },
  *   guest: { acpi: 'honours' | 'ignores', shutdownMs: number }, stopAt?: number,
  *   snapshots: Record<string, Snap>, root: string | null, current: string | null, pending?: Pending }} Vm
- * @typedef {{ type: 'hang' } | { type: 'fail', message?: string, code?: string, exitCode?: number, stderr?: string, stdout?: string }
+ * @typedef {{ type: 'hang' } | { type: 'stall' } | { type: 'hang-after' }
+ *   | { type: 'fail', message?: string, code?: string, exitCode?: number, stderr?: string, stdout?: string }
  *   | { type: 'error-exit-0', message?: string } | { type: 'locked' }} FaultKind
  * @typedef {FaultKind & { times?: number, skip?: number }} Fault
- * @typedef {{ version?: string, stepMs?: number, vms: Vm[], faults?: Record<string, Record<string, Fault>>, calls?: number }} State
+ * @typedef {{ op: string, vm: string, pid: number, type: 'hang' | 'stall' | 'hang-after' }} Hung
+ * @typedef {{ version?: string, stepMs?: number, vms: Vm[], faults?: Record<string, Record<string, Fault>>, calls?: number, hung?: Hung[] }} State
  */
 
 /** @type {string} */
@@ -377,7 +379,9 @@ function lockedError(vm, file, context, line) {
 // faults (test hooks, set through lab.ts)
 
 /**
- * Looks up and consumes a fault for (op, vm); '*' matches any VM.
+ * Looks up and consumes a fault for (op, vm); '*' matches any VM. A fault with `skip` lets that
+ * many matching calls through first. A `hang` is recorded in `state.hung` as it is taken (same
+ * write), so a test can wait for the exact moment a process stopped.
  * @param {State} state @param {string} op @param {string} vmName @returns {Fault | undefined}
  */
 function takeFault(state, op, vmName) {
@@ -393,21 +397,40 @@ function takeFault(state, op, vmName) {
       f.times -= 1;
       if (f.times <= 0) delete faults[key]?.[op];
     }
+    if (f.type === 'hang') noteHung(state, op, vmName, 'hang');
     return f;
   }
   return undefined;
 }
 
+/** @param {State} state @param {string} op @param {string} vmName @param {Hung['type']} type */
+function noteHung(state, op, vmName, type) {
+  (state.hung ??= []).push({ op, vm: vmName, pid: process.pid, type });
+}
+
 /**
- * Applies a non-hang fault (hang is handled by the async caller). Returns 'hang' when it must hang.
+ * Stops this process for good after recording where (`stall`: mid-operation, `hang-after`: the
+ * operation done, its output printed, the exit never comes). The test kills it.
+ * @param {string} op @param {string} vmName @param {'stall' | 'hang-after'} type
+ */
+async function stopHere(op, vmName, type) {
+  withState((state) => noteHung(state, op, vmName, type));
+  await hangForever();
+}
+
+/**
+ * Applies a fault that ends the command now; the ones that stop it (hang, stall, hang-after) are
+ * returned for the async caller to act on at their point.
  * @param {Fault | undefined} f @param {string} vmName @param {string} file
- * @returns {'hang' | undefined}
+ * @returns {'hang' | 'stall' | 'hang-after' | undefined}
  */
 function applyFault(f, vmName, file) {
   if (!f) return undefined;
   switch (f.type) {
     case 'hang':
-      return 'hang';
+    case 'stall':
+    case 'hang-after':
+      return f.type;
     case 'locked':
       return lockedError(/** @type {Vm} */ ({ name: vmName }), file, 'LockMachine(a->session, LockType_Shared)', 225);
     case 'error-exit-0':
@@ -438,12 +461,14 @@ async function hangForever() {
 
 /**
  * Sets the transient state, releases the lock, prints 0%…90% while sleeping, then commits and prints
- * 100% (§1.4: each chunk flushed separately, on stderr).
- * @param {string} vmUuid @param {number} stepMs
+ * 100% (§1.4: each chunk flushed separately, on stderr). A `stall` stops for good at 50 %, the
+ * operation pending; once the process is killed the next call completes it (as VBoxSVC would).
+ * @param {string} vmUuid @param {number} stepMs @param {{ op: string, vm: string }} [stall]
  */
-async function runProgress(vmUuid, stepMs) {
+async function runProgress(vmUuid, stepMs, stall) {
   for (let pct = 0; pct < 100; pct += 10) {
     err(`${pct}%...`);
+    if (stall && pct === 50) await stopHere(stall.op, stall.vm, 'stall');
     await sleep(stepMs);
   }
   withState((state) => {
@@ -624,11 +649,20 @@ async function cmdSnapshot(args) {
   const FILE = 'VBoxManageSnapshot.cpp';
   const where = { context: 'FindMachine(bstrMachine.raw(), pMachine.asOutParam())', line: 322, file: FILE };
 
+  /** @type {ReturnType<typeof applyFault>} */
+  let fault;
+  let vmName = '';
   /** @type {{ kind: 'progress', vmUuid: string, stepMs: number, after?: string } | { kind: 'hang' } | { kind: 'done' }} */
   const next = withState((state) => {
     const vm = findVm(state, vmArg, where);
     const op = sub;
-    if (applyFault(takeFault(state, op, vm.name), vm.name, FILE) === 'hang') return { kind: 'hang' };
+    vmName = vm.name;
+    fault = applyFault(takeFault(state, op, vm.name), vm.name, FILE);
+    // A stall of a command without progress stops before it, as a hang does.
+    if (fault === 'hang' || (fault === 'stall' && !['take', 'restore', 'restorecurrent', 'delete'].includes(sub))) {
+      if (fault === 'stall') noteHung(state, op, vm.name, 'stall');
+      return { kind: 'hang' };
+    }
     const now = Date.now();
     switch (sub) {
       case 'take': {
@@ -770,9 +804,10 @@ async function cmdSnapshot(args) {
 
   if (next.kind === 'hang') await hangForever();
   if (next.kind === 'progress') {
-    await runProgress(next.vmUuid, next.stepMs);
+    await runProgress(next.vmUuid, next.stepMs, fault === 'stall' ? { op: sub, vm: vmName } : undefined);
     if (next.after) out(next.after);
   }
+  if (fault === 'hang-after') await stopHere(sub, vmName, 'hang-after');
 }
 
 /** edit's left-to-right options (§2.4). @param {string[]} argv */
@@ -832,7 +867,7 @@ function uniqueName(vm, name, flags) {
 }
 
 /** @param {string[]} args */
-function cmdShowVmInfo(args) {
+async function cmdShowVmInfo(args) {
   const FILE = 'VBoxManageInfo.cpp';
   const parsed = getopt(args, {
     '--machinereadable': { id: 'm', value: false }, '-machinereadable': { id: 'm', value: false },
@@ -842,27 +877,39 @@ function cmdShowVmInfo(args) {
   if (parsed.error) syntaxError(parsed.error, usage, 2);
   if (parsed.rest.length !== 1) syntaxError(parsed.rest.length === 0 ? 'VM name or UUID required' : `Invalid parameter '${parsed.rest[1]}'`, usage, 2);
   const vmArg = /** @type {string} */ (parsed.rest[0]);
-  withState((state) => {
+  const stop = withState((state) => {
     const vm = findVm(state, vmArg, { context: 'FindMachine(Bstr(VMNameOrUuid).raw(), machine.asOutParam())', line: 2719, file: FILE });
-    applyFault(takeFault(state, 'showvminfo', vm.name), vm.name, FILE);
+    const fault = applyFault(takeFault(state, 'showvminfo', vm.name), vm.name, FILE);
+    if (fault === 'hang' || fault === 'stall') {
+      if (fault === 'stall') noteHung(state, 'showvminfo', vm.name, 'stall');
+      return { fault, vm: vm.name };
+    }
     out(parsed.opts.some((o) => o.id === 'm') ? machineReadableVmInfo(vm) : humanVmInfo(vm));
+    return { fault, vm: vm.name };
   });
+  if (stop.fault === 'hang' || stop.fault === 'stall') await hangForever();
+  if (stop.fault === 'hang-after') await stopHere('showvminfo', stop.vm, 'hang-after');
 }
 
 /** @param {string[]} args */
-function cmdList(args) {
+async function cmdList(args) {
   const what = args[0];
   const usage = 'VBoxManage list [--long] [--sorted] vms | runningvms | ostypes | hdds | …';
   if (what !== 'vms' && what !== 'runningvms') syntaxError(what === undefined ? 'Missing subcommand for "list" command.' : `Unknown subcommand "${what}".`, usage, 2);
-  withState((state) => {
-    applyFault(takeFault(state, 'list', '*'), '*', 'VBoxManageList.cpp');
+  const fault = withState((state) => {
+    const f = applyFault(takeFault(state, 'list', '*'), '*', 'VBoxManageList.cpp');
+    if (f === 'stall') noteHung(state, 'list', '*', 'stall');
+    if (f === 'hang' || f === 'stall') return f;
     // §6: runningvms includes paused (Running, Teleporting, LiveSnapshotting, Paused, TeleportingPausedVM).
     const RUNNING = ['running', 'teleporting', 'livesnapshotting', 'paused', 'teleportingpausedvm'];
     for (const vm of state.vms) {
       if (what === 'runningvms' && !RUNNING.includes(vm.state)) continue;
       out(`"${vm.name}" {${vm.uuid}}\n`);
     }
+    return f;
   });
+  if (fault === 'hang' || fault === 'stall') await hangForever();
+  if (fault === 'hang-after') await stopHere('list', '*', 'hang-after');
 }
 
 /** @param {string[]} args */
@@ -877,20 +924,23 @@ async function cmdStartVm(args) {
   if (!['gui', 'headless', 'sdl', 'separate'].includes(type)) syntaxError(`Invalid session type '${type}'`, usage, 2);
   const next = withState((state) => {
     const vm = findVm(state, vmArg, { context: 'FindMachine(Bstr(VMName).raw(), machine.asOutParam())', line: 847, file: FILE });
-    if (applyFault(takeFault(state, 'startvm', vm.name), vm.name, FILE) === 'hang') return { hang: true, name: vm.name, uuid: vm.uuid, stepMs: 0 };
+    const fault = applyFault(takeFault(state, 'startvm', vm.name), vm.name, FILE);
+    if (fault === 'hang') return { hang: true, fault, name: vm.name, uuid: vm.uuid, stepMs: 0 };
     out(`Waiting for VM "${vm.name}" to power on...\n`);
     // UNVERIFIED (§12): a session already holds a running VM's lock, so LaunchVMProcess fails this way.
     if (!STABLE_OFFLINE.includes(vm.state)) lockedError(vm, FILE, 'LaunchVMProcess(a->session, sessionType.raw(), ComSafeArrayAsInParam(aBstrEnv), progress.asOutParam())', 881);
     begin(vm, 'start', 'starting', {}, Date.now());
-    return { hang: false, name: vm.name, uuid: vm.uuid, stepMs: stepMsOf(state) };
+    return { hang: false, fault, name: vm.name, uuid: vm.uuid, stepMs: stepMsOf(state) };
   });
   if (next.hang) return hangForever();
+  if (next.fault === 'stall') await stopHere('startvm', next.name, 'stall');
   await sleep(next.stepMs * 2);
   withState((state) => {
     const vm = state.vms.find((v) => v.uuid === next.uuid);
     if (vm?.pending && vm.pending.pid === process.pid) commit(vm, vm.pending, Date.now());
   });
   out(`VM "${next.name}" has been successfully started.\n`);
+  if (next.fault === 'hang-after') await stopHere('startvm', next.name, 'hang-after');
 }
 
 /** @param {string[]} args */
@@ -900,9 +950,14 @@ async function cmdControlVm(args) {
   if (args.length < 2) syntaxError('Not enough parameters', usage, 2);
   const [vmArg, action] = /** @type {[string, string]} */ (args);
   if (!['pause', 'resume', 'poweroff', 'savestate', 'acpipowerbutton'].includes(action)) syntaxError(`Invalid parameter '${action}'`, usage, 1);
+  /** @type {ReturnType<typeof applyFault>} */
+  let fault;
+  let vmName = '';
   const next = withState((state) => {
     const vm = findVm(state, vmArg, { context: 'FindMachine(Bstr(a->argv[0]).raw(), machine.asOutParam())', line: 372, file: FILE });
-    if (applyFault(takeFault(state, 'controlvm', vm.name), vm.name, FILE) === 'hang') return { kind: 'hang', uuid: vm.uuid, stepMs: 0 };
+    fault = applyFault(takeFault(state, 'controlvm', vm.name), vm.name, FILE);
+    vmName = vm.name;
+    if (fault === 'hang') return { kind: 'hang', uuid: vm.uuid, stepMs: 0 };
     // §3.3/§7: without a console the command stops with one line, argv[0] as typed.
     const hasConsole = !STABLE_OFFLINE.includes(vm.state);
     if (!hasConsole) {
@@ -939,14 +994,20 @@ async function cmdControlVm(args) {
     }
   });
   if (next.kind === 'hang') return hangForever();
-  if (next.kind === 'progress') await runProgress(next.uuid, next.stepMs);
+  // A stall of an action without progress (pause, resume, the power button) stops after it.
+  if (next.kind === 'progress') await runProgress(next.uuid, next.stepMs, fault === 'stall' ? { op: 'controlvm', vm: vmName } : undefined);
+  if (fault === 'hang-after' || (fault === 'stall' && next.kind !== 'progress')) await stopHere('controlvm', vmName, fault);
 }
 
-function cmdVersion() {
-  withState((state) => {
-    applyFault(takeFault(state, 'version', '*'), '*', 'VBoxManage.cpp');
-    out(`${state.version ?? DEFAULT_VERSION}\n`);
+async function cmdVersion() {
+  const fault = withState((state) => {
+    const f = applyFault(takeFault(state, 'version', '*'), '*', 'VBoxManage.cpp');
+    if (f === 'stall') noteHung(state, 'version', '*', 'stall');
+    if (f !== 'hang' && f !== 'stall') out(`${state.version ?? DEFAULT_VERSION}\n`);
+    return f;
   });
+  if (fault === 'hang' || fault === 'stall') await hangForever();
+  if (fault === 'hang-after') await stopHere('version', '*', 'hang-after');
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -965,16 +1026,16 @@ async function main() {
       case '-v':
       case '-version':
       case '-V':
-        cmdVersion();
+        await cmdVersion();
         break;
       case 'snapshot':
         await cmdSnapshot(rest);
         break;
       case 'showvminfo':
-        cmdShowVmInfo(rest);
+        await cmdShowVmInfo(rest);
         break;
       case 'list':
-        cmdList(rest);
+        await cmdList(rest);
         break;
       case 'startvm':
         await cmdStartVm(rest);
