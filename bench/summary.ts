@@ -110,6 +110,10 @@ export function summaryTable(markdown: string): string {
   if (rel) {
     const d = rel.data;
     rows.push(`| kill matrix: SIGKILL + restart at ${n(d.points, 0)} of ${n(d.planned, 0)} points of create, delete, revert, delete-all, offline create (\`reliability\`) | 0 lost, duplicated, ended twice, wrong power; integrity ok | ${met(d.met)}: ${n(d.lost, 0)} lost, ${n(d.duplicates, 0)} duplicates, ${n(d.endedTwice, 0)} ended twice, ${n(d.wrongPower, 0)} wrong power, ${n(d.storeDisagrees, 0)} store ≠ hypervisor; integrity ${d.integrityOk === true ? 'ok' : '**NOT ok**'}; ${n(d.wallS, 0)} s wall | ${from(rel)} |`);
+    const f = nested(d, 'fuzz');
+    if (Object.keys(f).length > 0) {
+      rows.push(`| … API fuzz: requests from the OpenAPI document, valid and mutated (\`reliability\`) | no 5xx; problem+json or schema-valid; integrity ok | ${met(f.passed)}: ${n(f.requests, 0)} requests in ${n(f.seconds, 1)} s, seed ${n(f.seed, 0)} | ${from(rel)} |`);
+    }
   } else none('reliability', 'kill matrix', '0 lost, duplicated, wrong power; integrity ok');
 
   return [START, '', '| benchmark | target | latest recorded run (median; spread over its rounds) | run |', '|---|---|---|---|', ...rows, '', END].join('\n');
