@@ -61,7 +61,10 @@ export function checkDatabaseFile(path: string): void {
   try {
     let problems: string[];
     try {
-      problems = (ro.pragma('quick_check') as Array<{ quick_check: string }>).map((r) => r.quick_check).filter((l) => l !== 'ok');
+      // SQLite's report may span lines ("*** in database main ***\nTree 30 page 108: …"): the message stays one line.
+      problems = (ro.pragma('quick_check') as Array<{ quick_check: string }>)
+        .map((r) => r.quick_check.replace(/\*\*\* in database \w+ \*\*\*\s*/g, '').replace(/\s*\n\s*/g, '; ').trim())
+        .filter((l) => l !== 'ok' && l !== '');
       if (problems.length === 0) {
         const fk = ro.pragma('foreign_key_check') as Array<{ table: string; rowid: number | null; parent: string }>;
         if (fk.length > 0) {
@@ -70,7 +73,7 @@ export function checkDatabaseFile(path: string): void {
         }
       }
     } catch (e) {
-      problems = [(e as Error).message];
+      problems = [(e as Error).message.replace(/\s*\n\s*/g, '; ')];
     }
     if (problems.length > 0) {
       throw new DatabaseDamagedError(`database ${path} is damaged: ${problems.slice(0, 3).join('; ')}${problems.length > 3 ? ` (+${problems.length - 3} more)` : ''}; restore the last good backup (snapvisor restore)`);
