@@ -18,11 +18,11 @@ import { markerForJob } from '../../providers/contract.ts';
 import { registryOf } from '../../providers/index.ts';
 import { createKvmProvider } from '../../providers/kvm/index.ts';
 import type { Clock } from '../../providers/shared/offline.ts';
-import type { Job } from '../../src/domain/types.ts';
 import { createEngine } from '../../src/engine/engine.ts';
 import { openStore } from '../../src/store/index.ts';
 import { silentLogger } from '../fixtures/fake-provider.ts';
 import { createKvmLab, LAB_SESSIONS } from '../labs/kvm/lab.ts';
+import { recoverOnNewEngine } from './recovering-engine.ts';
 
 const dir = mkdtempSync(join('/tmp', 'snapvisor-kvm-offline-crash-'));
 chmodSync(dir, 0o755);
@@ -75,19 +75,7 @@ t.test('engine gone after the shutdown, domain off: the recovering engine takes 
 
   // 2. The second engine, on the same database: recovery, then the retry.
   const provider2 = createKvmProvider('lab', providerOptions, { log });
-  const store2 = openStore(database);
-  const engine2 = createEngine({ store: store2, registry: registryOf([{ spec: { name: 'lab', kind: 'kvm', demo: false, concurrency: 2, options: {} }, provider: provider2 }]), log, settings });
-  tt.teardown(async () => {
-    await engine2.stop({ graceMs: 1_000 });
-    store2.close();
-    await provider2.close();
-  });
-  await engine2.start();
-  let final: Job;
-  for (;;) {
-    final = await engine2.waitForJob(job.id, 60_000);
-    if (['succeeded', 'failed', 'cancelled'].includes(final.state)) break;
-  }
+  const final = await recoverOnNewEngine(tt, { database, spec: { name: 'lab', kind: 'kvm', demo: false, concurrency: 2, options: {} }, provider: provider2, log, settings, jobId: job.id });
   tt.equal(final.state, 'succeeded', JSON.stringify(final.error));
   const marked = (await provider2.listSnapshots(lab.domainUuid('cold'), { signal: new AbortController().signal, progress: () => {}, log })).filter((s) => s.marker === markerForJob(job.id));
   tt.equal(marked.length, 1, 'exactly one snapshot carries the job marker');

@@ -18,11 +18,11 @@ import t from 'tap';
 import { markerForJob } from '../../providers/contract.ts';
 import { registryOf } from '../../providers/index.ts';
 import { createVmwareProvider } from '../../providers/vmware/index.ts';
-import type { Job } from '../../src/domain/types.ts';
 import { createEngine } from '../../src/engine/engine.ts';
 import { openStore } from '../../src/store/index.ts';
 import { silentLogger } from '../fixtures/fake-provider.ts';
 import { startVcsim } from '../labs/vcsim/lab.ts';
+import { recoverOnNewEngine } from './recovering-engine.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'snapvisor-vmware-offline-crash-'));
 const lab = await startVcsim({ dir: join(root, 'vcsim'), tls: false });
@@ -106,19 +106,7 @@ t.test('engine gone after the snapshot, before the power-on: the recovering engi
   store1.close();
 
   const provider2 = createVmwareProvider('lab', optionsVia(lab.port), { log });
-  const store2 = openStore(database);
-  const engine2 = createEngine({ store: store2, registry: registryOf([{ spec, provider: provider2 }]), log, settings });
-  tt.teardown(async () => {
-    await engine2.stop({ graceMs: 1_000 });
-    store2.close();
-    await provider2.close();
-  });
-  await engine2.start();
-  let final: Job;
-  for (;;) {
-    final = await engine2.waitForJob(job.id, 60_000);
-    if (['succeeded', 'failed', 'cancelled'].includes(final.state)) break;
-  }
+  const final = await recoverOnNewEngine(tt, { database, spec, provider: provider2, log, settings, jobId: job.id });
   tt.equal(final.state, 'succeeded', JSON.stringify(final.error));
   const marked = (await direct.listSnapshots(vm.providerVmId, ctx())).filter((s) => s.marker === markerForJob(job.id));
   tt.equal(marked.length, 1, 'exactly one snapshot carries the job marker');
