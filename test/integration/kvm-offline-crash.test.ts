@@ -22,6 +22,7 @@ import { createEngine } from '../../src/engine/engine.ts';
 import { openStore } from '../../src/store/index.ts';
 import { silentLogger } from '../fixtures/fake-provider.ts';
 import { createKvmLab, LAB_SESSIONS } from '../labs/kvm/lab.ts';
+import { until } from '../e2e/daemon.ts';
 import { recoverOnNewEngine } from './recovering-engine.ts';
 
 const dir = mkdtempSync(join('/tmp', 'snapvisor-kvm-offline-crash-'));
@@ -37,15 +38,6 @@ t.teardown(async () => {
 });
 
 const domstate = async () => (await lab.virsh('domstate', '--domain', lab.domainName('cold'))).stdout.trim();
-async function until<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 t.test('engine gone after the shutdown, domain off: the recovering engine takes one snapshot and starts the domain again', async (tt) => {
   // 1. The first engine: its offline sequence waits for the guest through this clock, forever.
@@ -63,7 +55,7 @@ t.test('engine gone after the shutdown, domain off: the recovering engine takes 
   await engine1.start();
   const vm = (await engine1.listVms({ limit: 50, name: lab.domainName('cold') })).items[0]!;
   const { job } = await engine1.submit({ kind: 'snapshot.create', vmId: vm.id, name: 'cold-copy', description: '', mode: 'offline' }, { principal: 'test', requestHash: 'h1' });
-  await until('the sequence waiting for the guest', async () => waitingForGuest);
+  await until('the sequence waiting for the guest', async () => waitingForGuest, 60_000, 50);
   tt.equal(await domstate(), 'running', 'asked to shut down; the lab guest ignores it');
   // The guest goes down while no engine is there to see it.
   await lab.virsh('destroy', '--domain', lab.domainName('cold'));

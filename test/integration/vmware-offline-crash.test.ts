@@ -22,6 +22,7 @@ import { createEngine } from '../../src/engine/engine.ts';
 import { openStore } from '../../src/store/index.ts';
 import { silentLogger } from '../fixtures/fake-provider.ts';
 import { startVcsim } from '../labs/vcsim/lab.ts';
+import { until } from '../e2e/daemon.ts';
 import { recoverOnNewEngine } from './recovering-engine.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'snapvisor-vmware-offline-crash-'));
@@ -77,15 +78,6 @@ const optionsVia = (port: number) => ({
 const spec = { name: 'lab', kind: 'vmware' as const, demo: false, concurrency: 2, options: {} };
 const ctx = () => ({ signal: new AbortController().signal, progress: () => {}, log });
 
-async function until<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 t.test('engine gone after the snapshot, before the power-on: the recovering engine powers the VM on, one snapshot', async (tt) => {
   const direct = createVmwareProvider('lab', optionsVia(lab.port), { log });
@@ -99,7 +91,7 @@ t.test('engine gone after the snapshot, before the power-on: the recovering engi
   const vm = (await engine1.listVms({ limit: 50, name: 'DC0_H0_VM0' })).items[0]!;
   tt.equal(await powerOf(vm.providerVmId), 'poweredOn', 'running before the job');
   const { job } = await engine1.submit({ kind: 'snapshot.create', vmId: vm.id, name: 'cold', description: '', mode: 'offline' }, { principal: 'test', requestHash: 'h1' });
-  await until('the power-on swallowed', async () => swallowed);
+  await until('the power-on swallowed', async () => swallowed, 60_000, 50);
   tt.equal(await powerOf(vm.providerVmId), 'poweredOff', 'off when the engine dies');
   await engine1.stop({ graceMs: 0 });
   tt.equal((await store1.jobs.get(job.id))?.state, 'running', 'left running, as a killed daemon leaves it');
