@@ -65,3 +65,24 @@ export interface PlannedSnapshot {
   current: boolean;
   createdAt: Iso | null;
 }
+
+export type PolicyRunKind = 'snapshot' | 'consolidate';
+/** schedule: a cron slot; catch-up: the one run for slots missed while the daemon was down; manual: POST …/run. */
+export type PolicyRunTrigger = 'schedule' | 'catch-up' | 'manual';
+/** skipped: the slot came while the previous run of the same policy and kind was still going. */
+export type PolicyRunState = 'running' | 'succeeded' | 'partial' | 'failed' | 'skipped';
+
+/** One run of a policy: a persisted record first, then its jobs (each visible in /v1/jobs). */
+export interface PolicyRun {
+  id: string;
+  policyId: string;
+  kind: PolicyRunKind;
+  trigger: PolicyRunTrigger;
+  /** The cron slot it ran for (null for manual runs). */
+  scheduledFor: Iso | null;
+  startedAt: Iso;
+  finishedAt: Iso | null;
+  state: PolicyRunState;
+  jobIds: string[];
+  message: string | null;
+}

@@ -7,6 +7,7 @@
  * answers; the API maps both to problem+json.
  */
 import type { Capabilities, DiskInfo, TargetHealth } from '../../providers/contract.ts';
+import type { PolicyRun } from '../domain/policy.ts';
 import type {
   AuditEntry,
   CreateOptionValue,
@@ -100,7 +101,9 @@ export type EngineEvent =
   | { type: 'job'; job: Job }
   | { type: 'snapshot'; action: 'created' | 'updated' | 'gone'; snapshot: Snapshot }
   | { type: 'vm'; action: 'created' | 'updated' | 'gone'; vm: Vm }
-  | { type: 'target'; target: TargetView };
+  | { type: 'target'; target: TargetView }
+  /** A policy run started, was skipped or ended. */
+  | { type: 'policy-run'; run: PolicyRun };
 
 export interface ReadyReport {
   ready: boolean;

@@ -27,6 +27,9 @@ export function formatEvent(event: EngineEvent, id: number): string {
     case 'target':
       data = event.target;
       break;
+    case 'policy-run':
+      data = event.run;
+      break;
   }
   // JSON.stringify never emits a raw newline, so one data line is always enough.
   return `id: ${id}\nevent: ${event.type}\ndata: ${JSON.stringify(data)}\n\n`;
