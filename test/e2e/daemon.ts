@@ -4,6 +4,8 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer, type AddressInfo } from 'node:net';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const REPO = fileURLToPath(new URL('../../', import.meta.url));
@@ -33,11 +35,19 @@ export interface StartOptions {
   /** A fixed port (see freePort); required with stdout 'closed' or with non-JSON logs. */
   port?: number;
   /**
-   * The script node runs instead of scripts/start.mjs: a copy of the bundle an earlier start of
-   * this run made (.build/snapvisor.mjs), for a file that starts the daemon many times and cannot
-   * afford esbuild at every start on a loaded machine.
+   * The script node runs instead of scripts/start.mjs: the build an earlier start of this run made
+   * (`builtDaemon()`), for a file that starts the daemon many times and cannot afford esbuild at
+   * every start on a loaded machine.
    */
   script?: string;
+}
+
+/**
+ * The entry file of the build the latest `npm start` made (.build/latest names it). Builds are
+ * content-addressed folders that are never rewritten, so it stays valid for the whole run.
+ */
+export function builtDaemon(): string {
+  return readFileSync(path.join(REPO, '.build', 'latest'), 'utf8').trim();
 }
 
 /** A port nothing listens on right now. */

@@ -10,25 +10,19 @@
 // records them in BENCHMARKS.md).
 import t from 'tap';
 import Database from 'better-sqlite3';
-import { copyFileSync, rmSync, writeFileSync } from 'node:fs';
-import path from 'node:path';
+import { writeFileSync } from 'node:fs';
 import type { SimFault, SimHung, SimOp, VboxLab } from '../labs/vboxmanage-sim/lab.ts';
-import { api, REPO, startDaemon, until, type Daemon } from './daemon.ts';
+import { api, builtDaemon, startDaemon, until, type Daemon } from './daemon.ts';
 import { finalJob, firstVm, TOKEN, vboxDaemonSetup, type JobBody } from './vbox-daemon.ts';
 
 type TapTest = Parameters<Parameters<typeof t.test>[0]>[0];
 
-// The first start goes through scripts/start.mjs exactly as `npm start` does; the others run a
-// copy of the bundle it made (44 starts, each bundling again, cost minutes on a loaded machine).
+// The first start goes through scripts/start.mjs exactly as `npm start` does; the others run the
+// build it made (44 starts, each bundling again, cost minutes on a loaded machine).
 let bundle: string | undefined;
-t.teardown(() => bundle && rmSync(bundle, { force: true }));
 async function start(ctx: { dir: string; env: Record<string, string> }): Promise<Daemon> {
   const d = await startDaemon({ cwd: ctx.dir, env: ctx.env, ...(bundle ? { script: bundle } : {}) });
-  if (!bundle) {
-    const copy = path.join(REPO, '.build', `kill-matrix-${process.pid}.mjs`);
-    copyFileSync(path.join(REPO, '.build', 'snapvisor.mjs'), copy);
-    bundle = copy;
-  }
+  bundle ??= builtDaemon();
   return d;
 }
 
