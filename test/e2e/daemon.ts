@@ -35,11 +35,13 @@ export interface StartOptions {
   /** A fixed port (see freePort); required with stdout 'closed' or with non-JSON logs. */
   port?: number;
   /**
-   * The script node runs instead of scripts/start.mjs: the build an earlier start of this run made
-   * (`builtDaemon()`), for a file that starts the daemon many times and cannot afford esbuild at
-   * every start on a loaded machine.
+   * The script node runs. By default the first start of a test process goes through
+   * scripts/start.mjs exactly as `npm start` does, and later ones run the build it made
+   * (`builtDaemon()`): esbuild at every start cost about a second each on a loaded machine.
    */
   script?: string;
+  /** Every start through scripts/start.mjs, for a test of `npm start` itself. */
+  npmStart?: boolean;
 }
 
 /**
@@ -48,6 +50,24 @@ export interface StartOptions {
  */
 export function builtDaemon(): string {
   return readFileSync(path.join(REPO, '.build', 'latest'), 'utf8').trim();
+}
+
+let built: string | undefined;
+
+/** What node runs for this start (see StartOptions.script). */
+function entryFor(options: StartOptions): string {
+  if (options.script !== undefined) return options.script;
+  return options.npmStart === true ? START : (built ?? START);
+}
+
+/** After a start through scripts/start.mjs: later starts of this process run its build. */
+function noteBuilt(entry: string): void {
+  if (entry !== START || built !== undefined) return;
+  try {
+    built = builtDaemon();
+  } catch {
+    // No build was made (esbuild failed): later starts go through start.mjs and show why.
+  }
 }
 
 /** A port nothing listens on right now. */
@@ -62,15 +82,18 @@ export async function freePort(): Promise<number> {
 function daemonEnv(options: StartOptions): Record<string, string> {
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env)) {
-    // The daemon must not inherit a config or token from the developer's shell.
-    if (v !== undefined && !k.startsWith('SNAPVISOR_') && !k.startsWith('TAP')) env[k] = v;
+    // The daemon must not inherit a config or token from the developer's shell, nor tap's Node
+    // options (its --import of a process tracker costs every daemon start and every simulator call
+    // the daemon makes about 0.1 s, seconds on a loaded machine; coverage is off).
+    if (v !== undefined && !k.startsWith('SNAPVISOR_') && !k.startsWith('TAP') && k !== 'NODE_OPTIONS') env[k] = v;
   }
   return Object.assign(env, { SNAPVISOR_PORT: String(options.port ?? 0), SNAPVISOR_HOST: '127.0.0.1' }, options.env ?? {});
 }
 
 /** Starts the daemon as startDaemon does, for a start that is expected to fail: its exit code and output. */
 export async function runDaemonToExit(options: StartOptions): Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }> {
-  const proc = spawn(process.execPath, ['--enable-source-maps', START], { cwd: options.cwd, env: daemonEnv(options), stdio: ['ignore', 'pipe', 'pipe'] });
+  const entry = entryFor(options);
+  const proc = spawn(process.execPath, ['--enable-source-maps', entry], { cwd: options.cwd, env: daemonEnv(options), stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   proc.stdout!.setEncoding('utf8').on('data', (c: string) => (stdout += c));
@@ -78,12 +101,14 @@ export async function runDaemonToExit(options: StartOptions): Promise<{ code: nu
   const timer = setTimeout(() => proc.kill('SIGKILL'), options.timeoutMs ?? 30_000);
   const { code, signal } = await new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => proc.on('close', (c, s) => resolve({ code: c, signal: s })));
   clearTimeout(timer);
+  noteBuilt(entry);
   return { code, signal, stdout, stderr };
 }
 
 export async function startDaemon(options: StartOptions): Promise<Daemon> {
   const env = daemonEnv(options);
-  const proc = spawn(process.execPath, ['--enable-source-maps', options.script ?? START], { cwd: options.cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const entry = entryFor(options);
+  const proc = spawn(process.execPath, ['--enable-source-maps', entry], { cwd: options.cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   if (options.stdout === 'closed') proc.stdout!.destroy();
@@ -113,6 +138,7 @@ export async function startDaemon(options: StartOptions): Promise<Daemon> {
       throw new Error(`daemon did not listen in time:\n${err}\n${out}`);
     } else await new Promise((r) => setTimeout(r, 50));
   }
+  noteBuilt(entry);
   return {
     url,
     proc,

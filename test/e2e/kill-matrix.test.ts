@@ -12,19 +12,14 @@ import t from 'tap';
 import Database from 'better-sqlite3';
 import { writeFileSync } from 'node:fs';
 import type { SimFault, SimHung, SimOp, VboxLab } from '../labs/vboxmanage-sim/lab.ts';
-import { api, builtDaemon, startDaemon, until, type Daemon } from './daemon.ts';
+import { api, startDaemon, until, type Daemon } from './daemon.ts';
 import { finalJob, firstVm, TOKEN, vboxDaemonSetup, type JobBody } from './vbox-daemon.ts';
 
 type TapTest = Parameters<Parameters<typeof t.test>[0]>[0];
 
 // The first start goes through scripts/start.mjs exactly as `npm start` does; the others run the
-// build it made (44 starts, each bundling again, cost minutes on a loaded machine).
-let bundle: string | undefined;
-async function start(ctx: { dir: string; env: Record<string, string> }): Promise<Daemon> {
-  const d = await startDaemon({ cwd: ctx.dir, env: ctx.env, ...(bundle ? { script: bundle } : {}) });
-  bundle ??= builtDaemon();
-  return d;
-}
+// build it made (startDaemon's default).
+const start = (ctx: { dir: string; env: Record<string, string> }): Promise<Daemon> => startDaemon({ cwd: ctx.dir, env: ctx.env });
 
 /** Milliseconds per 10 % of a simulated operation: every stop waits on a recorded point, never on time. */
 const STEP_MS = 10;

@@ -127,7 +127,8 @@ t.test('a second signal exits at once, the store stays usable and the job is rec
   await until('shutdown begun', async () => d1.logs().some((l) => String(l.msg).startsWith('shutting down')), 5_000, 20);
   const exit = await stopTimed(d1, 'SIGINT');
   t.equal(exit.code, 1);
-  t.ok(exit.ms < 1_000, `gone ${exit.ms} ms after the second signal, not after the 30 s grace`);
+  // 10 s, a third of the grace: a loaded machine took 1.4 s to reap the process; waiting out the grace takes 30.
+  t.ok(exit.ms < 10_000, `gone ${exit.ms} ms after the second signal, not after the 30 s grace`);
   t.match(await storedJob(ctx, jobId), { state: 'running' }, 'the job is still marked running: recovery will look');
 
   ctx.lab.setFault('take', 'app-1', null);

@@ -148,7 +148,9 @@ export function writeVboxWrapper(dir: string): string {
   writeFileSync(
     vboxmanage,
     // The wrapper's directory from $0 without forking dirname (run thousands of times by the tests).
-    `#!/bin/sh\ncase "$0" in */*) here="\${0%/*}" ;; *) here=. ;; esac\n` +
+    // NODE_OPTIONS unset: the simulator needs none of its caller's Node options, and a test runner's
+    // (tap's --import of its process tracker) cost about 0.1 s at each of thousands of calls.
+    `#!/bin/sh\ncase "$0" in */*) here="\${0%/*}" ;; *) here=. ;; esac\nunset NODE_OPTIONS\n` +
       `exec ${shellQuote(process.execPath)} ${shellQuote(SIMULATOR_PATH)} --sim-state "$here/vbox-state.json" "$@"\n`,
   );
   chmodSync(vboxmanage, 0o755);
