@@ -10,7 +10,7 @@
  * limit rather than a keep-rule (see RetentionRule in ./policy.ts).
  */
 import { DateTime, Duration } from 'luxon';
-import { bucketKeys, bucketLabel, localWallMs, type BucketKeys } from './local-calendar.ts';
+import { bucketLabel, localWallMs, monthKey, weekKey } from './local-calendar.ts';
 import type { PlannedSnapshot, Policy, RetentionRule } from './policy.ts';
 
 export interface RetentionPlan {
@@ -39,21 +39,55 @@ export function notOwnedReason(snapshot: PlannedSnapshot, policyId: string): str
   return null;
 }
 
-const GFS = [
-  { field: 'keepHourly', bucket: 'hour', word: 'hourly' },
-  { field: 'keepDaily', bucket: 'day', word: 'daily' },
-  { field: 'keepWeekly', bucket: 'week', word: 'weekly' },
-  { field: 'keepMonthly', bucket: 'month', word: 'monthly' },
-] as const;
+const HOUR_MS = 3_600_000;
+const DAY_MS = 86_400_000;
 
+/**
+ * One owned, dated snapshot. Flat numbers, reasons allocated only when kept: the planner sees a
+ * fleet's million snapshots per run (bench/policy-planner.ts).
+ */
 interface Dated {
   snapshot: PlannedSnapshot;
   ms: number;
   wallMs: number;
-  keys: BucketKeys;
-  reasons: string[];
+  hour: number;
+  day: number;
+  reasons: string[] | null;
   tooOld: boolean;
 }
+
+function keepFor(d: Dated, reason: string): void {
+  if (d.reasons === null) d.reasons = [reason];
+  else d.reasons.push(reason);
+}
+
+function byNewest(a: Dated, b: Dated): number {
+  return b.ms - a.ms || (a.snapshot.id < b.snapshot.id ? -1 : a.snapshot.id > b.snapshot.id ? 1 : 0);
+}
+
+/**
+ * restic's bucket walk: newest first, the first snapshot of each new bucket is that bucket's
+ * newest; stop after `count` buckets. A Set, not "differs from the previous key": a DST change
+ * must not make one bucket count twice.
+ */
+function keepBuckets(dated: readonly Dated[], count: number | undefined, keyOf: (d: Dated) => number, label: (d: Dated) => string): void {
+  let left = count ?? 0;
+  if (left <= 0) return;
+  const seen = new Set<number>();
+  for (const d of dated) {
+    const key = keyOf(d);
+    if (seen.has(key)) continue;
+    seen.add(key);
+    // The bucket counts even when maxAge then drops its snapshot: maxAge limits, it never widens.
+    if (!d.tooOld) keepFor(d, label(d));
+    if (--left === 0) return;
+  }
+}
+
+const hourOf = (d: Dated) => d.hour;
+const dayOf = (d: Dated) => d.day;
+const weekOf = (d: Dated) => weekKey(d.day);
+const monthOf = (d: Dated) => monthKey(d.day);
 
 export function planRetention(input: RetentionInput): RetentionPlan {
   const { policy, now } = input;
@@ -75,42 +109,34 @@ export function planRetention(input: RetentionInput): RetentionPlan {
       continue;
     }
     const wallMs = localWallMs(policy.timezone, ms);
-    dated.push({ snapshot, ms, wallMs, keys: bucketKeys(wallMs), reasons: [], tooOld: false });
+    dated.push({ snapshot, ms, wallMs, hour: Math.floor(wallMs / HOUR_MS), day: Math.floor(wallMs / DAY_MS), reasons: null, tooOld: false });
   }
   // Newest first; one dated after `now` (the clock went back) sorts as the newest it is.
-  dated.sort((a, b) => b.ms - a.ms || (a.snapshot.id < b.snapshot.id ? -1 : a.snapshot.id > b.snapshot.id ? 1 : 0));
+  dated.sort(byNewest);
 
   const keepLast = Math.max(1, rule.keepLast);
-  for (let i = 0; i < dated.length && i < keepLast; i++) dated[i]!.reasons.push(`last ${i + 1} of ${keepLast}`);
+  for (let i = 0; i < dated.length && i < keepLast; i++) keepFor(dated[i]!, `last ${i + 1} of ${keepLast}`);
 
   const cutoff = maxAgeCutoff(rule, policy.timezone, nowMs);
   if (cutoff !== null) {
     for (const d of dated) d.tooOld = d.ms < cutoff;
   }
 
-  for (const { field, bucket, word } of GFS) {
-    let left = rule[field] ?? 0;
-    if (left <= 0) continue;
-    const seen = new Set<number>();
-    for (const d of dated) {
-      const key = d.keys[bucket];
-      if (seen.has(key)) continue;
-      seen.add(key);
-      // The bucket counts even when maxAge then drops its snapshot: maxAge limits, it never widens.
-      if (!d.tooOld) d.reasons.push(`${word} ${bucketLabel(bucket, d.wallMs)}`);
-      if (--left === 0) break;
-    }
-  }
+  keepBuckets(dated, rule.keepHourly, hourOf, (d) => `hourly ${bucketLabel('hour', d.wallMs)}`);
+  keepBuckets(dated, rule.keepDaily, dayOf, (d) => `daily ${bucketLabel('day', d.wallMs)}`);
+  keepBuckets(dated, rule.keepWeekly, weekOf, (d) => `weekly ${bucketLabel('week', d.wallMs)}`);
+  keepBuckets(dated, rule.keepMonthly, monthOf, (d) => `monthly ${bucketLabel('month', d.wallMs)}`);
 
+  const tooOldReason = `older than maxAge ${rule.maxAge ?? ''}`.trimEnd();
   const deleted: Dated[] = [];
   for (const d of dated) {
-    if (d.reasons.length > 0) plan.keep.push({ id: d.snapshot.id, reasons: d.reasons });
+    if (d.reasons !== null) plan.keep.push({ id: d.snapshot.id, reasons: d.reasons });
     else deleted.push(d);
   }
   // Oldest first: a run cut short leaves the newest ones.
   for (let i = deleted.length - 1; i >= 0; i--) {
     const d = deleted[i]!;
-    plan.delete.push({ id: d.snapshot.id, reason: d.tooOld ? `older than maxAge ${rule.maxAge ?? ''}`.trimEnd() : 'not kept by any rule' });
+    plan.delete.push({ id: d.snapshot.id, reason: d.tooOld ? tooOldReason : 'not kept by any rule' });
   }
   return plan;
 }
@@ -118,10 +144,15 @@ export function planRetention(input: RetentionInput): RetentionPlan {
 /** Instants before this are older than maxAge (calendar units in the policy's zone), or null. */
 function maxAgeCutoff(rule: RetentionRule, timezone: string, nowMs: number): number | null {
   if (rule.maxAge === undefined) return null;
+  // One policy plans every VM at the same now: luxon once, not once per VM.
+  if (lastCutoff !== null && lastCutoff.maxAge === rule.maxAge && lastCutoff.timezone === timezone && lastCutoff.nowMs === nowMs) return lastCutoff.cutoff;
   const duration = Duration.fromISO(rule.maxAge);
-  if (!duration.isValid) return null;
-  return DateTime.fromMillis(nowMs, { zone: timezone }).minus(duration).toMillis();
+  const cutoff = duration.isValid ? DateTime.fromMillis(nowMs, { zone: timezone }).minus(duration).toMillis() : null;
+  lastCutoff = { maxAge: rule.maxAge, timezone, nowMs, cutoff };
+  return cutoff;
 }
+
+let lastCutoff: { maxAge: string; timezone: string; nowMs: number; cutoff: number | null } | null = null;
 
 const COUNTS = ['keepHourly', 'keepDaily', 'keepWeekly', 'keepMonthly'] as const;
 
