@@ -104,8 +104,10 @@ function planSnapshot(policy: Policy, vm: PlanVm, present: readonly PlannedSnaps
     current: true,
     createdAt: now.toISOString(),
   };
-  const byId = new Map(present.map((s) => [s.id, s]));
   const retention = planRetention({ policy, snapshots: [...present, made], now });
+  if (retention.delete.length === 0) return;
+  const byId = new Map<string, PlannedSnapshot>();
+  for (const s of present) byId.set(s.id, s);
   for (const d of retention.delete) {
     if (d.id === NEW_SNAPSHOT_ID) continue;
     steps.push(step(vm, 'delete', d.reason, byId.get(d.id)?.name ?? d.id, d.id));
