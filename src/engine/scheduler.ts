@@ -239,7 +239,11 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
         }
       }
     }
-    for (const key of [...entries.keys()]) if (!seen.has(key)) entries.delete(key);
+    for (const key of [...entries.keys()]) {
+      if (seen.has(key)) continue;
+      entries.delete(key);
+      lastFired.delete(key);
+    }
     policyCount = new Set([...entries.values()].map((e) => e.policyId)).size;
     policiesGauge.set(policyCount);
   };

@@ -198,6 +198,28 @@ t.test('slots missed while the daemon was down: one catch-up run for the latest,
   ]);
 });
 
+t.test('a catch-up planned at start survives a refresh for an unrelated change (e.g. a rename)', async (t) => {
+  const id = 'nightly-db';
+  const jitterMaxMs = 60_000;
+  const jitter = policyJitterMs(id, jitterMaxMs);
+  const clock = new Clock('2026-06-01T08:00:00.000Z');
+  const port = new LabPort(clock);
+  port.add({ id, schedule: '0 * * * *' });
+  port.persisted(id, 'snapshot', '2026-06-01T09:00:00.000Z');
+  clock.set('2026-06-01T12:30:00.000Z');
+  const h = harness(t, clock, port, jitterMaxMs);
+  h.scheduler.start();
+  const planned = h.scheduler.planned();
+  t.match(planned, [{ trigger: 'catch-up', scheduledFor: '2026-06-01T12:00:00.000Z', fireAt: new Date(clock.ms + jitter).toISOString() }]);
+  clock.ms += 500;
+  port.change(id, { name: 'nightly database' });
+  await h.scheduler.refresh();
+  t.same(h.scheduler.planned(), planned, 'the same catch-up, at the same time');
+  clock.ms = Date.parse('2026-06-01T12:30:00.000Z') + jitter;
+  await h.waitFor('the catch-up run', () => port.fired().length === 1);
+  t.same(port.fired(), [`snapshot ${id} catch-up 2026-06-01T12:00:00.000Z`]);
+});
+
 t.test('a slot is never fired twice: across a restart and when the clock goes back', async (t) => {
   const clock = new Clock('2026-06-01T11:59:00.000Z');
   const port = new LabPort(clock);
