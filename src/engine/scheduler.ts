@@ -343,7 +343,13 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
       }
       // Every due run is started before any next slot is computed: the last of a burst is not
       // delayed by the cron lookups of the others.
-      for (const entry of due) fire(entry);
+      for (const entry of due) {
+        try {
+          fire(entry);
+        } catch (err) {
+          log.error({ policyId: entry.policyId, kind: entry.kind, err: errSummary(err) }, 'policy run could not be fired; its next slot is planned');
+        }
+      }
       for (const entry of due) planNext(entry);
     } catch (err) {
       log.error({ err: errSummary(err) }, 'scheduler wake failed; it goes on');
