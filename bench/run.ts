@@ -24,6 +24,7 @@ const BENCHES: Record<string, () => Promise<BenchReport>> = {
   'claim-queue': async () => (await import('./claim-queue.ts')).run(),
   reliability: async () => (await import('./reliability.ts')).run(),
   'policy-planner': async () => (await import('./policy-planner.ts')).run(),
+  scheduler: async () => (await import('./scheduler.ts')).run(),
 };
 
 async function main() {

@@ -49,6 +49,7 @@ export interface ResolvedConfig {
   engine: ConfigFile['engine'];
   retention: ConfigFile['retention'];
   limits: ConfigFile['limits'];
+  scheduler: ConfigFile['scheduler'];
   readiness: ConfigFile['readiness'];
   targets: TargetSpec[];
 }
@@ -122,6 +123,7 @@ export function resolveConfig(raw: unknown, source: string, ctx: LoadEnv, demo =
     engine: file.engine,
     retention: file.retention,
     limits: file.limits,
+    scheduler: file.scheduler,
     readiness: file.readiness,
     targets: file.targets.map((t, i) => {
       const { name, kind, concurrency, ...options } = t as Record<string, unknown> & typeof t;

@@ -112,6 +112,20 @@ export const LimitsConfig = Type.Object(
   { additionalProperties: false, default: {} },
 );
 
+export const SchedulerConfig = Type.Object(
+  {
+    enabled: Type.Boolean({ default: true, description: 'false: policies run only when asked (POST /v1/policies/{id}/run); no scheduled or catch-up runs.' }),
+    jitterSec: Type.Integer({
+      minimum: 0,
+      maximum: 3600,
+      default: 30,
+      description:
+        "Each policy fires a fixed delay in [0, jitterSec) after its cron slots (from a hash of its id), so policies on the same schedule do not all start at once; the run's scheduledFor stays the slot. 0: no jitter.",
+    }),
+  },
+  { additionalProperties: false, default: {} },
+);
+
 export const READINESS_MODES = ['all', 'any'] as const;
 export type ReadinessMode = (typeof READINESS_MODES)[number];
 
@@ -125,6 +139,7 @@ export const Config = Type.Object(
     engine: EngineConfig,
     retention: RetentionConfig,
     limits: LimitsConfig,
+    scheduler: SchedulerConfig,
     readiness: Type.Union(READINESS_MODES.map((m) => Type.Literal(m)), {
       default: 'all',
       description:
