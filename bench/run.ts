@@ -25,6 +25,7 @@ const BENCHES: Record<string, () => Promise<BenchReport>> = {
   reliability: async () => (await import('./reliability.ts')).run(),
   'policy-planner': async () => (await import('./policy-planner.ts')).run(),
   scheduler: async () => (await import('./scheduler.ts')).run(),
+  'snapshot-group': async () => (await import('./snapshot-group.ts')).run(),
 };
 
 async function main() {

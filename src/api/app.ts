@@ -27,6 +27,7 @@ import adminBackup from './routes/v1/admin-backup.ts';
 import adminLog, { type LogLevelControl, type ReportedLogLevel } from './routes/v1/admin-log.ts';
 import events from './routes/v1/events.ts';
 import jobs from './routes/v1/jobs.ts';
+import snapshotGroups from './routes/v1/snapshot-groups.ts';
 import snapshots from './routes/v1/snapshots.ts';
 import targets from './routes/v1/targets.ts';
 import vms from './routes/v1/vms.ts';
@@ -194,6 +195,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       if (options.reload) await v1.register(adminReload, { reload: options.reload });
       await v1.register(adminBackup, { engine });
       await v1.register(adminLog, { control: options.logLevel ?? ownLogLevel(app.log) });
+      await v1.register(snapshotGroups, { engine });
     },
     { prefix: '/v1' },
   );

@@ -25,6 +25,7 @@ export function jobDto(job: Job) {
     startedAt: job.startedAt,
     finishedAt: job.finishedAt,
     requestedBy: job.requestedBy,
+    groupId: job.groupId,
   };
 }
 export type JobDto = ReturnType<typeof jobDto>;

@@ -14,6 +14,7 @@ import { databasePath, findConfigFile } from '../config/load.ts';
 import { backupFile, databaseFileProblem, inspectDatabaseFile, restoreFile } from '../store/backup.ts';
 import { ApiError, createClient, type Client } from './client.ts';
 import { doctor, formatFinding } from './doctor.ts';
+import { groupCommand } from './group.ts';
 import {
   formatJob,
   formatJobError,
@@ -61,6 +62,11 @@ Commands:
   jobs [--state S] [--vm V] [--kind K]        jobs
   job <jobId>                                 one job
   cancel <jobId>                              cancel a job
+  group create --name N --mode M (--vm ID ... | --target T [--pattern GLOB] | --pattern GLOB)
+        [--description D] [--no-wait]         snapshot many VMs in one request (a snapshot group);
+                                              waits until no member runs, exit 1 unless all made
+  group show <groupId>                        a group and its members (state, start, snapshot, job)
+  group retry <groupId> [--no-wait]           new create jobs for the failed members of a group
 
 Operations (backup through the API; --local, restore and doctor work on this host's files):
   backup <file> [--force] [--local [--config F] [--db PATH]]
@@ -105,7 +111,9 @@ const OPTIONS = {
   'dry-run': { type: 'boolean' },
   'no-wait': { type: 'boolean' },
   state: { type: 'string' },
-  vm: { type: 'string' },
+  // Repeated for `group create --vm A --vm B`; `jobs --vm V` takes the last one.
+  vm: { type: 'string', multiple: true },
+  pattern: { type: 'string' },
   kind: { type: 'string' },
   force: { type: 'boolean' },
   local: { type: 'boolean' },
@@ -274,6 +282,8 @@ async function submit(ctx: Context, method: string, path: string, body: unknown)
 }
 
 const COMMANDS: Record<string, (ctx: Context) => Promise<number>> = {
+  group: (ctx) => groupCommand({ ...ctx, usage: (message) => new UsageError(message) }),
+
   async targets(ctx) {
     noMoreArgs(ctx, 1);
     const name = ctx.args[0];
@@ -433,7 +443,7 @@ const COMMANDS: Record<string, (ctx: Context) => Promise<number>> = {
     noMoreArgs(ctx, 0);
     const { body } = await ctx.client.request<{ items: JobJson[]; next: string | null }>(
       'GET',
-      `/v1/jobs${query({ state: ctx.values.state, vm: ctx.values.vm, kind: ctx.values.kind })}`,
+      `/v1/jobs${query({ state: ctx.values.state, vm: ctx.values.vm?.at(-1), kind: ctx.values.kind })}`,
     );
     if (ctx.json) return printJson(ctx, body), 0;
     ctx.io.stdout.write(

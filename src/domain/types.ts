@@ -137,6 +137,8 @@ export interface Job {
   finishedAt: Iso | null;
   /** What its attempts recorded through CallContext.checkpoint (an offline create's power state before); null when nothing. */
   checkpoint: JobCheckpoint | null;
+  /** The snapshot group that made it (src/domain/group.ts); null for every other job. */
+  groupId: string | null;
 }
 
 export interface AuditEntry {

@@ -7,7 +7,8 @@
  * answers; the API maps both to problem+json.
  */
 import type { Capabilities, DiskInfo, TargetHealth } from '../../providers/contract.ts';
-import type { PolicyRun } from '../domain/policy.ts';
+import type { SnapshotGroup } from '../domain/group.ts';
+import type { PolicyRun, Selector } from '../domain/policy.ts';
 import type {
   AuditEntry,
   CreateOptionValue,
@@ -132,6 +133,27 @@ export interface DatabaseBackup {
   dispose(): Promise<void>;
 }
 
+/** POST /v1/snapshot-groups: exactly one of `vms` and `selector`. */
+export interface GroupRequest {
+  name: string;
+  description: string;
+  mode: SnapshotMode;
+  vms?: string[];
+  selector?: Selector;
+}
+
+export interface GroupSubmitResult {
+  group: SnapshotGroup;
+  /** True when an Idempotency-Key matched an earlier request and its group is returned. */
+  replayed: boolean;
+}
+
+/** What a retry, revert or delete of a group did: the group now and the jobs it made. */
+export interface GroupActionResult {
+  group: SnapshotGroup;
+  jobs: Job[];
+}
+
 /** An audit entry as the API hands it in; the store adds its id and time. */
 export type AuditRecord = Omit<AuditEntry, 'id' | 'at'>;
 
@@ -179,4 +201,20 @@ export interface EngineApi {
   backupDatabase(): Promise<DatabaseBackup>;
   /** Prometheus text exposition of the engine's metrics (jobs by state, provider latency, errors). */
   metrics(): Promise<{ contentType: string; body: string }>;
+
+  /**
+   * Snapshot groups (src/engine/groups.ts). Create validates every member as `submit` does
+   * (unknown VMs → not_found naming them, a mode a member's target cannot do → unsupported naming
+   * the VM and the reason) before anything is stored, then writes the group and one create job per
+   * VM in one transaction.
+   */
+  createSnapshotGroup(request: GroupRequest, meta: SubmitMeta): Promise<GroupSubmitResult>;
+  listSnapshotGroups(filter: { limit: number; cursor?: string }): Promise<Page<SnapshotGroup>>;
+  getSnapshotGroup(groupId: string): Promise<SnapshotGroup>;
+  /** New create jobs for the failed and cancelled members (conflict when there are none). */
+  retrySnapshotGroup(groupId: string, principal: string): Promise<GroupActionResult>;
+  /** A revert job per member snapshot (conflict unless every member has one). */
+  revertSnapshotGroup(groupId: string, principal: string): Promise<GroupActionResult>;
+  /** A delete job per member snapshot; the group stays, as deleted. */
+  deleteSnapshotGroup(groupId: string, principal: string): Promise<GroupActionResult>;
 }

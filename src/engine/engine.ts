@@ -15,6 +15,7 @@ import { InvalidCursorError, type Store, type StoreWriteFailure, type VmWithStat
 import type { EngineApi, Page, ReadyReport, SnapshotTree, TargetView, VmView } from './api.ts';
 import { createCore, DEFAULT_SETTINGS, refreshRow, type BoundTarget, type Core, type EngineSettings, type TargetLease } from './core.ts';
 import { createEventBus } from './events.ts';
+import { createGroups } from './groups.ts';
 import { createMetrics } from './metrics.ts';
 import { recoverRunningJobs } from './recovery.ts';
 import { createRetention, type RetentionReport } from './retention.ts';
@@ -86,6 +87,7 @@ export function createEngine(options: EngineOptions): Engine {
   const sync = createSync(core);
   const worker = createWorker(core, sync);
   const retention = createRetention(core);
+  const groups = createGroups(core, () => worker.kick());
   const { store } = core;
   let syncTimer: NodeJS.Timeout | null = null;
   let syncing: Promise<void> | null = null;
@@ -215,6 +217,7 @@ export function createEngine(options: EngineOptions): Engine {
       await core.targets();
       const recovered = await recoverRunningJobs(core, sync);
       if (recovered.length) log.info({ recovered }, 'crash recovery finished');
+      await groups.refreshRunning();
       // The daemon serves (and queues jobs) while a slow or unreachable target is still being read.
       const firstSync = syncAll();
       if (waitForSync) await firstSync;
@@ -410,6 +413,13 @@ export function createEngine(options: EngineOptions): Engine {
       log.info({ bytes: report.bytes, schemaVersion: report.schemaVersion }, 'database backup taken');
       return { file, bytes: report.bytes, schemaVersion: report.schemaVersion, takenAt, dispose: () => rm(file, { force: true }) };
     },
+
+    createSnapshotGroup: (request, meta) => groups.createSnapshotGroup(request, meta),
+    listSnapshotGroups: (filter) => groups.listSnapshotGroups(filter),
+    getSnapshotGroup: (groupId) => groups.getSnapshotGroup(groupId),
+    retrySnapshotGroup: (groupId, principal) => groups.retrySnapshotGroup(groupId, principal),
+    revertSnapshotGroup: (groupId, principal) => groups.revertSnapshotGroup(groupId, principal),
+    deleteSnapshotGroup: (groupId, principal) => groups.deleteSnapshotGroup(groupId, principal),
   };
   return engine;
 }

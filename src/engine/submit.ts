@@ -77,7 +77,7 @@ export async function submitJob(core: Core, request: JobRequest, meta: SubmitMet
   return { job: outcome.job, replayed: outcome.outcome === 'replayed' };
 }
 
-interface Draft {
+export interface Draft {
   target: BoundTarget;
   vm: Vm;
   snapshot?: Snapshot;
@@ -86,7 +86,7 @@ interface Draft {
   answered?: { message: string };
 }
 
-async function validate(core: Core, request: JobRequest): Promise<Draft> {
+export async function validate(core: Core, request: JobRequest): Promise<Draft> {
   switch (request.kind) {
     case 'snapshot.create': {
       const { vm, target } = await liveVm(core, request.vmId);

@@ -8,6 +8,7 @@ import { createAuditRepo, type AuditRepo } from './audit.ts';
 import { backupConnection, type BackupReport } from './backup.ts';
 import { createBudgetRepo, type CreateBudgetRepo } from './budgets.ts';
 import { openDb } from './db.ts';
+import { createGroupRepo, type GroupRepo } from './groups.ts';
 import { createIdempotencyRepo, type IdempotencyRepo } from './idempotency.ts';
 import { createJobRepo, type JobRepo } from './jobs.ts';
 import { createSnapshotRepo, type SnapshotRepo } from './snapshots.ts';
@@ -20,6 +21,7 @@ export type { BackupReport } from './backup.ts';
 export type { CreateBudgetEvent, CreateBudgetRepo } from './budgets.ts';
 export { DatabaseDamagedError, StoreVersionError } from './db.ts';
 export type { IdempotencyRecord, IdempotencyRepo } from './idempotency.ts';
+export type { GroupCreateOutcome, GroupRefresh, GroupRepo, NewGroup, NewGroupMember } from './groups.ts';
 export type { ClaimOptions, FairJobCandidate, FinishUpdate, JobCandidate, JobListQuery, JobRepo, NewJob, RequeueUpdate, SubmitOptions, SubmitOutcome } from './jobs.ts';
 export type { SnapshotRepo } from './snapshots.ts';
 export type { TargetHealthUpdate, TargetRepo } from './targets.ts';
@@ -36,6 +38,8 @@ export interface Store {
   budgets: CreateBudgetRepo;
   idempotency: IdempotencyRepo;
   audit: AuditRepo;
+  /** Snapshot groups (domain/group.ts). */
+  groups: GroupRepo;
   close(): void;
   /** The database answers a trivial query. */
   healthy(): Promise<boolean>;
@@ -63,6 +67,7 @@ export function openStore(path: string, opts: { log?: Logger } = {}): Store {
     budgets: createBudgetRepo(db),
     idempotency: createIdempotencyRepo(db),
     audit: createAuditRepo(db),
+    groups: createGroupRepo(db),
     close() {
       if (closed) return;
       closed = true;

@@ -19,6 +19,8 @@ export interface NewJob {
   createdAt: string;
   /** Normally queued; a job answered at submit time (a dry run) is stored already final. */
   state?: JobState;
+  /** The snapshot group that made it (absent: none). */
+  groupId?: string | null;
   result?: JobResult | null;
 }
 
@@ -150,7 +152,7 @@ export interface JobRepo {
   createModes(ids: readonly string[]): Promise<Map<string, { mode: SnapshotMode | null }>>;
 }
 
-const toJob = (r: Row): Job => ({
+export const toJob = (r: Row): Job => ({
   id: str(r.id),
   kind: str(r.kind) as JobKind,
   state: str(r.state) as JobState,
@@ -171,6 +173,7 @@ const toJob = (r: Row): Job => ({
   startedAt: strOrNull(r.started_at),
   finishedAt: strOrNull(r.finished_at),
   checkpoint: json<JobCheckpoint>(r.checkpoint),
+  groupId: strOrNull(r.group_id),
 });
 
 const enc = (v: unknown) => (v === null || v === undefined ? null : JSON.stringify(v));
@@ -193,6 +196,47 @@ export const FAIR_CANDIDATES_SQL = `SELECT j.id, j.vm_id, j.target_id, j.kind, j
  * queue. Without the hint SQLite walks every queued row of jobs_state_created (state = ?) instead.
  */
 export const NEXT_QUEUED_PRINCIPAL_SQL = `SELECT min(requested_by) AS p FROM jobs INDEXED BY jobs_queued_fair WHERE state = 'queued' AND requested_by > ?`;
+
+/**
+ * Inserts one job (inside the caller's transaction): a queued job gets its fair tag
+ * (domain/fair-claim.ts) from the principal's queued jobs as they are now, so jobs inserted one
+ * after another in one transaction (a snapshot group's) tag as if submitted one by one.
+ */
+export function insertJob(db: Db, job: NewJob): void {
+  const state = job.state ?? 'queued';
+  const final = state !== 'queued' && state !== 'running';
+  let tag = 0;
+  if (state === 'queued') {
+    const round = db.stmt(`SELECT min(fair_tag) AS t FROM jobs WHERE state = 'queued' AND requested_by = ? AND target_id = ?`)
+      .get(job.requestedBy, job.targetId) as { t: number | null };
+    const vmLast = db.stmt(`SELECT max(fair_tag) AS t FROM jobs WHERE state = 'queued' AND vm_id = ? AND requested_by = ?`)
+      .get(job.vmId, job.requestedBy) as { t: number | null };
+    tag = fairTag(round.t, vmLast.t);
+  }
+  db.stmt(
+    `INSERT INTO jobs (id, kind, state, target_id, vm_id, snapshot_id, params, progress, attempts, max_attempts, next_attempt_at,
+       result, requested_by, created_at, started_at, finished_at, fair_tag, group_id)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+  ).run(
+    job.id,
+    job.kind,
+    state,
+    job.targetId,
+    job.vmId,
+    job.snapshotId,
+    JSON.stringify(job.params),
+    final && state === 'succeeded' ? 100 : 0,
+    job.maxAttempts,
+    final ? null : job.createdAt,
+    enc(job.result),
+    job.requestedBy,
+    job.createdAt,
+    final ? job.createdAt : null,
+    final ? job.createdAt : null,
+    tag,
+    job.groupId ?? null,
+  );
+}
 
 export function createJobRepo(db: Db): JobRepo {
   const get = (id: string): Job | null => {
@@ -218,41 +262,11 @@ export function createJobRepo(db: Db): JobRepo {
           }
         }
         const state = job.state ?? 'queued';
-        const final = state !== 'queued' && state !== 'running';
-        let tag = 0;
-        if (state === 'queued') {
-          if (options.maxQueued !== undefined) {
-            const queued = countQueued(job.requestedBy);
-            if (queued >= options.maxQueued) return { outcome: 'queue-full', queued };
-          }
-          const round = db.stmt(`SELECT min(fair_tag) AS t FROM jobs WHERE state = 'queued' AND requested_by = ? AND target_id = ?`)
-            .get(job.requestedBy, job.targetId) as { t: number | null };
-          const vmLast = db.stmt(`SELECT max(fair_tag) AS t FROM jobs WHERE state = 'queued' AND vm_id = ? AND requested_by = ?`)
-            .get(job.vmId, job.requestedBy) as { t: number | null };
-          tag = fairTag(round.t, vmLast.t);
+        if (state === 'queued' && options.maxQueued !== undefined) {
+          const queued = countQueued(job.requestedBy);
+          if (queued >= options.maxQueued) return { outcome: 'queue-full', queued };
         }
-        db.stmt(
-          `INSERT INTO jobs (id, kind, state, target_id, vm_id, snapshot_id, params, progress, attempts, max_attempts, next_attempt_at,
-             result, requested_by, created_at, started_at, finished_at, fair_tag)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?)`,
-        ).run(
-          job.id,
-          job.kind,
-          state,
-          job.targetId,
-          job.vmId,
-          job.snapshotId,
-          JSON.stringify(job.params),
-          final && state === 'succeeded' ? 100 : 0,
-          job.maxAttempts,
-          final ? null : job.createdAt,
-          enc(job.result),
-          job.requestedBy,
-          job.createdAt,
-          final ? job.createdAt : null,
-          final ? job.createdAt : null,
-          tag,
-        );
+        insertJob(db, job);
         if (idem) insertKey(db, { ...idem, jobId: job.id, createdAt: job.createdAt });
         return { outcome: 'created', job: get(job.id)! };
       });

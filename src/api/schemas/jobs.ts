@@ -31,6 +31,7 @@ export const Job = Type.Object(
     startedAt: NullableIsoTime,
     finishedAt: NullableIsoTime,
     requestedBy: Type.String(),
+    groupId: NullableString({ description: 'The snapshot group that made it (null for other jobs)' }),
   },
   { title: 'Job' },
 );
