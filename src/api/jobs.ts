@@ -25,6 +25,8 @@ export function jobDto(job: Job) {
     startedAt: job.startedAt,
     finishedAt: job.finishedAt,
     requestedBy: job.requestedBy,
+    policyId: job.policyId,
+    policyRunId: job.policyRunId,
   };
 }
 export type JobDto = ReturnType<typeof jobDto>;

@@ -58,6 +58,8 @@ export interface Snapshot {
   owner: SnapshotOwner;
   /** The job that made it, for owner snapvisor. */
   jobId: string | null;
+  /** The policy whose run made it (null: a user's own request, or made outside Snapvisor). */
+  policyId: string | null;
   state: SnapshotState;
   current: boolean;
   /** Usable now; false while the provider still copies it (a cloud disk snapshot). */
@@ -137,6 +139,9 @@ export interface Job {
   finishedAt: Iso | null;
   /** What its attempts recorded through CallContext.checkpoint (an offline create's power state before); null when nothing. */
   checkpoint: JobCheckpoint | null;
+  /** The policy and the run that submitted it (null for a user's request). */
+  policyId: string | null;
+  policyRunId: string | null;
 }
 
 export interface AuditEntry {

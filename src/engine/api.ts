@@ -71,6 +71,8 @@ export interface JobFilter {
   state?: JobState;
   vmId?: string;
   kind?: JobKind;
+  /** Only jobs a run of this policy submitted. */
+  policyId?: string;
   limit: number;
   cursor?: string;
 }
@@ -89,6 +91,8 @@ export interface SubmitMeta {
   idempotencyKey?: string;
   /** Hash of method + path + body, so a reused key with another request is refused. */
   requestHash: string;
+  /** Set by a policy run: recorded on the job (and on the snapshot a create makes), never by the API. */
+  policy?: { policyId: string; runId: string };
 }
 
 export interface SubmitResult {

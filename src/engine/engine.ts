@@ -344,6 +344,7 @@ export function createEngine(options: EngineOptions): Engine {
           ...(filter.state !== undefined ? { state: filter.state } : {}),
           ...(filter.vmId !== undefined ? { vmId: filter.vmId } : {}),
           ...(filter.kind !== undefined ? { kind: filter.kind } : {}),
+          ...(filter.policyId !== undefined ? { policyId: filter.policyId } : {}),
           limit: filter.limit,
           ...(filter.cursor !== undefined ? { cursor: filter.cursor } : {}),
         }),

@@ -10,6 +10,7 @@ import { createBudgetRepo, type CreateBudgetRepo } from './budgets.ts';
 import { openDb } from './db.ts';
 import { createIdempotencyRepo, type IdempotencyRepo } from './idempotency.ts';
 import { createJobRepo, type JobRepo } from './jobs.ts';
+import { createPolicyRepo, type PolicyRepo } from './policies.ts';
 import { createSnapshotRepo, type SnapshotRepo } from './snapshots.ts';
 import { createTargetRepo, type TargetRepo } from './targets.ts';
 import { createVmRepo, type VmRepo } from './vms.ts';
@@ -22,6 +23,7 @@ export { DatabaseDamagedError, StoreVersionError } from './db.ts';
 export type { IdempotencyRecord, IdempotencyRepo } from './idempotency.ts';
 export type { ClaimOptions, FairJobCandidate, FinishUpdate, JobCandidate, JobListQuery, JobRepo, NewJob, RequeueUpdate, SubmitOptions, SubmitOutcome } from './jobs.ts';
 export type { SnapshotRepo } from './snapshots.ts';
+export type { NewPolicyRun, PolicyRepo, PolicyWrite } from './policies.ts';
 export type { TargetHealthUpdate, TargetRepo } from './targets.ts';
 export { InvalidCursorError } from './vms.ts';
 export { INSUFFICIENT_STORAGE, isStoreFull, StoreFullError, storeWriteFailure, type StoreWriteFailure } from './write-failure.ts';
@@ -36,6 +38,7 @@ export interface Store {
   budgets: CreateBudgetRepo;
   idempotency: IdempotencyRepo;
   audit: AuditRepo;
+  policies: PolicyRepo;
   close(): void;
   /** The database answers a trivial query. */
   healthy(): Promise<boolean>;
@@ -63,6 +66,7 @@ export function openStore(path: string, opts: { log?: Logger } = {}): Store {
     budgets: createBudgetRepo(db),
     idempotency: createIdempotencyRepo(db),
     audit: createAuditRepo(db),
+    policies: createPolicyRepo(db),
     close() {
       if (closed) return;
       closed = true;

@@ -20,6 +20,9 @@ export interface NewJob {
   /** Normally queued; a job answered at submit time (a dry run) is stored already final. */
   state?: JobState;
   result?: JobResult | null;
+  /** The policy and run that submitted it (policies: retention owns what its creates make). */
+  policyId?: string | null;
+  policyRunId?: string | null;
 }
 
 export type SubmitOutcome =
@@ -38,6 +41,8 @@ export interface JobListQuery {
   state?: JobState;
   vmId?: string;
   kind?: JobKind;
+  /** Only jobs a run of this policy submitted. */
+  policyId?: string;
   limit: number;
   cursor?: string;
 }
@@ -147,7 +152,7 @@ export interface JobRepo {
    */
   pruneFinished(before: string, limit: number): Promise<number>;
   /** The create jobs among `ids` that exist, with the mode they asked for. */
-  createModes(ids: readonly string[]): Promise<Map<string, { mode: SnapshotMode | null }>>;
+  createModes(ids: readonly string[]): Promise<Map<string, { mode: SnapshotMode | null; policyId: string | null }>>;
 }
 
 const toJob = (r: Row): Job => ({
@@ -171,6 +176,8 @@ const toJob = (r: Row): Job => ({
   startedAt: strOrNull(r.started_at),
   finishedAt: strOrNull(r.finished_at),
   checkpoint: json<JobCheckpoint>(r.checkpoint),
+  policyId: strOrNull(r.policy_id),
+  policyRunId: strOrNull(r.policy_run_id),
 });
 
 const enc = (v: unknown) => (v === null || v === undefined ? null : JSON.stringify(v));
@@ -233,8 +240,8 @@ export function createJobRepo(db: Db): JobRepo {
         }
         db.stmt(
           `INSERT INTO jobs (id, kind, state, target_id, vm_id, snapshot_id, params, progress, attempts, max_attempts, next_attempt_at,
-             result, requested_by, created_at, started_at, finished_at, fair_tag)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?)`,
+             result, requested_by, created_at, started_at, finished_at, fair_tag, policy_id, policy_run_id)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
         ).run(
           job.id,
           job.kind,
@@ -252,6 +259,8 @@ export function createJobRepo(db: Db): JobRepo {
           final ? job.createdAt : null,
           final ? job.createdAt : null,
           tag,
+          job.policyId ?? null,
+          job.policyRunId ?? null,
         );
         if (idem) insertKey(db, { ...idem, jobId: job.id, createdAt: job.createdAt });
         return { outcome: 'created', job: get(job.id)! };
@@ -274,6 +283,10 @@ export function createJobRepo(db: Db): JobRepo {
       if (q.kind !== undefined) {
         where.push('kind = ?');
         params.push(q.kind);
+      }
+      if (q.policyId !== undefined) {
+        where.push('policy_id = ?');
+        params.push(q.policyId);
       }
       if (q.cursor !== undefined) {
         const before = decodeCursor(q.cursor, 2);
@@ -434,12 +447,12 @@ export function createJobRepo(db: Db): JobRepo {
       });
     },
     async createModes(ids) {
-      const out = new Map<string, { mode: SnapshotMode | null }>();
+      const out = new Map<string, { mode: SnapshotMode | null; policyId: string | null }>();
       for (const id of ids) {
-        const r = db.stmt(`SELECT params FROM jobs WHERE id = ? AND kind = 'snapshot.create'`).get(id) as Row | undefined;
+        const r = db.stmt(`SELECT params, policy_id FROM jobs WHERE id = ? AND kind = 'snapshot.create'`).get(id) as Row | undefined;
         if (!r) continue;
         const params = json<{ mode?: SnapshotMode }>(r.params);
-        out.set(id, { mode: params?.mode ?? null });
+        out.set(id, { mode: params?.mode ?? null, policyId: strOrNull(r.policy_id) });
       }
       return out;
     },

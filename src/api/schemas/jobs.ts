@@ -31,6 +31,8 @@ export const Job = Type.Object(
     startedAt: NullableIsoTime,
     finishedAt: NullableIsoTime,
     requestedBy: Type.String(),
+    policyId: NullableString({ description: 'The policy whose run submitted it (null for a request)' }),
+    policyRunId: NullableString({ description: 'The policy run that submitted it' }),
   },
   { title: 'Job' },
 );
@@ -41,6 +43,7 @@ export const JobListQuery = Type.Object({
   state: Type.Optional(StringEnum(JOB_STATES)),
   vm: Type.Optional(Id),
   kind: Type.Optional(StringEnum(JOB_KINDS)),
+  policy: Type.Optional(Id),
   ...PageQuery,
 });
 
