@@ -7,7 +7,8 @@
  * answers; the API maps both to problem+json.
  */
 import type { Capabilities, DiskInfo, TargetHealth } from '../../providers/contract.ts';
-import type { PolicyRun } from '../domain/policy.ts';
+import type { Policy, PolicyRun, PolicyRunKind, RetentionRule, Selector } from '../domain/policy.ts';
+import type { PolicyPlan } from '../domain/policy-plan.ts';
 import type {
   AuditEntry,
   CreateOptionValue,
@@ -139,6 +140,22 @@ export interface DatabaseBackup {
 /** An audit entry as the API hands it in; the store adds its id and time. */
 export type AuditRecord = Omit<AuditEntry, 'id' | 'at'>;
 
+/** A new policy as the API hands it in (TypeBox-checked); defaults: timezone UTC, no chain limit, no consolidation schedule, enabled. */
+export interface PolicyInput {
+  name: string;
+  selector: Selector;
+  schedule: string;
+  timezone?: string;
+  mode: SnapshotMode;
+  retention: RetentionRule;
+  maxChainDepth?: number | null;
+  consolidationSchedule?: string | null;
+  enabled?: boolean;
+}
+
+/** PATCH: the given fields replace the stored ones (selector and retention as a whole). */
+export type PolicyPatch = Partial<PolicyInput>;
+
 export interface EngineApi {
   listTargets(): Promise<TargetView[]>;
   getTarget(name: string): Promise<TargetView>;
@@ -183,4 +200,19 @@ export interface EngineApi {
   backupDatabase(): Promise<DatabaseBackup>;
   /** Prometheus text exposition of the engine's metrics (jobs by state, provider latency, errors). */
   metrics(): Promise<{ contentType: string; body: string }>;
+
+  /** Policies (issue 13). Invalid fields → invalid naming the field; a name in use → conflict. */
+  createPolicy(input: PolicyInput): Promise<Policy>;
+  /** By name. */
+  listPolicies(): Promise<Policy[]>;
+  getPolicy(id: string): Promise<Policy>;
+  updatePolicy(id: string, patch: PolicyPatch): Promise<Policy>;
+  /** The policy only: its runs stay, its snapshots keep their policyId (no other policy ever deletes them). */
+  deletePolicy(id: string): Promise<void>;
+  /** What a run now would do, step by step, doing nothing. */
+  planPolicy(id: string, kind: PolicyRunKind): Promise<PolicyPlan>;
+  /** A manual run: the run record (running, or skipped when one of the same kind is going); its jobs follow. */
+  runPolicy(id: string, kind: PolicyRunKind): Promise<PolicyRun>;
+  /** Newest first. */
+  listPolicyRuns(policyId: string, query: { limit: number; cursor?: string }): Promise<Page<PolicyRun>>;
 }

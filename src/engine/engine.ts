@@ -16,6 +16,8 @@ import type { EngineApi, Page, ReadyReport, SnapshotTree, TargetView, VmView } f
 import { createCore, DEFAULT_SETTINGS, refreshRow, type BoundTarget, type Core, type EngineSettings, type TargetLease } from './core.ts';
 import { createEventBus } from './events.ts';
 import { createMetrics } from './metrics.ts';
+import { createPolicies } from './policies.ts';
+import type { PolicyRunPort } from './policy-port.ts';
 import { recoverRunningJobs } from './recovery.ts';
 import { createRetention, type RetentionReport } from './retention.ts';
 import { submitJob } from './submit.ts';
@@ -62,6 +64,8 @@ export interface Engine extends EngineApi {
    * audit entries and finished jobs older than settings.retention, by the engine's clock.
    */
   pruneRetention(): Promise<RetentionReport>;
+  /** What the scheduler starts policy runs through. */
+  readonly policyRuns: PolicyRunPort;
 }
 
 /** Why the store's write probe failed, as /readyz says it. */
@@ -86,6 +90,8 @@ export function createEngine(options: EngineOptions): Engine {
   const sync = createSync(core);
   const worker = createWorker(core, sync);
   const retention = createRetention(core);
+  // Runs submit through the engine's own submit (validation, idempotency, the worker's kick).
+  const policies = createPolicies(core, { submit: (request, meta) => engine.submit(request, meta) });
   const { store } = core;
   let syncTimer: NodeJS.Timeout | null = null;
   let syncing: Promise<void> | null = null;
@@ -225,6 +231,7 @@ export function createEngine(options: EngineOptions): Engine {
       }
       started = true;
       retention.start();
+      await policies.start();
       await readiness();
       log.info({ targets: [...(await core.targets()).keys()] }, 'engine started');
     },
@@ -232,6 +239,7 @@ export function createEngine(options: EngineOptions): Engine {
     async stop({ graceMs = 10_000 } = {}) {
       stopped = true;
       retention.stop();
+      policies.stop();
       if (syncTimer) clearInterval(syncTimer);
       syncTimer = null;
       let graceOverAt = Date.now();
@@ -411,6 +419,16 @@ export function createEngine(options: EngineOptions): Engine {
       log.info({ bytes: report.bytes, schemaVersion: report.schemaVersion }, 'database backup taken');
       return { file, bytes: report.bytes, schemaVersion: report.schemaVersion, takenAt, dispose: () => rm(file, { force: true }) };
     },
+
+    policyRuns: policies,
+    createPolicy: (input) => policies.create(input),
+    listPolicies: () => policies.list(),
+    getPolicy: (id) => policies.get(id),
+    updatePolicy: (id, patch) => policies.update(id, patch),
+    deletePolicy: (id) => policies.delete(id),
+    planPolicy: (id, kind) => policies.plan(id, kind),
+    runPolicy: (id, kind) => policies.startRun(id, kind, 'manual', null),
+    listPolicyRuns: (id, query) => policies.listRuns(id, query),
   };
   return engine;
 }
