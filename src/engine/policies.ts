@@ -347,9 +347,11 @@ export function createPolicies(core: Core, deps: { submit: Submit }): Policies {
       return planAt(await requirePolicy(id), kind, core.now());
     },
     async listRuns(policyId, query) {
-      await requirePolicy(policyId);
       try {
-        return await store.policies.listRuns(policyId, query);
+        const page = await store.policies.listRuns(policyId, query);
+        // A deleted policy's runs stay readable (history); a policy that never was is not found.
+        if (page.items.length === 0 && query.cursor === undefined) await requirePolicy(policyId);
+        return page;
       } catch (err) {
         if (err instanceof InvalidCursorError) throw new SnapvisorError('invalid', 'SNAPVISOR_ERR_INVALID_CURSOR', 'the cursor is not valid');
         throw err;
