@@ -15,6 +15,7 @@ import { isEmptySelector, namePatternProblem, selectorMatcher } from '../domain/
 import { FINAL_JOB_STATES, type Job, type Snapshot } from '../domain/types.ts';
 import { InvalidCursorError } from '../store/index.ts';
 import { SNAPSHOT_MODES } from '../../providers/contract.ts';
+import { mapLimit } from '../../providers/shared/map-limit.ts';
 import type { JobRequest, Page, PolicyInput, PolicyPatch, SubmitMeta, SubmitResult } from './api.ts';
 import type { Core } from './core.ts';
 import type { PolicyRunPort } from './policy-port.ts';
@@ -244,7 +245,8 @@ export function createPolicies(core: Core, deps: { submit: Submit }): Policies {
       const job = await submitFor(
         policy,
         run,
-        { kind: 'snapshot.create', vmId, name: create.name, description: `policy ${policy.name}, run ${run.id}`, mode: policy.mode },
+        // No description: some targets keep none (a non-empty one is refused there); the job names its run.
+        { kind: 'snapshot.create', vmId, name: create.name, description: '', mode: policy.mode },
         `policy-run:${run.id}:${vmId}:create`,
         out,
       );
@@ -276,26 +278,26 @@ export function createPolicies(core: Core, deps: { submit: Submit }): Policies {
   const execute = async (run: PolicyRun, policy: Policy): Promise<void> => {
     // Names come from the run's start, so a resumed run asks for exactly the same creates.
     const plan = await planAt(policy, run.kind, new Date(run.startedAt));
-    const byVm = new Map<string, { create: { name: string } | null; consolidate: boolean; act: boolean }>();
+    // The VMs the plan acts on; for a snapshot run, the create to ask for (retention is planned again after it).
+    const byVm = new Map<string, { create: { name: string } | null }>();
     const skips: string[] = [];
     for (const step of plan.steps) {
       if (step.action === 'skip') {
         skips.push(`${step.vmName}: ${step.reason}`);
         continue;
       }
-      const entry = byVm.get(step.vmId) ?? { create: null, consolidate: false, act: false };
-      entry.act = true;
+      const entry = byVm.get(step.vmId) ?? { create: null };
       if (step.action === 'create') entry.create = { name: step.snapshotName ?? policy.name };
-      if (step.action === 'consolidate') entry.consolidate = true;
       byVm.set(step.vmId, entry);
     }
-    const outcomes = await Promise.all(
-      [...byVm].map(async ([vmId, what]) => {
-        const out: VmOutcome = { jobs: 0, refused: 0, failed: 0, problems: [] };
-        const ended = run.kind === 'snapshot' ? await snapshotVm(policy, run, vmId, what.create, out) : await consolidateVm(policy, run, vmId, out);
-        return { out, stopped: ended === 'stopped' };
-      }),
-    );
+    // A bounded number of VMs at a time: the run's jobs share one principal, whose queued jobs are
+    // capped (limits.queuedPerToken), and a run of 10,000 VMs must not be refused for most of them.
+    const vmsAtOnce = Math.max(1, Math.min(256, Math.floor(core.settings.maxQueuedPerPrincipal / 4)));
+    const outcomes = await mapLimit([...byVm], vmsAtOnce, async ([vmId, what]) => {
+      const out: VmOutcome = { jobs: 0, refused: 0, failed: 0, problems: [] };
+      const ended = run.kind === 'snapshot' ? await snapshotVm(policy, run, vmId, what.create, out) : await consolidateVm(policy, run, vmId, out);
+      return { out, stopped: ended === 'stopped' };
+    });
     // The engine stopped: the run stays running and the next start resumes it.
     if (halt.signal.aborted || outcomes.some((o) => o.stopped)) return;
     const notes = [...outcomes.flatMap((o) => o.out.problems), ...skips.map((s) => `skipped ${s}`)];
