@@ -69,15 +69,32 @@ const DAY_MS = 86_400_000;
 
 export function bucketKeys(wallMs: number): BucketKeys {
   const day = Math.floor(wallMs / DAY_MS);
-  const date = new Date(wallMs);
-  return {
-    hour: Math.floor(wallMs / HOUR_MS),
-    day,
-    // 1970-01-01 was a Thursday: day + 3 counts from Monday 1969-12-29.
-    week: Math.floor((day + 3) / 7),
-    month: date.getUTCFullYear() * 12 + date.getUTCMonth(),
-  };
+  return { hour: Math.floor(wallMs / HOUR_MS), day, week: weekKey(day), month: monthKey(day) };
 }
+
+/** Monday-first week of a day number (days since 1970-01-01, a Thursday: day + 3 counts from Monday 1969-12-29). */
+export function weekKey(day: number): number {
+  return Math.floor((day + 3) / 7);
+}
+
+/**
+ * year × 12 + month (0-based) of a day number, without a Date object (Howard Hinnant's
+ * civil_from_days, https://howardhinnant.github.io/date_algorithms.html).
+ */
+export function monthKey(day: number): number {
+  const z = day + 719_468;
+  const era = Math.floor(z / 146_097);
+  const doe = z - era * 146_097;
+  const yoe = Math.floor((doe - Math.floor(doe / 1460) + Math.floor(doe / 36_524) - Math.floor(doe / 146_096)) / 365);
+  const doy = doe - (365 * yoe + Math.floor(yoe / 4) - Math.floor(yoe / 100));
+  const mp = Math.floor((5 * doy + 2) / 153);
+  const month = mp < 10 ? mp + 2 : mp - 10; // 0-based, March-first → January-first
+  const year = yoe + era * 400 + (month <= 1 ? 1 : 0);
+  return year * 12 + month;
+}
+
+export const HOUR_KEY_MS = HOUR_MS;
+export const DAY_KEY_MS = DAY_MS;
 
 function pad(n: number, width = 2): string {
   return String(n).padStart(width, '0');

@@ -65,30 +65,35 @@ export function planPolicyRun(input: PolicyPlanInput): PolicyPlan {
   const { policy, kind, now } = input;
   const matches = selectorMatcher(policy.selector);
   const steps: PlanStep[] = [];
+  const name = snapshotNameFor(policy, now);
   for (const vm of input.vms) {
     if (!matches(vm)) continue;
-    const at = { vmId: vm.id, vmName: vm.name, targetName: vm.targetName };
     if (vm.gone) {
-      steps.push({ ...at, action: 'skip', reason: 'VM is gone' });
+      steps.push(step(vm, 'skip', 'VM is gone'));
       continue;
     }
-    if (kind === 'snapshot') planSnapshot(policy, vm, input.snapshots.get(vm.id) ?? [], now, at, steps);
-    else planConsolidate(policy, vm, at, steps);
+    if (kind === 'snapshot') planSnapshot(policy, vm, input.snapshots.get(vm.id) ?? [], name, now, steps);
+    else planConsolidate(policy, vm, steps);
   }
   return { policyId: policy.id, kind, at: now.toISOString(), steps };
 }
 
-type StepHead = Pick<PlanStep, 'vmId' | 'vmName' | 'targetName'>;
+/** Built as one literal: `{ ...head, … }` per step cost ~10 µs each in V8 here (the fleet benchmark). */
+function step(vm: PlanVm, action: PlanAction, reason: string, snapshotName?: string, snapshotId?: string): PlanStep {
+  const out: PlanStep = { vmId: vm.id, vmName: vm.name, targetName: vm.targetName, action, reason };
+  if (snapshotId !== undefined) out.snapshotId = snapshotId;
+  if (snapshotName !== undefined) out.snapshotName = snapshotName;
+  return out;
+}
 
-function planSnapshot(policy: Policy, vm: PlanVm, present: readonly PlannedSnapshot[], now: Date, at: StepHead, steps: PlanStep[]): void {
+function planSnapshot(policy: Policy, vm: PlanVm, present: readonly PlannedSnapshot[], name: string, now: Date, steps: PlanStep[]): void {
   if (!vm.supportedModes.includes(policy.mode)) {
     // Never a silent downgrade to another mode; and no retention without the new snapshot.
     const offered = vm.supportedModes.length === 0 ? 'none' : vm.supportedModes.join(', ');
-    steps.push({ ...at, action: 'skip', reason: `mode ${policy.mode} not supported by target ${vm.targetName} (supports: ${offered})` });
+    steps.push(step(vm, 'skip', `mode ${policy.mode} not supported by target ${vm.targetName} (supports: ${offered})`));
     return;
   }
-  const name = snapshotNameFor(policy, now);
-  steps.push({ ...at, action: 'create', snapshotName: name, reason: `scheduled ${policy.mode} snapshot` });
+  steps.push(step(vm, 'create', `scheduled ${policy.mode} snapshot`, name));
   const made: PlannedSnapshot = {
     id: NEW_SNAPSHOT_ID,
     vmId: vm.id,
@@ -99,18 +104,20 @@ function planSnapshot(policy: Policy, vm: PlanVm, present: readonly PlannedSnaps
     current: true,
     createdAt: now.toISOString(),
   };
-  const byId = new Map(present.map((s) => [s.id, s]));
   const retention = planRetention({ policy, snapshots: [...present, made], now });
+  if (retention.delete.length === 0) return;
+  const byId = new Map<string, PlannedSnapshot>();
+  for (const s of present) byId.set(s.id, s);
   for (const d of retention.delete) {
     if (d.id === NEW_SNAPSHOT_ID) continue;
-    steps.push({ ...at, action: 'delete', snapshotId: d.id, snapshotName: byId.get(d.id)?.name ?? d.id, reason: d.reason });
+    steps.push(step(vm, 'delete', d.reason, byId.get(d.id)?.name ?? d.id, d.id));
   }
 }
 
-function planConsolidate(policy: Policy, vm: PlanVm, at: StepHead, steps: PlanStep[]): void {
+function planConsolidate(policy: Policy, vm: PlanVm, steps: PlanStep[]): void {
   const tooDeep = policy.maxChainDepth !== null && vm.chainDepth > policy.maxChainDepth;
   if (!tooDeep && !vm.consolidationNeeded) return;
   const why = tooDeep ? `chain depth ${vm.chainDepth} > maxChainDepth ${policy.maxChainDepth}` : 'the hypervisor reports consolidation needed';
-  if (vm.canConsolidate) steps.push({ ...at, action: 'consolidate', reason: why });
-  else steps.push({ ...at, action: 'skip', reason: `${why}, but target ${vm.targetName} cannot consolidate` });
+  if (vm.canConsolidate) steps.push(step(vm, 'consolidate', why));
+  else steps.push(step(vm, 'skip', `${why}, but target ${vm.targetName} cannot consolidate`));
 }

@@ -10,7 +10,7 @@
  * limit rather than a keep-rule (see RetentionRule in ./policy.ts).
  */
 import { DateTime, Duration } from 'luxon';
-import { bucketKeys, bucketLabel, localWallMs, type BucketKeys } from './local-calendar.ts';
+import { bucketLabel, localWallMs, monthKey, weekKey } from './local-calendar.ts';
 import type { PlannedSnapshot, Policy, RetentionRule } from './policy.ts';
 
 export interface RetentionPlan {
@@ -39,21 +39,29 @@ export function notOwnedReason(snapshot: PlannedSnapshot, policyId: string): str
   return null;
 }
 
-const GFS = [
-  { field: 'keepHourly', bucket: 'hour', word: 'hourly' },
-  { field: 'keepDaily', bucket: 'day', word: 'daily' },
-  { field: 'keepWeekly', bucket: 'week', word: 'weekly' },
-  { field: 'keepMonthly', bucket: 'month', word: 'monthly' },
-] as const;
+const HOUR_MS = 3_600_000;
+const DAY_MS = 86_400_000;
 
-interface Dated {
-  snapshot: PlannedSnapshot;
-  ms: number;
-  wallMs: number;
-  keys: BucketKeys;
-  reasons: string[];
-  tooOld: boolean;
+/**
+ * Scratch space for one call, reused by the next (the planner is synchronous): per owned, dated
+ * snapshot its instant and wall-clock instant, indexed by position in `dated`. The planner sees a
+ * fleet's million snapshots per run (bench/policy-planner.ts), so no object per snapshot.
+ */
+let msOf = new Float64Array(256);
+let wallOf = new Float64Array(256);
+
+function reserve(n: number): void {
+  if (msOf.length >= n) return;
+  const size = Math.max(n, msOf.length * 2);
+  msOf = new Float64Array(size);
+  wallOf = new Float64Array(size);
 }
+
+type KeyOf = (wallMs: number) => number;
+const hourOf: KeyOf = (w) => Math.floor(w / HOUR_MS);
+const dayOf: KeyOf = (w) => Math.floor(w / DAY_MS);
+const weekOf: KeyOf = (w) => weekKey(Math.floor(w / DAY_MS));
+const monthOf: KeyOf = (w) => monthKey(Math.floor(w / DAY_MS));
 
 export function planRetention(input: RetentionInput): RetentionPlan {
   const { policy, now } = input;
@@ -61,7 +69,8 @@ export function planRetention(input: RetentionInput): RetentionPlan {
   const nowMs = now.getTime();
   const plan: RetentionPlan = { keep: [], delete: [], untouched: [] };
 
-  const dated: Dated[] = [];
+  reserve(input.snapshots.length);
+  const dated: PlannedSnapshot[] = [];
   for (const snapshot of input.snapshots) {
     const notOwned = notOwnedReason(snapshot, policy.id);
     if (notOwned !== null) {
@@ -74,43 +83,63 @@ export function planRetention(input: RetentionInput): RetentionPlan {
       plan.keep.push({ id: snapshot.id, reasons: ['unknown age'] });
       continue;
     }
-    const wallMs = localWallMs(policy.timezone, ms);
-    dated.push({ snapshot, ms, wallMs, keys: bucketKeys(wallMs), reasons: [], tooOld: false });
+    msOf[dated.length] = ms;
+    wallOf[dated.length] = localWallMs(policy.timezone, ms);
+    dated.push(snapshot);
   }
+  const n = dated.length;
   // Newest first; one dated after `now` (the clock went back) sorts as the newest it is.
-  dated.sort((a, b) => b.ms - a.ms || (a.snapshot.id < b.snapshot.id ? -1 : a.snapshot.id > b.snapshot.id ? 1 : 0));
+  const order: number[] = new Array<number>(n);
+  for (let i = 0; i < n; i++) order[i] = i;
+  order.sort((a, b) => msOf[b]! - msOf[a]! || (dated[a]!.id < dated[b]!.id ? -1 : dated[a]!.id > dated[b]!.id ? 1 : 0));
+
+  // reasons[k]: why the k-th newest is kept (null: not kept).
+  const reasons: Array<string[] | null> = new Array<string[] | null>(n).fill(null);
+  const keepFor = (k: number, reason: string) => {
+    const r = reasons[k];
+    if (r === null || r === undefined) reasons[k] = [reason];
+    else r.push(reason);
+  };
 
   const keepLast = Math.max(1, rule.keepLast);
-  for (let i = 0; i < dated.length && i < keepLast; i++) dated[i]!.reasons.push(`last ${i + 1} of ${keepLast}`);
+  for (let k = 0; k < n && k < keepLast; k++) keepFor(k, `last ${k + 1} of ${keepLast}`);
 
-  const cutoff = maxAgeCutoff(rule, policy.timezone, nowMs);
-  if (cutoff !== null) {
-    for (const d of dated) d.tooOld = d.ms < cutoff;
-  }
+  const cutoff = maxAgeCutoff(rule, policy.timezone, nowMs) ?? -Infinity;
 
-  for (const { field, bucket, word } of GFS) {
-    let left = rule[field] ?? 0;
-    if (left <= 0) continue;
+  /**
+   * restic's bucket walk: newest first, the first snapshot of each new bucket is that bucket's
+   * newest; stop after `count` buckets. A Set, not "differs from the previous key": a DST change
+   * must not make one bucket count twice.
+   */
+  const keepBuckets = (count: number | undefined, keyOf: KeyOf, word: string, kind: Parameters<typeof bucketLabel>[0]) => {
+    let left = count ?? 0;
+    if (left <= 0) return;
     const seen = new Set<number>();
-    for (const d of dated) {
-      const key = d.keys[bucket];
+    for (let k = 0; k < n; k++) {
+      const i = order[k]!;
+      const key = keyOf(wallOf[i]!);
       if (seen.has(key)) continue;
       seen.add(key);
       // The bucket counts even when maxAge then drops its snapshot: maxAge limits, it never widens.
-      if (!d.tooOld) d.reasons.push(`${word} ${bucketLabel(bucket, d.wallMs)}`);
-      if (--left === 0) break;
+      if (msOf[i]! >= cutoff) keepFor(k, `${word} ${bucketLabel(kind, wallOf[i]!)}`);
+      if (--left === 0) return;
     }
-  }
+  };
+  keepBuckets(rule.keepHourly, hourOf, 'hourly', 'hour');
+  keepBuckets(rule.keepDaily, dayOf, 'daily', 'day');
+  keepBuckets(rule.keepWeekly, weekOf, 'weekly', 'week');
+  keepBuckets(rule.keepMonthly, monthOf, 'monthly', 'month');
 
-  const deleted: Dated[] = [];
-  for (const d of dated) {
-    if (d.reasons.length > 0) plan.keep.push({ id: d.snapshot.id, reasons: d.reasons });
-    else deleted.push(d);
+  for (let k = 0; k < n; k++) {
+    const r = reasons[k];
+    if (r !== null && r !== undefined) plan.keep.push({ id: dated[order[k]!]!.id, reasons: r });
   }
   // Oldest first: a run cut short leaves the newest ones.
-  for (let i = deleted.length - 1; i >= 0; i--) {
-    const d = deleted[i]!;
-    plan.delete.push({ id: d.snapshot.id, reason: d.tooOld ? `older than maxAge ${rule.maxAge ?? ''}`.trimEnd() : 'not kept by any rule' });
+  const tooOldReason = `older than maxAge ${rule.maxAge ?? ''}`.trimEnd();
+  for (let k = n - 1; k >= 0; k--) {
+    if (reasons[k] !== null) continue;
+    const i = order[k]!;
+    plan.delete.push({ id: dated[i]!.id, reason: msOf[i]! < cutoff ? tooOldReason : 'not kept by any rule' });
   }
   return plan;
 }
@@ -118,10 +147,15 @@ export function planRetention(input: RetentionInput): RetentionPlan {
 /** Instants before this are older than maxAge (calendar units in the policy's zone), or null. */
 function maxAgeCutoff(rule: RetentionRule, timezone: string, nowMs: number): number | null {
   if (rule.maxAge === undefined) return null;
+  // One policy plans every VM at the same now: luxon once, not once per VM.
+  if (lastCutoff !== null && lastCutoff.maxAge === rule.maxAge && lastCutoff.timezone === timezone && lastCutoff.nowMs === nowMs) return lastCutoff.cutoff;
   const duration = Duration.fromISO(rule.maxAge);
-  if (!duration.isValid) return null;
-  return DateTime.fromMillis(nowMs, { zone: timezone }).minus(duration).toMillis();
+  const cutoff = duration.isValid ? DateTime.fromMillis(nowMs, { zone: timezone }).minus(duration).toMillis() : null;
+  lastCutoff = { maxAge: rule.maxAge, timezone, nowMs, cutoff };
+  return cutoff;
 }
+
+let lastCutoff: { maxAge: string; timezone: string; nowMs: number; cutoff: number | null } | null = null;
 
 const COUNTS = ['keepHourly', 'keepDaily', 'keepWeekly', 'keepMonthly'] as const;
 

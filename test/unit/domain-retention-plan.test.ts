@@ -198,6 +198,11 @@ t.test('bucket keys equal luxon calendar fields in the zone, around DST changes 
         (ka.day === kb.day) === la.hasSame(lb, 'day') &&
         (ka.week === kb.week) === (la.weekYear === lb.weekYear && la.weekNumber === lb.weekNumber) &&
         (ka.month === kb.month) === la.hasSame(lb, 'month') &&
+        // And the values themselves: day number, hour, Monday of the ISO week, year × 12 + month.
+        ka.day === Date.UTC(la.year, la.month - 1, la.day) / DAY &&
+        ka.hour === ka.day * 24 + la.hour &&
+        ka.week * 7 - 3 === Date.UTC(la.startOf('week').year, la.startOf('week').month - 1, la.startOf('week').day) / DAY &&
+        ka.month === la.year * 12 + la.month - 1 &&
         localWallMs(zone, a) - a === la.offset * 60_000
       );
     }),
@@ -308,7 +313,10 @@ t.test('a clock that jumped back: snapshots dated after now are the newest and n
 
 t.test('a clock that jumped forward: maxAge drops everything but keepLast, never fewer', async (t) => {
   const snaps = Array.from({ length: 10 }, (_, i) => snap(`d${i}`, new Date(Date.UTC(2026, 0, 1 + i, 3)).toISOString()));
-  const p = plan(snaps, { keepLast: 2, keepDaily: 7, keepMonthly: 3, maxAge: 'P7D' }, 'Europe/Berlin', '2027-01-01T00:00:00Z');
+  const rule = { keepLast: 2, keepDaily: 7, keepMonthly: 3, maxAge: 'P7D' };
+  // Before the jump, the same rule keeps seven days.
+  t.same(keptIds(plan(snaps, rule, 'Europe/Berlin', '2026-01-10T12:00:00Z')), ['d3', 'd4', 'd5', 'd6', 'd7', 'd8', 'd9']);
+  const p = plan(snaps, rule, 'Europe/Berlin', '2027-01-01T00:00:00Z');
   t.same(keptIds(p), ['d8', 'd9']);
   t.same(deletedIds(p), ['d0', 'd1', 'd2', 'd3', 'd4', 'd5', 'd6', 'd7']);
   t.ok(p.delete.every((d) => d.reason === 'older than maxAge P7D'));
