@@ -308,3 +308,19 @@ t.test('the CLI lists policies, prints the plan as a table and runs a policy', a
   const jobs = await cli(['jobs', '--policy', policy.id]);
   t.equal(jobs.stdout.trim().split('\n').length, 3, 'header and the two creates');
 });
+
+t.test('a run where one VM fails ends partial; the failed VM loses nothing, the others keep their retention', async (t) => {
+  const { lab, database } = setupLab(t);
+  const d = await daemonOn(t, lab, database);
+  const policy = (await d.call('POST', '/v1/policies', policyBody({ selector: { namePattern: 'web*' }, retention: { keepLast: 1 } }))).json<{ id: string }>();
+  const first = (await d.call('POST', `/v1/policies/${policy.id}/run`)).json<PolicyRun>();
+  t.equal((await ended(d.engine, policy.id, first.id)).state, 'succeeded');
+  lab.setFault('take', 'web02', { type: 'fail', message: 'VBOX_E_INVALID_VM_STATE' });
+  const second = (await d.call('POST', `/v1/policies/${policy.id}/run`)).json<PolicyRun>();
+  const done = await ended(d.engine, policy.id, second.id);
+  t.equal(done.state, 'partial');
+  t.match(done.message, /create on VM \S+: failed/);
+  const count = (name: string) => Object.keys(lab.readState().vms.find((v) => v.name === name)!.snapshots).length;
+  t.equal(count('web01'), 1, 'web01: the new one made, the old one deleted (keepLast 1)');
+  t.equal(count('web02'), 1, "web02: its create failed, so its only snapshot is not deleted on the create's behalf");
+});
