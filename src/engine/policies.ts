@@ -34,6 +34,8 @@ export interface Policies extends PolicyRunPort {
    * left `running` go on (their jobs' idempotency keys make that safe).
    */
   start(): Promise<void>;
+  /** Called after every create, change or delete of a policy (the scheduler's refresh()). */
+  onChange(listener: () => void): void;
   /** The engine is stopping: no new run starts, and runs stop waiting (they stay `running`, resumed at the next start). */
   stop(): void;
 }
@@ -152,6 +154,16 @@ export function createPolicies(core: Core, deps: { submit: Submit }): Policies {
 
   /** What schedulable() answers from (the scheduler asks synchronously): every policy with its last slots, kept by every write here. */
   const schedule = new Map<string, { policy: Policy; lastScheduledFor: { snapshot: string | null; consolidate: string | null } }>();
+  const changeListeners: Array<() => void> = [];
+  const changed = () => {
+    for (const l of changeListeners) {
+      try {
+        l();
+      } catch (err) {
+        log.warn({ err: errSummary(err) }, 'policy change listener threw');
+      }
+    }
+  };
   const cached = (policy: Policy) => {
     const entry = schedule.get(policy.id);
     schedule.set(policy.id, { policy, lastScheduledFor: entry?.lastScheduledFor ?? { snapshot: null, consolidate: null } });
@@ -172,6 +184,7 @@ export function createPolicies(core: Core, deps: { submit: Submit }): Policies {
     }
     if (written.outcome === 'not-found') throw notFound('policy', p.id);
     cached(written.policy);
+    changed();
     return written.policy;
   };
 
@@ -344,6 +357,7 @@ export function createPolicies(core: Core, deps: { submit: Submit }): Policies {
     async delete(id) {
       if (!(await store.policies.delete(id))) throw notFound('policy', id);
       schedule.delete(id);
+      changed();
     },
     async plan(id, kind) {
       return planAt(await requirePolicy(id), kind, core.now());
@@ -381,6 +395,7 @@ export function createPolicies(core: Core, deps: { submit: Submit }): Policies {
       return run;
     },
     stop: () => halt.abort(),
+    onChange: (listener) => void changeListeners.push(listener),
     async start() {
       for (const policy of await store.policies.list()) {
         schedule.set(policy.id, { policy, lastScheduledFor: await store.policies.lastScheduledFor(policy.id) });
