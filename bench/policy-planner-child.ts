@@ -12,6 +12,9 @@ export interface ChildResult {
   snapshots: number;
   visited: number;
   rssInputMb: number;
+  /** Live heap (after a full GC) with the fleet built, and what the first pass's result adds to it. */
+  heapInputMb: number;
+  resultHeapMb: number;
   /** First pass (cold: zone memo and JIT empty), then the warm ones. */
   firstMs: number;
   warmMs: number[];
@@ -115,16 +118,27 @@ function ms(fn: () => void): number {
 }
 
 const mode = process.argv[2] === 'sort' ? 'sort' : 'plan';
+/** Run with --expose-gc: live heap after a full collection, not V8's growth headroom. */
+const liveHeapMb = () => {
+  (globalThis as { gc?: () => void }).gc?.();
+  return process.memoryUsage().heapUsed / MB;
+};
 const fleet = buildFleet();
 const rssInputMb = process.memoryUsage().rss / MB;
+const heapInputMb = liveHeapMb();
 let plans: PolicyPlan[] = [];
 let visited = 0;
-const pass = mode === 'plan' ? () => void (plans = planAll(fleet)) : () => void (visited = sortAll(fleet));
-const firstMs = ms(pass);
+const firstMs = ms(() => (mode === 'plan' ? void (plans = planAll(fleet)) : void (visited = sortAll(fleet))));
+const heapWithResultMb = liveHeapMb();
 const creates = plans.reduce((n, p) => n + p.steps.filter((s) => s.action === 'create').length, 0);
 const deletes = plans.reduce((n, p) => n + p.steps.filter((s) => s.action === 'delete').length, 0);
 const steps = plans.reduce((n, p) => n + p.steps.length, 0);
+plans = [];
 const warmMs: number[] = [];
-for (let r = 0; r < WARM; r++) warmMs.push(ms(pass));
-const result: ChildResult = { mode, snapshots: fleet.total, visited, rssInputMb, firstMs, warmMs, peakRssMb: (process.resourceUsage().maxRSS * 1024) / MB, creates, deletes, steps };
+// Warm passes drop their result at once: one plan alive at a time, as in the daemon.
+for (let r = 0; r < WARM; r++) warmMs.push(ms(() => void (mode === 'plan' ? planAll(fleet) : sortAll(fleet))));
+const result: ChildResult = {
+  mode, snapshots: fleet.total, visited, rssInputMb, heapInputMb, resultHeapMb: heapWithResultMb - heapInputMb, firstMs, warmMs,
+  peakRssMb: (process.resourceUsage().maxRSS * 1024) / MB, creates, deletes, steps,
+};
 process.stdout.write(JSON.stringify(result) + '\n');

@@ -4,7 +4,7 @@
  */
 import { localWallMs } from './local-calendar.ts';
 import type { PlannedSnapshot, Policy, PolicyRunKind } from './policy.ts';
-import { planRetention } from './retention-plan.ts';
+import { retentionDeletes } from './retention-plan.ts';
 import { selectorMatcher } from './selector.ts';
 import type { Iso, SnapshotMode } from './types.ts';
 
@@ -104,11 +104,11 @@ function planSnapshot(policy: Policy, vm: PlanVm, present: readonly PlannedSnaps
     current: true,
     createdAt: now.toISOString(),
   };
-  const retention = planRetention({ policy, snapshots: [...present, made], now });
-  if (retention.delete.length === 0) return;
+  const deletes = retentionDeletes({ policy, snapshots: [...present, made], now });
+  if (deletes.length === 0) return;
   const byId = new Map<string, PlannedSnapshot>();
   for (const s of present) byId.set(s.id, s);
-  for (const d of retention.delete) {
+  for (const d of deletes) {
     if (d.id === NEW_SNAPSHOT_ID) continue;
     steps.push(step(vm, 'delete', d.reason, byId.get(d.id)?.name ?? d.id, d.id));
   }

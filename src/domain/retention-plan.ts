@@ -64,6 +64,20 @@ const weekOf: KeyOf = (w) => weekKey(Math.floor(w / DAY_MS));
 const monthOf: KeyOf = (w) => monthKey(Math.floor(w / DAY_MS));
 
 export function planRetention(input: RetentionInput): RetentionPlan {
+  return retention(input, true);
+}
+
+/**
+ * Only the deletions (the other lists empty): what a run needs. Same walk as planRetention, minus
+ * the reason strings and the untouched list, which are most of its allocations on a fleet.
+ */
+export function retentionDeletes(input: RetentionInput): RetentionPlan['delete'] {
+  return retention(input, false).delete;
+}
+
+const KEPT: string[] = [];
+
+function retention(input: RetentionInput, explain: boolean): RetentionPlan {
   const { policy, now } = input;
   const rule = policy.retention;
   const nowMs = now.getTime();
@@ -74,13 +88,13 @@ export function planRetention(input: RetentionInput): RetentionPlan {
   for (const snapshot of input.snapshots) {
     const notOwned = notOwnedReason(snapshot, policy.id);
     if (notOwned !== null) {
-      plan.untouched.push({ id: snapshot.id, reason: notOwned });
+      if (explain) plan.untouched.push({ id: snapshot.id, reason: notOwned });
       continue;
     }
     const ms = snapshot.createdAt === null ? Number.NaN : Date.parse(snapshot.createdAt);
     if (Number.isNaN(ms)) {
       // Without a date no rule can place it; deleting it could delete the newest one.
-      plan.keep.push({ id: snapshot.id, reasons: ['unknown age'] });
+      if (explain) plan.keep.push({ id: snapshot.id, reasons: ['unknown age'] });
       continue;
     }
     msOf[dated.length] = ms;
@@ -96,13 +110,17 @@ export function planRetention(input: RetentionInput): RetentionPlan {
   // reasons[k]: why the k-th newest is kept (null: not kept).
   const reasons: Array<string[] | null> = new Array<string[] | null>(n).fill(null);
   const keepFor = (k: number, reason: string) => {
+    if (!explain) {
+      reasons[k] = KEPT;
+      return;
+    }
     const r = reasons[k];
     if (r === null || r === undefined) reasons[k] = [reason];
     else r.push(reason);
   };
 
   const keepLast = Math.max(1, rule.keepLast);
-  for (let k = 0; k < n && k < keepLast; k++) keepFor(k, `last ${k + 1} of ${keepLast}`);
+  for (let k = 0; k < n && k < keepLast; k++) keepFor(k, explain ? `last ${k + 1} of ${keepLast}` : '');
 
   const cutoff = maxAgeCutoff(rule, policy.timezone, nowMs) ?? -Infinity;
 
@@ -121,7 +139,7 @@ export function planRetention(input: RetentionInput): RetentionPlan {
       if (seen.has(key)) continue;
       seen.add(key);
       // The bucket counts even when maxAge then drops its snapshot: maxAge limits, it never widens.
-      if (msOf[i]! >= cutoff) keepFor(k, `${word} ${bucketLabel(kind, wallOf[i]!)}`);
+      if (msOf[i]! >= cutoff) keepFor(k, explain ? `${word} ${bucketLabel(kind, wallOf[i]!)}` : '');
       if (--left === 0) return;
     }
   };
@@ -132,7 +150,7 @@ export function planRetention(input: RetentionInput): RetentionPlan {
 
   for (let k = 0; k < n; k++) {
     const r = reasons[k];
-    if (r !== null && r !== undefined) plan.keep.push({ id: dated[order[k]!]!.id, reasons: r });
+    if (explain && r !== null && r !== undefined) plan.keep.push({ id: dated[order[k]!]!.id, reasons: r });
   }
   // Oldest first: a run cut short leaves the newest ones.
   const tooOldReason = `older than maxAge ${rule.maxAge ?? ''}`.trimEnd();

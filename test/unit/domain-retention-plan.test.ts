@@ -9,7 +9,7 @@ import { DateTime, Duration } from 'luxon';
 import t from 'tap';
 import { bucketKeys, localWallMs } from '../../src/domain/local-calendar.ts';
 import type { PlannedSnapshot, RetentionRule } from '../../src/domain/policy.ts';
-import { planRetention, retentionProblem, type RetentionPlan } from '../../src/domain/retention-plan.ts';
+import { planRetention, retentionDeletes, retentionProblem, type RetentionPlan } from '../../src/domain/retention-plan.ts';
 
 const POLICY = 'pol-a';
 const ZONES = ['UTC', 'Europe/Berlin', 'America/New_York', 'Australia/Lord_Howe', 'Asia/Kathmandu', 'Pacific/Chatham'];
@@ -135,6 +135,16 @@ t.test('idempotent: the plan applied and planned again at the same now deletes n
       const gone = new Set(deletedIds(first));
       const second = plan(snaps.filter((s) => !gone.has(s.id)), rule, zone, now);
       return second.delete.length === 0 && JSON.stringify(keptIds(second)) === JSON.stringify(keptIds(first));
+    }),
+    { numRuns: 400 },
+  );
+});
+
+t.test('retentionDeletes (what a run uses) deletes exactly what planRetention lists', async (t) => {
+  fc.assert(
+    fc.property(snapshotsArb, ruleArb, zoneArb, nowArb, (snaps, rule, zone, now) => {
+      const input = { policy: { id: POLICY, retention: rule, timezone: zone }, snapshots: snaps, now };
+      return JSON.stringify(retentionDeletes(input)) === JSON.stringify(planRetention(input).delete);
     }),
     { numRuns: 400 },
   );
