@@ -28,6 +28,7 @@ import adminLog, { type LogLevelControl, type ReportedLogLevel } from './routes/
 import events from './routes/v1/events.ts';
 import jobs from './routes/v1/jobs.ts';
 import snapshotGroups from './routes/v1/snapshot-groups.ts';
+import policies from './routes/v1/policies.ts';
 import snapshots from './routes/v1/snapshots.ts';
 import targets from './routes/v1/targets.ts';
 import vms from './routes/v1/vms.ts';
@@ -191,6 +192,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       await v1.register(vms, { engine, listingCacheBytes: options.listingCacheBytes ?? 32 * 1024 * 1024 });
       await v1.register(snapshots, { engine });
       await v1.register(jobs, { engine });
+      await v1.register(policies, { engine });
       await v1.register(events, { engine, heartbeatMs: options.sseHeartbeatMs ?? 15_000, demo });
       if (options.reload) await v1.register(adminReload, { reload: options.reload });
       await v1.register(adminBackup, { engine });

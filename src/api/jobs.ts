@@ -26,6 +26,8 @@ export function jobDto(job: Job) {
     finishedAt: job.finishedAt,
     requestedBy: job.requestedBy,
     groupId: job.groupId,
+    policyId: job.policyId,
+    policyRunId: job.policyRunId,
   };
 }
 export type JobDto = ReturnType<typeof jobDto>;

@@ -15,6 +15,7 @@ import { backupFile, databaseFileProblem, inspectDatabaseFile, restoreFile } fro
 import { ApiError, createClient, type Client } from './client.ts';
 import { doctor, formatFinding } from './doctor.ts';
 import { groupCommand } from './group.ts';
+import { kindProblem, listPolicies, planPolicy, runPolicy, type PolicyCliContext } from './policies.ts';
 import {
   formatJob,
   formatJobError,
@@ -59,7 +60,8 @@ Commands:
                                               delete a snapshot (with its subtree)
   delete-all <vmId> [--no-wait]               remove every snapshot of a VM
   consolidate <vmId> [--dry-run] [--no-wait]  consolidate a VM's disk chains
-  jobs [--state S] [--vm V] [--kind K]        jobs
+  jobs [--state S] [--vm V] [--kind K] [--policy P]
+                                              jobs (--policy: the jobs of a policy's runs)
   job <jobId>                                 one job
   cancel <jobId>                              cancel a job
   group create --name N --mode M (--vm ID ... | --target T [--pattern GLOB] | --pattern GLOB)
@@ -67,6 +69,10 @@ Commands:
                                               waits until no member runs, exit 1 unless all made
   group show <groupId>                        a group and its members (state, start, snapshot, job)
   group retry <groupId> [--no-wait]           new create jobs for the failed members of a group
+  policies                                    scheduled policies
+  policy plan <policyId> [--kind K]           what a run now would do, step by step (K: snapshot,
+                                              the default, or consolidate); nothing is done
+  policy run <policyId> [--kind K]            run a policy now (its jobs: jobs --policy <policyId>)
 
 Operations (backup through the API; --local, restore and doctor work on this host's files):
   backup <file> [--force] [--local [--config F] [--db PATH]]
@@ -115,6 +121,7 @@ const OPTIONS = {
   vm: { type: 'string', multiple: true },
   pattern: { type: 'string' },
   kind: { type: 'string' },
+  policy: { type: 'string' },
   force: { type: 'boolean' },
   local: { type: 'boolean' },
   config: { type: 'string' },
@@ -443,7 +450,7 @@ const COMMANDS: Record<string, (ctx: Context) => Promise<number>> = {
     noMoreArgs(ctx, 0);
     const { body } = await ctx.client.request<{ items: JobJson[]; next: string | null }>(
       'GET',
-      `/v1/jobs${query({ state: ctx.values.state, vm: ctx.values.vm?.at(-1), kind: ctx.values.kind })}`,
+      `/v1/jobs${query({ state: ctx.values.state, vm: ctx.values.vm?.at(-1), kind: ctx.values.kind, policy: ctx.values.policy })}`,
     );
     if (ctx.json) return printJson(ctx, body), 0;
     ctx.io.stdout.write(
@@ -540,4 +547,24 @@ const COMMANDS: Record<string, (ctx: Context) => Promise<number>> = {
     ctx.io.stdout.write(`job ${body.id} ${body.state}\n`);
     return 0;
   },
+
+  async policies(ctx) {
+    noMoreArgs(ctx, 0);
+    return listPolicies(policyContext(ctx));
+  },
+
+  async policy(ctx) {
+    const sub = arg(ctx, 0, 'plan|run');
+    const id = arg(ctx, 1, 'policyId');
+    noMoreArgs(ctx, 2);
+    const problem = kindProblem(ctx.values.kind);
+    if (problem) throw new UsageError(problem);
+    if (sub === 'plan') return planPolicy(policyContext(ctx), id);
+    if (sub === 'run') return runPolicy(policyContext(ctx), id);
+    throw new UsageError(`unknown policy command '${sub}' (plan or run)`);
+  },
 };
+
+function policyContext(ctx: Context): PolicyCliContext {
+  return { client: ctx.client, write: (text) => ctx.io.stdout.write(text), json: ctx.json, kind: ctx.values.kind };
+}

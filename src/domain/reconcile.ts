@@ -11,7 +11,7 @@ import type { Iso, Snapshot, SnapshotMode } from './types.ts';
 
 export type SnapshotFields = Pick<
   Snapshot,
-  'parentId' | 'name' | 'description' | 'mode' | 'owner' | 'jobId' | 'state' | 'current' | 'ready' | 'progress' | 'details' | 'createdAt' | 'deletedAt'
+  'parentId' | 'name' | 'description' | 'mode' | 'owner' | 'jobId' | 'policyId' | 'state' | 'current' | 'ready' | 'progress' | 'details' | 'createdAt' | 'deletedAt'
 >;
 
 export interface SnapshotChange {
@@ -31,6 +31,8 @@ export interface SnapshotPlan {
 export interface KnownJob {
   /** The mode the job asked for; recorded when the hypervisor cannot tell the mode itself. */
   mode: SnapshotMode | null;
+  /** The policy whose run submitted the job (null or absent: a user's request). */
+  policyId?: string | null;
 }
 
 export interface SnapshotReconcileInput {
@@ -69,6 +71,7 @@ export function reconcileSnapshots(input: SnapshotReconcileInput): SnapshotPlan 
         mode: o.mode ?? job?.mode ?? null,
         owner: job ? 'snapvisor' : 'external',
         jobId: job ? markerJobId : null,
+        policyId: job?.policyId ?? null,
         state: 'present',
         current: o.current,
         ready: o.ready,
@@ -96,6 +99,7 @@ export function reconcileSnapshots(input: SnapshotReconcileInput): SnapshotPlan 
     if (job && existing.owner === 'external') {
       want.owner = 'snapvisor';
       want.jobId = markerJobId;
+      want.policyId = job.policyId ?? null;
     }
     const change = diff(existing, want);
     if (change) plan.updates.push(change);

@@ -58,6 +58,8 @@ export interface Snapshot {
   owner: SnapshotOwner;
   /** The job that made it, for owner snapvisor. */
   jobId: string | null;
+  /** The policy whose run made it (null: a user's own request, or made outside Snapvisor). */
+  policyId: string | null;
   state: SnapshotState;
   current: boolean;
   /** Usable now; false while the provider still copies it (a cloud disk snapshot). */
@@ -139,6 +141,9 @@ export interface Job {
   checkpoint: JobCheckpoint | null;
   /** The snapshot group that made it (src/domain/group.ts); null for every other job. */
   groupId: string | null;
+  /** The policy and the run that submitted it (null for a user's request). */
+  policyId: string | null;
+  policyRunId: string | null;
 }
 
 export interface AuditEntry {

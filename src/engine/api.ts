@@ -8,7 +8,8 @@
  */
 import type { Capabilities, DiskInfo, TargetHealth } from '../../providers/contract.ts';
 import type { SnapshotGroup } from '../domain/group.ts';
-import type { PolicyRun, Selector } from '../domain/policy.ts';
+import type { Policy, PolicyRun, PolicyRunKind, RetentionRule, Selector } from '../domain/policy.ts';
+import type { PolicyPlan } from '../domain/policy-plan.ts';
 import type {
   AuditEntry,
   CreateOptionValue,
@@ -72,6 +73,8 @@ export interface JobFilter {
   state?: JobState;
   vmId?: string;
   kind?: JobKind;
+  /** Only jobs a run of this policy submitted. */
+  policyId?: string;
   limit: number;
   cursor?: string;
 }
@@ -90,6 +93,8 @@ export interface SubmitMeta {
   idempotencyKey?: string;
   /** Hash of method + path + body, so a reused key with another request is refused. */
   requestHash: string;
+  /** Set by a policy run: recorded on the job (and on the snapshot a create makes), never by the API. */
+  policy?: { policyId: string; runId: string };
 }
 
 export interface SubmitResult {
@@ -157,6 +162,22 @@ export interface GroupActionResult {
 /** An audit entry as the API hands it in; the store adds its id and time. */
 export type AuditRecord = Omit<AuditEntry, 'id' | 'at'>;
 
+/** A new policy as the API hands it in (TypeBox-checked); defaults: timezone UTC, no chain limit, no consolidation schedule, enabled. */
+export interface PolicyInput {
+  name: string;
+  selector: Selector;
+  schedule: string;
+  timezone?: string;
+  mode: SnapshotMode;
+  retention: RetentionRule;
+  maxChainDepth?: number | null;
+  consolidationSchedule?: string | null;
+  enabled?: boolean;
+}
+
+/** PATCH: the given fields replace the stored ones (selector and retention as a whole). */
+export type PolicyPatch = Partial<PolicyInput>;
+
 export interface EngineApi {
   listTargets(): Promise<TargetView[]>;
   getTarget(name: string): Promise<TargetView>;
@@ -217,4 +238,18 @@ export interface EngineApi {
   revertSnapshotGroup(groupId: string, principal: string): Promise<GroupActionResult>;
   /** A delete job per member snapshot; the group stays, as deleted. */
   deleteSnapshotGroup(groupId: string, principal: string): Promise<GroupActionResult>;
+  /** Policies (issue 13). Invalid fields → invalid naming the field; a name in use → conflict. */
+  createPolicy(input: PolicyInput): Promise<Policy>;
+  /** By name. */
+  listPolicies(): Promise<Policy[]>;
+  getPolicy(id: string): Promise<Policy>;
+  updatePolicy(id: string, patch: PolicyPatch): Promise<Policy>;
+  /** The policy only: its runs stay, its snapshots keep their policyId (no other policy ever deletes them). */
+  deletePolicy(id: string): Promise<void>;
+  /** What a run now would do, step by step, doing nothing. */
+  planPolicy(id: string, kind: PolicyRunKind): Promise<PolicyPlan>;
+  /** A manual run: the run record (running, or skipped when one of the same kind is going); its jobs follow. */
+  runPolicy(id: string, kind: PolicyRunKind): Promise<PolicyRun>;
+  /** Newest first. */
+  listPolicyRuns(policyId: string, query: { limit: number; cursor?: string }): Promise<Page<PolicyRun>>;
 }

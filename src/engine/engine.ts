@@ -17,6 +17,8 @@ import { createCore, DEFAULT_SETTINGS, refreshRow, type BoundTarget, type Core, 
 import { createEventBus } from './events.ts';
 import { createGroups } from './groups.ts';
 import { createMetrics } from './metrics.ts';
+import { createPolicies } from './policies.ts';
+import type { PolicyRunPort } from './policy-port.ts';
 import { recoverRunningJobs } from './recovery.ts';
 import { createRetention, type RetentionReport } from './retention.ts';
 import { submitJob } from './submit.ts';
@@ -63,6 +65,8 @@ export interface Engine extends EngineApi {
    * audit entries and finished jobs older than settings.retention, by the engine's clock.
    */
   pruneRetention(): Promise<RetentionReport>;
+  /** What the scheduler starts policy runs through. */
+  readonly policyRuns: PolicyRunPort;
 }
 
 /** Why the store's write probe failed, as /readyz says it. */
@@ -88,6 +92,8 @@ export function createEngine(options: EngineOptions): Engine {
   const worker = createWorker(core, sync);
   const retention = createRetention(core);
   const groups = createGroups(core, () => worker.kick());
+  // Runs submit through the engine's own submit (validation, idempotency, the worker's kick).
+  const policies = createPolicies(core, { submit: (request, meta) => engine.submit(request, meta) });
   const { store } = core;
   let syncTimer: NodeJS.Timeout | null = null;
   let syncing: Promise<void> | null = null;
@@ -228,6 +234,7 @@ export function createEngine(options: EngineOptions): Engine {
       }
       started = true;
       retention.start();
+      await policies.start();
       await readiness();
       log.info({ targets: [...(await core.targets()).keys()] }, 'engine started');
     },
@@ -235,6 +242,7 @@ export function createEngine(options: EngineOptions): Engine {
     async stop({ graceMs = 10_000 } = {}) {
       stopped = true;
       retention.stop();
+      policies.stop();
       if (syncTimer) clearInterval(syncTimer);
       syncTimer = null;
       let graceOverAt = Date.now();
@@ -347,6 +355,7 @@ export function createEngine(options: EngineOptions): Engine {
           ...(filter.state !== undefined ? { state: filter.state } : {}),
           ...(filter.vmId !== undefined ? { vmId: filter.vmId } : {}),
           ...(filter.kind !== undefined ? { kind: filter.kind } : {}),
+          ...(filter.policyId !== undefined ? { policyId: filter.policyId } : {}),
           limit: filter.limit,
           ...(filter.cursor !== undefined ? { cursor: filter.cursor } : {}),
         }),
@@ -420,6 +429,15 @@ export function createEngine(options: EngineOptions): Engine {
     retrySnapshotGroup: (groupId, principal) => groups.retrySnapshotGroup(groupId, principal),
     revertSnapshotGroup: (groupId, principal) => groups.revertSnapshotGroup(groupId, principal),
     deleteSnapshotGroup: (groupId, principal) => groups.deleteSnapshotGroup(groupId, principal),
+    policyRuns: policies,
+    createPolicy: (input) => policies.create(input),
+    listPolicies: () => policies.list(),
+    getPolicy: (id) => policies.get(id),
+    updatePolicy: (id, patch) => policies.update(id, patch),
+    deletePolicy: (id) => policies.delete(id),
+    planPolicy: (id, kind) => policies.plan(id, kind),
+    runPolicy: (id, kind) => policies.startRun(id, kind, 'manual', null),
+    listPolicyRuns: (id, query) => policies.listRuns(id, query),
   };
   return engine;
 }

@@ -58,6 +58,7 @@ export async function submitJob(core: Core, request: JobRequest, meta: SubmitMet
     maxAttempts: core.settings.maxAttempts,
     requestedBy: meta.principal,
     createdAt: core.iso(),
+    ...(meta.policy ? { policyId: meta.policy.policyId, policyRunId: meta.policy.runId } : {}),
     ...(draft.answered ? { state: 'succeeded' as const, result: draft.answered } : {}),
   };
   const outcome = await store.jobs.submit(

@@ -11,6 +11,7 @@ import { openDb } from './db.ts';
 import { createGroupRepo, type GroupRepo } from './groups.ts';
 import { createIdempotencyRepo, type IdempotencyRepo } from './idempotency.ts';
 import { createJobRepo, type JobRepo } from './jobs.ts';
+import { createPolicyRepo, type PolicyRepo } from './policies.ts';
 import { createSnapshotRepo, type SnapshotRepo } from './snapshots.ts';
 import { createTargetRepo, type TargetRepo } from './targets.ts';
 import { createVmRepo, type VmRepo } from './vms.ts';
@@ -24,6 +25,7 @@ export type { IdempotencyRecord, IdempotencyRepo } from './idempotency.ts';
 export type { GroupCreateOutcome, GroupRefresh, GroupRepo, NewGroup, NewGroupMember } from './groups.ts';
 export type { ClaimOptions, FairJobCandidate, FinishUpdate, JobCandidate, JobListQuery, JobRepo, NewJob, RequeueUpdate, SubmitOptions, SubmitOutcome } from './jobs.ts';
 export type { SnapshotRepo } from './snapshots.ts';
+export type { NewPolicyRun, PolicyRepo, PolicyWrite } from './policies.ts';
 export type { TargetHealthUpdate, TargetRepo } from './targets.ts';
 export { InvalidCursorError } from './vms.ts';
 export { INSUFFICIENT_STORAGE, isStoreFull, StoreFullError, storeWriteFailure, type StoreWriteFailure } from './write-failure.ts';
@@ -40,6 +42,7 @@ export interface Store {
   audit: AuditRepo;
   /** Snapshot groups (domain/group.ts). */
   groups: GroupRepo;
+  policies: PolicyRepo;
   close(): void;
   /** The database answers a trivial query. */
   healthy(): Promise<boolean>;
@@ -68,6 +71,7 @@ export function openStore(path: string, opts: { log?: Logger } = {}): Store {
     idempotency: createIdempotencyRepo(db),
     audit: createAuditRepo(db),
     groups: createGroupRepo(db),
+    policies: createPolicyRepo(db),
     close() {
       if (closed) return;
       closed = true;

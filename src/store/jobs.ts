@@ -22,6 +22,9 @@ export interface NewJob {
   /** The snapshot group that made it (absent: none). */
   groupId?: string | null;
   result?: JobResult | null;
+  /** The policy and run that submitted it (policies: retention owns what its creates make). */
+  policyId?: string | null;
+  policyRunId?: string | null;
 }
 
 export type SubmitOutcome =
@@ -40,6 +43,8 @@ export interface JobListQuery {
   state?: JobState;
   vmId?: string;
   kind?: JobKind;
+  /** Only jobs a run of this policy submitted. */
+  policyId?: string;
   limit: number;
   cursor?: string;
 }
@@ -149,7 +154,7 @@ export interface JobRepo {
    */
   pruneFinished(before: string, limit: number): Promise<number>;
   /** The create jobs among `ids` that exist, with the mode they asked for. */
-  createModes(ids: readonly string[]): Promise<Map<string, { mode: SnapshotMode | null }>>;
+  createModes(ids: readonly string[]): Promise<Map<string, { mode: SnapshotMode | null; policyId: string | null }>>;
 }
 
 export const toJob = (r: Row): Job => ({
@@ -174,6 +179,8 @@ export const toJob = (r: Row): Job => ({
   finishedAt: strOrNull(r.finished_at),
   checkpoint: json<JobCheckpoint>(r.checkpoint),
   groupId: strOrNull(r.group_id),
+  policyId: strOrNull(r.policy_id),
+  policyRunId: strOrNull(r.policy_run_id),
 });
 
 const enc = (v: unknown) => (v === null || v === undefined ? null : JSON.stringify(v));
@@ -215,8 +222,8 @@ export function insertJob(db: Db, job: NewJob): void {
   }
   db.stmt(
     `INSERT INTO jobs (id, kind, state, target_id, vm_id, snapshot_id, params, progress, attempts, max_attempts, next_attempt_at,
-       result, requested_by, created_at, started_at, finished_at, fair_tag, group_id)
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+       result, requested_by, created_at, started_at, finished_at, fair_tag, group_id, policy_id, policy_run_id)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
   ).run(
     job.id,
     job.kind,
@@ -235,6 +242,8 @@ export function insertJob(db: Db, job: NewJob): void {
     final ? job.createdAt : null,
     tag,
     job.groupId ?? null,
+    job.policyId ?? null,
+    job.policyRunId ?? null,
   );
 }
 
@@ -288,6 +297,10 @@ export function createJobRepo(db: Db): JobRepo {
       if (q.kind !== undefined) {
         where.push('kind = ?');
         params.push(q.kind);
+      }
+      if (q.policyId !== undefined) {
+        where.push('policy_id = ?');
+        params.push(q.policyId);
       }
       if (q.cursor !== undefined) {
         const before = decodeCursor(q.cursor, 2);
@@ -448,12 +461,12 @@ export function createJobRepo(db: Db): JobRepo {
       });
     },
     async createModes(ids) {
-      const out = new Map<string, { mode: SnapshotMode | null }>();
+      const out = new Map<string, { mode: SnapshotMode | null; policyId: string | null }>();
       for (const id of ids) {
-        const r = db.stmt(`SELECT params FROM jobs WHERE id = ? AND kind = 'snapshot.create'`).get(id) as Row | undefined;
+        const r = db.stmt(`SELECT params, policy_id FROM jobs WHERE id = ? AND kind = 'snapshot.create'`).get(id) as Row | undefined;
         if (!r) continue;
         const params = json<{ mode?: SnapshotMode }>(r.params);
-        out.set(id, { mode: params?.mode ?? null });
+        out.set(id, { mode: params?.mode ?? null, policyId: strOrNull(r.policy_id) });
       }
       return out;
     },

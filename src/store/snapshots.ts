@@ -26,6 +26,7 @@ const toSnapshot = (r: Row): Snapshot => ({
   mode: strOrNull(r.mode) as SnapshotMode | null,
   owner: str(r.owner) as SnapshotOwner,
   jobId: strOrNull(r.job_id),
+  policyId: strOrNull(r.policy_id),
   state: str(r.state) as SnapshotState,
   current: bool(r.is_current),
   ready: bool(r.ready),
@@ -43,6 +44,7 @@ const COLUMNS: Record<keyof SnapshotFields, string> = {
   mode: 'mode',
   owner: 'owner',
   jobId: 'job_id',
+  policyId: 'policy_id',
   state: 'state',
   current: 'is_current',
   ready: 'ready',
@@ -80,13 +82,13 @@ export function createSnapshotRepo(db: Db): SnapshotRepo {
     async apply(plan) {
       db.tx(() => {
         const insert = db.stmt(
-          `INSERT INTO snapshots (id, vm_id, provider_ref, parent_id, name, description, mode, owner, job_id, state, is_current, ready, progress, details, created_at, first_seen_at, deleted_at)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+          `INSERT INTO snapshots (id, vm_id, provider_ref, parent_id, name, description, mode, owner, job_id, policy_id, state, is_current, ready, progress, details, created_at, first_seen_at, deleted_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
         );
         const touched = new Set<string>();
         for (const s of plan.inserts) {
           touched.add(s.vmId);
-          insert.run(s.id, s.vmId, s.providerRef, s.parentId, s.name, s.description, s.mode, s.owner, s.jobId, s.state, int(s.current), int(s.ready), s.progress, enc(s.details), s.createdAt, s.firstSeenAt, s.deletedAt);
+          insert.run(s.id, s.vmId, s.providerRef, s.parentId, s.name, s.description, s.mode, s.owner, s.jobId, s.policyId, s.state, int(s.current), int(s.ready), s.progress, enc(s.details), s.createdAt, s.firstSeenAt, s.deletedAt);
         }
         for (const change of [...plan.updates, ...plan.gone]) {
           const keys = Object.keys(change.set) as Array<keyof SnapshotFields>;

@@ -35,6 +35,7 @@ const row = (id: string, ref: string, parentId: string | null, extra: Partial<Sn
   mode: null,
   owner: 'external',
   jobId: null,
+  policyId: null,
   state: 'present',
   current: false,
   ready: true,

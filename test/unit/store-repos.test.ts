@@ -47,6 +47,7 @@ const snap = (id: string, vmId: string, parentId: string | null, extra: Partial<
   mode: null,
   owner: 'external',
   jobId: null,
+  policyId: null,
   state: 'present',
   current: false,
   ready: true,
@@ -166,7 +167,7 @@ t.test('jobs: submit with idempotency, claim rules, release by ticket only', asy
   t.equal(await store.jobs.cancelQueued('j3', later, { kind: 'cancelled', message: 'c' }), null, 'running jobs are not cancelled directly');
   t.match(await store.jobs.requestCancel('j3'), { cancelRequested: true, state: 'running' });
   t.match(await store.jobs.countByState(), { queued: 1, running: 1, succeeded: 1, cancelled: 1, failed: 0 });
-  t.same([...(await store.jobs.createModes(['j3', 'nope'])).entries()], [['j3', { mode: 'memory' }]]);
+  t.same([...(await store.jobs.createModes(['j3', 'nope'])).entries()], [['j3', { mode: 'memory', policyId: null }]]);
   t.match(await store.jobs.takeOver('j3', 'T9', later), { state: 'running' });
   t.ok(await store.jobs.finish('j3', 'T9', { state: 'failed', error: { kind: 'internal', message: 'x' }, at: later }));
 });

@@ -24,6 +24,7 @@ async function swaggerPlugin(app: FastifyInstance, options: { version: string })
         { name: 'vms', description: 'Virtual machines' },
         { name: 'snapshots', description: 'Snapshots and their trees' },
         { name: 'jobs', description: 'Every mutating call is a job' },
+        { name: 'policies', description: 'Scheduled snapshots, retention and consolidation' },
         { name: 'operations', description: 'Health, readiness, metrics, events' },
       ],
     },

@@ -32,6 +32,8 @@ export const Job = Type.Object(
     finishedAt: NullableIsoTime,
     requestedBy: Type.String(),
     groupId: NullableString({ description: 'The snapshot group that made it (null for other jobs)' }),
+    policyId: NullableString({ description: 'The policy whose run submitted it (null for a request)' }),
+    policyRunId: NullableString({ description: 'The policy run that submitted it' }),
   },
   { title: 'Job' },
 );
@@ -42,6 +44,7 @@ export const JobListQuery = Type.Object({
   state: Type.Optional(StringEnum(JOB_STATES)),
   vm: Type.Optional(Id),
   kind: Type.Optional(StringEnum(JOB_KINDS)),
+  policy: Type.Optional(Id),
   ...PageQuery,
 });
 

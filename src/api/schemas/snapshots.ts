@@ -12,6 +12,7 @@ const snapshotProperties = {
   mode: NullableEnum(SNAPSHOT_MODES),
   owner: StringEnum(['snapvisor', 'external'] as const),
   jobId: NullableString(),
+  policyId: NullableString({ description: 'The policy whose run made it; null for a snapshot made by a request or outside Snapvisor' }),
   state: StringEnum(['present', 'gone'] as const),
   current: Type.Boolean({ description: "The VM's current state descends from this snapshot" }),
   ready: Type.Boolean({ description: 'Usable now; false while the provider still copies it (a cloud disk snapshot)' }),

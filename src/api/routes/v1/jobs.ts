@@ -11,17 +11,18 @@ const jobs: FastifyPluginAsyncTypebox<{ engine: EngineApi }> = async (app, { eng
   app.get('/jobs', {
     schema: {
       tags: ['jobs'],
-      summary: 'Jobs, newest first, filtered by state, VM or kind',
+      summary: 'Jobs, newest first, filtered by state, VM, kind or policy',
       querystring: JobListQuery,
       response: { 200: JobPage, ...READ_LIST },
     },
   }, async (request) => {
-    const { state, vm, kind, limit, cursor } = request.query;
+    const { state, vm, kind, policy, limit, cursor } = request.query;
     const page = await engine.listJobs({
       limit: limit ?? 100,
       ...(state === undefined ? {} : { state }),
       ...(vm === undefined ? {} : { vmId: vm }),
       ...(kind === undefined ? {} : { kind }),
+      ...(policy === undefined ? {} : { policyId: policy }),
       ...(cursor === undefined ? {} : { cursor }),
     });
     return { items: page.items.map(jobDto), next: page.next };

@@ -1,0 +1,72 @@
+/** Migration 010 and the policies repository on a real SQLite database. */
+import t from 'tap';
+import type { Policy } from '../../src/domain/policy.ts';
+import { openStore } from '../../src/store/index.ts';
+import { SCHEMA_VERSION } from '../../src/store/migrations/index.ts';
+
+const AT = '2026-12-04T10:00:00.000Z';
+const policy = (id: string, name: string, over: Partial<Policy> = {}): Policy => ({
+  id,
+  name,
+  selector: { targets: ['lab'], namePattern: 'web*' },
+  schedule: '30 2 * * *',
+  timezone: 'Europe/Berlin',
+  mode: 'memory',
+  retention: { keepLast: 3, keepDaily: 7, maxAge: 'P30D' },
+  maxChainDepth: null,
+  consolidationSchedule: null,
+  enabled: true,
+  createdAt: AT,
+  updatedAt: AT,
+  ...over,
+});
+
+t.test('policies round-trip; names are unique; delete keeps the runs', async (t) => {
+  const store = openStore(':memory:');
+  t.teardown(() => store.close());
+  t.ok(SCHEMA_VERSION >= 10, 'migration 010 is applied');
+  const p = policy('p1', 'nightly', { maxChainDepth: 4, consolidationSchedule: '0 4 * * 0' });
+  t.same(await store.policies.insert(p), { outcome: 'ok', policy: p });
+  t.same(await store.policies.insert(policy('p2', 'nightly')), { outcome: 'name-taken' });
+  t.same(await store.policies.insert(policy('p2', 'hourly', { enabled: false })), { outcome: 'ok', policy: policy('p2', 'hourly', { enabled: false }) });
+  t.same((await store.policies.list()).map((x) => x.name), ['hourly', 'nightly'], 'by name');
+  t.same(await store.policies.update({ ...p, name: 'hourly' }), { outcome: 'name-taken' });
+  t.same(await store.policies.update(policy('nope', 'x')), { outcome: 'not-found' });
+  const changed = await store.policies.update({ ...p, schedule: '0 * * * *', updatedAt: '2026-12-04T11:00:00.000Z' });
+  t.match(changed, { outcome: 'ok', policy: { schedule: '0 * * * *', updatedAt: '2026-12-04T11:00:00.000Z', createdAt: AT } });
+
+  const run = await store.policies.startRun({ id: 'r1', policyId: 'p1', kind: 'snapshot', trigger: 'schedule', scheduledFor: '2026-12-04T01:30:00.000Z', startedAt: AT });
+  t.match(run, { state: 'running', finishedAt: null, jobIds: [] });
+  t.ok(await store.policies.delete('p1'));
+  t.notOk(await store.policies.delete('p1'));
+  t.equal(await store.policies.get('p1'), null);
+  t.match(await store.policies.getRun('r1'), { id: 'r1', policyId: 'p1' }, 'the run outlives its policy');
+});
+
+t.test('one running run per (policy, kind): the next is skipped; jobs in order; slots; pages', async (t) => {
+  const store = openStore(':memory:');
+  t.teardown(() => store.close());
+  await store.policies.insert(policy('p1', 'nightly'));
+  const start = (id: string, kind: 'snapshot' | 'consolidate', scheduledFor: string | null, startedAt: string) =>
+    store.policies.startRun({ id, policyId: 'p1', kind, trigger: scheduledFor ? 'schedule' : 'manual', scheduledFor, startedAt });
+  t.same(await store.policies.lastScheduledFor('p1'), { snapshot: null, consolidate: null });
+  t.match(await start('r1', 'snapshot', '2026-12-04T01:00:00.000Z', '2026-12-04T01:00:01.000Z'), { state: 'running' });
+  t.match(await start('r2', 'snapshot', '2026-12-04T02:00:00.000Z', '2026-12-04T02:00:01.000Z'), { state: 'skipped', finishedAt: '2026-12-04T02:00:01.000Z', message: /r1/ });
+  t.match(await start('r3', 'consolidate', null, '2026-12-04T02:00:02.000Z'), { state: 'running' }, 'another kind runs');
+  t.same(await store.policies.lastScheduledFor('p1'), { snapshot: '2026-12-04T02:00:00.000Z', consolidate: null }, 'a skipped slot counts as taken');
+  t.same((await store.policies.runningRuns()).map((r) => r.id), ['r1', 'r3']);
+
+  await store.policies.addRunJob('r1', 'j2');
+  await store.policies.addRunJob('r1', 'j1');
+  await store.policies.addRunJob('r1', 'j2');
+  t.same((await store.policies.getRun('r1'))!.jobIds, ['j2', 'j1'], 'submit order, once each');
+  t.match(await store.policies.finishRun('r1', 'partial', 'one failed', '2026-12-04T03:00:00.000Z'), { state: 'partial', message: 'one failed' });
+  t.equal(await store.policies.finishRun('r1', 'succeeded', null, '2026-12-04T03:00:00.000Z'), null, 'a finished run stays finished');
+  t.match(await start('r4', 'snapshot', null, '2026-12-04T04:00:00.000Z'), { state: 'running' }, 'free again once it ended');
+
+  const first = await store.policies.listRuns('p1', { limit: 2 });
+  t.same(first.items.map((r) => r.id), ['r4', 'r3']);
+  const second = await store.policies.listRuns('p1', { limit: 2, cursor: first.next! });
+  t.same(second.items.map((r) => r.id), ['r2', 'r1']);
+  t.equal(second.next, null);
+});
