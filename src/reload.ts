@@ -47,6 +47,7 @@ const RESTART_ONLY: ReadonlyArray<[string, (c: ResolvedConfig) => unknown]> = [
   ['/retention', (c) => c.retention],
   ['/readiness', (c) => c.readiness],
   ['/limits', (c) => c.limits],
+  ['/webhooks', (c) => c.webhooks],
   ...(['workerPollMs', 'jobTimeoutSec', 'maxAttempts', 'syncIntervalSec', 'shutdownGraceSec'] as const).map(
     (k): [string, (c: ResolvedConfig) => unknown] => [`/engine/${k}`, (c) => c.engine[k]],
   ),

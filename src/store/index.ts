@@ -7,12 +7,14 @@ import type { Logger } from '../../providers/contract.ts';
 import { createAuditRepo, type AuditRepo } from './audit.ts';
 import { backupConnection, type BackupReport } from './backup.ts';
 import { createBudgetRepo, type CreateBudgetRepo } from './budgets.ts';
+import { createDriftRepo, type DriftRepo } from './drift.ts';
 import { openDb } from './db.ts';
 import { createIdempotencyRepo, type IdempotencyRepo } from './idempotency.ts';
 import { createJobRepo, type JobRepo } from './jobs.ts';
 import { createSnapshotRepo, type SnapshotRepo } from './snapshots.ts';
 import { createTargetRepo, type TargetRepo } from './targets.ts';
 import { createVmRepo, type VmRepo } from './vms.ts';
+import { createWebhookOutboxRepo, type WebhookOutboxRepo } from './webhooks.ts';
 import { storeWriteFailure, type StoreWriteFailure } from './write-failure.ts';
 
 export type { AuditRepo, NewAuditEntry } from './audit.ts';
@@ -26,6 +28,8 @@ export type { TargetHealthUpdate, TargetRepo } from './targets.ts';
 export { InvalidCursorError } from './vms.ts';
 export { INSUFFICIENT_STORAGE, isStoreFull, StoreFullError, storeWriteFailure, type StoreWriteFailure } from './write-failure.ts';
 export type { VmListQuery, VmRepo, VmStats, VmWithStats } from './vms.ts';
+export type { DriftRepo, DriftState } from './drift.ts';
+export type { NewOutboxRow, OutboxRow, WebhookOutboxRepo } from './webhooks.ts';
 
 export interface Store {
   targets: TargetRepo;
@@ -36,6 +40,10 @@ export interface Store {
   budgets: CreateBudgetRepo;
   idempotency: IdempotencyRepo;
   audit: AuditRepo;
+  /** Drift detection's reads and its last fingerprint per target. */
+  drift: DriftRepo;
+  /** Webhook deliveries (an outbox). */
+  webhooks: WebhookOutboxRepo;
   close(): void;
   /** The database answers a trivial query. */
   healthy(): Promise<boolean>;
@@ -63,6 +71,8 @@ export function openStore(path: string, opts: { log?: Logger } = {}): Store {
     budgets: createBudgetRepo(db),
     idempotency: createIdempotencyRepo(db),
     audit: createAuditRepo(db),
+    drift: createDriftRepo(db),
+    webhooks: createWebhookOutboxRepo(db),
     close() {
       if (closed) return;
       closed = true;

@@ -12,6 +12,7 @@ import { sql as createBudgets } from './006_create_budgets.ts';
 import { sql as retention } from './007_retention.ts';
 import { sql as fairQueue } from './008_fair_queue.ts';
 import { sql as jobCheckpoint } from './009_job_checkpoint.ts';
+import { sql as webhooksDrift } from './012_webhooks_drift.ts';
 
 export interface Migration {
   version: number;
@@ -29,6 +30,7 @@ export const MIGRATIONS: readonly Migration[] = [
   { version: 7, name: 'retention', sql: retention },
   { version: 8, name: 'fair_queue', sql: fairQueue },
   { version: 9, name: 'job_checkpoint', sql: jobCheckpoint },
+  { version: 12, name: 'webhooks_drift', sql: webhooksDrift },
 ];
 
 /** The schema version a list of migrations brings a database to (0 for none). */
