@@ -5,6 +5,7 @@
  * never answers delays no job; a 4xx is given up at once; neither the secret nor the URL's
  * password reaches a log line or a stored error.
  */
+import { createHmac } from 'node:crypto';
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import { mkdtempSync, rmSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
@@ -149,6 +150,9 @@ t.test('a failed job is delivered once, signed, with its headers', async (t) => 
   t.equal(hit!.headers.authorization, `Basic ${Buffer.from(`hook:${PASSWORD}`).toString('base64')}`, 'URL credentials travel as Basic auth');
   const headers = { timestamp: hit!.headers['snapvisor-timestamp'] as string, signature: hit!.headers['snapvisor-signature'] as string };
   t.match(headers.signature, /^sha256=[0-9a-f]{64}$/);
+  // As a receiver computes it, independently of our helper: HMAC-SHA256(secret, "<timestamp>.<body>").
+  t.equal(headers.signature, `sha256=${createHmac('sha256', SECRET).update(`${headers.timestamp}.${hit!.body}`).digest('hex')}`);
+  t.ok(Math.abs(Number(headers.timestamp) - Date.now() / 1000) < 300, 'the timestamp is unix seconds, now');
   const now = Math.floor(Date.now() / 1000);
   t.ok(verifyWebhookSignature(SECRET, headers, hit!.body, now), 'the signature verifies with the secret');
   t.notOk(verifyWebhookSignature('another-secret-0123456789abcdef', headers, hit!.body, now), 'not with another secret');
