@@ -124,6 +124,7 @@ t.test('OpenAPI document lists every route, with bearer security and problem res
     '/v1/events': ['get'],
     '/v1/admin/backup': ['post'],
     '/v1/admin/log-level': ['get', 'put'],
+    '/v1/drift': ['get'],
   };
   t.same(Object.keys(doc.paths).sort(), Object.keys(expected).sort());
   for (const [path, methods] of Object.entries(expected)) {
