@@ -87,7 +87,7 @@ interface Setup {
   vmId: (name: string) => Promise<string>;
 }
 
-async function setup(t: TapTest, port: number, options: { db?: string; lines?: string[]; events?: WebhookSpec['events']; teardown?: boolean } = {}): Promise<Setup> {
+async function setup(t: TapTest, port: number, options: { db?: string; lines?: string[]; events?: WebhookSpec['events']; teardown?: boolean; now?: () => Date } = {}): Promise<Setup> {
   const store = openStore(options.db ?? ':memory:');
   const provider = createFakeProvider('lab', { vms: [{ name: 'web-1', powerState: 'running' }] });
   const registry = fakeRegistry([{ spec: fakeSpec('lab'), provider }]);
@@ -98,6 +98,7 @@ async function setup(t: TapTest, port: number, options: { db?: string; lines?: s
     settings: { workerPollMs: 10, syncIntervalMs: 0, maxAttempts: 1 },
     webhooks: [{ name: 'ops', url: `http://hook:${PASSWORD}@127.0.0.1:${port}/in`, secret: SECRET, events: options.events ?? ['job.failed'], giveUpAfterDays: 3 }],
     webhookSettings: { timeoutMs: 10_000, backoff: { initialMs: 20, maxMs: 40 } },
+    ...(options.now ? { now: options.now } : {}),
   });
   await engine.start();
   if (options.teardown !== false) {
@@ -238,4 +239,21 @@ t.test('a 4xx refusal is given up at once and kept; other events are not sent', 
   t.match(given?.lastError, /HTTP 410/);
   t.equal(r.received.length, 1);
   t.match(await metric(s.engine, /^snapvisor_webhook_deliveries_total\{webhook="ops",result="failed"\}/), / 1$/);
+});
+
+t.test('a delivery still failing giveUpAfterDays after its event is given up, and kept', async (t) => {
+  let shiftMs = 0;
+  const port = await freePort();
+  const s = await setup(t, port, { now: () => new Date(Date.now() + shiftMs) });
+  await failedJob(s);
+  const [row] = await s.store.webhooks.listByWebhook('ops');
+  await until(s, async () => ((await s.store.webhooks.get(row!.id))?.attempts ?? 0) >= 1);
+  t.equal((await s.store.webhooks.get(row!.id))?.givenUpAt, null, 'retried at first');
+  shiftMs = 3 * 86_400_000 + 60_000;
+  await until(s, async () => (await s.store.webhooks.get(row!.id))?.givenUpAt != null);
+  const given = await s.store.webhooks.get(row!.id);
+  t.match(given?.lastError, /ECONNREFUSED.*given up after 3 day\(s\)/);
+  t.equal(given?.deliveredAt, null);
+  t.match(await metric(s.engine, /^snapvisor_webhook_deliveries_total\{webhook="ops",result="failed"\}/), / 1$/);
+  t.match(await metric(s.engine, /^snapvisor_webhook_outbox_pending\{webhook="ops"\}/), / 0$/);
 });
