@@ -23,6 +23,7 @@ const BENCHES: Record<string, () => Promise<BenchReport>> = {
   azure: async () => (await import('./azure.ts')).run(),
   'claim-queue': async () => (await import('./claim-queue.ts')).run(),
   reliability: async () => (await import('./reliability.ts')).run(),
+  drift: async () => (await import('./drift.ts')).run(),
 };
 
 async function main() {

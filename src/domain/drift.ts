@@ -84,7 +84,9 @@ export function computeDrift(input: DriftInput): TargetDrift {
   for (const j of input.jobs) {
     if (j.kind === 'snapshot.delete' && j.snapshotId !== null) (j.children ? subtreeRoots : deletedIds).add(j.snapshotId);
     else if (j.kind === 'snapshot.delete-all' || (j.kind === 'vm.consolidate' && !j.dryRun)) {
-      vmWide.set(j.vmId, [...(vmWide.get(j.vmId) ?? []), j.startedAt]);
+      const list = vmWide.get(j.vmId);
+      if (list) list.push(j.startedAt);
+      else vmWide.set(j.vmId, [j.startedAt]);
     }
   }
   const underDeletedSubtree = (s: Snapshot): boolean => {
@@ -109,7 +111,9 @@ export function computeDrift(input: DriftInput): TargetDrift {
     const vm = vmById.get(s.vmId);
     if (!vm || vm.goneAt !== null) continue;
     if (s.state === 'present') {
-      presentByVm.set(s.vmId, [...(presentByVm.get(s.vmId) ?? []), s]);
+      const list = presentByVm.get(s.vmId);
+      if (list) list.push(s);
+      else presentByVm.set(s.vmId, [s]);
       if (s.owner === 'external') createdOutside.push(item(s, s.createdAt));
     } else if (!explained(s)) {
       deletedOutside.push(item(s, s.deletedAt));
@@ -131,6 +135,11 @@ export function computeDrift(input: DriftInput): TargetDrift {
   const byName = <T extends { name: string }>(a: T, b: T) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
   vmsGone.sort(byName);
   consolidationNeeded.sort(byName);
+  // Stable output whatever order the store read them in: by VM, then snapshot name, then id.
+  const byVmThenName = (a: DriftSnapshotItem, b: DriftSnapshotItem) =>
+    a.vmName.localeCompare(b.vmName) || a.name.localeCompare(b.name) || (a.snapshotId < b.snapshotId ? -1 : a.snapshotId > b.snapshotId ? 1 : 0);
+  createdOutside.sort(byVmThenName);
+  deletedOutside.sort(byVmThenName);
   return { createdOutside, deletedOutside, vmsGone, consolidationNeeded };
 }
 

@@ -12,7 +12,7 @@ export interface DriftState {
 }
 
 export interface DriftRepo {
-  /** Present snapshots of the target's VMs, and those gone at or after `goneSince`. */
+  /** Present snapshots of the target's VMs, and those gone at or after `goneSince` (in no particular order). */
   snapshotsOfTarget(targetId: string, goneSince: Iso): Promise<Snapshot[]>;
   /** Jobs of the target that may have removed snapshots (delete, delete-all, consolidate) and that started. */
   deletingJobs(targetId: string): Promise<DeletingJob[]>;
@@ -26,8 +26,7 @@ export function createDriftRepo(db: Db): DriftRepo {
       const rows = db
         .stmt(
           `SELECT s.* FROM snapshots s JOIN vms v ON v.id = s.vm_id
-            WHERE v.target_id = ? AND (s.state = 'present' OR s.deleted_at >= ?)
-            ORDER BY s.first_seen_at, s.rowid`,
+            WHERE v.target_id = ? AND (s.state = 'present' OR s.deleted_at >= ?)`,
         )
         .all(targetId, goneSince) as Row[];
       return rows.map(toSnapshot);
