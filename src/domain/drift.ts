@@ -56,10 +56,13 @@ export interface DriftConsolidationItem {
   maxChainDepth: number | null;
 }
 
+/** The fields of a snapshot row drift reads (the store reads only these: a target may have 100,000s). */
+export type DriftSnapshot = Pick<Snapshot, 'id' | 'vmId' | 'parentId' | 'name' | 'owner' | 'state' | 'current' | 'createdAt' | 'deletedAt'>;
+
 export interface DriftInput {
   vms: readonly Vm[];
   /** Present snapshots of the target, and the gone ones still of interest. */
-  snapshots: readonly Snapshot[];
+  snapshots: readonly DriftSnapshot[];
   jobs: readonly DeletingJob[];
   /** The deepest maxChainDepth of enabled policies selecting the VM; null when none does (or no policies). */
   maxChainDepthFor?: (vmId: string) => number | null;
@@ -89,24 +92,24 @@ export function computeDrift(input: DriftInput): TargetDrift {
       else vmWide.set(j.vmId, [j.startedAt]);
     }
   }
-  const underDeletedSubtree = (s: Snapshot): boolean => {
+  const underDeletedSubtree = (s: DriftSnapshot): boolean => {
     const seen = new Set<string>();
-    for (let cur: Snapshot | undefined = s; cur && !seen.has(cur.id); cur = cur.parentId === null ? undefined : byId.get(cur.parentId)) {
+    for (let cur: DriftSnapshot | undefined = s; cur && !seen.has(cur.id); cur = cur.parentId === null ? undefined : byId.get(cur.parentId)) {
       if (subtreeRoots.has(cur.id)) return true;
       seen.add(cur.id);
     }
     return false;
   };
-  const explained = (s: Snapshot): boolean =>
+  const explained = (s: DriftSnapshot): boolean =>
     deletedIds.has(s.id) ||
     subtreeRoots.has(s.id) ||
     underDeletedSubtree(s) ||
     (vmWide.get(s.vmId) ?? []).some((startedAt) => s.deletedAt === null || startedAt <= s.deletedAt);
 
-  const item = (s: Snapshot, at: Iso | null): DriftSnapshotItem => ({ snapshotId: s.id, name: s.name, vmId: s.vmId, vmName: vmById.get(s.vmId)?.name ?? '', at });
+  const item = (s: DriftSnapshot, at: Iso | null): DriftSnapshotItem => ({ snapshotId: s.id, name: s.name, vmId: s.vmId, vmName: vmById.get(s.vmId)?.name ?? '', at });
   const createdOutside: DriftSnapshotItem[] = [];
   const deletedOutside: DriftSnapshotItem[] = [];
-  const presentByVm = new Map<string, Snapshot[]>();
+  const presentByVm = new Map<string, DriftSnapshot[]>();
   for (const s of input.snapshots) {
     const vm = vmById.get(s.vmId);
     if (!vm || vm.goneAt !== null) continue;

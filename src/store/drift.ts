@@ -1,9 +1,8 @@
 /** What drift detection reads (one target at a time) and the last drift fingerprint per target (migration 012). */
-import type { DeletingJob } from '../domain/drift.ts';
-import type { Iso, JobKind, JobState, Snapshot } from '../domain/types.ts';
+import type { DeletingJob, DriftSnapshot } from '../domain/drift.ts';
+import type { Iso, JobKind, JobState, SnapshotOwner, SnapshotState } from '../domain/types.ts';
 import type { Db } from './db.ts';
-import { json, str, strOrNull, type Row } from './rows.ts';
-import { toSnapshot } from './snapshots.ts';
+import { bool, json, str, strOrNull, type Row } from './rows.ts';
 
 export interface DriftState {
   fingerprint: string;
@@ -13,7 +12,7 @@ export interface DriftState {
 
 export interface DriftRepo {
   /** Present snapshots of the target's VMs, and those gone at or after `goneSince` (in no particular order). */
-  snapshotsOfTarget(targetId: string, goneSince: Iso): Promise<Snapshot[]>;
+  snapshotsOfTarget(targetId: string, goneSince: Iso): Promise<DriftSnapshot[]>;
   /** Jobs of the target that may have removed snapshots (delete, delete-all, consolidate) and that started. */
   deletingJobs(targetId: string): Promise<DeletingJob[]>;
   lastState(target: string): Promise<DriftState | null>;
@@ -25,11 +24,23 @@ export function createDriftRepo(db: Db): DriftRepo {
     async snapshotsOfTarget(targetId, goneSince) {
       const rows = db
         .stmt(
-          `SELECT s.* FROM snapshots s JOIN vms v ON v.id = s.vm_id
+          `SELECT s.id, s.vm_id, s.parent_id, s.name, s.owner, s.state, s.is_current, s.created_at, s.deleted_at
+             FROM vms v JOIN snapshots s ON s.vm_id = v.id
             WHERE v.target_id = ? AND (s.state = 'present' OR s.deleted_at >= ?)`,
         )
-        .all(targetId, goneSince) as Row[];
-      return rows.map(toSnapshot);
+        .raw()
+        .all(targetId, goneSince) as unknown[][];
+      return rows.map((r) => ({
+        id: str(r[0]),
+        vmId: str(r[1]),
+        parentId: strOrNull(r[2]),
+        name: str(r[3]),
+        owner: str(r[4]) as SnapshotOwner,
+        state: str(r[5]) as SnapshotState,
+        current: bool(r[6]),
+        createdAt: strOrNull(r[7]),
+        deletedAt: strOrNull(r[8]),
+      }));
     },
     async deletingJobs(targetId) {
       const rows = db

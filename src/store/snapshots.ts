@@ -16,7 +16,7 @@ export interface SnapshotRepo {
   revision(vmId: string): Promise<number | null>;
 }
 
-export const toSnapshot = (r: Row): Snapshot => ({
+const toSnapshot = (r: Row): Snapshot => ({
   id: str(r.id),
   vmId: str(r.vm_id),
   providerRef: str(r.provider_ref),
