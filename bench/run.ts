@@ -26,6 +26,7 @@ const BENCHES: Record<string, () => Promise<BenchReport>> = {
   'policy-planner': async () => (await import('./policy-planner.ts')).run(),
   scheduler: async () => (await import('./scheduler.ts')).run(),
   'snapshot-group': async () => (await import('./snapshot-group.ts')).run(),
+  drift: async () => (await import('./drift.ts')).run(),
 };
 
 async function main() {

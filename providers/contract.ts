@@ -122,6 +122,12 @@ export const CapabilitiesSchema = Type.Object(
      * answer `ready: false`, and the job waits on `getSnapshot` until it is ready.
      */
     readiness: Type.Boolean(),
+    /**
+     * Can list orphaned artefacts (`listOrphans`): things Snapvisor or a snapshot left behind that no
+     * VM uses any more, detected from the hypervisor's own output. Absent = false: the drift report
+     * then says the target cannot tell, never an empty list.
+     */
+    orphans: Type.Optional(Type.Boolean()),
     /** Provider-specific options a create request may carry (`options` in the request body), by name. */
     createOptions: Type.Optional(Type.Record(Type.String(), CreateOptionSchema)),
     limits: Type.Object({
@@ -419,6 +425,18 @@ export interface DeleteOptions {
   children: boolean;
 }
 
+/** Something on the target no VM or snapshot uses any more (a cloud snapshot of a deleted disk, an overlay in no chain). */
+export interface OrphanArtefact {
+  /** The provider's own id or path of it; stable between listings. */
+  ref: string;
+  /** What it is, e.g. `disk-snapshot`, `overlay-file`. */
+  kind: string;
+  /** Why it is an orphan, for people. */
+  reason: string;
+  /** Size, when the provider can tell. */
+  sizeBytes?: number;
+}
+
 export interface ConsolidationReport {
   merged: number;
   message: string;
@@ -464,6 +482,8 @@ export interface SnapshotProviderV1 {
    * An empty VM is success. Without it the engine deletes the roots with their children.
    */
   deleteAllSnapshots?(providerVmId: string, ctx: CallContext): Promise<void>;
+  /** Present exactly when `capabilities().orphans`. Read-only: reports, never deletes. */
+  listOrphans?(ctx: CallContext): Promise<OrphanArtefact[]>;
   /** Release connections. */
   close(): Promise<void>;
 }
@@ -478,6 +498,7 @@ export function capabilityMismatches(provider: SnapshotProvider): string[] {
   };
   pair('revert', caps.revert, 'revertSnapshot', typeof provider.revertSnapshot === 'function');
   pair('consolidate', caps.consolidate, 'consolidate', typeof provider.consolidate === 'function');
+  pair('orphans', caps.orphans === true, 'listOrphans', typeof provider.listOrphans === 'function');
   if (caps.deleteAll && typeof provider.deleteAllSnapshots !== 'function' && !caps.deleteChildren) {
     problems.push('declares deleteAll but has neither deleteAllSnapshots() nor deleteChildren');
   }

@@ -118,6 +118,7 @@ async function main(): Promise<void> {
       readiness: config.readiness,
       maxQueuedPerPrincipal: config.limits.queuedPerToken,
     },
+    webhooks: config.webhooks,
   });
 
   const tokens = createTokenSet(config.tokens);

@@ -48,6 +48,7 @@ const RESTART_ONLY: ReadonlyArray<[string, (c: ResolvedConfig) => unknown]> = [
   ['/readiness', (c) => c.readiness],
   ['/limits', (c) => c.limits],
   ['/scheduler', (c) => c.scheduler],
+  ['/webhooks', (c) => c.webhooks],
   ...(['workerPollMs', 'jobTimeoutSec', 'maxAttempts', 'syncIntervalSec', 'shutdownGraceSec'] as const).map(
     (k): [string, (c: ResolvedConfig) => unknown] => [`/engine/${k}`, (c) => c.engine[k]],
   ),

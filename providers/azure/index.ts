@@ -35,9 +35,11 @@ import {
   type ConsolidationReport,
   type CreateSpec,
   type Logger,
+  type OrphanArtefact,
   type PowerState,
   type ProviderSnapshot,
   type ProviderWith,
+  type SnapshotProviderV1,
   type VmInfo,
 } from '../contract.ts';
 import { createGuards } from '../shared/guards.ts';
@@ -77,7 +79,7 @@ export interface AzureDeps {
   credential?: CredentialFactory;
 }
 
-export type AzureProvider = ProviderWith<'revertSnapshot' | 'consolidate'> & {
+export type AzureProvider = ProviderWith<'revertSnapshot' | 'consolidate'> & Required<Pick<SnapshotProviderV1, 'listOrphans'>> & {
   /** The ARM session (tests read how many credentials were made). */
   readonly session: ArmSession;
 };
@@ -97,6 +99,7 @@ export function azureCapabilities(options: Pick<AzureOptions, 'snapshotRate'>): 
     deleteChildren: true,
     deleteAll: true,
     consolidate: true,
+    orphans: true,
     duplicateNames: true,
     descriptions: true,
     readiness: true,
@@ -651,6 +654,49 @@ export function createAzureProvider(target: string, rawOptions: Record<string, u
       ctx.progress(100);
       const text = orphans.length === 0 ? 'no orphaned snapshots' : `${orphans.length} snapshot(s) of disks that no longer exist, not deleted: ${orphans.join(', ')}`;
       return { merged: 0, message: `Azure snapshots have no chains to merge; ${text}`, ...(orphans.length > 0 ? { orphans } : {}) };
+    },
+
+    /**
+     * Disk snapshots Snapvisor made (tag snapvisor-owner) whose source disk no longer exists, in the
+     * configured resource groups: left behind when a VM and its disks were deleted. Each unknown
+     * source is read once, so a disk in another group is not mistaken for gone. Read-only.
+     */
+    async listOrphans(ctx): Promise<OrphanArtefact[]> {
+      assertNotAborted(ctx, 'list orphaned snapshots');
+      const exists = new Map<string, Promise<boolean>>();
+      const diskExists = (id: string): Promise<boolean> => {
+        const p = parseArmId(id);
+        if (!p || p.type !== 'disks') return Promise.resolve(true); // not a managed disk: not ours to judge
+        const known = exists.get(id) ?? call(`read disk ${p.name}`, false, ctx, (c) => c.disks.get(p.rg, p.name, opts(ctx))).then(
+          () => true,
+          (e: unknown) => {
+            if (e instanceof Error && 'kind' in e && e.kind === 'not_found') return false;
+            throw e;
+          },
+        );
+        exists.set(id, known);
+        return known;
+      };
+      const out: OrphanArtefact[] = [];
+      for (const g of options.resourceGroups) {
+        const [snapshots, disks] = await Promise.all([
+          call(`list snapshots in resource group ${g}`, false, ctx, (c) => collect(c.snapshots.listByResourceGroup(g, opts(ctx)))),
+          call(`list disks in resource group ${g}`, false, ctx, (c) => collect(c.disks.listByResourceGroup(g, opts(ctx)))),
+        ]);
+        for (const d of disks) if (d.id) exists.set(lower(d.id), Promise.resolve(true));
+        for (const snap of snapshots) {
+          const source = snap.creationData?.sourceResourceId;
+          if (snap.tags?.[TAG.owner] !== OWNER || !snap.id || !source) continue;
+          if (await diskExists(lower(source))) continue;
+          out.push({
+            ref: snap.id,
+            kind: 'disk-snapshot',
+            reason: `snapshot made by Snapvisor of disk ${parseArmId(source)?.name ?? source}, which no longer exists`,
+            ...(snap.diskSizeGB === undefined ? {} : { sizeBytes: snap.diskSizeGB * 1024 ** 3 }),
+          });
+        }
+      }
+      return out;
     },
 
     async close() {},

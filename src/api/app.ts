@@ -25,6 +25,7 @@ import ops from './routes/ops.ts';
 import adminReload, { type ReloadFn } from './routes/v1/admin-reload.ts';
 import adminBackup from './routes/v1/admin-backup.ts';
 import adminLog, { type LogLevelControl, type ReportedLogLevel } from './routes/v1/admin-log.ts';
+import drift from './routes/v1/drift.ts';
 import events from './routes/v1/events.ts';
 import jobs from './routes/v1/jobs.ts';
 import snapshotGroups from './routes/v1/snapshot-groups.ts';
@@ -198,6 +199,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       await v1.register(adminBackup, { engine });
       await v1.register(adminLog, { control: options.logLevel ?? ownLogLevel(app.log) });
       await v1.register(snapshotGroups, { engine });
+      await v1.register(drift, { engine });
     },
     { prefix: '/v1' },
   );

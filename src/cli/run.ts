@@ -60,6 +60,8 @@ Commands:
                                               delete a snapshot (with its subtree)
   delete-all <vmId> [--no-wait]               remove every snapshot of a VM
   consolidate <vmId> [--dry-run] [--no-wait]  consolidate a VM's disk chains
+  drift [--target T]                          drift per target: snapshots made or deleted outside
+                                              Snapvisor, VMs gone, consolidation needed, orphans
   jobs [--state S] [--vm V] [--kind K] [--policy P]
                                               jobs (--policy: the jobs of a policy's runs)
   job <jobId>                                 one job
@@ -224,6 +226,43 @@ interface TargetJson {
     deleteAll: boolean;
     consolidate: boolean;
   };
+}
+
+interface DriftJson {
+  target: string;
+  checkedAt: string | null;
+  createdOutside: Array<{ snapshotId: string; name: string; vmName: string; at: string | null }>;
+  deletedOutside: Array<{ snapshotId: string; name: string; vmName: string; at: string | null }>;
+  vmsGone: Array<{ vmId: string; name: string; goneAt: string }>;
+  consolidationNeeded: Array<{ vmId: string; name: string; reason: string; chainDepth: number; maxChainDepth: number | null }>;
+  orphans: { supported: boolean; message: string | null; items: Array<{ ref: string; kind: string; reason: string }> | null };
+}
+
+interface DriftRow {
+  target: string;
+  kind: string;
+  vm: string;
+  item: string;
+  detail: string;
+}
+
+/** One row per drift item, and one per target whose orphans cannot be listed (said, not hidden). */
+function driftRows(d: DriftJson): DriftRow[] {
+  const rows: DriftRow[] = [
+    ...d.createdOutside.map((s) => ({ target: d.target, kind: 'created-outside', vm: s.vmName, item: s.name, detail: `made ${shortTime(s.at)}` })),
+    ...d.deletedOutside.map((s) => ({ target: d.target, kind: 'deleted-outside', vm: s.vmName, item: s.name, detail: `gone ${shortTime(s.at)}` })),
+    ...d.vmsGone.map((v) => ({ target: d.target, kind: 'vm-gone', vm: v.name, item: '-', detail: `gone ${shortTime(v.goneAt)}` })),
+    ...d.consolidationNeeded.map((c) => ({
+      target: d.target,
+      kind: 'consolidate',
+      vm: c.name,
+      item: '-',
+      detail: c.reason === 'hypervisor' ? `the hypervisor reports it (depth ${c.chainDepth})` : `chain depth ${c.chainDepth} > ${c.maxChainDepth}`,
+    })),
+    ...(d.orphans.items ?? []).map((o) => ({ target: d.target, kind: `orphan ${o.kind}`, vm: '-', item: o.ref, detail: o.reason })),
+  ];
+  if (!d.orphans.supported || d.orphans.items === null) rows.push({ target: d.target, kind: 'orphans', vm: '-', item: '-', detail: d.orphans.message ?? 'not listed' });
+  return rows;
 }
 
 interface VmJson {
@@ -444,6 +483,23 @@ const COMMANDS: Record<string, (ctx: Context) => Promise<number>> = {
     const vmId = arg(ctx, 0, 'vmId');
     noMoreArgs(ctx, 1);
     return submit(ctx, 'POST', `/v1/vms/${enc(vmId)}/consolidate`, { dryRun: ctx.values['dry-run'] === true });
+  },
+
+  async drift(ctx) {
+    noMoreArgs(ctx, 0);
+    const { body } = await ctx.client.request<{ items: DriftJson[] }>('GET', `/v1/drift${query({ target: ctx.values.target })}`);
+    if (ctx.json) return printJson(ctx, body), 0;
+    const rows = body.items.flatMap(driftRows);
+    ctx.io.stdout.write(
+      table(rows, [
+        { header: 'TARGET', value: (r) => r.target },
+        { header: 'KIND', value: (r) => r.kind },
+        { header: 'VM', value: (r) => r.vm },
+        { header: 'ITEM', value: (r) => r.item },
+        { header: 'DETAIL', value: (r) => r.detail },
+      ]),
+    );
+    return 0;
   },
 
   async jobs(ctx) {

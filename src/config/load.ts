@@ -8,6 +8,7 @@ import path from 'node:path';
 import { Value } from 'typebox/value';
 import { parseDocument } from 'yaml';
 import type { TargetSpec } from '../../providers/index.ts';
+import type { WebhookSpec } from '../engine/webhooks.ts';
 import { Config, DEFAULT_DATABASE, type ConfigFile, type Scope } from './schema.ts';
 
 export interface ConfigProblem {
@@ -52,6 +53,8 @@ export interface ResolvedConfig {
   scheduler: ConfigFile['scheduler'];
   readiness: ConfigFile['readiness'];
   targets: TargetSpec[];
+  /** Secrets resolved; never logged. */
+  webhooks: WebhookSpec[];
 }
 
 export interface LoadEnv {
@@ -103,6 +106,12 @@ export function resolveConfig(raw: unknown, source: string, ctx: LoadEnv, demo =
     if (tokenNames.has(t.name)) problems.push({ path: `/tokens/${i}/name`, message: `duplicate token name '${t.name}'` });
     tokenNames.add(t.name);
   });
+  const webhookNames = new Set<string>();
+  file.webhooks.forEach((w, i) => {
+    if (webhookNames.has(w.name)) problems.push({ path: `/webhooks/${i}/name`, message: `duplicate webhook name '${w.name}'` });
+    webhookNames.add(w.name);
+    if (!URL.canParse(w.url)) problems.push({ path: `/webhooks/${i}/url`, message: 'not a valid URL' });
+  });
   if (problems.length > 0) throw new ConfigError(source, problems);
 
   const env = ctx.env;
@@ -125,6 +134,7 @@ export function resolveConfig(raw: unknown, source: string, ctx: LoadEnv, demo =
     limits: file.limits,
     scheduler: file.scheduler,
     readiness: file.readiness,
+    webhooks: resolveWebhooks(file.webhooks, source, ctx),
     targets: file.targets.map((t, i) => {
       const { name, kind, concurrency, ...options } = t as Record<string, unknown> & typeof t;
       return {
@@ -154,6 +164,22 @@ function resolveTokens(tokens: ConfigFile['tokens'], source: string, ctx: LoadEn
     const length = [...value].length;
     if (length < MIN_TOKEN_LENGTH) problems.push({ path: where, message: `token '${t.name}' is ${length} characters long; at least ${MIN_TOKEN_LENGTH} are required` });
     return { name: t.name, sha256: sha256Hex(value), scopes: [...t.scopes] };
+  });
+  if (problems.length > 0) throw new ConfigError(source, problems);
+  return resolved;
+}
+
+/** A webhook secret shorter than this is refused at start, like a short token: a weak HMAC key. */
+export const MIN_WEBHOOK_SECRET_LENGTH = 24;
+
+function resolveWebhooks(webhooks: ConfigFile['webhooks'], source: string, ctx: LoadEnv): WebhookSpec[] {
+  const problems: ConfigProblem[] = [];
+  const resolved = webhooks.map((w, i) => {
+    const where = `/webhooks/${i}/secret`;
+    const secret = resolveSecret(w.secret, where, ctx);
+    const length = [...secret].length;
+    if (length < MIN_WEBHOOK_SECRET_LENGTH) problems.push({ path: where, message: `the secret of webhook '${w.name}' is ${length} characters long; at least ${MIN_WEBHOOK_SECRET_LENGTH} are required` });
+    return { name: w.name, url: w.url, secret, events: [...w.events], giveUpAfterDays: w.giveUpAfterDays };
   });
   if (problems.length > 0) throw new ConfigError(source, problems);
   return resolved;

@@ -6,6 +6,7 @@
  */
 import { Type, type Static } from 'typebox';
 import { PROVIDER_KINDS } from '../../providers/contract.ts';
+import { WEBHOOK_EVENTS } from '../domain/webhook.ts';
 
 /** A secret is given as `env:NAME`, `file:/path`, or (discouraged) literally. */
 export const SecretRef = Type.String({
@@ -125,6 +126,25 @@ export const SchedulerConfig = Type.Object(
   },
   { additionalProperties: false, default: {} },
 );
+export const WebhookConfig = Type.Object(
+  {
+    name: Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9._-]+$', description: 'Names the webhook in logs, metrics and the outbox.' }),
+    url: Type.String({
+      minLength: 1,
+      pattern: '^https?://',
+      description: 'Where deliveries are POSTed (http or https). Credentials in it (https://user:pass@host/…) are sent as Basic auth and never logged.',
+    }),
+    secret: SecretRef,
+    events: Type.Array(Type.Union(WEBHOOK_EVENTS.map((e) => Type.Literal(e))), {
+      minItems: 1,
+      uniqueItems: true,
+      description: 'job.failed: a job ended failed; policy.run: a policy run ended (or was skipped); drift.changed: a target\'s drift changed after an inventory pass.',
+    }),
+    giveUpAfterDays: Type.Integer({ minimum: 1, maximum: 365, default: 3, description: 'A delivery still failing (network, timeout, 408, 429, 5xx) this long after its event is given up; the row is kept.' }),
+  },
+  { additionalProperties: false },
+);
+export type WebhookConfigFile = Static<typeof WebhookConfig>;
 
 export const READINESS_MODES = ['all', 'any'] as const;
 export type ReadinessMode = (typeof READINESS_MODES)[number];
@@ -146,6 +166,10 @@ export const Config = Type.Object(
         "When /readyz answers 200: all — once every target's latest inventory pass (VMs and snapshot trees) succeeded; any — once at least one target's did. An unreachable target makes it 503 under all, naming the target and why. No targets: ready once started.",
     }),
     targets: Type.Array(TargetConfig, { default: [] }),
+    webhooks: Type.Array(WebhookConfig, {
+      default: [],
+      description: 'Signed JSON POSTs of failed jobs, policy runs and drift changes, from a persisted outbox (README: Webhooks). Changed by a restart, not a reload.',
+    }),
   },
   { additionalProperties: false },
 );

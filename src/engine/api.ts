@@ -6,7 +6,8 @@
  * (kind not_found, invalid, unsupported, conflict) and let `ProviderError` through for hypervisor
  * answers; the API maps both to problem+json.
  */
-import type { Capabilities, DiskInfo, TargetHealth } from '../../providers/contract.ts';
+import type { Capabilities, DiskInfo, OrphanArtefact, TargetHealth } from '../../providers/contract.ts';
+import type { DriftConsolidationItem, DriftSnapshotItem, DriftSummary, DriftVmItem } from '../domain/drift.ts';
 import type { SnapshotGroup } from '../domain/group.ts';
 import type { Policy, PolicyRun, PolicyRunKind, RetentionRule, Selector } from '../domain/policy.ts';
 import type { PolicyPlan } from '../domain/policy-plan.ts';
@@ -109,7 +110,26 @@ export type EngineEvent =
   | { type: 'vm'; action: 'created' | 'updated' | 'gone'; vm: Vm }
   | { type: 'target'; target: TargetView }
   /** A policy run started, was skipped or ended. */
-  | { type: 'policy-run'; run: PolicyRun };
+  | { type: 'policy-run'; run: PolicyRun }
+  /** A target's drift changed (an item came or went), seen after an inventory pass. */
+  | { type: 'drift'; target: string; summary: DriftSummary };
+
+/** One target's drift (domain/drift.ts), from the store as the latest inventory pass left it. */
+export interface DriftReport {
+  target: string;
+  /** When the target was last checked (its latest inventory pass); null: never. */
+  checkedAt: Iso | null;
+  createdOutside: DriftSnapshotItem[];
+  deletedOutside: DriftSnapshotItem[];
+  vmsGone: DriftVmItem[];
+  consolidationNeeded: DriftConsolidationItem[];
+  /**
+   * Provider-declared orphaned artefacts (capabilities.orphans): `supported: false` with the reason
+   * and `items: null` when the provider cannot list them — never a made-up empty list.
+   */
+  orphans: { supported: boolean; message: string | null; checkedAt: Iso | null; items: OrphanArtefact[] | null };
+  summary: DriftSummary;
+}
 
 export interface ReadyReport {
   ready: boolean;
@@ -252,4 +272,6 @@ export interface EngineApi {
   runPolicy(id: string, kind: PolicyRunKind): Promise<PolicyRun>;
   /** Newest first. */
   listPolicyRuns(policyId: string, query: { limit: number; cursor?: string }): Promise<Page<PolicyRun>>;
+  /** Drift and orphans per configured target (one target with `target`: not_found when unknown). Changes nothing. */
+  drift(filter: { target?: string }): Promise<DriftReport[]>;
 }

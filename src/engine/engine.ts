@@ -14,6 +14,7 @@ import { FINAL_JOB_STATES, type Job } from '../domain/types.ts';
 import { InvalidCursorError, type Store, type StoreWriteFailure, type VmWithStats } from '../store/index.ts';
 import type { EngineApi, Page, ReadyReport, SnapshotTree, TargetView, VmView } from './api.ts';
 import { createCore, DEFAULT_SETTINGS, refreshRow, type BoundTarget, type Core, type EngineSettings, type TargetLease } from './core.ts';
+import { createDriftMonitor } from './drift.ts';
 import { createEventBus } from './events.ts';
 import { createGroups } from './groups.ts';
 import { createMetrics } from './metrics.ts';
@@ -25,10 +26,12 @@ import { submitJob } from './submit.ts';
 import { createSync, errSummary, type SyncOutcome } from './sync.ts';
 import { within } from '../../providers/shared/sleep.ts';
 import { ABORT_WAIT_MS, cancelledError, createWorker, targetRemovedError } from './worker.ts';
+import { createWebhooks, DEFAULT_WEBHOOK_SETTINGS, type WebhookSettings, type WebhookSpec } from './webhooks.ts';
 
 export type { EngineSettings, RetentionSettings } from './core.ts';
 export type { RetentionReport } from './retention.ts';
 export { DEFAULT_SETTINGS } from './core.ts';
+export type { WebhookSettings, WebhookSpec } from './webhooks.ts';
 
 export interface EngineOptions {
   store: Store;
@@ -37,6 +40,11 @@ export interface EngineOptions {
   settings?: Partial<EngineSettings>;
   /** Injectable clock (timestamps, backoff due times). */
   now?: () => Date;
+  /** Configured webhooks (engine/webhooks.ts); none: nothing is written to the outbox. */
+  webhooks?: WebhookSpec[];
+  webhookSettings?: Partial<WebhookSettings>;
+  /** The deepest maxChainDepth of enabled policies selecting a VM, for drift (null: none limits it). */
+  maxChainDepthFor?: (vmId: string) => number | null;
 }
 
 export interface Engine extends EngineApi {
@@ -67,6 +75,8 @@ export interface Engine extends EngineApi {
   pruneRetention(): Promise<RetentionReport>;
   /** What the scheduler starts policy runs through. */
   readonly policyRuns: PolicyRunPort;
+  /** Resolves once a webhook delivery round that started after the call has ended (tests wait on it). */
+  webhookRound(): Promise<void>;
 }
 
 /** Why the store's write probe failed, as /readyz says it. */
@@ -94,6 +104,12 @@ export function createEngine(options: EngineOptions): Engine {
   const groups = createGroups(core, () => worker.kick());
   // Runs submit through the engine's own submit (validation, idempotency, the worker's kick).
   const policies = createPolicies(core, { submit: (request, meta) => engine.submit(request, meta) });
+  const drift = createDriftMonitor(core, options.maxChainDepthFor ? { maxChainDepthFor: options.maxChainDepthFor } : {});
+  const webhooks = createWebhooks(core, options.webhooks ?? [], {
+    ...DEFAULT_WEBHOOK_SETTINGS,
+    ...options.webhookSettings,
+    backoff: { ...DEFAULT_WEBHOOK_SETTINGS.backoff, ...options.webhookSettings?.backoff },
+  });
   const { store } = core;
   let syncTimer: NodeJS.Timeout | null = null;
   let syncing: Promise<void> | null = null;
@@ -111,6 +127,9 @@ export function createEngine(options: EngineOptions): Engine {
     try {
       const outcome = await sync.syncTarget(lease.target, { skipVm: (id) => running.has(id) });
       synced.set(lease.target.spec.name, { provider: lease.target.provider, outcome });
+      if (outcome.ok) {
+        await drift.afterPass(lease.target).catch((err: unknown) => log.warn({ target: lease.target.spec.name, err: errSummary(err) }, 'drift check failed'));
+      }
       await readiness();
     } finally {
       lease.release();
@@ -235,6 +254,7 @@ export function createEngine(options: EngineOptions): Engine {
       started = true;
       retention.start();
       await policies.start();
+      webhooks.start();
       await readiness();
       log.info({ targets: [...(await core.targets()).keys()] }, 'engine started');
     },
@@ -254,10 +274,13 @@ export function createEngine(options: EngineOptions): Engine {
       });
       // A sync pass stuck in a call that ignores the signal does not hold the stop up.
       if (syncing && !(await within(syncing, graceOverAt + ABORT_WAIT_MS - Date.now()))) log.warn({}, 'inventory sync did not end when aborted');
+      // After the jobs: their last events are in the outbox; what is not sent yet goes after the next start.
+      await webhooks.stop();
       log.info({}, 'engine stopped');
     },
 
     claimRound: () => worker.claimRound(),
+    webhookRound: () => webhooks.round(),
     pruneRetention: () => retention.prune(),
 
     async replaceRegistry(next, retired) {
@@ -412,6 +435,11 @@ export function createEngine(options: EngineOptions): Engine {
       await store.audit.insert({ ...record, at: core.iso() });
     },
     metrics: () => metrics.render(),
+
+    async drift({ target }) {
+      const bound = target === undefined ? [...(await core.targets()).values()] : [await core.targetByName(target)];
+      return Promise.all(bound.map((t) => drift.report(t)));
+    },
 
     async backupDatabase() {
       // Beside the database (same disk, same permissions), never where a client could name it.

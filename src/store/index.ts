@@ -7,6 +7,7 @@ import type { Logger } from '../../providers/contract.ts';
 import { createAuditRepo, type AuditRepo } from './audit.ts';
 import { backupConnection, type BackupReport } from './backup.ts';
 import { createBudgetRepo, type CreateBudgetRepo } from './budgets.ts';
+import { createDriftRepo, type DriftRepo } from './drift.ts';
 import { openDb } from './db.ts';
 import { createGroupRepo, type GroupRepo } from './groups.ts';
 import { createIdempotencyRepo, type IdempotencyRepo } from './idempotency.ts';
@@ -15,6 +16,7 @@ import { createPolicyRepo, type PolicyRepo } from './policies.ts';
 import { createSnapshotRepo, type SnapshotRepo } from './snapshots.ts';
 import { createTargetRepo, type TargetRepo } from './targets.ts';
 import { createVmRepo, type VmRepo } from './vms.ts';
+import { createWebhookOutboxRepo, type WebhookOutboxRepo } from './webhooks.ts';
 import { storeWriteFailure, type StoreWriteFailure } from './write-failure.ts';
 
 export type { AuditRepo, NewAuditEntry } from './audit.ts';
@@ -30,6 +32,8 @@ export type { TargetHealthUpdate, TargetRepo } from './targets.ts';
 export { InvalidCursorError } from './vms.ts';
 export { INSUFFICIENT_STORAGE, isStoreFull, StoreFullError, storeWriteFailure, type StoreWriteFailure } from './write-failure.ts';
 export type { VmListQuery, VmRepo, VmStats, VmWithStats } from './vms.ts';
+export type { DriftRepo, DriftState } from './drift.ts';
+export type { NewOutboxRow, OutboxRow, WebhookOutboxRepo } from './webhooks.ts';
 
 export interface Store {
   targets: TargetRepo;
@@ -43,6 +47,10 @@ export interface Store {
   /** Snapshot groups (domain/group.ts). */
   groups: GroupRepo;
   policies: PolicyRepo;
+  /** Drift detection's reads and its last fingerprint per target. */
+  drift: DriftRepo;
+  /** Webhook deliveries (an outbox). */
+  webhooks: WebhookOutboxRepo;
   close(): void;
   /** The database answers a trivial query. */
   healthy(): Promise<boolean>;
@@ -72,6 +80,8 @@ export function openStore(path: string, opts: { log?: Logger } = {}): Store {
     audit: createAuditRepo(db),
     groups: createGroupRepo(db),
     policies: createPolicyRepo(db),
+    drift: createDriftRepo(db),
+    webhooks: createWebhookOutboxRepo(db),
     close() {
       if (closed) return;
       closed = true;

@@ -133,6 +133,7 @@ t.test('OpenAPI document lists every route, with bearer security and problem res
     '/v1/snapshot-groups/{groupId}': ['delete', 'get'],
     '/v1/snapshot-groups/{groupId}/retry': ['post'],
     '/v1/snapshot-groups/{groupId}/revert': ['post'],
+    '/v1/drift': ['get'],
   };
   t.same(Object.keys(doc.paths).sort(), Object.keys(expected).sort());
   for (const [path, methods] of Object.entries(expected)) {

@@ -12,8 +12,9 @@ import { sql as createBudgets } from './006_create_budgets.ts';
 import { sql as retention } from './007_retention.ts';
 import { sql as fairQueue } from './008_fair_queue.ts';
 import { sql as jobCheckpoint } from './009_job_checkpoint.ts';
-import { sql as snapshotGroups } from './011_snapshot_groups.ts';
 import { sql as policies } from './010_policies.ts';
+import { sql as snapshotGroups } from './011_snapshot_groups.ts';
+import { sql as webhooksDrift } from './012_webhooks_drift.ts';
 
 export interface Migration {
   version: number;
@@ -31,8 +32,9 @@ export const MIGRATIONS: readonly Migration[] = [
   { version: 7, name: 'retention', sql: retention },
   { version: 8, name: 'fair_queue', sql: fairQueue },
   { version: 9, name: 'job_checkpoint', sql: jobCheckpoint },
-  { version: 11, name: 'snapshot_groups', sql: snapshotGroups },
   { version: 10, name: 'policies', sql: policies },
+  { version: 11, name: 'snapshot_groups', sql: snapshotGroups },
+  { version: 12, name: 'webhooks_drift', sql: webhooksDrift },
 ];
 
 /** The schema version a list of migrations brings a database to (0 for none). */

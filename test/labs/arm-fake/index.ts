@@ -90,6 +90,8 @@ export interface ArmFake {
   snapshots(resourceGroup?: string): Array<Record<string, any>>;
   addSnapshot(seed: ExternalSnapshotSeed): Record<string, any>;
   removeSnapshot(snapshotId: string): boolean;
+  /** Deletes a disk no VM has attached, as ARM does: its snapshots stay. */
+  removeDisk(diskId: string): boolean;
   fault(match: FaultMatch, effect: FaultEffect, times?: number): void;
   throttle(count: number, retryAfterSec: number): void;
   expireTokens(): void;
@@ -946,6 +948,12 @@ export async function startArmFake(options: ArmFakeOptions = {}): Promise<ArmFak
     removeSnapshot: (snapshotId) => {
       const p = parseId(snapshotId);
       return !!p && p.type === 'snapshots' && snapshots.delete(key(p.rg, p.name));
+    },
+    removeDisk: (diskId) => {
+      const d = diskById(diskId);
+      const p = parseId(diskId);
+      if (!d || !p || d.managedBy) return false;
+      return disks.delete(key(p.rg, p.name));
     },
     fault: (match, effect, times = 1) => { faults.push({ match, effect, times }); },
     throttle: (count, retryAfterSec) => { throttleLeft = count; throttleRetryAfter = retryAfterSec; },

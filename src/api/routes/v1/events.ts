@@ -30,6 +30,9 @@ export function formatEvent(event: EngineEvent, id: number): string {
     case 'policy-run':
       data = event.run;
       break;
+    case 'drift':
+      data = { target: event.target, summary: event.summary };
+      break;
   }
   // JSON.stringify never emits a raw newline, so one data line is always enough.
   return `id: ${id}\nevent: ${event.type}\ndata: ${JSON.stringify(data)}\n\n`;

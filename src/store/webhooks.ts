@@ -1,0 +1,103 @@
+/** The webhook outbox (migration 012): rows written per event, then sent, retried, delivered or given up. */
+import type { Iso } from '../domain/types.ts';
+import type { Db } from './db.ts';
+import { str, strOrNull, type Row } from './rows.ts';
+
+export interface OutboxRow {
+  id: string;
+  webhook: string;
+  eventType: string;
+  body: string;
+  createdAt: Iso;
+  attempts: number;
+  nextAttemptAt: Iso;
+  deliveredAt: Iso | null;
+  givenUpAt: Iso | null;
+  lastError: string | null;
+}
+
+export interface NewOutboxRow {
+  id: string;
+  webhook: string;
+  eventType: string;
+  /** Same key for the same webhook twice: the second is ignored (one delivery per event). */
+  eventKey: string | null;
+  body: string;
+  createdAt: Iso;
+}
+
+export interface WebhookOutboxRepo {
+  /** Inserts the rows in one transaction; returns how many were new. */
+  enqueue(rows: readonly NewOutboxRow[]): Promise<number>;
+  /** Rows neither delivered nor given up whose next attempt is due at `now`, oldest first. */
+  due(now: Iso, limit: number): Promise<OutboxRow[]>;
+  /** The earliest next attempt of a pending row (null: nothing pending). */
+  nextDueAt(): Promise<Iso | null>;
+  delivered(id: string, attempts: number, at: Iso): Promise<void>;
+  retryAt(id: string, attempts: number, nextAttemptAt: Iso, error: string): Promise<void>;
+  givenUp(id: string, attempts: number, at: Iso, error: string): Promise<void>;
+  /** Pending rows (neither delivered nor given up) per webhook. */
+  pendingByWebhook(): Promise<Map<string, number>>;
+  get(id: string): Promise<OutboxRow | null>;
+  /** Every row of a webhook, oldest first (tests, diagnostics). */
+  listByWebhook(webhook: string): Promise<OutboxRow[]>;
+}
+
+const toRow = (r: Row): OutboxRow => ({
+  id: str(r.id),
+  webhook: str(r.webhook),
+  eventType: str(r.event_type),
+  body: str(r.body),
+  createdAt: str(r.created_at),
+  attempts: Number(r.attempts),
+  nextAttemptAt: str(r.next_attempt_at),
+  deliveredAt: strOrNull(r.delivered_at),
+  givenUpAt: strOrNull(r.given_up_at),
+  lastError: strOrNull(r.last_error),
+});
+
+const PENDING = 'delivered_at IS NULL AND given_up_at IS NULL';
+
+export function createWebhookOutboxRepo(db: Db): WebhookOutboxRepo {
+  return {
+    async enqueue(rows) {
+      return db.tx(() => {
+        const insert = db.stmt(
+          `INSERT OR IGNORE INTO webhook_outbox (id, webhook, event_type, event_key, body, created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+        );
+        let n = 0;
+        for (const r of rows) n += insert.run(r.id, r.webhook, r.eventType, r.eventKey, r.body, r.createdAt, r.createdAt).changes;
+        return n;
+      });
+    },
+    async due(now, limit) {
+      return (db.stmt(`SELECT * FROM webhook_outbox WHERE ${PENDING} AND next_attempt_at <= ? ORDER BY next_attempt_at, created_at, rowid LIMIT ?`).all(now, limit) as Row[]).map(toRow);
+    },
+    async nextDueAt() {
+      const r = db.stmt(`SELECT min(next_attempt_at) AS at FROM webhook_outbox WHERE ${PENDING}`).get() as Row;
+      return strOrNull(r.at);
+    },
+    async delivered(id, attempts, at) {
+      db.stmt('UPDATE webhook_outbox SET attempts = ?, delivered_at = ?, last_error = NULL WHERE id = ?').run(attempts, at, id);
+    },
+    async retryAt(id, attempts, nextAttemptAt, error) {
+      db.stmt('UPDATE webhook_outbox SET attempts = ?, next_attempt_at = ?, last_error = ? WHERE id = ?').run(attempts, nextAttemptAt, error, id);
+    },
+    async givenUp(id, attempts, at, error) {
+      db.stmt('UPDATE webhook_outbox SET attempts = ?, given_up_at = ?, last_error = ? WHERE id = ?').run(attempts, at, error, id);
+    },
+    async pendingByWebhook() {
+      const out = new Map<string, number>();
+      for (const r of db.stmt(`SELECT webhook, count(*) AS n FROM webhook_outbox WHERE ${PENDING} GROUP BY webhook`).all() as Row[]) out.set(str(r.webhook), Number(r.n));
+      return out;
+    },
+    async get(id) {
+      const r = db.stmt('SELECT * FROM webhook_outbox WHERE id = ?').get(id) as Row | undefined;
+      return r ? toRow(r) : null;
+    },
+    async listByWebhook(webhook) {
+      return (db.stmt('SELECT * FROM webhook_outbox WHERE webhook = ? ORDER BY created_at, rowid').all(webhook) as Row[]).map(toRow);
+    },
+  };
+}
+
