@@ -117,6 +117,7 @@ async function main(): Promise<void> {
       retention: { ...DEFAULT_SETTINGS.retention, auditDays: config.retention.auditDays, jobsDays: config.retention.jobsDays },
       readiness: config.readiness,
       maxQueuedPerPrincipal: config.limits.queuedPerToken,
+      scheduler: { enabled: config.scheduler.enabled, jitterMs: config.scheduler.jitterSec * 1000 },
     },
     webhooks: config.webhooks,
   });

@@ -29,6 +29,8 @@ export interface EngineSettings {
   readiness: 'all' | 'any';
   /** Most queued jobs one principal (token) may have; a submission beyond it is refused (429). */
   maxQueuedPerPrincipal: number;
+  /** Policy runs at their cron slots (engine/scheduler.ts); off: policies run only when asked. */
+  scheduler: { enabled: boolean; jitterMs: number };
 }
 
 export interface RetentionSettings {
@@ -54,6 +56,7 @@ export const DEFAULT_SETTINGS: EngineSettings = {
   retention: { auditDays: 90, jobsDays: 90, firstDelayMs: 60_000, intervalMs: 60 * 60_000, batchSize: 500 },
   readiness: 'all',
   maxQueuedPerPrincipal: 1000,
+  scheduler: { enabled: true, jitterMs: 30_000 },
 };
 
 export interface BoundTarget {

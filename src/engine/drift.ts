@@ -10,6 +10,7 @@ import { computeDrift, DRIFT_KINDS, driftFingerprint, driftSummary, type TargetD
 import type { DriftReport } from './api.ts';
 import { refreshRow, type BoundTarget, type Core } from './core.ts';
 import { errSummary } from './sync.ts';
+import type { SelectableVm } from '../domain/selector.ts';
 
 const DAY_MS = 86_400_000;
 export const ORPHANS_UNSUPPORTED = 'not supported by this provider';
@@ -22,8 +23,8 @@ export interface DriftMonitor {
 }
 
 export interface DriftOptions {
-  /** The deepest maxChainDepth of enabled policies selecting the VM (null: none); wired where policies live. */
-  maxChainDepthFor?: (vmId: string) => number | null;
+  /** The strictest maxChainDepth of the enabled policies selecting the VM (null: none limits it); policies answer it. */
+  maxChainDepthFor?: (vm: SelectableVm) => number | null;
 }
 
 interface OrphanListing {
@@ -49,7 +50,13 @@ export function createDriftMonitor(core: Core, options: DriftOptions = {}): Drif
       core.store.drift.snapshotsOfTarget(t.row.id, goneSince),
       core.store.drift.deletingJobs(t.row.id),
     ]);
-    return computeDrift({ vms, snapshots, jobs, ...(options.maxChainDepthFor ? { maxChainDepthFor: options.maxChainDepthFor } : {}) });
+    const limitOf = options.maxChainDepthFor;
+    const byId = new Map(vms.map((vm) => [vm.id, vm]));
+    const maxChainDepthFor = (vmId: string) => {
+      const vm = byId.get(vmId);
+      return vm && limitOf ? limitOf({ id: vm.id, name: vm.name, targetName: t.spec.name }) : null;
+    };
+    return computeDrift({ vms, snapshots, jobs, maxChainDepthFor });
   };
 
   const orphansOf = (t: BoundTarget): DriftReport['orphans'] => {

@@ -19,6 +19,7 @@ import { createEventBus } from './events.ts';
 import { createGroups } from './groups.ts';
 import { createMetrics } from './metrics.ts';
 import { createPolicies } from './policies.ts';
+import { createScheduler } from './scheduler.ts';
 import type { PolicyRunPort } from './policy-port.ts';
 import { recoverRunningJobs } from './recovery.ts';
 import { createRetention, type RetentionReport } from './retention.ts';
@@ -43,8 +44,6 @@ export interface EngineOptions {
   /** Configured webhooks (engine/webhooks.ts); none: nothing is written to the outbox. */
   webhooks?: WebhookSpec[];
   webhookSettings?: Partial<WebhookSettings>;
-  /** The deepest maxChainDepth of enabled policies selecting a VM, for drift (null: none limits it). */
-  maxChainDepthFor?: (vmId: string) => number | null;
 }
 
 export interface Engine extends EngineApi {
@@ -93,6 +92,7 @@ export function createEngine(options: EngineOptions): Engine {
     ...options.settings,
     backoff: { ...DEFAULT_SETTINGS.backoff, ...options.settings?.backoff },
     retention: { ...DEFAULT_SETTINGS.retention, ...options.settings?.retention },
+    scheduler: { ...DEFAULT_SETTINGS.scheduler, ...options.settings?.scheduler },
   };
   const log = options.log.child({ component: 'engine' });
   const events = createEventBus(log);
@@ -104,7 +104,16 @@ export function createEngine(options: EngineOptions): Engine {
   const groups = createGroups(core, () => worker.kick());
   // Runs submit through the engine's own submit (validation, idempotency, the worker's kick).
   const policies = createPolicies(core, { submit: (request, meta) => engine.submit(request, meta) });
-  const drift = createDriftMonitor(core, options.maxChainDepthFor ? { maxChainDepthFor: options.maxChainDepthFor } : {});
+  const scheduler = createScheduler({
+    port: policies,
+    log: log.child({ component: 'scheduler' }),
+    metrics: metrics.registry,
+    jitterMaxMs: settings.scheduler.jitterMs,
+    clock: core.now,
+  });
+  // A created, changed or deleted policy is (re)planned at once.
+  policies.onChange(() => void scheduler.refresh());
+  const drift = createDriftMonitor(core, { maxChainDepthFor: (vm) => policies.maxChainDepthFor(vm) });
   const webhooks = createWebhooks(core, options.webhooks ?? [], {
     ...DEFAULT_WEBHOOK_SETTINGS,
     ...options.webhookSettings,
@@ -254,6 +263,7 @@ export function createEngine(options: EngineOptions): Engine {
       started = true;
       retention.start();
       await policies.start();
+      if (settings.scheduler.enabled) scheduler.start();
       webhooks.start();
       await readiness();
       log.info({ targets: [...(await core.targets()).keys()] }, 'engine started');
@@ -262,6 +272,7 @@ export function createEngine(options: EngineOptions): Engine {
     async stop({ graceMs = 10_000 } = {}) {
       stopped = true;
       retention.stop();
+      await scheduler.stop();
       policies.stop();
       if (syncTimer) clearInterval(syncTimer);
       syncTimer = null;

@@ -11,7 +11,7 @@ import type { Policy, PolicyRun, PolicyRunKind, PlannedSnapshot } from '../domai
 import { planPolicyRun, type PlanVm, type PolicyPlan } from '../domain/policy-plan.ts';
 import { planRetention, retentionProblem } from '../domain/retention-plan.ts';
 import { cronProblem, isTimeZone } from '../domain/schedule.ts';
-import { isEmptySelector, namePatternProblem, selectorMatcher } from '../domain/selector.ts';
+import { isEmptySelector, namePatternProblem, selectorMatcher, type SelectableVm } from '../domain/selector.ts';
 import { FINAL_JOB_STATES, type Job, type Snapshot } from '../domain/types.ts';
 import { InvalidCursorError } from '../store/index.ts';
 import { SNAPSHOT_MODES } from '../../providers/contract.ts';
@@ -38,6 +38,11 @@ export interface Policies extends PolicyRunPort {
   onChange(listener: () => void): void;
   /** The engine is stopping: no new run starts, and runs stop waiting (they stay `running`, resumed at the next start). */
   stop(): void;
+  /**
+   * The strictest maxChainDepth of the enabled policies selecting the VM, null when none limits it:
+   * a chain deeper than that is drift (GET /v1/drift), as a consolidate run would see it.
+   */
+  maxChainDepthFor(vm: SelectableVm): number | null;
 }
 
 const invalid = (field: string, message: string) =>
@@ -164,6 +169,13 @@ export function createPolicies(core: Core, deps: { submit: Submit }): Policies {
       }
     }
   };
+  // Compiled selectors, per policy version (drift asks for every VM of a target after each pass).
+  const matchers = new WeakMap<Policy, (vm: SelectableVm) => boolean>();
+  const matcherOf = (policy: Policy) => {
+    let m = matchers.get(policy);
+    if (!m) matchers.set(policy, (m = selectorMatcher(policy.selector)));
+    return m;
+  };
   const cached = (policy: Policy) => {
     const entry = schedule.get(policy.id);
     schedule.set(policy.id, { policy, lastScheduledFor: entry?.lastScheduledFor ?? { snapshot: null, consolidate: null } });
@@ -219,7 +231,9 @@ export function createPolicies(core: Core, deps: { submit: Submit }): Policies {
   };
 
   const metaFor = (policy: Policy, run: PolicyRun, key: string): SubmitMeta => ({
-    principal: `policy:${policy.name}`,
+    // The id, not the name: idempotency keys are scoped by principal, and a policy renamed while a
+    // run is resumed must still find that run's jobs.
+    principal: `policy:${policy.id}`,
     idempotencyKey: key,
     // The key alone identifies the request: a resumed run asks again with the same key.
     requestHash: key,
@@ -396,6 +410,15 @@ export function createPolicies(core: Core, deps: { submit: Submit }): Policies {
     },
     stop: () => halt.abort(),
     onChange: (listener) => void changeListeners.push(listener),
+    maxChainDepthFor(vm) {
+      let limit: number | null = null;
+      for (const { policy } of schedule.values()) {
+        if (!policy.enabled || policy.maxChainDepth === null) continue;
+        if (limit !== null && policy.maxChainDepth >= limit) continue;
+        if (matcherOf(policy)(vm)) limit = policy.maxChainDepth;
+      }
+      return limit;
+    },
     async start() {
       for (const policy of await store.policies.list()) {
         schedule.set(policy.id, { policy, lastScheduledFor: await store.policies.lastScheduledFor(policy.id) });

@@ -6,92 +6,11 @@
  * policy's survive; keepLast holds), no overlap (skipped), a run resumed on a second engine after
  * a stop mid-run without doubling its snapshot, PATCH/DELETE, and the CLI's plan table.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import t from 'tap';
-import { registryOf } from '../../providers/index.ts';
-import { createVirtualBoxProvider } from '../../providers/virtualbox/index.ts';
-import { buildApp } from '../../src/api/app.ts';
 import { run as runCli } from '../../src/cli/run.ts';
 import type { PolicyRun } from '../../src/domain/policy.ts';
-import { createEngine, type Engine } from '../../src/engine/engine.ts';
-import { openStore } from '../../src/store/index.ts';
-import { silentLogger } from '../fixtures/fake-provider.ts';
-import { createVboxLab, type VboxLab } from '../labs/vboxmanage-sim/lab.ts';
-import { sha256 } from './api-helper.ts';
-
-type TapTest = Parameters<Parameters<typeof t.test>[0]>[0];
-
-const WRITER = 'wr1ter-t0ken-value-2b9e-5e8d0b6a9f3c';
-const READER = 're4der-t0ken-value-8e0c-5e8d0b6a9f3c';
-
-async function daemonOn(t: TapTest, lab: VboxLab, database: string) {
-  const log = silentLogger();
-  const provider = createVirtualBoxProvider('lab', { vboxmanage: lab.vboxmanage, commandTimeoutSec: 30 }, { log });
-  const store = openStore(database);
-  const registry = registryOf([{ spec: { name: 'lab', kind: 'virtualbox', demo: false, concurrency: 4, options: {} }, provider }]);
-  const engine = createEngine({ store, registry, log, settings: { workerPollMs: 10, syncIntervalMs: 0, maxAttempts: 2, backoff: { initialMs: 20, maxMs: 50 } } });
-  await engine.start();
-  const app = await buildApp({
-    engine,
-    auth: {
-      tokens: [
-        { name: 'writer', sha256: sha256(WRITER), scopes: ['write'] },
-        { name: 'reader', sha256: sha256(READER), scopes: ['read'] },
-      ],
-    },
-    version: '0.0.0-test',
-  });
-  let closed = false;
-  const close = async (graceMs = 2000) => {
-    if (closed) return;
-    closed = true;
-    await app.close();
-    await engine.stop({ graceMs });
-    await registry.close();
-    store.close();
-  };
-  t.teardown(() => close());
-  const call = (method: 'GET' | 'POST' | 'PATCH' | 'DELETE', url: string, body?: unknown, token = WRITER) =>
-    app.inject({ method, url, headers: { authorization: `Bearer ${token}` }, ...(body === undefined ? {} : { payload: body as object }) });
-  const vmId = async (name: string) => (await engine.listVms({ limit: 10, name })).items.find((v) => v.name === name)!.id;
-  return { engine, app, store, call, vmId, close };
-}
-
-function setupLab(t: TapTest) {
-  const dir = mkdtempSync(join(tmpdir(), 'snapvisor-policies-'));
-  const lab = createVboxLab({ dir, stepMs: 1, vms: [{ name: 'web01', state: 'running' }, { name: 'web02', state: 'running' }, { name: 'db01', state: 'poweroff' }] });
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  return { lab, database: join(dir, 'snapvisor.db') };
-}
-
-/** The run once it has ended (woken by its policy-run event; no sleeping). */
-async function ended(engine: Engine, policyId: string, runId: string): Promise<PolicyRun> {
-  let wake!: (run: PolicyRun) => void;
-  const done = new Promise<PolicyRun>((resolve) => (wake = resolve));
-  const unsubscribe = engine.subscribe((e) => {
-    if (e.type === 'policy-run' && e.run.id === runId && e.run.state !== 'running') wake(e.run);
-  });
-  try {
-    const now = (await engine.listPolicyRuns(policyId, { limit: 1000 })).items.find((r) => r.id === runId);
-    if (now && now.state !== 'running') return now;
-    return await done;
-  } finally {
-    unsubscribe();
-  }
-}
-
-const policyBody = (over: Record<string, unknown> = {}) => ({
-  name: 'nightly',
-  selector: { namePattern: 'web01' },
-  schedule: '30 2 * * *',
-  timezone: 'Europe/Berlin',
-  mode: 'memory',
-  retention: { keepLast: 2 },
-  ...over,
-});
+import { daemonOn, ended, policyBody, READER, setupLab, WRITER } from './policy-helper.ts';
 
 t.test('a bad field is a 400 naming it; a name in use is a 409; reading needs read, writing write', async (t) => {
   const { lab, database } = setupLab(t);
@@ -174,7 +93,7 @@ t.test('plan, run as jobs, retention deletes only the policy\'s own snapshots an
 
   const jobs = (await d.call('GET', `/v1/jobs?policy=${policy.id}`)).json<{ items: Array<{ kind: string; state: string; policyId: string; policyRunId: string; requestedBy: string }> }>().items;
   t.same(jobs.map((j) => j.kind).sort(), ['snapshot.create', 'snapshot.create', 'snapshot.create', 'snapshot.delete'], 'three creates and one delete');
-  t.ok(jobs.every((j) => j.state === 'succeeded' && j.policyId === policy.id && j.requestedBy === 'policy:nightly'));
+  t.ok(jobs.every((j) => j.state === 'succeeded' && j.policyId === policy.id && j.requestedBy === `policy:${policy.id}`));
   t.same(new Set(jobs.map((j) => j.policyRunId)), new Set(runs.map((r) => r.id)));
   t.same(runs[2]!.jobIds.length, 2, 'the third run: its create and its delete');
 
