@@ -11,14 +11,7 @@ import { InvalidCursorError } from './vms.ts';
 /** A write refused because another policy has the name. */
 export type PolicyWrite = { outcome: 'ok'; policy: Policy } | { outcome: 'name-taken' } | { outcome: 'not-found' };
 
-export interface NewPolicyRun {
-  id: string;
-  policyId: string;
-  kind: PolicyRunKind;
-  trigger: PolicyRunTrigger;
-  scheduledFor: Iso | null;
-  startedAt: Iso;
-}
+export type NewPolicyRun = Pick<PolicyRun, 'id' | 'policyId' | 'kind' | 'trigger' | 'scheduledFor' | 'startedAt'>;
 
 export interface PolicyRepo {
   insert(policy: Policy): Promise<PolicyWrite>;

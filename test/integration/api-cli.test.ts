@@ -1,27 +1,11 @@
 /** The CLI against a real listening daemon (app + engine + store; fake provider). */
-import type { AddressInfo } from 'node:net';
 import t, { type Test } from 'tap';
 import { ProviderError } from '../../providers/contract.ts';
-import { run } from '../../src/cli/run.ts';
-import { build, TOKENS } from './api-helper.ts';
+import { build, cliFor, TOKENS } from './api-helper.ts';
 
 async function daemon(t: Test) {
   const h = await build(t);
-  await h.app.listen({ host: '127.0.0.1', port: 0 });
-  const { port } = h.app.server.address() as AddressInfo;
-  const cli = async (args: string[], opts: { tty?: boolean; token?: string } = {}) => {
-    let stdout = '';
-    let stderr = '';
-    const code = await run(args, {
-      env: { SNAPVISOR_URL: `http://127.0.0.1:${port}`, SNAPVISOR_TOKEN: opts.token ?? TOKENS.writer },
-      stdout: { write: (s: string) => (stdout += s), isTTY: opts.tty ?? false },
-      stderr: { write: (s: string) => (stderr += s) },
-      fetch: globalThis.fetch,
-      // The job moves on its own; the CLI only needs to yield between polls.
-      sleep: () => new Promise((resolve) => setTimeout(resolve, 5)),
-    });
-    return { code, stdout, stderr };
-  };
+  const cli = await cliFor(h.app, TOKENS.writer);
   return { h, cli };
 }
 

@@ -4,8 +4,10 @@
  * t.teardown.
  */
 import { createHash } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
 import type { FastifyBaseLogger, FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
 import { buildApp } from '../../src/api/app.ts';
+import { run as runCli } from '../../src/cli/run.ts';
 import type { Scope } from '../../src/api/plugins/auth.ts';
 import type { Job, Snapshot } from '../../src/domain/types.ts';
 import { createEngine, type Engine } from '../../src/engine/engine.ts';
@@ -152,3 +154,24 @@ export async function eventually<T>(probe: () => Promise<T | undefined>, tries =
 }
 
 export const problemType = (res: { headers: Record<string, unknown> }) => String(res.headers['content-type']);
+
+/**
+ * The CLI against an app listening on a free loopback port: `cli(args, opts)` gives its exit code
+ * and output. The CLI only needs to yield between polls (the jobs move on their own).
+ */
+export async function cliFor(app: FastifyInstance, defaultToken: string) {
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const { port } = app.server.address() as AddressInfo;
+  return async (args: string[], opts: { tty?: boolean; token?: string } = {}) => {
+    let stdout = '';
+    let stderr = '';
+    const code = await runCli(args, {
+      env: { SNAPVISOR_URL: `http://127.0.0.1:${port}`, SNAPVISOR_TOKEN: opts.token ?? defaultToken },
+      stdout: { write: (s: string) => (stdout += s), isTTY: opts.tty ?? false },
+      stderr: { write: (s: string) => (stderr += s) },
+      fetch: globalThis.fetch,
+      sleep: () => new Promise((resolve) => setTimeout(resolve, 5)),
+    });
+    return { code, stdout, stderr };
+  };
+}

@@ -6,9 +6,8 @@
  * policy's survive; keepLast holds), no overlap (skipped), a run resumed on a second engine after
  * a stop mid-run without doubling its snapshot, PATCH/DELETE, and the CLI's plan table.
  */
-import type { AddressInfo } from 'node:net';
 import t from 'tap';
-import { run as runCli } from '../../src/cli/run.ts';
+import { cliFor } from './api-helper.ts';
 import type { PolicyRun } from '../../src/domain/policy.ts';
 import { daemonOn, ended, policyBody, READER, setupLab, WRITER } from './policy-helper.ts';
 
@@ -197,20 +196,7 @@ t.test('PATCH changes some fields (validated as a create), DELETE keeps runs and
 t.test('the CLI lists policies, prints the plan as a table and runs a policy', async (t) => {
   const { lab, database } = setupLab(t);
   const d = await daemonOn(t, lab, database);
-  await d.app.listen({ host: '127.0.0.1', port: 0 });
-  const { port } = d.app.server.address() as AddressInfo;
-  const cli = async (args: string[]) => {
-    let stdout = '';
-    let stderr = '';
-    const code = await runCli(args, {
-      env: { SNAPVISOR_URL: `http://127.0.0.1:${port}`, SNAPVISOR_TOKEN: WRITER },
-      stdout: { write: (s: string) => (stdout += s), isTTY: false },
-      stderr: { write: (s: string) => (stderr += s) },
-      fetch: globalThis.fetch,
-      sleep: () => new Promise((resolve) => setImmediate(resolve)),
-    });
-    return { code, stdout, stderr };
-  };
+  const cli = await cliFor(d.app, WRITER);
   const policy = (await d.call('POST', '/v1/policies', policyBody({ selector: { namePattern: 'web*' } }))).json<{ id: string }>();
   const list = await cli(['policies']);
   t.equal(list.code, 0, list.stderr);

@@ -1,25 +1,10 @@
 /** `snapvisor drift` against a real listening API (app + engine + store; fake provider). */
-import type { AddressInfo } from 'node:net';
 import t from 'tap';
-import { run } from '../../src/cli/run.ts';
-import { build, TOKENS } from './api-helper.ts';
+import { build, cliFor, TOKENS } from './api-helper.ts';
 
 t.test('snapvisor drift: one row per item, and orphans said to be unsupported', async (t) => {
   const h = await build(t);
-  await h.app.listen({ host: '127.0.0.1', port: 0 });
-  const { port } = h.app.server.address() as AddressInfo;
-  const cli = async (args: string[]) => {
-    let stdout = '';
-    let stderr = '';
-    const code = await run(args, {
-      env: { SNAPVISOR_URL: `http://127.0.0.1:${port}`, SNAPVISOR_TOKEN: TOKENS.reader },
-      stdout: { write: (s: string) => (stdout += s) },
-      stderr: { write: (s: string) => (stderr += s) },
-      fetch: globalThis.fetch,
-      sleep: () => new Promise((resolve) => setImmediate(resolve)),
-    });
-    return { code, stdout, stderr };
-  };
+  const cli = await cliFor(h.app, TOKENS.reader);
 
   const web = [...h.provider.vms.values()].find((v) => v.name === 'web-1')!;
   const build1 = [...h.provider.vms.values()].find((v) => v.name === 'build')!;

@@ -1,26 +1,11 @@
 /** `snapvisor group create|show|retry` against a real listening daemon (app + engine + store; fake provider). */
-import type { AddressInfo } from 'node:net';
 import t from 'tap';
 import { ProviderError } from '../../providers/contract.ts';
-import { run } from '../../src/cli/run.ts';
-import { build, TOKENS } from './api-helper.ts';
+import { build, cliFor, TOKENS } from './api-helper.ts';
 
 t.test('group create (by VM ids and by target + pattern), show, retry of a partial group', async (t) => {
   const h = await build(t);
-  await h.app.listen({ host: '127.0.0.1', port: 0 });
-  const { port } = h.app.server.address() as AddressInfo;
-  const cli = async (args: string[]) => {
-    let stdout = '';
-    let stderr = '';
-    const code = await run(args, {
-      env: { SNAPVISOR_URL: `http://127.0.0.1:${port}`, SNAPVISOR_TOKEN: TOKENS.writer },
-      stdout: { write: (s: string) => (stdout += s) },
-      stderr: { write: (s: string) => (stderr += s) },
-      fetch: globalThis.fetch,
-      sleep: () => new Promise((resolve) => setTimeout(resolve, 5)),
-    });
-    return { code, stdout, stderr };
-  };
+  const cli = await cliFor(h.app, TOKENS.writer);
   const web = await h.vmId('web-1');
   const build1 = await h.vmId('build');
 

@@ -6,43 +6,10 @@
  * already reads). The consolidate job merges it; the snapshots whose overlays it merged lose their
  * libvirt metadata, and that is explained by the job — not reported as deleted outside.
  */
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
 import t from 'tap';
-import { registryOf } from '../../providers/index.ts';
-import { createKvmProvider } from '../../providers/kvm/index.ts';
-import type { Job } from '../../src/domain/types.ts';
-import { createEngine } from '../../src/engine/engine.ts';
-import { openStore } from '../../src/store/index.ts';
-import { silentLogger } from '../fixtures/fake-provider.ts';
-import { createKvmLab, LAB_SESSIONS } from '../labs/kvm/lab.ts';
+import { kvmEngine } from './kvm-engine.ts';
 
-const dir = mkdtempSync(join('/tmp', 'snapvisor-kvm-drift-'));
-chmodSync(dir, 0o755);
-const lab = await createKvmLab({ dir, domains: [{ name: 'drift', running: true }] });
-const log = silentLogger();
-const provider = createKvmProvider('lab', { uri: lab.uri, ssh: lab.ssh, commandTimeoutSec: 60, sessions: LAB_SESSIONS, consolidate: { maxChainDepth: 1 } }, { log });
-const store = openStore(':memory:');
-const registry = registryOf([{ spec: { name: 'lab', kind: 'kvm', demo: false, concurrency: 2, options: {} }, provider }]);
-const engine = createEngine({ store, registry, log, settings: { workerPollMs: 20, syncIntervalMs: 0, maxAttempts: 2, backoff: { initialMs: 50, maxMs: 100 } } });
-await engine.start();
-t.teardown(async () => {
-  await engine.stop({ graceMs: 100 });
-  store.close();
-  await provider.close();
-  await lab.cleanup();
-  rmSync(dir, { recursive: true, force: true });
-});
-
-const vm = (await engine.listVms({ limit: 50, name: lab.domainName('drift') })).items[0]!.id;
-let n = 0;
-const meta = () => ({ principal: 'test', requestHash: `h${++n}` });
-async function final(job: Job): Promise<Job> {
-  for (;;) {
-    const j = await engine.waitForJob(job.id, 120_000);
-    if (['succeeded', 'failed', 'cancelled'].includes(j.state)) return j;
-  }
-}
+const { engine, vm, meta, final } = await kvmEngine(t, 'drift', { consolidate: { maxChainDepth: 1 }, jobWaitMs: 120_000 });
 const dryRun = async () => (await engine.submit({ kind: 'vm.consolidate', vmId: vm, dryRun: true }, meta())).job.result?.message ?? '';
 const drift = async () => (await engine.drift({ target: 'lab' }))[0]!;
 
