@@ -8,8 +8,9 @@ import { api, runDaemonToExit, startDaemon, until } from './daemon.ts';
 import { finalJob, firstVm, markedSnapshots, TOKEN, vboxDaemonSetup, type JobBody } from './vbox-daemon.ts';
 
 t.test('a second daemon on the same database exits 2 and leaves the first one\'s jobs alone', async (t) => {
-  // A take lasts 10 steps: 30 s, longer than the second daemon's two starts on a loaded machine.
-  const ctx = vboxDaemonSetup(t, { stepMs: 3000 });
+  // A take lasts 10 steps: 15 s, longer than the two refused starts on a loaded machine (they run
+  // the built daemon and stop at the lock, about a second each), and checked to be still pending after them.
+  const ctx = vboxDaemonSetup(t, { stepMs: 1500 });
   const a = await startDaemon({ cwd: ctx.dir, env: ctx.env });
   t.teardown(() => a.kill('SIGKILL'));
   const pidA = a.proc.pid!;
