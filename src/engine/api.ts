@@ -272,6 +272,8 @@ export interface EngineApi {
   runPolicy(id: string, kind: PolicyRunKind): Promise<PolicyRun>;
   /** Newest first. */
   listPolicyRuns(policyId: string, query: { limit: number; cursor?: string }): Promise<Page<PolicyRun>>;
+  /** One run of the policy (not_found for an unknown policy or run, or a run of another policy). */
+  getPolicyRun(policyId: string, runId: string): Promise<PolicyRun>;
   /** Drift and orphans per configured target (one target with `target`: not_found when unknown). Changes nothing. */
   drift(filter: { target?: string }): Promise<DriftReport[]>;
 }

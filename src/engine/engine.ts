@@ -477,6 +477,7 @@ export function createEngine(options: EngineOptions): Engine {
     planPolicy: (id, kind) => policies.plan(id, kind),
     runPolicy: (id, kind) => policies.startRun(id, kind, 'manual', null),
     listPolicyRuns: (id, query) => policies.listRuns(id, query),
+    getPolicyRun: (id, runId) => policies.getRun(id, runId),
   };
   return engine;
 }

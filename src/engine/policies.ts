@@ -29,6 +29,7 @@ export interface Policies extends PolicyRunPort {
   delete(id: string): Promise<void>;
   plan(id: string, kind: PolicyRunKind): Promise<PolicyPlan>;
   listRuns(policyId: string, query: { limit: number; cursor?: string }): Promise<Page<PolicyRun>>;
+  getRun(policyId: string, runId: string): Promise<PolicyRun>;
   /**
    * At engine start: loads what schedulable() answers from, then runs a stopped or crashed daemon
    * left `running` go on (their jobs' idempotency keys make that safe).
@@ -375,6 +376,11 @@ export function createPolicies(core: Core, deps: { submit: Submit }): Policies {
     },
     async plan(id, kind) {
       return planAt(await requirePolicy(id), kind, core.now());
+    },
+    async getRun(policyId, runId) {
+      const run = await store.policies.getRun(runId);
+      if (!run || run.policyId !== policyId) throw notFound('policy run', runId);
+      return run;
     },
     async listRuns(policyId, query) {
       try {

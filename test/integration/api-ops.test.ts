@@ -126,6 +126,7 @@ t.test('OpenAPI document lists every route, with bearer security and problem res
     '/v1/policies/{policyId}/plan': ['get'],
     '/v1/policies/{policyId}/run': ['post'],
     '/v1/policies/{policyId}/runs': ['get'],
+    '/v1/policies/{policyId}/runs/{runId}': ['get'],
     '/v1/events': ['get'],
     '/v1/admin/backup': ['post'],
     '/v1/admin/log-level': ['get', 'put'],

@@ -74,10 +74,15 @@ t.test('plan, run as jobs, retention deletes only the policy\'s own snapshots an
   for (let i = 0; i < 3; i++) {
     const res = await d.call('POST', `/v1/policies/${policy.id}/run`);
     t.equal(res.statusCode, 202);
-    t.match(res.headers.location, new RegExp(`^/v1/policies/${policy.id}/runs`));
+    t.equal(res.headers.location, `/v1/policies/${policy.id}/runs/${res.json<PolicyRun>().id}`);
     t.match(res.json(), { state: 'running', trigger: 'manual', kind: 'snapshot', policyId: policy.id });
     runs.push(await ended(d.engine, policy.id, res.json<PolicyRun>().id));
+    // The Location is the run itself, readable with a read token.
+    const followed = await d.call('GET', String(res.headers.location), undefined, READER);
+    t.equal(followed.statusCode, 200);
+    t.match(followed.json(), { id: res.json<PolicyRun>().id, state: 'succeeded', trigger: 'manual' });
   }
+  t.equal((await d.call('GET', `/v1/policies/${policy.id}/runs/${otherRun.id}`)).statusCode, 404, "another policy's run is not this policy's");
   t.same(runs.map((r) => r.state), ['succeeded', 'succeeded', 'succeeded'], JSON.stringify(runs.map((r) => r.message)));
 
   const present = (await d.engine.listSnapshots(web01, { includeGone: false })).map((s) => ({ name: s.name, owner: s.owner, policyId: s.policyId }));

@@ -77,6 +77,7 @@ export const Policy = Type.Object({ id: Id, ...policyFields, createdAt: IsoTime,
 export const PolicyList = Type.Object({ items: Type.Array(Policy) });
 
 export const PolicyParams = Type.Object({ policyId: Id });
+export const PolicyRunParams = Type.Object({ policyId: Id, runId: Id });
 export const KindQuery = Type.Object({ kind: Type.Optional(StringEnum(KINDS, { default: 'snapshot' })) });
 
 export const PlanStep = Type.Object({

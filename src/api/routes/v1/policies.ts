@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { EngineApi } from '../../../engine/api.ts';
 import { EmptyBody } from '../../schemas/common.ts';
-import { CreatePolicyBody, KindQuery, PatchPolicyBody, Policy, PolicyList, PolicyParams, PolicyPlan, PolicyRun, PolicyRunPage, RunsQuery } from '../../schemas/policies.ts';
+import { CreatePolicyBody, KindQuery, PatchPolicyBody, Policy, PolicyList, PolicyParams, PolicyPlan, PolicyRun, PolicyRunPage, PolicyRunParams, RunsQuery } from '../../schemas/policies.ts';
 import { optionalBody, READ_LIST, READ_ONE, WRITE } from './shared.ts';
 
 const policies: FastifyPluginAsyncTypebox<{ engine: EngineApi }> = async (app, { engine }) => {
@@ -64,7 +64,7 @@ const policies: FastifyPluginAsyncTypebox<{ engine: EngineApi }> = async (app, {
     preValidation: optionalBody,
     schema: {
       tags: ['policies'],
-      summary: 'Run a policy now: 202 with the run (Location: its runs); its jobs appear in /v1/jobs?policy=',
+      summary: 'Run a policy now: 202 with the run (Location: the run); its jobs appear in /v1/jobs?policy=',
       description: 'A run of the same policy and kind still going makes this one `skipped`.',
       params: PolicyParams,
       querystring: KindQuery,
@@ -73,7 +73,7 @@ const policies: FastifyPluginAsyncTypebox<{ engine: EngineApi }> = async (app, {
     },
   }, async (request, reply) => {
     const run = await engine.runPolicy(request.params.policyId, request.query.kind ?? 'snapshot');
-    return reply.code(202).header('location', `/v1/policies/${run.policyId}/runs?run=${run.id}`).send(run);
+    return reply.code(202).header('location', `/v1/policies/${run.policyId}/runs/${run.id}`).send(run);
   });
 
   app.get('/policies/:policyId/runs', {
@@ -82,6 +82,10 @@ const policies: FastifyPluginAsyncTypebox<{ engine: EngineApi }> = async (app, {
     const { limit, cursor } = request.query;
     return engine.listPolicyRuns(request.params.policyId, { limit: limit ?? 100, ...(cursor === undefined ? {} : { cursor }) });
   });
+
+  app.get('/policies/:policyId/runs/:runId', {
+    schema: { tags: ['policies'], summary: 'One run of a policy: its state, trigger, slot and job ids', params: PolicyRunParams, response: { 200: PolicyRun, ...READ_ONE } },
+  }, async (request) => engine.getPolicyRun(request.params.policyId, request.params.runId));
 };
 
 export default policies;
