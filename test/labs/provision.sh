@@ -7,6 +7,7 @@
 # VMware lab: Go and Debian's govmomi library; test/labs/vcsim/build.sh builds vcsim from them.
 # Hyper-V lab: real PowerShell 7.6.10 as a .NET tool in /opt/snapvisor/pwsh (machine-wide, so the
 # non-root lab user can run it; ~/.dotnet/tools under /root is not reachable). Needs the .NET SDK.
+# Web console: Debian's chromium for playwright-core.
 # Azure lab: the ARM fake is plain Node; its HTTPS certificate is made at test start by openssl.
 set -euo pipefail
 need=()
@@ -18,11 +19,15 @@ command -v openssl >/dev/null || need+=(openssl)
 
 kvm_packages=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 qemu-utils openssh-server)
 vcsim_packages=(golang-go golang-github-vmware-govmomi-dev)
+# Web console tests and the paint benchmark: Debian's Chromium, driven by playwright-core
+# (Playwright's own browser download cannot reach its host here). fonts-dejavu-core gives the
+# screenshots real glyphs.
+browser_packages=(chromium fonts-dejavu-core)
 if ! command -v dpkg-query >/dev/null; then
   echo "provision: the KVM and VMware labs need a Debian/Ubuntu host (dpkg + apt) to install: ${kvm_packages[*]} ${vcsim_packages[*]}" >&2
   exit 1
 fi
-for pkg in "${kvm_packages[@]}" "${vcsim_packages[@]}"; do
+for pkg in "${kvm_packages[@]}" "${vcsim_packages[@]}" "${browser_packages[@]}"; do
   # dpkg-query answers for installed packages in a few ms; "install ok installed" is the only good status.
   status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
   [ "$status" = "install ok installed" ] || need+=("$pkg")
@@ -41,7 +46,7 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
 fi
 
-for cmd in virsh libvirtd virtlogd qemu-system-x86_64 qemu-img /usr/sbin/sshd ssh-keygen go openssl; do
+for cmd in virsh libvirtd virtlogd qemu-system-x86_64 qemu-img /usr/sbin/sshd ssh-keygen go openssl /usr/bin/chromium; do
   command -v "$cmd" >/dev/null || { echo "provision: $cmd is missing after install" >&2; exit 1; }
 done
 # PowerShell for the Hyper-V lab (test/labs/hyperv). Without --version dotnet picks 7.7.0, which
