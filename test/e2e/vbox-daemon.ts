@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Test } from 'tap';
-import { createVboxLab, type VboxLab } from '../labs/vboxmanage-sim/lab.ts';
+import { createVboxLab, type LabVmSpec, type VboxLab } from '../labs/vboxmanage-sim/lab.ts';
 import { api, until } from './daemon.ts';
 
 export const TOKEN = 'e2e-token-4f1c9a-5e8d0b6a9f3c';
@@ -22,10 +22,17 @@ export interface VboxDaemonSetup {
   database: string;
 }
 
-/** `database`: where the daemon's database goes (default: snapvisor.db in the test's folder). */
-export function vboxDaemonSetup(t: Test, options: { stepMs: number; shutdownGraceSec?: number; database?: string; commandTimeoutSec?: number }): VboxDaemonSetup {
+/**
+ * `database`: where the daemon's database goes (default: snapvisor.db in the test's folder).
+ * `vms`: the lab's VMs (default: app-1, running — what firstVm and markedSnapshots look for).
+ */
+export function vboxDaemonSetup(
+  t: Test,
+  options: { stepMs: number; shutdownGraceSec?: number; database?: string; commandTimeoutSec?: number; vms?: LabVmSpec[] },
+): VboxDaemonSetup {
   const dir = t.testdir({});
-  const lab = createVboxLab({ dir: path.join(dir, 'lab'), vms: [{ name: 'app-1', state: 'running' }], stepMs: options.stepMs });
+  const vms = options.vms ?? [{ name: 'app-1', state: 'running' }];
+  const lab = createVboxLab({ dir: path.join(dir, 'lab'), vms, stepMs: options.stepMs });
   const config = path.join(dir, 'snapvisor.yaml');
   const database = options.database ?? path.join(dir, 'snapvisor.db');
   writeFileSync(
