@@ -15,6 +15,7 @@ import { useResource } from '../components/use-resource.ts';
 import { live } from '../events.ts';
 import { href } from '../router.ts';
 import { session } from '../session.ts';
+import { upsertJob } from '../job-updates.ts';
 import { allNodes } from '../tree-rows.ts';
 import { FINAL_JOB_STATES, type Job, type Page, type SnapshotNode, type SnapshotTree as Tree, type Target, type Vm } from '../types.ts';
 import { CreateSnapshotDialog } from './create-snapshot.tsx';
@@ -168,7 +169,7 @@ function SnapshotDetails({ snapshot: s, canWrite, canRevert, canDeleteChildren, 
       <dl>
         <dt>Mode</dt><dd>{s.mode ?? 'unknown'}</dd>
         <dt>Owner</dt><dd>{ownerOf(s)}{s.policyId !== null && <> (<a href={href(['policies', s.policyId])}>policy</a>)</>}</dd>
-        <dt>Created</dt><dd><LocalTime iso={s.createdAt} /></dd>
+        {s.createdAt !== null ? <><dt>Created</dt><dd><LocalTime iso={s.createdAt} /></dd></> : <><dt>First seen</dt><dd><LocalTime iso={s.firstSeenAt} /> <span class="muted">(the hypervisor does not report when it was taken)</span></dd></>}
         <dt>Current</dt><dd>{s.current ? 'yes' : 'no'}</dd>
         <dt>Children</dt><dd>{descendants}</dd>
         {s.description !== '' && <><dt>Description</dt><dd class="pre">{s.description}</dd></>}
@@ -199,12 +200,4 @@ function SnapshotDetails({ snapshot: s, canWrite, canRevert, canDeleteChildren, 
       )}
     </>
   );
-}
-
-function upsertJob(jobs: Job[], job: Job): Job[] {
-  const i = jobs.findIndex((j) => j.id === job.id);
-  if (i === -1) return [job, ...jobs];
-  const next = [...jobs];
-  next[i] = job;
-  return next;
 }
