@@ -15,7 +15,7 @@ import { useResource } from '../components/use-resource.ts';
 import { live } from '../events.ts';
 import { href } from '../router.ts';
 import { session } from '../session.ts';
-import { upsertJob } from '../job-updates.ts';
+import { addStartedJob, applyJobEvent } from '../job-updates.ts';
 import { allNodes } from '../tree-rows.ts';
 import { FINAL_JOB_STATES, type Job, type Page, type SnapshotNode, type SnapshotTree as Tree, type Target, type Vm } from '../types.ts';
 import { CreateSnapshotDialog } from './create-snapshot.tsx';
@@ -43,7 +43,7 @@ export function VmView({ id }: ViewProps) {
     () =>
       live.subscribe((e) => {
         if (e.type === 'job' && e.job.vmId === vmId) {
-          setJobs((current) => upsertJob(current, e.job));
+          setJobs((current) => applyJobEvent(current, e.job));
           if (FINAL_JOB_STATES.includes(e.job.state)) {
             tree.reload();
             vm.reload();
@@ -62,7 +62,7 @@ export function VmView({ id }: ViewProps) {
   const caps = target.data?.capabilities;
   const canWrite = session.can('write');
 
-  const started = (job: Job) => setJobs((current) => upsertJob(current, job));
+  const started = (job: Job) => setJobs((current) => addStartedJob(current, job));
   const confirm = async () => {
     const p = pending;
     setPending(null);
