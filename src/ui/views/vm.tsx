@@ -38,7 +38,11 @@ export function VmView({ id }: ViewProps) {
   const [creating, setCreating] = useState(false);
   const [actionError, setActionError] = useState<unknown>(null);
 
-  useEffect(() => setJobs(recent.data?.items ?? []), [recent.data]);
+  // Jobs the stream brought while the list loaded are newer than the list's copies.
+  useEffect(() => {
+    const loaded = recent.data?.items ?? [];
+    setJobs((current) => loaded.reduceRight((list, job) => addStartedJob(list, job), current).sort((a, b) => b.createdAt.localeCompare(a.createdAt)));
+  }, [recent.data]);
   useEffect(
     () =>
       live.subscribe((e) => {
