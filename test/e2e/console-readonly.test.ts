@@ -41,25 +41,24 @@ async function writeButtons(page: Page): Promise<string[]> {
   return present;
 }
 
-/** Waits for the VMs table to list every name, as text, each linking to its VM's page. */
-async function waitVmLinks(page: Page, vms: Vm[]): Promise<void> {
-  await page.waitForFunction(
-    (expected) => {
-      const table = [...document.querySelectorAll('table')].find((tb) => tb.caption?.textContent === 'VMs');
-      if (!table) return false;
-      const links = new Map([...table.querySelectorAll('a')].map((a) => [a.textContent, a.getAttribute('href')]));
-      return expected.every((vm) => links.get(vm.name) === `#/vms/${vm.id}`);
-    },
-    vms,
-    wait,
-  );
+/** Waits for the VMs table to have a row per VM; returns each row's link as "<text> → <href>". */
+async function vmLinks(page: Page, count: number): Promise<string[]> {
+  const rows = page.getByRole('table', { name: 'VMs' }).locator('tbody tr');
+  await rows.nth(count - 1).waitFor(wait);
+  return rows.locator('a').evaluateAll((links) => links.map((a) => `${a.textContent ?? ''} → ${a.getAttribute('href') ?? ''}`));
 }
 
-/** Opens a VM from the VMs table and waits for its <h1> to be exactly its name. */
-async function openVm(page: Page, vm: Vm): Promise<void> {
+/** Opens a VM from the VMs table; returns its page's <h1> text once that page shows. */
+async function openVm(page: Page, vm: Vm): Promise<string | null> {
   await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'VMs', exact: true }).click(wait);
   await page.locator(`table a[href="#/vms/${vm.id}"]`).click(wait);
-  await page.waitForFunction((name) => document.querySelector('h1')?.textContent === name, vm.name, wait);
+  // The list's own <h1> ("VMs") stays until the VM view has rendered.
+  await page.waitForFunction(
+    (id) => location.hash === `#/vms/${id}` && document.querySelector('h1') !== null && document.querySelector('h1')?.textContent !== 'VMs',
+    vm.id,
+    wait,
+  );
+  return page.locator('h1').textContent();
 }
 
 /** Every name is an exact text node or element text inside the snapshot tree (never parsed as markup). */
@@ -121,18 +120,21 @@ t.test('read-only console over hostile names', async (t) => {
     await signIn(page, d.url, READ_TOKEN, 'e2e-reader');
 
     await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'VMs', exact: true }).click();
-    await waitVmLinks(page, vms);
-    t.pass('the VMs table lists every hostile name as its exact text, linked to its page');
+    t.same(
+      (await vmLinks(page, vms.length)).sort(),
+      vms.map((vm) => `${vm.name} → #/vms/${vm.id}`).sort(),
+      'the VMs table lists every hostile name as its exact text, linked to its page',
+    );
     t.same(await writeButtons(page), [], 'VMs page: no write-scope button');
     assertNoInjection(t, appScripts, await injectedMarkup(page), 'VMs page');
 
     for (const name of HOSTILE) {
-      await openVm(page, byName(name));
-      t.pass(`VM page <h1> is exactly ${JSON.stringify(name)}`);
+      t.equal(await openVm(page, byName(name)), name, `VM page <h1> is exactly ${JSON.stringify(name)}`);
+      t.same(await writeButtons(page), [], `VM ${JSON.stringify(name)}: no write-scope button`);
       assertNoInjection(t, appScripts, await injectedMarkup(page), `VM ${JSON.stringify(name)}`);
     }
 
-    await openVm(page, tree);
+    t.equal(await openVm(page, tree), tree.name, 'the VM with the hostile snapshots is open');
     await page.getByRole('treeitem').nth(HOSTILE.length - 1).waitFor(wait);
     t.same(await namesInTree(page, HOSTILE), HOSTILE.map(() => true), 'every snapshot name is in the tree as exact text');
     for (const name of HOSTILE) {
@@ -163,7 +165,7 @@ t.test('read-only console over hostile names', async (t) => {
     // A button the target's capabilities rule out is absent for everyone (VirtualBox: Consolidate).
     const caps = (await api<{ capabilities: Record<string, unknown> }>(d, TOKEN, 'GET', '/v1/targets/lab')).body.capabilities;
     const vmButtons = ['Create snapshot', 'Delete all snapshots', ...(caps.consolidate === true ? ['Consolidate'] : [])];
-    await openVm(page, tree);
+    t.equal(await openVm(page, tree), tree.name, 'the VM with the hostile snapshots is open');
     for (const name of vmButtons) await page.getByRole('button', { name, exact: true }).waitFor(wait);
     await page.getByRole('treeitem', { name: /^db 🚀 prod/ }).click();
     for (const name of ['Revert', 'Delete', 'Delete with children']) {
