@@ -3,7 +3,8 @@
  * and the VBoxManage simulator. A create failed by a simulator fault is retried as a new job that
  * makes exactly one snapshot; Idempotency-Key replays the retry; a cancelled job can be retried, a
  * running or succeeded one cannot (409); a snapshot group's job is sent to its group's retry (409);
- * a read-only token is refused (403); an unknown job is a 404. Refusals store nothing.
+ * a read-only token is refused (403); an unknown job is a 404. Refusals store nothing. The CLI's
+ * `job retry` follows the new job.
  */
 import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -18,6 +19,7 @@ import { FINAL_JOB_STATES, type Job, type JobState } from '../../src/domain/type
 import { createEngine } from '../../src/engine/engine.ts';
 import { openStore } from '../../src/store/index.ts';
 import { silentLogger } from '../fixtures/fake-provider.ts';
+import { cliFor } from './api-helper.ts';
 import { createVboxLab } from '../labs/vboxmanage-sim/lab.ts';
 
 const WRITER = 'retry-writer-token-7a2c5e-0123456789';
@@ -157,4 +159,21 @@ t.test('refusals: a read-only token (403), an unknown job (404), a body (400)', 
   t.match(unknown.headers['content-type'], /application\/problem\+json/);
   t.equal((await call('POST', `/v1/jobs/${failed.id}/retry`, { payload: { kind: 'snapshot.delete' } })).statusCode, 400);
   t.equal(await jobCount(), jobs, 'nothing stored');
+});
+
+t.test('the CLI: job retry <jobId> follows the new job; a succeeded one is refused (exit 1)', async (t) => {
+  lab.setFault('take', 'app-b', { type: 'fail', message: 'Failed to take snapshot' });
+  const created = await call('POST', `/v1/vms/${vmId('app-b')}/snapshots`, { payload: { name: 'from-cli', mode: 'offline' } });
+  const failed = await final(created.json().id);
+  t.equal(failed.state, 'failed');
+  lab.setFault('take', 'app-b', null);
+  const cli = await cliFor(app, WRITER);
+  const ok = await cli(['job', 'retry', failed.id]);
+  t.equal(ok.code, 0, ok.stderr);
+  t.match(ok.stdout, /succeeded snapshot /);
+  t.equal(simSnapshots('app-b', 'from-cli').length, 1);
+  const newId = /job ([0-9a-f-]+) succeeded/.exec(ok.stdout)?.[1] ?? '';
+  const refused = await cli(['job', 'retry', newId]);
+  t.equal(refused.code, 1);
+  t.match(refused.stderr, /only a failed or cancelled job can be retried/);
 });
