@@ -13,6 +13,7 @@ import { ownerOf, SnapshotTree } from '../components/snapshot-tree.tsx';
 import { LocalTime } from '../components/time.tsx';
 import { useResource } from '../components/use-resource.ts';
 import { live } from '../events.ts';
+import { upsertJob } from '../job-rows.ts';
 import { href } from '../router.ts';
 import { session } from '../session.ts';
 import { allNodes } from '../tree-rows.ts';
@@ -199,12 +200,4 @@ function SnapshotDetails({ snapshot: s, canWrite, canRevert, canDeleteChildren, 
       )}
     </>
   );
-}
-
-function upsertJob(jobs: Job[], job: Job): Job[] {
-  const i = jobs.findIndex((j) => j.id === job.id);
-  if (i === -1) return [job, ...jobs];
-  const next = [...jobs];
-  next[i] = job;
-  return next;
 }
