@@ -199,13 +199,13 @@ function MemberRow({ member: m, snapshotName, job }: { member: GroupMember; snap
     <tr>
       <td><a href={href(['vms', m.vmId])}>{m.vmName}</a></td>
       <td>{m.target}</td>
-      <td>
+      <td class="job-cell">
         <JobProgress job={{ state, progress }} label={`Progress of ${m.vmName}`} />{' '}
         <a href={href(['jobs', m.jobId])} class="small" aria-label={`Job of ${m.vmName}`}>job</a>
       </td>
       <td><LocalTime iso={job?.startedAt ?? m.startedAt} /></td>
       <td>{m.snapshotId !== null ? <a href={href(['vms', m.vmId])}>{snapshotName}</a> : <span class="muted">—</span>}</td>
-      <td>{error ? <span class="bad">{error.message}</span> : <span class="muted">—</span>}</td>
+      <td class="error-cell">{error ? <span class="bad">{error.message}</span> : <span class="muted">—</span>}</td>
     </tr>
   );
 }

@@ -84,12 +84,16 @@ export function JobsView({ route }: ViewProps) {
           <tbody>
             {rows.map((job) => (
               <tr key={job.id}>
-                <td><a href={href(['jobs', job.id])}>{job.kind}</a></td>
+                <td class="kind-cell">
+                  <a href={href(['jobs', job.id])}>{job.kind}</a>
+                  {job.groupId !== null && <a class="badge" href={href(['groups', job.groupId])} title="A snapshot group's job: retried through its group">group</a>}
+                  {job.policyId !== null && <a class="badge owner-policy" href={href(['policies', job.policyId])}>policy</a>}
+                </td>
                 <td><VmLink vmId={job.vmId} /></td>
                 <td><JobProgress job={job} label={`Progress of job ${job.id}`} /></td>
                 <td>{job.requestedBy}</td>
                 <td><LocalTime iso={job.createdAt} /></td>
-                <td>{job.error ? <span class="bad">{job.error.message}</span> : <span class="muted">—</span>}</td>
+                <td class="error-cell">{job.error ? <span class="bad">{job.error.message}</span> : <span class="muted">—</span>}</td>
                 <td class="row-actions"><JobActions job={job} onDone={onDone} /></td>
               </tr>
             ))}

@@ -197,7 +197,7 @@ export function PolicyView({ id }: ViewProps) {
       <section aria-labelledby="runs-heading" class="panel">
         <h2 id="runs-heading">Recent runs</h2>
         <ProblemBanner error={runs.error} />
-        <div class="table-wrap">
+        {runs.data && runs.data.items.length > 0 && <div class="table-wrap">
           <table class="runs" aria-busy={runs.loading}>
             <caption>Runs</caption>
             <thead>
@@ -225,7 +225,7 @@ export function PolicyView({ id }: ViewProps) {
               ))}
             </tbody>
           </table>
-        </div>
+        </div>}
         {runs.data && runs.data.items.length === 0 && <p class="muted">No runs yet.</p>}
       </section>
 
