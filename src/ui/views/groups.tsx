@@ -12,6 +12,7 @@ import { ProblemBanner } from '../components/problem.tsx';
 import { LocalTime } from '../components/time.tsx';
 import { useResource } from '../components/use-resource.ts';
 import { live } from '../events.ts';
+import { upsertJob } from '../job-rows.ts';
 import { href } from '../router.ts';
 import { session } from '../session.ts';
 import { FINAL_JOB_STATES, type GroupMember, type Job, type Page, type SnapshotGroup } from '../types.ts';
@@ -88,7 +89,7 @@ export function GroupsView(_props: ViewProps) {
   );
 }
 
-type GroupAction = { button: string; title: string; body: string; danger: boolean; run: () => Promise<unknown> };
+type GroupAction = { button: string; title: string; body: string; danger: boolean; run: () => Promise<{ jobs: Job[] }> };
 
 export function GroupView({ id }: ViewProps) {
   const groupId = id!;
@@ -98,10 +99,13 @@ export function GroupView({ id }: ViewProps) {
   const [pending, setPending] = useState<GroupAction | null>(null);
   const [actionError, setActionError] = useState<unknown>(null);
   const [lastAction, setLastAction] = useState<string | null>(null);
+  // The jobs the last action made: a revert's or a delete's jobs are not the members' create jobs.
+  const [started, setStarted] = useState<Job[]>([]);
 
   useEffect(() => live.subscribe((e) => {
     if (e.type !== 'job' || e.job.groupId !== groupId) return;
     setJobs((m) => new Map(m).set(e.job.id, e.job));
+    setStarted((list) => (list.some((j) => j.id === e.job.id) ? upsertJob(list, e.job) : list));
     if (FINAL_JOB_STATES.includes(e.job.state)) group.reload();
   }), [groupId, group.reload]);
 
@@ -111,8 +115,9 @@ export function GroupView({ id }: ViewProps) {
     if (!p) return;
     try {
       setActionError(null);
-      await p.run();
-      setLastAction(p.button);
+      const result = await p.run();
+      setStarted(result.jobs);
+      setLastAction(`${p.button}: ${result.jobs.length} job${result.jobs.length === 1 ? '' : 's'} submitted.`);
       group.reload();
     } catch (err) {
       setActionError(err);
@@ -143,23 +148,23 @@ export function GroupView({ id }: ViewProps) {
       </p>
       {g.description !== '' && <p class="pre">{g.description}</p>}
       <ProblemBanner error={actionError} />
-      {lastAction !== null && <p role="status" class="notice">{lastAction}: submitted; the members below follow their new jobs.</p>}
+      {lastAction !== null && <p role="status" class="notice">{lastAction}</p>}
       {session.can('write') && !deleted && (
         <div class="toolbar">
           <button type="button" disabled={failed.length === 0} title={failed.length === 0 ? 'No member failed' : undefined} onClick={() => setPending({
             button: 'Retry failed members', title: `Retry ${failed.length} failed member${failed.length === 1 ? '' : 's'} of ${g.name}?`, danger: false,
             body: `A new create job for each member that failed or was cancelled (${failed.map((m) => m.vmName).join(', ')}); the snapshots already made stay.`,
-            run: () => api.post(`${path}/retry`, {}),
+            run: () => api.post<{ jobs: Job[] }>(`${path}/retry`, {}),
           })}>Retry failed members</button>
           <button type="button" class="danger" disabled={!complete} title={complete ? undefined : 'Every member needs its snapshot first'} onClick={() => setPending({
             button: 'Revert group', title: `Revert all ${g.members.length} VMs of ${g.name}?`, danger: true,
             body: 'Every member VM returns to its snapshot of this group; what each did since is lost.',
-            run: () => api.post(`${path}/revert`, {}),
+            run: () => api.post<{ jobs: Job[] }>(`${path}/revert`, {}),
           })}>Revert group</button>
           <button type="button" class="danger" disabled={withSnapshot.length === 0} onClick={() => setPending({
             button: 'Delete group snapshots', title: `Delete the ${withSnapshot.length} snapshots of ${g.name}?`, danger: true,
             body: 'Every snapshot this group made is removed from its hypervisor; the group stays in the list, as deleted. This cannot be undone.',
-            run: () => api.del(path),
+            run: () => api.del<{ jobs: Job[] }>(path),
           })}>Delete group snapshots</button>
         </div>
       )}
@@ -181,6 +186,23 @@ export function GroupView({ id }: ViewProps) {
           </tbody>
         </table>
       </div>
+      {started.length > 0 && (
+        <section aria-label="Jobs started here" class="vm-jobs">
+          <h2>Jobs started here</h2>
+          <ul class="job-list">
+            {started.map((job) => {
+              const vmName = g.members.find((m) => m.vmId === job.vmId)?.vmName ?? job.vmId;
+              return (
+                <li key={job.id}>
+                  <a href={href(['jobs', job.id])}>{job.kind}</a> on {vmName}{' '}
+                  <JobProgress job={job} label={`Progress of ${job.kind} on ${vmName}`} />
+                  {job.error && <span class="bad"> {job.error.message}</span>}
+                </li>
+              );
+            })}
+          </ul>
+        </section>
+      )}
       {pending && (
         <ConfirmDialog title={pending.title} action={pending.button} danger={pending.danger} onConfirm={confirm} onCancel={() => setPending(null)}>
           <p>{pending.body}</p>
