@@ -5,7 +5,7 @@
  */
 import { useState } from 'preact/hooks';
 import { api, seg } from '../api.ts';
-import { isCancellable, isRetryable } from '../job-rows.ts';
+import { isCancellable, isRetryable } from '../job-updates.ts';
 import { session } from '../session.ts';
 import type { Job } from '../types.ts';
 import { ConfirmDialog } from './confirm.tsx';

@@ -12,7 +12,7 @@ import { ProblemBanner } from '../components/problem.tsx';
 import { LocalTime } from '../components/time.tsx';
 import { useResource } from '../components/use-resource.ts';
 import { live } from '../events.ts';
-import { upsertJob } from '../job-rows.ts';
+import { applyJobEvent } from '../job-updates.ts';
 import { href } from '../router.ts';
 import { session } from '../session.ts';
 import { FINAL_JOB_STATES, type GroupMember, type Job, type Page, type SnapshotGroup } from '../types.ts';
@@ -105,7 +105,7 @@ export function GroupView({ id }: ViewProps) {
   useEffect(() => live.subscribe((e) => {
     if (e.type !== 'job' || e.job.groupId !== groupId) return;
     setJobs((m) => new Map(m).set(e.job.id, e.job));
-    setStarted((list) => (list.some((j) => j.id === e.job.id) ? upsertJob(list, e.job) : list));
+    setStarted((list) => (list.some((j) => j.id === e.job.id) ? applyJobEvent(list, e.job) : list));
     if (FINAL_JOB_STATES.includes(e.job.state)) group.reload();
   }), [groupId, group.reload]);
 

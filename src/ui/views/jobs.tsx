@@ -13,7 +13,7 @@ import { LocalTime } from '../components/time.tsx';
 import { useResource } from '../components/use-resource.ts';
 import { VmLink } from '../components/vm-link.tsx';
 import { live } from '../events.ts';
-import { upsertJob } from '../job-rows.ts';
+import { addStartedJob, applyJobEvent } from '../job-updates.ts';
 import { href, navigate } from '../router.ts';
 import type { Job, JobState, Page, Snapshot } from '../types.ts';
 
@@ -37,16 +37,17 @@ export function JobsView({ route }: ViewProps) {
   useEffect(() => live.subscribe((e) => {
     if (e.type !== 'job') return;
     setRows((current) => {
-      if (current.some((j) => j.id === e.job.id)) return upsertJob(current, e.job);
+      if (current.some((j) => j.id === e.job.id)) return applyJobEvent(current, e.job);
       // A job this page has not shown: new ones belong at the top of the first page only.
       if (!firstPage || (state !== '' && e.job.state !== state) || (policy !== '' && e.job.policyId !== policy)) return current;
-      return upsertJob(current, e.job);
+      return applyJobEvent(current, e.job);
     });
   }), [state, policy, firstPage]);
 
   const onDone = (job: Job, action: 'cancel' | 'retry') => {
     if (action === 'retry') navigate(href(['jobs', job.id]));
-    else setRows((current) => upsertJob(current, job));
+    // The stream brings the cancelled state; the answer only matters if it came first.
+    else setRows((current) => addStartedJob(current, job));
   };
 
   return (

@@ -13,7 +13,6 @@ import { ownerOf, SnapshotTree } from '../components/snapshot-tree.tsx';
 import { LocalTime } from '../components/time.tsx';
 import { useResource } from '../components/use-resource.ts';
 import { live } from '../events.ts';
-import { upsertJob } from '../job-rows.ts';
 import { href } from '../router.ts';
 import { session } from '../session.ts';
 import { addStartedJob, applyJobEvent } from '../job-updates.ts';
