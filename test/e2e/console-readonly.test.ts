@@ -152,6 +152,10 @@ t.test('read-only console over hostile names', async (t) => {
     await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Jobs', exact: true }).click();
     await page.getByRole('table', { name: 'Jobs' }).getByRole('progressbar', { name: `Progress of job ${stalled.body.id}`, exact: true }).waitFor(wait);
     t.same(await writeButtons(page), [], 'Jobs page with a running job: no Cancel (nor any write) button');
+    // Jobs name their VM once its name has loaded (until then, by a short id in <code>).
+    const vmLink = page.getByRole('table', { name: 'Jobs' }).locator(`a[href="#/vms/${tree.id}"]`).first();
+    await page.waitForFunction((id) => [...document.querySelectorAll(`table a[href="#/vms/${id}"]`)].some((a) => a.querySelector('code') === null), tree.id, wait);
+    t.equal(await vmLink.textContent(), tree.name, "the Jobs table names the hostile VM literally");
     assertNoInjection(t, appScripts, await injectedMarkup(page), 'Jobs page');
 
     // The 403 path cannot be reached from the console here: every scope implies read, and a

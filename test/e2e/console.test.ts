@@ -2,7 +2,7 @@
 // under a strict CSP, sign-in keeps the token out of URLs, cookies and localStorage, a snapshot made
 // through the dialog shows live progress, then revert and delete with children through the tree
 // (checked against the REST API too), keyboard use of the tree, a phone-sized window, sign-out.
-import { copyFileSync, statSync } from 'node:fs';
+import { copyFileSync, mkdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import t, { type Test } from 'tap';
 import type { Locator, Page } from 'playwright-core';
@@ -262,6 +262,7 @@ t.test('the web console on the demo daemon', async (t) => {
     await page.screenshot({ path: artefactPath('vm-tree.png') });
     if (UPDATE_DOCS) {
       const docs = path.join(REPO, 'docs', 'console.png');
+      mkdirSync(path.dirname(docs), { recursive: true });
       copyFileSync(artefactPath('vm-tree.png'), docs);
       t.ok(statSync(docs).size < 300_000, 'docs/console.png stays under 300 kB');
     }
