@@ -19,6 +19,8 @@ const HOSTILE = [
 /** Holds a job running (its take stalls at 50 %), so the Jobs page has something to cancel. */
 const STALLED_VM = 'app-1';
 const HOSTILE_DESCRIPTION = '<b>bold</b> & <i onmouseover=alert(2)>x</i>';
+/** The hypervisor's own words in a failed job's error, shown on the Jobs page. */
+const HOSTILE_ERROR = 'refused <svg onload=alert(3)>';
 
 const WRITE_BUTTONS = ['Create snapshot', 'Delete all snapshots', 'Consolidate', 'Revert', 'Delete', 'Delete with children', 'Cancel', 'Retry'];
 
@@ -107,6 +109,11 @@ t.test('read-only console over hostile names', async (t) => {
     const made = await api<{ state: string }>(d, TOKEN, 'POST', `/v1/vms/${tree.id}/snapshots?wait=60`, { name, description: HOSTILE_DESCRIPTION, mode: 'memory' });
     t.equal(made.body.state, 'succeeded', `snapshot ${JSON.stringify(name)} made`);
   }
+  // A failed job (Retry for a writer), whose error carries markup from the hypervisor.
+  setup.lab.setFault('take', HOSTILE[3]!, { type: 'fail', code: 'VBOX_E_INVALID_OBJECT_STATE', message: HOSTILE_ERROR, times: 1 });
+  const refused = await api<{ id: string; state: string; error: { message: string } | null }>(d, TOKEN, 'POST', `/v1/vms/${byName(HOSTILE[3]!).id}/snapshots?wait=60`, { name: 'refused', mode: 'memory' });
+  t.equal(refused.body.state, 'failed', 'a job failed with a hostile error message');
+  t.match(refused.body.error?.message ?? '', HOSTILE_ERROR);
   setup.lab.setFault('take', STALLED_VM, { type: 'stall' });
   const stalled = await api<{ id: string }>(d, TOKEN, 'POST', `/v1/vms/${byName(STALLED_VM).id}/snapshots`, { name: 'held', mode: 'memory' });
   await until('the held job running', async () => (await api<{ state: string }>(d, TOKEN, 'GET', `/v1/jobs/${stalled.body.id}`)).body.state === 'running', UI_TIMEOUT_MS);
@@ -156,6 +163,8 @@ t.test('read-only console over hostile names', async (t) => {
     const vmLink = page.getByRole('table', { name: 'Jobs' }).locator(`a[href="#/vms/${tree.id}"]`).first();
     await page.waitForFunction((id) => [...document.querySelectorAll(`table a[href="#/vms/${id}"]`)].some((a) => a.querySelector('code') === null), tree.id, wait);
     t.equal(await vmLink.textContent(), tree.name, "the Jobs table names the hostile VM literally");
+    const refusedRow = page.getByRole('table', { name: 'Jobs' }).getByRole('row').filter({ has: page.locator(`a[href="#/jobs/${refused.body.id}"]`) });
+    t.match((await refusedRow.textContent()) ?? '', HOSTILE_ERROR, "the failed job's error is shown literally");
     assertNoInjection(t, appScripts, await injectedMarkup(page), 'Jobs page');
 
     // The 403 path cannot be reached from the console here: every scope implies read, and a
@@ -177,8 +186,11 @@ t.test('read-only console over hostile names', async (t) => {
     }
     t.pass(`${[...vmButtons, 'Revert', 'Delete', 'Delete with children'].join(', ')}: there for an admin`);
     await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Jobs', exact: true }).click();
-    await page.getByRole('table', { name: 'Jobs' }).getByRole('button', { name: 'Cancel', exact: true }).first().waitFor(wait);
+    const jobRow = (id: string) => page.getByRole('table', { name: 'Jobs' }).getByRole('row').filter({ has: page.locator(`a[href="#/jobs/${id}"]`) });
+    await jobRow(stalled.body.id).getByRole('button', { name: 'Cancel', exact: true }).waitFor(wait);
     t.pass('Cancel is there for an admin on the running job');
+    await jobRow(refused.body.id).getByRole('button', { name: 'Retry', exact: true }).waitFor(wait);
+    t.pass('Retry is there for an admin on the failed job');
     assertCleanPage(t, watch);
   });
 });
