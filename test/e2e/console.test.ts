@@ -283,6 +283,14 @@ t.test('the web console on the demo daemon', async (t) => {
       t.equal(await jobTable.locator(`a[href="#/jobs/${job.id}"]`).count(), 1, `job ${job.id}: a link to its page`);
     }
     await oneH1(t, page, 'jobs');
+
+    // Live: a job started elsewhere (the API) appears and runs to the end without a reload.
+    const web02 = vms.find((v) => v.name === 'web-02')!;
+    const elsewhere = await api<{ id: string }>(d, TOKEN, 'POST', `/v1/vms/${web02.id}/snapshots`, { name: 'from the API', mode: 'memory' });
+    const label = `Progress of job ${elsewhere.body.id}`;
+    await jobTable.getByRole('progressbar', { name: label, exact: true }).waitFor(wait);
+    await page.waitForFunction((l) => document.querySelector<HTMLProgressElement>(`progress[aria-label="${l}"]`)?.value === 100, label, wait);
+    t.pass('a job started through the API shows up and reaches 100 % live');
     await page.screenshot({ path: artefactPath('jobs.png') });
   });
 
