@@ -301,6 +301,7 @@ t.test('the web console on the demo daemon', async (t) => {
     await link.waitFor(wait);
     const vmsOverflow = await horizontalOverflow(page);
     t.ok(vmsOverflow.scrollWidth <= vmsOverflow.innerWidth, `VMs page at 390 px: no horizontal overflow (scrollWidth ${vmsOverflow.scrollWidth}, innerWidth ${vmsOverflow.innerWidth})`);
+    await page.screenshot({ path: artefactPath('vms-narrow.png') });
     await link.click();
     await page.getByRole('heading', { level: 1, name: 'web-01', exact: true }).waitFor(wait);
     await createSnapshot(page, 'ui-narrow', '');
