@@ -294,6 +294,19 @@ t.test('the web console on the demo daemon', async (t) => {
     await page.screenshot({ path: artefactPath('jobs.png') });
   });
 
+  await t.test('every other page has its one <h1>', async (t) => {
+    const job = (await api<{ items: Array<{ id: string }> }>(d, TOKEN, 'GET', `/v1/jobs?vm=${web01.id}`)).body.items[0]!;
+    await page.locator(`a[href="#/jobs/${job.id}"]`).first().click();
+    await page.waitForURL(new RegExp(`#/jobs/${escapeRegExp(job.id)}$`), wait);
+    await page.getByRole('heading', { level: 1, name: /^Job/ }).waitFor(wait);
+    await oneH1(t, page, 'a job');
+    for (const section of ['Policies', 'Groups']) {
+      await goVia(page, section);
+      await page.getByRole('heading', { level: 1, name: new RegExp(section, 'i') }).waitFor(wait);
+      await oneH1(t, page, section);
+    }
+  });
+
   await t.test('a phone-sized window: no sideways scrolling, the navigation reachable', async (t) => {
     await page.setViewportSize({ width: 390, height: 844 });
     await goVia(page, 'VMs');
