@@ -14,6 +14,7 @@ import { mkdirSync, readdirSync, renameSync, rmSync, statSync, utimesSync, write
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { build } from 'esbuild';
+import { buildUi } from './build-ui.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const buildDir = join(root, '.build');
@@ -66,6 +67,9 @@ const others = readdirSync(buildDir)
   .map((name) => ({ path: join(buildDir, name), mtime: statSync(join(buildDir, name)).mtimeMs }))
   .sort((a, b) => b.mtime - a.mtime);
 for (const old of others.slice(3)) if (Date.now() - old.mtime > week) rmSync(old.path, { recursive: true, force: true });
+
+// The web console the daemon serves at /ui (.build/ui-latest names it).
+await buildUi({ buildDir });
 
 // Tests and scripts that start many daemons run this build directly (test/e2e/daemon.ts).
 writeFileSync(join(buildDir, `latest.${process.pid}.tmp`), `${join(app, 'snapvisor.mjs')}\n`);

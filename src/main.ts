@@ -9,6 +9,7 @@ import type { Logger as PinoLogger } from 'pino';
 import { createRegistry, type ProviderRegistry } from '../providers/index.ts';
 import { buildApp } from './api/app.ts';
 import { createTokenSet } from './api/plugins/auth.ts';
+import { builtConsoleDir } from './api/plugins/web-console.ts';
 import { ConfigError, findConfigFile, loadConfigFile, type ResolvedConfig } from './config/load.ts';
 import { startDemo } from './demo.ts';
 import { createEngine, DEFAULT_SETTINGS } from './engine/engine.ts';
@@ -123,6 +124,8 @@ async function main(): Promise<void> {
   });
 
   const tokens = createTokenSet(config.tokens);
+  const consoleDir = builtConsoleDir();
+  if (consoleDir === null) log.warn('the web console is not built (run `npm run build:ui`, or start with `npm start`); /ui answers 503');
   const reloader = createReloader({ config, registry, engine, tokens, env, log, onRegistry: (next) => (registry = next) });
   const app = await buildApp({
     engine,
@@ -135,6 +138,7 @@ async function main(): Promise<void> {
     version: VERSION,
     logLevel: output,
     metrics: [output.metrics],
+    console: { dir: consoleDir },
     ...(config.listen.tls ? { https: config.listen.tls } : {}),
   });
   // The port first, then recovery and the worker: an instance that cannot listen stops before it

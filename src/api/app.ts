@@ -33,6 +33,8 @@ import policies from './routes/v1/policies.ts';
 import snapshots from './routes/v1/snapshots.ts';
 import targets from './routes/v1/targets.ts';
 import vms from './routes/v1/vms.ts';
+import whoami from './routes/v1/whoami.ts';
+import webConsole from './plugins/web-console.ts';
 import { strictWait } from './routes/v1/shared.ts';
 import { Problem } from './schemas/common.ts';
 import { SnapshotTreeNode } from './schemas/snapshots.ts';
@@ -62,6 +64,8 @@ export interface AppOptions {
   logLevel?: LogLevelControl;
   /** More metrics for /metrics (the daemon's output errors). */
   metrics?: Registry[];
+  /** Serve the web console at /ui from this build (null: not built, /ui says so); absent: no console routes. */
+  console?: { dir: string | null };
 }
 
 export const DEFAULT_BODY_LIMIT = 64 * 1024;
@@ -186,6 +190,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
 
   const { engine } = options;
   await app.register(ops, { engine, metrics: options.metrics ?? [] });
+  if (options.console) await app.register(webConsole, options.console);
   await app.register(
     async (v1) => {
       v1.addHook('preValidation', strictWait);
@@ -200,6 +205,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       await v1.register(adminLog, { control: options.logLevel ?? ownLogLevel(app.log) });
       await v1.register(snapshotGroups, { engine });
       await v1.register(drift, { engine });
+      await v1.register(whoami);
     },
     { prefix: '/v1' },
   );
