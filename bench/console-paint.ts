@@ -49,6 +49,8 @@ interface Probe {
   paintMs: number;
   /** Matching elements at that moment. */
   count: number;
+  /** Elements in the whole document at that moment (what layout and style had to go through). */
+  elements: number;
   /** Where the page's time went: each fetched resource's path and responseEnd (ms). */
   resources: Array<{ path: string; end: number }>;
 }
@@ -70,7 +72,7 @@ function probeScript(selector: string, count: number): string {
     const domMs = performance.now();
     requestAnimationFrame(() => setTimeout(() => {
       const resources = performance.getEntriesByType('resource').map((e) => ({ path: new URL(e.name).pathname + new URL(e.name).search, end: e.responseEnd }));
-      window.snapvisorBenchPainted({ domMs, paintMs: performance.now(), count: n, resources });
+      window.snapvisorBenchPainted({ domMs, paintMs: performance.now(), count: n, elements: document.getElementsByTagName('*').length, resources });
     }, 0));
   };
   const observer = new MutationObserver(check);
@@ -173,7 +175,7 @@ export async function run(): Promise<BenchReport> {
   const engine = createEngine({ store, registry: fakeRegistry([{ spec: fakeSpec('bench'), provider }]), log: silentLogger(), settings: { syncIntervalMs: 0 } });
   await engine.start();
   const seedSeconds = (performance.now() - t0) / 1000;
-  const app = await buildApp({ ...consoleOptions(uiDir), engine, auth: { tokens: [{ name: 'bench', sha256: sha256Hex(TOKEN), scopes: ['read', 'write'] }] }, logger: false, version: VERSION });
+  const app = await buildApp({ console: { dir: uiDir }, engine, auth: { tokens: [{ name: 'bench', sha256: sha256Hex(TOKEN), scopes: ['read', 'write'] }] }, logger: false, version: VERSION });
   const appUrl = await app.listen({ host: '127.0.0.1', port: 0 });
 
   // The store really holds them: counted through the API's own paging.
@@ -195,6 +197,14 @@ export async function run(): Promise<BenchReport> {
     return ns.reduce((s, n) => s + 1 + count(n.children), 0);
   })(tree.roots);
   if (treeCount !== 200) throw new Error(`the tree VM has ${treeCount} snapshots, not 200`);
+
+  // What the daemon actually sends for the console's script to a browser that accepts compression.
+  const index = await (await fetch(`${appUrl}/ui/`)).text();
+  const scriptPath = /src="([^"]+\.js)"/.exec(index)?.[1];
+  if (scriptPath === undefined) throw new Error('the console\'s index.html names no script');
+  const scriptRes = await fetch(new URL(scriptPath, `${appUrl}/ui/`), { headers: { 'accept-encoding': 'gzip, deflate, br' } });
+  await scriptRes.arrayBuffer();
+  const servedEncoding = scriptRes.headers.get('content-encoding') ?? 'identity';
 
   const browser = await launchChromium();
   const consoleVmsUrl = `${appUrl}/ui/#/vms`;
@@ -235,7 +245,7 @@ export async function run(): Promise<BenchReport> {
   rmSync(dir, { recursive: true, force: true });
 
   const bundle = bundleSizes(uiDir);
-  return report({ samples, first, bundle, uiDir, seedSeconds, loopSeconds, loadBefore, loadAfter, treeCount, maxDepth: tree.maxDepth });
+  return report({ samples, first, bundle, uiDir, servedEncoding, seedSeconds, loopSeconds, loadBefore, loadAfter, treeCount, maxDepth: tree.maxDepth });
 }
 
 interface Figures {
@@ -243,6 +253,8 @@ interface Figures {
   first: Load;
   bundle: ReturnType<typeof bundleSizes>;
   uiDir: string;
+  /** Content-Encoding of the console's script as the daemon serves it (identity: uncompressed). */
+  servedEncoding: string;
   seedSeconds: number;
   loopSeconds: number;
   loadBefore: number[];
@@ -260,10 +272,10 @@ function report(f: Figures): BenchReport {
   const verdict = (ok: boolean) => (ok ? 'met' : '**NOT met**');
   const la = (l: number[]) => l.map((x) => x.toFixed(2)).join(' / ');
   const row = (what: string, k: Kind, base: Kind | null) =>
-    `| ${what} | ${f.samples[k].length} | ${fmt(dom(k), 0)} | **${fmt(s[k].p50, 0)}** | ${fmt(s[k].p95, 0)} | ${fmt(s[k].min, 0)} / ${fmt(s[k].max, 0)} | ${base ? `${fmt(s[k].p50 / s[base].p50)} / ${fmt(s[k].p95 / s[base].p95)}` : ''} |`;
+    `| ${what} | ${f.samples[k].length} | ${fmt(median(f.samples[k].map((x) => x.elements)), 0)} | ${fmt(dom(k), 0)} | **${fmt(s[k].p50, 0)}** | ${fmt(s[k].p95, 0)} | ${fmt(s[k].min, 0)} / ${fmt(s[k].max, 0)} | ${base ? `${fmt(s[k].p50 / s[base].p50)} / ${fmt(s[k].p95 / s[base].p95)}` : ''} |`;
   const table = [
-    '| page, condition | runs | DOM, median ms | painted p50 ms | p95 ms | min / max ms | × baseline p50 / p95 |',
-    '|---|---|---|---|---|---|---|',
+    '| page, condition | runs | elements in the page | DOM, median ms | painted p50 ms | p95 ms | min / max ms | × baseline p50 / p95 |',
+    '|---|---|---|---|---|---|---|---|',
     row(`console \`/ui/#/vms\`, first row of ${f.first.count} in the DOM`, 'consoleVms', 'baseVms'),
     row(`baseline: the same ${f.first.count} rows server-rendered, no script`, 'baseVms', null),
     row(`console \`/ui/#/vms/<id>\`, all ${f.treeCount} treeitems in the DOM`, 'consoleTree', 'baseTree'),
@@ -325,7 +337,7 @@ Bundle (\`${path.basename(f.uiDir)}\`: what a browser downloads for the console;
 
 ${bundleTable}
 
-**Bundle: ${verdict(met.bundle)}** (target < ${kb(TARGET_GZIP_BYTES)} gzipped: ${kb(f.bundle.gzip)}).
+**Bundle: ${verdict(met.bundle)}** (target < ${kb(TARGET_GZIP_BYTES)} gzipped: ${kb(f.bundle.gzip)}). The daemon serves the script with \`Content-Encoding: ${f.servedEncoding}\` to a client that accepts gzip and br${f.servedEncoding === 'identity' ? ' (uncompressed: a browser downloads the raw size)' : ''}.
 
 Machine load (1 / 5 / 15 min): ${la(f.loadBefore)} before, ${la(f.loadAfter)} after the loads; ${os.cpus().length} cores shared with other sessions.
 
@@ -343,8 +355,3 @@ async function buildConsole(): Promise<string> {
   return buildUi();
 }
 
-/** How buildApp is told to serve that folder at /ui. */
-function consoleOptions(uiDir: string): Record<string, never> {
-  void uiDir;
-  return {};
-}
