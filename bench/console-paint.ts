@@ -166,7 +166,8 @@ const KINDS: Kind[] = ['consoleVms', 'baseVms', 'consoleTree', 'baseTree'];
 export async function run(): Promise<BenchReport> {
   const loadBefore = os.loadavg();
   const dir = mkdtempSync(path.join(tmpdir(), 'snapvisor-console-paint-'));
-  const uiDir = await buildConsole();
+  // CONSOLE_PAINT_UI_DIR: measure another build of the console (a candidate change) instead.
+  const uiDir = process.env.CONSOLE_PAINT_UI_DIR ?? (await buildConsole());
 
   const t0 = performance.now();
   const { seeds, treeVmId: treeProviderId } = seedVms();
@@ -263,6 +264,9 @@ interface Figures {
   maxDepth: number;
 }
 
+/** Paths as the report shows them: ids and cursors are noise. */
+const readable = (p: string) => p.replace(/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/g, '<id>').replace(/cursor=[^&]+/, 'cursor=…');
+
 function report(f: Figures): BenchReport {
   const paint = (k: Kind) => f.samples[k].map((s) => s.paintMs).sort((a, b) => a - b);
   const stat = (k: Kind) => ({ p50: percentile(paint(k), 50), p95: percentile(paint(k), 95), min: Math.min(...paint(k)), max: Math.max(...paint(k)) });
@@ -287,7 +291,7 @@ function report(f: Figures): BenchReport {
     const byPath = new Map<string, number[]>();
     for (const load of f.samples[k]) {
       for (const r of load.resources) {
-        const key = r.path.replace(/-[A-Za-z0-9]{8,}\.(js|css)$/, '-<hash>.$1').replace(/cursor=[^&]+/, 'cursor=…');
+        const key = readable(r.path.replace(/-[A-Za-z0-9]{8,}\.(js|css)$/, '-<hash>.$1'));
         byPath.set(key, [...(byPath.get(key) ?? []), r.end]);
       }
     }
@@ -295,7 +299,7 @@ function report(f: Figures): BenchReport {
   };
   const apiCalls = (k: Kind) => {
     const counts = new Map<string, number>();
-    for (const load of f.samples[k]) for (const p of new Set(load.apiRequests.map((q) => q.replace(/cursor=[^&]+/, 'cursor=…')))) counts.set(p, (counts.get(p) ?? 0) + 1);
+    for (const load of f.samples[k]) for (const p of new Set(load.apiRequests.map(readable))) counts.set(p, (counts.get(p) ?? 0) + 1);
     return [...counts.entries()].map(([p, n]) => `\`${p}\`${n === f.samples[k].length ? '' : ` (${n} of ${f.samples[k].length} runs)`}`).join(', ');
   };
   const vmListCalls = Math.max(...f.samples.consoleVms.map((l) => l.apiRequests.filter((p) => /^\/v1\/vms(\?|$)/.test(p)).length));
@@ -329,7 +333,7 @@ function report(f: Figures): BenchReport {
 
 ${table}
 
-**VM list: ${verdict(met.vms)}** (target < ${TARGET_MS} ms, judged on p95: ${fmt(s.consoleVms.p95, 0)} ms; ${fmt(s.consoleVms.p50 / s.baseVms.p50)}× the server-rendered page at p50). **Tree: ${verdict(met.tree)}** (p95 ${fmt(s.consoleTree.p95, 0)} ms; ${fmt(s.consoleTree.p50 / s.baseTree.p50)}× at p50).
+**VM list:** ${verdict(met.vms)} (target < ${TARGET_MS} ms, judged on p95: ${fmt(s.consoleVms.p95, 0)} ms; ${fmt(s.consoleVms.p50 / s.baseVms.p50)}× the server-rendered page at p50). **Tree:** ${verdict(met.tree)} (p95 ${fmt(s.consoleTree.p95, 0)} ms; ${fmt(s.consoleTree.p50 / s.baseTree.p50)}× at p50).
 
 What the console fetched before the list was painted: ${apiCalls('consoleVms')} (${vmListCalls} request${vmListCalls === 1 ? '' : 's'} of \`/v1/vms\`); for the tree: ${apiCalls('consoleTree')}. Responses ended (median, ms from navigation start) — list: ${phases('consoleVms')}; tree: ${phases('consoleTree')}.
 
@@ -337,7 +341,7 @@ Bundle (\`${path.basename(f.uiDir)}\`: what a browser downloads for the console;
 
 ${bundleTable}
 
-**Bundle: ${verdict(met.bundle)}** (target < ${kb(TARGET_GZIP_BYTES)} gzipped: ${kb(f.bundle.gzip)}). The daemon serves the script with \`Content-Encoding: ${f.servedEncoding}\` to a client that accepts gzip and br${f.servedEncoding === 'identity' ? ' (uncompressed: a browser downloads the raw size)' : ''}.
+**Bundle:** ${verdict(met.bundle)} (target < ${kb(TARGET_GZIP_BYTES)} gzipped: ${kb(f.bundle.gzip)}). The daemon serves the script with \`Content-Encoding: ${f.servedEncoding}\` to a client that accepts gzip and br${f.servedEncoding === 'identity' ? ' (uncompressed: a browser downloads the raw size)' : ''}.
 
 Machine load (1 / 5 / 15 min): ${la(f.loadBefore)} before, ${la(f.loadAfter)} after the loads; ${os.cpus().length} cores shared with other sessions.
 
