@@ -33,13 +33,20 @@ const SECTIONS: Array<{ key: string; label: string; list: ComponentType<ViewProp
 
 function useSession(): Whoami | null {
   const [who, setWho] = useState(session.who());
-  useEffect(() => session.subscribe(() => setWho(session.who())), []);
+  // Read again on subscribing: a change between the first render and this effect would be missed.
+  useEffect(() => {
+    setWho(session.who());
+    return session.subscribe(() => setWho(session.who()));
+  }, []);
   return who;
 }
 
 function useLiveStatus(): LiveStatus {
   const [status, setStatus] = useState(live.status());
-  useEffect(() => live.onStatus(setStatus), []);
+  useEffect(() => {
+    setStatus(live.status());
+    return live.onStatus(setStatus);
+  }, []);
   return status;
 }
 

@@ -52,6 +52,8 @@ export interface BuildOptions {
   beforeStart?: (providers: Map<string, FakeProvider>) => void;
   /** false: start as the daemon does, with the first sync in the background. Default true. */
   waitForSync?: boolean;
+  /** Serve a web console build (see AppOptions.console). */
+  console?: { dir: string | null };
 }
 
 export const DEFAULT_VMS: NonNullable<FakeProviderOptions['vms']> = [
@@ -103,6 +105,7 @@ export async function build(t: TestTeardown, options: BuildOptions = {}): Promis
     ...(options.requestTimeoutMs !== undefined ? { requestTimeoutMs: options.requestTimeoutMs } : {}),
     ...(options.demo !== undefined ? { demo: options.demo } : {}),
     ...(options.sseHeartbeatMs !== undefined ? { sseHeartbeatMs: options.sseHeartbeatMs } : {}),
+    ...(options.console ? { console: options.console } : {}),
   });
   t.teardown(async () => {
     await app.close();

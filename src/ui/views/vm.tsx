@@ -15,6 +15,7 @@ import { useResource } from '../components/use-resource.ts';
 import { live } from '../events.ts';
 import { href } from '../router.ts';
 import { session } from '../session.ts';
+import { addStartedJob, applyJobEvent } from '../job-updates.ts';
 import { allNodes } from '../tree-rows.ts';
 import { FINAL_JOB_STATES, type Job, type Page, type SnapshotNode, type SnapshotTree as Tree, type Target, type Vm } from '../types.ts';
 import { CreateSnapshotDialog } from './create-snapshot.tsx';
@@ -37,12 +38,16 @@ export function VmView({ id }: ViewProps) {
   const [creating, setCreating] = useState(false);
   const [actionError, setActionError] = useState<unknown>(null);
 
-  useEffect(() => setJobs(recent.data?.items ?? []), [recent.data]);
+  // Jobs the stream brought while the list loaded are newer than the list's copies.
+  useEffect(() => {
+    const loaded = recent.data?.items ?? [];
+    setJobs((current) => loaded.reduceRight((list, job) => addStartedJob(list, job), current).sort((a, b) => b.createdAt.localeCompare(a.createdAt)));
+  }, [recent.data]);
   useEffect(
     () =>
       live.subscribe((e) => {
         if (e.type === 'job' && e.job.vmId === vmId) {
-          setJobs((current) => upsertJob(current, e.job));
+          setJobs((current) => applyJobEvent(current, e.job));
           if (FINAL_JOB_STATES.includes(e.job.state)) {
             tree.reload();
             vm.reload();
@@ -61,7 +66,7 @@ export function VmView({ id }: ViewProps) {
   const caps = target.data?.capabilities;
   const canWrite = session.can('write');
 
-  const started = (job: Job) => setJobs((current) => upsertJob(current, job));
+  const started = (job: Job) => setJobs((current) => addStartedJob(current, job));
   const confirm = async () => {
     const p = pending;
     setPending(null);
@@ -168,7 +173,7 @@ function SnapshotDetails({ snapshot: s, canWrite, canRevert, canDeleteChildren, 
       <dl>
         <dt>Mode</dt><dd>{s.mode ?? 'unknown'}</dd>
         <dt>Owner</dt><dd>{ownerOf(s)}{s.policyId !== null && <> (<a href={href(['policies', s.policyId])}>policy</a>)</>}</dd>
-        <dt>Created</dt><dd><LocalTime iso={s.createdAt} /></dd>
+        {s.createdAt !== null ? <><dt>Created</dt><dd><LocalTime iso={s.createdAt} /></dd></> : <><dt>First seen</dt><dd><LocalTime iso={s.firstSeenAt} /> <span class="muted">(the hypervisor does not report when it was taken)</span></dd></>}
         <dt>Current</dt><dd>{s.current ? 'yes' : 'no'}</dd>
         <dt>Children</dt><dd>{descendants}</dd>
         {s.description !== '' && <><dt>Description</dt><dd class="pre">{s.description}</dd></>}
@@ -199,12 +204,4 @@ function SnapshotDetails({ snapshot: s, canWrite, canRevert, canDeleteChildren, 
       )}
     </>
   );
-}
-
-function upsertJob(jobs: Job[], job: Job): Job[] {
-  const i = jobs.findIndex((j) => j.id === job.id);
-  if (i === -1) return [job, ...jobs];
-  const next = [...jobs];
-  next[i] = job;
-  return next;
 }
