@@ -160,14 +160,17 @@ function seedVms(): { seeds: FakeVmSeed[]; treeVmId: string } {
   return { seeds, treeVmId };
 }
 
-type Kind = 'consoleVms' | 'baseVms' | 'consoleTree' | 'baseTree';
-const KINDS: Kind[] = ['consoleVms', 'baseVms', 'consoleTree', 'baseTree'];
+type Kind = 'consoleVms' | 'baseVms' | 'consoleTree' | 'baseTree' | 'candidateVms' | 'candidateTree';
+/**
+ * CONSOLE_PAINT_CANDIDATE=<folder of a console build>: a changed console, served by a second app
+ * on the same engine, measured in the same rotation and reported against the current one.
+ */
+const CANDIDATE = process.env.CONSOLE_PAINT_CANDIDATE;
 
 export async function run(): Promise<BenchReport> {
   const loadBefore = os.loadavg();
   const dir = mkdtempSync(path.join(tmpdir(), 'snapvisor-console-paint-'));
-  // CONSOLE_PAINT_UI_DIR: measure another build of the console (a candidate change) instead.
-  const uiDir = process.env.CONSOLE_PAINT_UI_DIR ?? (await buildConsole());
+  const uiDir = await buildConsole();
 
   const t0 = performance.now();
   const { seeds, treeVmId: treeProviderId } = seedVms();
@@ -178,6 +181,8 @@ export async function run(): Promise<BenchReport> {
   const seedSeconds = (performance.now() - t0) / 1000;
   const app = await buildApp({ console: { dir: uiDir }, engine, auth: { tokens: [{ name: 'bench', sha256: sha256Hex(TOKEN), scopes: ['read', 'write'] }] }, logger: false, version: VERSION });
   const appUrl = await app.listen({ host: '127.0.0.1', port: 0 });
+  const candidate = CANDIDATE === undefined ? null : await buildApp({ console: { dir: CANDIDATE }, engine, auth: { tokens: [{ name: 'bench', sha256: sha256Hex(TOKEN), scopes: ['read', 'write'] }] }, logger: false, version: VERSION });
+  const candidateUrl = candidate === null ? null : await candidate.listen({ host: '127.0.0.1', port: 0 });
 
   // The store really holds them: counted through the API's own paging.
   let stored = 0;
@@ -220,19 +225,24 @@ export async function run(): Promise<BenchReport> {
   bare.get('/tree', async (_req, reply) => reply.type('text/html; charset=utf-8').send(treePage));
   const bareUrl = await bare.listen({ host: '127.0.0.1', port: 0 });
 
-  const runners: Record<Kind, () => Promise<Load>> = {
+  const runners: Partial<Record<Kind, () => Promise<Load>>> = {
     consoleVms: () => load(browser, consoleVmsUrl, ROW_SELECTOR, 1),
     baseVms: () => load(browser, `${bareUrl}/vms`, ROW_SELECTOR, 1),
     consoleTree: () => load(browser, consoleTreeUrl, TREEITEM_SELECTOR, treeCount),
     baseTree: () => load(browser, `${bareUrl}/tree`, TREEITEM_SELECTOR, treeCount),
   };
-  const samples: Record<Kind, Load[]> = { consoleVms: [], baseVms: [], consoleTree: [], baseTree: [] };
+  if (candidateUrl !== null) {
+    runners.candidateVms = () => load(browser, consoleVmsUrl.replace(appUrl, candidateUrl), ROW_SELECTOR, 1);
+    runners.candidateTree = () => load(browser, consoleTreeUrl.replace(appUrl, candidateUrl), TREEITEM_SELECTOR, treeCount);
+  }
+  const KINDS = Object.keys(runners) as Kind[];
+  const samples: Record<Kind, Load[]> = { consoleVms: [], baseVms: [], consoleTree: [], baseTree: [], candidateVms: [], candidateTree: [] };
   const started = performance.now();
   for (let round = 0; round < WARMUP + RUNS; round++) {
     // Rotate which goes first, so warm-up and drift favour none of them.
     for (let i = 0; i < KINDS.length; i++) {
       const kind = KINDS[(i + round) % KINDS.length]!;
-      const result = await runners[kind]();
+      const result = await runners[kind]!();
       if (round >= WARMUP) samples[kind].push(result);
     }
   }
@@ -241,6 +251,7 @@ export async function run(): Promise<BenchReport> {
   await browser.close();
   await bare.close();
   await app.close();
+  await candidate?.close();
   await engine.stop();
   store.close();
   rmSync(dir, { recursive: true, force: true });
@@ -271,7 +282,7 @@ function report(f: Figures): BenchReport {
   const paint = (k: Kind) => f.samples[k].map((s) => s.paintMs).sort((a, b) => a - b);
   const stat = (k: Kind) => ({ p50: percentile(paint(k), 50), p95: percentile(paint(k), 95), min: Math.min(...paint(k)), max: Math.max(...paint(k)) });
   const dom = (k: Kind) => median(f.samples[k].map((s) => s.domMs));
-  const s = { consoleVms: stat('consoleVms'), baseVms: stat('baseVms'), consoleTree: stat('consoleTree'), baseTree: stat('baseTree') };
+  const s = Object.fromEntries(Object.keys(f.samples).map((k) => [k, stat(k as Kind)])) as Record<Kind, ReturnType<typeof stat>>;
   const met = { vms: s.consoleVms.p95 < TARGET_MS, tree: s.consoleTree.p95 < TARGET_MS, bundle: f.bundle.gzip < TARGET_GZIP_BYTES };
   const verdict = (ok: boolean) => (ok ? 'met' : '**NOT met**');
   const la = (l: number[]) => l.map((x) => x.toFixed(2)).join(' / ');
@@ -284,7 +295,13 @@ function report(f: Figures): BenchReport {
     row(`baseline: the same ${f.first.count} rows server-rendered, no script`, 'baseVms', null),
     row(`console \`/ui/#/vms/<id>\`, all ${f.treeCount} treeitems in the DOM`, 'consoleTree', 'baseTree'),
     row(`baseline: the same ${f.treeCount} treeitems server-rendered, no script`, 'baseTree', null),
+    ...(f.samples.candidateVms.length === 0 ? [] : [
+      row('candidate console, VM list (× column: against the baseline)', 'candidateVms', 'baseVms'),
+      row('candidate console, tree (× column: against the baseline)', 'candidateTree', 'baseTree'),
+    ]),
   ].join('\n');
+  const candidateNote = f.samples.candidateVms.length === 0 ? '' :
+    `\n\nCandidate build \`${CANDIDATE}\` against the current console, p50 / p95: VM list ${fmt(s.candidateVms.p50 / s.consoleVms.p50)} / ${fmt(s.candidateVms.p95 / s.consoleVms.p95)}, tree ${fmt(s.candidateTree.p50 / s.consoleTree.p50)} / ${fmt(s.candidateTree.p95 / s.consoleTree.p95)} (below 1: the candidate paints sooner).`;
 
   // Where the console's time goes (medians over its runs): the page's fetches, by responseEnd.
   const phases = (k: Kind) => {
@@ -333,7 +350,7 @@ function report(f: Figures): BenchReport {
 
 ${table}
 
-**VM list:** ${verdict(met.vms)} (target < ${TARGET_MS} ms, judged on p95: ${fmt(s.consoleVms.p95, 0)} ms; ${fmt(s.consoleVms.p50 / s.baseVms.p50)}× the server-rendered page at p50). **Tree:** ${verdict(met.tree)} (p95 ${fmt(s.consoleTree.p95, 0)} ms; ${fmt(s.consoleTree.p50 / s.baseTree.p50)}× at p50).
+${candidateNote.trimStart()}${candidateNote === '' ? '' : '\n\n'}**VM list:** ${verdict(met.vms)} (target < ${TARGET_MS} ms, judged on p95: ${fmt(s.consoleVms.p95, 0)} ms; ${fmt(s.consoleVms.p50 / s.baseVms.p50)}× the server-rendered page at p50). **Tree:** ${verdict(met.tree)} (p95 ${fmt(s.consoleTree.p95, 0)} ms; ${fmt(s.consoleTree.p50 / s.baseTree.p50)}× at p50).
 
 What the console fetched before the list was painted: ${apiCalls('consoleVms')} (${vmListCalls} request${vmListCalls === 1 ? '' : 's'} of \`/v1/vms\`); for the tree: ${apiCalls('consoleTree')}. Responses ended (median, ms from navigation start) — list: ${phases('consoleVms')}; tree: ${phases('consoleTree')}.
 
