@@ -124,8 +124,8 @@ async function main(): Promise<void> {
   });
 
   const tokens = createTokenSet(config.tokens);
-  const consoleDir = builtConsoleDir();
-  if (consoleDir === null) log.warn('the web console is not built (run `npm run build:ui`, or start with `npm start`); /ui answers 503');
+  const consoleDir = config.console.enabled ? builtConsoleDir() : null;
+  if (config.console.enabled && consoleDir === null) log.warn('the web console is not built (run `npm run build:ui`, or start with `npm start`); /ui answers 503');
   const reloader = createReloader({ config, registry, engine, tokens, env, log, onRegistry: (next) => (registry = next) });
   const app = await buildApp({
     engine,
@@ -138,7 +138,7 @@ async function main(): Promise<void> {
     version: VERSION,
     logLevel: output,
     metrics: [output.metrics],
-    console: { dir: consoleDir },
+    ...(config.console.enabled ? { console: { dir: consoleDir } } : {}),
     ...(config.listen.tls ? { https: config.listen.tls } : {}),
   });
   // The port first, then recovery and the worker: an instance that cannot listen stops before it
@@ -163,6 +163,7 @@ async function main(): Promise<void> {
       `\n  Snapvisor DEMO is running at ${address} with a simulated VirtualBox host.\n` +
         `  Admin token: ${shown}\n` +
         `  Try:  curl -H "Authorization: Bearer ${demoToken.generated ? demoToken.token : '$SNAPVISOR_TOKEN'}" ${address}/v1/vms\n` +
+        (config.console.enabled ? `  Web console: ${address}/ui/ (sign in with the admin token)\n` : '') +
         `  API docs: ${address}/docs\n\n`,
     );
   }

@@ -49,6 +49,7 @@ const RESTART_ONLY: ReadonlyArray<[string, (c: ResolvedConfig) => unknown]> = [
   ['/limits', (c) => c.limits],
   ['/scheduler', (c) => c.scheduler],
   ['/webhooks', (c) => c.webhooks],
+  ['/console', (c) => c.console],
   ...(['workerPollMs', 'jobTimeoutSec', 'maxAttempts', 'syncIntervalSec', 'shutdownGraceSec'] as const).map(
     (k): [string, (c: ResolvedConfig) => unknown] => [`/engine/${k}`, (c) => c.engine[k]],
   ),

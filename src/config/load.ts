@@ -51,6 +51,7 @@ export interface ResolvedConfig {
   retention: ConfigFile['retention'];
   limits: ConfigFile['limits'];
   scheduler: ConfigFile['scheduler'];
+  console: ConfigFile['console'];
   readiness: ConfigFile['readiness'];
   targets: TargetSpec[];
   /** Secrets resolved; never logged. */
@@ -133,6 +134,7 @@ export function resolveConfig(raw: unknown, source: string, ctx: LoadEnv, demo =
     retention: file.retention,
     limits: file.limits,
     scheduler: file.scheduler,
+    console: file.console,
     readiness: file.readiness,
     webhooks: resolveWebhooks(file.webhooks, source, ctx),
     targets: file.targets.map((t, i) => {

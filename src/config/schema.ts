@@ -113,6 +113,16 @@ export const LimitsConfig = Type.Object(
   { additionalProperties: false, default: {} },
 );
 
+export const ConsoleConfig = Type.Object(
+  {
+    enabled: Type.Boolean({
+      default: true,
+      description: 'Serve the web console at /ui (static files only; it signs in with an API token like any client). false: /ui and / are 404.',
+    }),
+  },
+  { additionalProperties: false, default: {} },
+);
+
 export const SchedulerConfig = Type.Object(
   {
     enabled: Type.Boolean({ default: true, description: 'false: policies run only when asked (POST /v1/policies/{id}/run); no scheduled or catch-up runs.' }),
@@ -160,6 +170,7 @@ export const Config = Type.Object(
     retention: RetentionConfig,
     limits: LimitsConfig,
     scheduler: SchedulerConfig,
+    console: ConsoleConfig,
     readiness: Type.Union(READINESS_MODES.map((m) => Type.Literal(m)), {
       default: 'all',
       description:

@@ -21,8 +21,8 @@ kvm_packages=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-sys
 vcsim_packages=(golang-go golang-github-vmware-govmomi-dev)
 # Web console tests and the paint benchmark: Debian's Chromium, driven by playwright-core
 # (Playwright's own browser download cannot reach its host here). fonts-dejavu-core gives the
-# screenshots real glyphs.
-browser_packages=(chromium fonts-dejavu-core)
+# screenshots real glyphs (and the hostile names in the tests their emoji).
+browser_packages=(chromium fonts-dejavu-core fonts-noto-color-emoji)
 if ! command -v dpkg-query >/dev/null; then
   echo "provision: the KVM and VMware labs need a Debian/Ubuntu host (dpkg + apt) to install: ${kvm_packages[*]} ${vcsim_packages[*]}" >&2
   exit 1

@@ -90,7 +90,7 @@ export function SnapshotTree({ roots, selected, onSelect }: { roots: SnapshotNod
             ) : (
               <span class="twisty" aria-hidden="true" />
             )}
-            <span class="name">{s.name}</span>
+            <bdi class="name">{s.name}</bdi>
             {s.current && <span class="badge current-badge">current</span>}
             {s.mode !== null && <span class="badge mode">{s.mode}</span>}
             <span class={`badge owner owner-${ownerOf(s)}`}>{ownerOf(s)}</span>

@@ -85,7 +85,7 @@ export function VmView({ id }: ViewProps) {
   return (
     <>
       <p class="crumbs"><a href={href(['vms'])}>VMs</a> / {v.targetName}</p>
-      <h1>{v.name}</h1>
+      <h1><bdi>{v.name}</bdi></h1>
       <p class="facts">
         <span class={`power power-${v.powerState}`}>{v.powerState}</span>
         <span>{v.snapshotCount} snapshots</span>
@@ -169,7 +169,7 @@ function SnapshotDetails({ snapshot: s, canWrite, canRevert, canDeleteChildren, 
   const descendants = allNodes(s.children).length;
   return (
     <>
-      <h3>{s.name}</h3>
+      <h3><bdi>{s.name}</bdi></h3>
       <dl>
         <dt>Mode</dt><dd>{s.mode ?? 'unknown'}</dd>
         <dt>Owner</dt><dd>{ownerOf(s)}{s.policyId !== null && <> (<a href={href(['policies', s.policyId])}>policy</a>)</>}</dd>

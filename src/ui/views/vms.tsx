@@ -74,7 +74,7 @@ export function VmsView({ route }: ViewProps) {
           <tbody>
             {rows.map((vm) => (
               <tr key={vm.id}>
-                <td><a href={href(['vms', vm.id])}>{vm.name}</a></td>
+                <td><a href={href(['vms', vm.id])}><bdi>{vm.name}</bdi></a></td>
                 <td>{vm.targetName}</td>
                 <td><span class={`power power-${vm.powerState}`}>{vm.powerState}</span></td>
                 <td class="num">{vm.snapshotCount}</td>
