@@ -148,16 +148,18 @@ function bundleSizes(dir: string) {
   return { files, raw: files.reduce((s, f) => s + f.raw, 0), gzip: files.reduce((s, f) => s + f.gzip, 0) };
 }
 
-function seedVms(): { seeds: FakeVmSeed[]; treeVmId: string } {
+const TREE_VM = 'tree-200';
+
+/** 9,999 VMs with a short chain each, and one with the 200-snapshot tree of the tree-api bench. */
+function seedVms(): FakeVmSeed[] {
   const seeds: FakeVmSeed[] = [];
   for (let i = 0; i < VMS - 1; i++) {
     const snapshots = Array.from({ length: SNAPSHOTS_PER_VM }, (_, j) => ({ ref: `s${i}-${j}`, name: `daily ${j}`, parentRef: j === 0 ? null : `s${i}-${j - 1}` }));
     seeds.push({ id: `vm-${i}`, name: `vm-${String(i).padStart(5, '0')}`, powerState: i % 7 === 0 ? 'off' : 'running', snapshots });
   }
   const { snaps, current } = seedSnapshots();
-  const treeVmId = 'vm-tree';
-  seeds.push({ id: treeVmId, name: 'tree-200', powerState: 'running', snapshots: snaps, currentRef: current });
-  return { seeds, treeVmId };
+  seeds.push({ id: 'vm-tree', name: TREE_VM, powerState: 'running', snapshots: snaps, currentRef: current });
+  return seeds;
 }
 
 type Kind = 'consoleVms' | 'baseVms' | 'consoleTree' | 'baseTree' | 'candidateVms' | 'candidateTree';
@@ -173,15 +175,15 @@ export async function run(): Promise<BenchReport> {
   const uiDir = await buildConsole();
 
   const t0 = performance.now();
-  const { seeds, treeVmId: treeProviderId } = seedVms();
-  const provider = createFakeProvider('bench', { vms: seeds });
+  const provider = createFakeProvider('bench', { vms: seedVms() });
   const store = openStore(path.join(dir, 'bench.db'));
   const engine = createEngine({ store, registry: fakeRegistry([{ spec: fakeSpec('bench'), provider }]), log: silentLogger(), settings: { syncIntervalMs: 0 } });
   await engine.start();
   const seedSeconds = (performance.now() - t0) / 1000;
-  const app = await buildApp({ console: { dir: uiDir }, engine, auth: { tokens: [{ name: 'bench', sha256: sha256Hex(TOKEN), scopes: ['read', 'write'] }] }, logger: false, version: VERSION });
+  const auth = { tokens: [{ name: 'bench', sha256: sha256Hex(TOKEN), scopes: ['read' as const, 'write' as const] }] };
+  const app = await buildApp({ console: { dir: uiDir }, engine, auth, logger: false, version: VERSION });
   const appUrl = await app.listen({ host: '127.0.0.1', port: 0 });
-  const candidate = CANDIDATE === undefined ? null : await buildApp({ console: { dir: CANDIDATE }, engine, auth: { tokens: [{ name: 'bench', sha256: sha256Hex(TOKEN), scopes: ['read', 'write'] }] }, logger: false, version: VERSION });
+  const candidate = CANDIDATE === undefined ? null : await buildApp({ console: { dir: CANDIDATE }, engine, auth, logger: false, version: VERSION });
   const candidateUrl = candidate === null ? null : await candidate.listen({ host: '127.0.0.1', port: 0 });
 
   // The store really holds them: counted through the API's own paging.
@@ -193,11 +195,11 @@ export async function run(): Promise<BenchReport> {
     if (!res.ok) throw new Error(`GET /v1/vms: ${res.status}`);
     const page = (await res.json()) as { items: VmView[]; next: string | null };
     stored += page.items.length;
-    treeVm ??= page.items.find((v) => v.name === 'tree-200');
+    treeVm ??= page.items.find((v) => v.name === TREE_VM);
     cursor = page.next;
   }
   if (stored !== VMS) throw new Error(`the store holds ${stored} VMs, not ${VMS}`);
-  if (!treeVm) throw new Error(`no VM for provider id ${treeProviderId}`);
+  if (!treeVm) throw new Error(`no VM named ${TREE_VM}`);
   const tree = await engine.snapshotTree(treeVm.id);
   const treeCount = (function count(ns: SnapshotTreeNode[]): number {
     return ns.reduce((s, n) => s + 1 + count(n.children), 0);
@@ -346,7 +348,7 @@ function report(f: Figures): BenchReport {
   };
   return {
     title: 'Web console first paint in headless Chromium (10,000 VMs; a 200-snapshot tree) and bundle size',
-    markdown: `Real daemon in process (SQLite store, engine, API, the built console served at \`/ui\`), ${VMS.toLocaleString('en')} VMs seeded through the fake provider's inventory and the engine's sync in ${fmt(f.seedSeconds, 1)} s and counted through \`GET /v1/vms\` paging; one of them (\`tree-200\`) has a ${f.treeCount}-snapshot tree (a chain with a branch every 10, max depth ${f.maxDepth}). Debian's Chromium ${'headless'} through playwright-core; every load is a new browser context (empty cache), the token put in sessionStorage by an init script before the console's own script runs. The time is taken in the page from its navigation start: a MutationObserver installed before any page script notes when the condition first holds (**DOM**), then a requestAnimationFrame and the task after it (**painted**: the frame holding the rows has been produced). Baseline: a bare Fastify instance in the same process serving the same rows / tree items already in the HTML (no script, no stylesheet), to the same condition, alternating with the console's loads (order rotated each round; ${WARMUP} warm-up round discarded), ${RUNS} runs each, ${fmt(f.loopSeconds, 0)} s in all.
+    markdown: `Real daemon in process (SQLite store, engine, API, the built console served at \`/ui\`), ${VMS.toLocaleString('en')} VMs seeded through the fake provider's inventory and the engine's sync in ${fmt(f.seedSeconds, 1)} s and counted through \`GET /v1/vms\` paging; one of them (\`${TREE_VM}\`) has a ${f.treeCount}-snapshot tree (a chain with a branch every 10, max depth ${f.maxDepth}). Debian's Chromium ${'headless'} through playwright-core; every load is a new browser context (empty cache), the token put in sessionStorage by an init script before the console's own script runs. The time is taken in the page from its navigation start: a MutationObserver installed before any page script notes when the condition first holds (**DOM**), then a requestAnimationFrame and the task after it (**painted**: the frame holding the rows has been produced). Baseline: a bare Fastify instance in the same process serving the same rows / tree items already in the HTML (no script, no stylesheet), to the same condition, alternating with the console's loads (order rotated each round; ${WARMUP} warm-up round discarded), ${RUNS} runs each, ${fmt(f.loopSeconds, 0)} s in all.
 
 ${table}
 
