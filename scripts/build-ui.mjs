@@ -3,17 +3,15 @@
 // ui-latest when it starts and serves that folder: a folder is written once and never changed, so a
 // console open in a browser keeps getting the assets its index.html names while a newer build lands.
 // Asset names carry their hash, so they can be cached for good; index.html never is.
-import { createHash } from 'node:crypto';
-import { mkdirSync, readdirSync, renameSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { basename, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { build } from 'esbuild';
+import { pointTo, writeContentAddressed } from './build-output.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 
 /** Builds the console; returns the folder it is in. */
 export async function buildUi({ buildDir = join(root, '.build') } = {}) {
-  mkdirSync(buildDir, { recursive: true });
   const result = await build({
     entryPoints: [join(root, 'src', 'ui', 'main.tsx'), join(root, 'src', 'ui', 'styles.css')],
     outdir: 'assets',
@@ -54,42 +52,9 @@ export async function buildUi({ buildDir = join(root, '.build') } = {}) {
   ].join('\n');
   files.push({ name: 'index.html', contents: Buffer.from(html) });
 
-  const hash = createHash('sha256');
-  for (const file of [...files].sort((a, b) => a.name.localeCompare(b.name))) hash.update(file.name).update('\0').update(file.contents);
-  const dir = join(buildDir, `ui-${hash.digest('hex').slice(0, 16)}`);
-  try {
-    statSync(join(dir, 'index.html'));
-    const now = new Date();
-    utimesSync(dir, now, now);
-  } catch {
-    const staging = join(buildDir, `ui-staging-${process.pid}`);
-    rmSync(staging, { recursive: true, force: true });
-    for (const file of files) {
-      mkdirSync(dirname(join(staging, file.name)), { recursive: true });
-      writeFileSync(join(staging, file.name), file.contents);
-    }
-    try {
-      renameSync(staging, dir);
-    } catch (err) {
-      // Another build wrote the same content first: theirs is identical.
-      if (!['ENOTEMPTY', 'EEXIST'].includes(err.code)) throw err;
-    }
-    rmSync(staging, { recursive: true, force: true });
-  }
-  pruneOld(buildDir, dir);
-  writeFileSync(join(buildDir, `ui-latest.${process.pid}.tmp`), `${dir}\n`);
-  renameSync(join(buildDir, `ui-latest.${process.pid}.tmp`), join(buildDir, 'ui-latest'));
+  const dir = writeContentAddressed(buildDir, 'ui', files, 'index.html');
+  pointTo(buildDir, 'ui-latest', dir);
   return dir;
-}
-
-/** Builds of other sources, a week untouched, serve no open console any more; the newest 3 stay. */
-function pruneOld(buildDir, keep) {
-  const week = 7 * 24 * 3600 * 1000;
-  const others = readdirSync(buildDir)
-    .filter((name) => /^ui-[0-9a-f]{16}$/.test(name) && join(buildDir, name) !== keep)
-    .map((name) => ({ path: join(buildDir, name), mtime: statSync(join(buildDir, name)).mtimeMs }))
-    .sort((a, b) => b.mtime - a.mtime);
-  for (const old of others.slice(3)) if (Date.now() - old.mtime > week) rmSync(old.path, { recursive: true, force: true });
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {

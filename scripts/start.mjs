@@ -9,12 +9,11 @@
 // The output goes to a folder named after its content (.build/app-<hash>/), written once and never
 // changed, because a running daemon loads chunks later (a target added by a reload): rebuilding in
 // place would hand it chunks of another build.
-import { createHash } from 'node:crypto';
-import { mkdirSync, readdirSync, renameSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
-import { dirname, join, relative } from 'node:path';
+import { join, relative } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { build } from 'esbuild';
 import { buildUi } from './build-ui.mjs';
+import { pointTo, writeContentAddressed } from './build-output.mjs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const buildDir = join(root, '.build');
@@ -35,43 +34,16 @@ const result = await build({
   write: false,
 });
 
-const hash = createHash('sha256');
-for (const file of [...result.outputFiles].sort((a, b) => a.path.localeCompare(b.path))) {
-  hash.update(relative(staging, file.path)).update('\0').update(file.contents);
-}
-const app = join(buildDir, `app-${hash.digest('hex').slice(0, 16)}`);
-try {
-  statSync(join(app, 'snapvisor.mjs'));
-  // Marks it as in use, for the pruning below.
-  const now = new Date();
-  utimesSync(app, now, now);
-} catch {
-  for (const file of result.outputFiles) {
-    mkdirSync(dirname(file.path), { recursive: true });
-    writeFileSync(file.path, file.contents);
-  }
-  try {
-    renameSync(staging, app);
-  } catch (err) {
-    // Another start wrote the same content first: theirs is identical.
-    if (!['ENOTEMPTY', 'EEXIST'].includes(err.code)) throw err;
-  }
-  rmSync(staging, { recursive: true, force: true });
-}
-
-// Builds of other sources, untouched for a week, are no longer run by anything that may still need
-// their chunks; the newest few stay whatever their age.
-const week = 7 * 24 * 3600 * 1000;
-const others = readdirSync(buildDir)
-  .filter((name) => name.startsWith('app-') && join(buildDir, name) !== app)
-  .map((name) => ({ path: join(buildDir, name), mtime: statSync(join(buildDir, name)).mtimeMs }))
-  .sort((a, b) => b.mtime - a.mtime);
-for (const old of others.slice(3)) if (Date.now() - old.mtime > week) rmSync(old.path, { recursive: true, force: true });
+const app = writeContentAddressed(
+  buildDir,
+  'app',
+  result.outputFiles.map((file) => ({ name: relative(staging, file.path), contents: file.contents })),
+  'snapvisor.mjs',
+);
 
 // The web console the daemon serves at /ui (.build/ui-latest names it).
 await buildUi({ buildDir });
 
 // Tests and scripts that start many daemons run this build directly (test/e2e/daemon.ts).
-writeFileSync(join(buildDir, `latest.${process.pid}.tmp`), `${join(app, 'snapvisor.mjs')}\n`);
-renameSync(join(buildDir, `latest.${process.pid}.tmp`), join(buildDir, 'latest'));
+pointTo(buildDir, 'latest', join(app, 'snapvisor.mjs'));
 await import(pathToFileURL(join(app, 'snapvisor.mjs')).href);

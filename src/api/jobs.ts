@@ -4,7 +4,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { EngineApi, JobRequest } from '../engine/api.ts';
+import type { EngineApi, JobRequest, SubmitMeta, SubmitResult } from '../engine/api.ts';
 import { FINAL_JOB_STATES, type Job } from '../domain/types.ts';
 import { HttpProblem } from './errors.ts';
 
@@ -74,9 +74,21 @@ export async function submitJob(
   hashed: unknown,
   waitSeconds: number | undefined,
 ) {
+  return answerSubmission(engine, request, reply, (meta) => engine.submit(job, meta), hashed, waitSeconds);
+}
+
+/** As submitJob, for an engine method that submits on its own (a retry): same key, Location and `?wait=` rules. */
+export async function answerSubmission(
+  engine: EngineApi,
+  request: FastifyRequest,
+  reply: FastifyReply,
+  submit: (meta: SubmitMeta) => Promise<SubmitResult>,
+  hashed: unknown,
+  waitSeconds: number | undefined,
+) {
   const path = request.url.split('?')[0] ?? request.url;
   const key = idempotencyKey(request);
-  const { job: submitted, replayed } = await engine.submit(job, {
+  const { job: submitted, replayed } = await submit({
     principal: request.principal?.name ?? 'anonymous',
     ...(key === undefined ? {} : { idempotencyKey: key }),
     // Only a replay compares it, and only a request with a key can be replayed.

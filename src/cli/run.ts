@@ -66,6 +66,7 @@ Commands:
                                               jobs (--policy: the jobs of a policy's runs)
   job <jobId>                                 one job
   cancel <jobId>                              cancel a job
+  job retry <jobId> [--no-wait]               a new job like a failed or cancelled one
   group create --name N --mode M (--vm ID ... | --target T [--pattern GLOB] | --pattern GLOB)
         [--description D] [--no-wait]         snapshot many VMs in one request (a snapshot group);
                                               waits until no member runs, exit 1 unless all made
@@ -526,6 +527,12 @@ const COMMANDS: Record<string, (ctx: Context) => Promise<number>> = {
   },
 
   async job(ctx) {
+    // Job ids are UUIDs, so `job retry <id>` cannot be mistaken for `job <id>`.
+    if (ctx.args[0] === 'retry') {
+      const failed = arg(ctx, 1, 'jobId');
+      noMoreArgs(ctx, 2);
+      return submit(ctx, 'POST', `/v1/jobs/${enc(failed)}/retry`, undefined);
+    }
     const id = arg(ctx, 0, 'jobId');
     noMoreArgs(ctx, 1);
     const { body } = await ctx.client.request<JobJson>('GET', `/v1/jobs/${enc(id)}`);

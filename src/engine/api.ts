@@ -227,6 +227,14 @@ export interface EngineApi {
   listJobs(filter: JobFilter): Promise<Page<Job>>;
   /** Queued jobs end cancelled at once; running ones get their AbortSignal fired. */
   cancelJob(jobId: string, principal: string): Promise<Job>;
+  /**
+   * A new job doing what a failed or cancelled one asked (same kind, VM, snapshot and params),
+   * through `submit`: validated again, counted against the caller's limits, idempotent by the
+   * caller's key. A policy's job stays the policy's (its snapshot is then managed by its
+   * retention). conflict for a queued, running or succeeded job, and for a snapshot group's job
+   * (its group's retry keeps the new job a member); not_found for an unknown one.
+   */
+  retryJob(jobId: string, meta: SubmitMeta): Promise<SubmitResult>;
   /** Resolves with the job once it is final or when `timeoutMs` passes (then still running). */
   waitForJob(jobId: string, timeoutMs: number, signal?: AbortSignal): Promise<Job>;
 

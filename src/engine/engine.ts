@@ -23,7 +23,7 @@ import { createScheduler } from './scheduler.ts';
 import type { PolicyRunPort } from './policy-port.ts';
 import { recoverRunningJobs } from './recovery.ts';
 import { createRetention, type RetentionReport } from './retention.ts';
-import { submitJob } from './submit.ts';
+import { requestOf, submitJob } from './submit.ts';
 import { createSync, errSummary, type SyncOutcome } from './sync.ts';
 import { within } from '../../providers/shared/sleep.ts';
 import { ABORT_WAIT_MS, cancelledError, createWorker, targetRemovedError } from './worker.ts';
@@ -415,6 +415,25 @@ export function createEngine(options: EngineOptions): Engine {
       worker.abort(jobId);
       log.info({ jobId, principal }, 'cancel requested for a running job');
       return flagged ?? engine.getJob(jobId);
+    },
+    async retryJob(jobId, meta) {
+      const job = await engine.getJob(jobId);
+      if (job.state !== 'failed' && job.state !== 'cancelled') {
+        throw new SnapvisorError('conflict', 'SNAPVISOR_ERR_JOB_NOT_RETRYABLE', `job '${jobId}' is ${job.state}; only a failed or cancelled job can be retried`, { extra: { state: job.state } });
+      }
+      if (job.groupId !== null) {
+        throw new SnapvisorError(
+          'conflict',
+          'SNAPVISOR_ERR_JOB_IN_GROUP',
+          `job '${jobId}' belongs to snapshot group '${job.groupId}': retry the group (POST /v1/snapshot-groups/${job.groupId}/retry) so the new job stays its member`,
+          { extra: { state: job.state, groupId: job.groupId } },
+        );
+      }
+      const policy = job.policyId !== null && job.policyRunId !== null ? { policy: { policyId: job.policyId, runId: job.policyRunId } } : {};
+      const result = await engine.submit(requestOf(job), { ...meta, ...policy });
+      // No column records the link (that would need a migration): the log does.
+      if (!result.replayed) log.info({ jobId: result.job.id, retryOf: jobId, principal: meta.principal }, 'job retried');
+      return result;
     },
     async waitForJob(jobId, timeoutMs, signal) {
       // The final job as its event carried it (the row the store returned when it was settled), or

@@ -6,7 +6,7 @@
 import { SNAPSHOT_MODES, createOptionProblems, snapshotTextProblems } from '../../providers/contract.ts';
 import { planConsolidation } from '../domain/consolidation.ts';
 import { SnapvisorError, notFound } from '../domain/errors.ts';
-import type { JobParams, Snapshot, Vm } from '../domain/types.ts';
+import type { ConsolidateParams, CreateParams, DeleteParams, Job, JobParams, RevertParams, Snapshot, Vm } from '../domain/types.ts';
 import type { NewJob } from '../store/index.ts';
 import type { JobRequest, SubmitMeta, SubmitResult } from './api.ts';
 import type { BoundTarget, Core } from './core.ts';
@@ -76,6 +76,26 @@ export async function submitJob(core: Core, request: JobRequest, meta: SubmitMet
     if (outcome.job.state === 'succeeded') core.metrics.jobsFinished.inc({ kind: outcome.job.kind, state: 'succeeded' });
   }
   return { job: outcome.job, replayed: outcome.outcome === 'replayed' };
+}
+
+/** The request that asks again for what `job` asked: its kind, VM, snapshot and params. */
+export function requestOf(job: Job): JobRequest {
+  switch (job.kind) {
+    case 'snapshot.create': {
+      const p = job.params as CreateParams;
+      return { kind: job.kind, vmId: job.vmId, name: p.name, description: p.description, mode: p.mode, ...(p.options === undefined ? {} : { options: p.options }) };
+    }
+    case 'snapshot.revert':
+      return { kind: job.kind, snapshotId: (job.params as RevertParams).snapshotId };
+    case 'snapshot.delete': {
+      const p = job.params as DeleteParams;
+      return { kind: job.kind, snapshotId: p.snapshotId, children: p.children };
+    }
+    case 'snapshot.delete-all':
+      return { kind: job.kind, vmId: job.vmId };
+    case 'vm.consolidate':
+      return { kind: job.kind, vmId: job.vmId, dryRun: (job.params as ConsolidateParams).dryRun };
+  }
 }
 
 export interface Draft {

@@ -6,14 +6,14 @@
  */
 import { session } from './session.ts';
 import { SseParser } from './sse-parser.ts';
-import type { Job, Snapshot, Vm } from './types.ts';
+import type { Job, PolicyRun, Snapshot, Vm } from './types.ts';
 
 export type LiveEvent =
   | { type: 'job'; job: Job }
   | { type: 'snapshot'; action: string; snapshot: Snapshot }
   | { type: 'vm'; action: string; vm: Vm }
   | { type: 'target'; target: unknown }
-  | { type: 'policy-run'; run: unknown }
+  | { type: 'policy-run'; run: PolicyRun }
   | { type: 'drift'; drift: unknown };
 
 export type LiveStatus = 'connecting' | 'live' | 'reconnecting';
@@ -41,7 +41,7 @@ function toEvent(type: string, data: unknown): LiveEvent | null {
     case 'target':
       return { type, target: d };
     case 'policy-run':
-      return { type, run: d };
+      return { type, run: d as unknown as PolicyRun };
     case 'drift':
       return { type, drift: d };
     default:

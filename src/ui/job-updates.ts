@@ -4,6 +4,8 @@
  * goes back to queued); the request's answer only adds a job the stream has not shown yet, so a
  * late 202 (`queued`) never moves a job backwards. Pure, unit-tested.
  */
+import type { Job } from './types.ts';
+
 export interface JobLike {
   id: string;
 }
@@ -21,3 +23,7 @@ export function applyJobEvent<T extends JobLike>(jobs: readonly T[], job: T): T[
 export function addStartedJob<T extends JobLike>(jobs: readonly T[], job: T): T[] {
   return jobs.some((j) => j.id === job.id) ? [...jobs] : [job, ...jobs];
 }
+
+export const isCancellable = (job: Pick<Job, 'state'>) => job.state === 'queued' || job.state === 'running';
+/** What POST /v1/jobs/{id}/retry accepts; a group's job is retried through its group. */
+export const isRetryable = (job: Pick<Job, 'state' | 'groupId'>) => (job.state === 'failed' || job.state === 'cancelled') && job.groupId === null;

@@ -111,3 +111,93 @@ export interface Problem {
   requestId?: string;
   errors?: Array<{ path: string; message: string }>;
 }
+
+export interface Selector {
+  vms?: string[];
+  targets?: string[];
+  namePattern?: string;
+}
+
+export interface Retention {
+  keepLast: number;
+  keepHourly?: number;
+  keepDaily?: number;
+  keepWeekly?: number;
+  keepMonthly?: number;
+  maxAge?: string;
+}
+
+export type PolicyRunKind = 'snapshot' | 'consolidate';
+
+export interface Policy {
+  id: string;
+  name: string;
+  selector: Selector;
+  schedule: string;
+  timezone: string;
+  mode: SnapshotMode;
+  retention: Retention;
+  maxChainDepth: number | null;
+  consolidationSchedule: string | null;
+  enabled: boolean;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export type PlanAction = 'create' | 'delete' | 'consolidate' | 'skip';
+export const PLAN_ACTIONS: readonly PlanAction[] = ['create', 'delete', 'consolidate', 'skip'];
+
+export interface PlanStep {
+  vmId: string;
+  vmName: string;
+  targetName: string;
+  action: PlanAction;
+  snapshotId?: string;
+  snapshotName?: string;
+  reason: string;
+}
+
+export interface PolicyPlan {
+  policyId: string;
+  kind: PolicyRunKind;
+  at: string;
+  steps: PlanStep[];
+}
+
+export interface PolicyRun {
+  id: string;
+  policyId: string;
+  kind: PolicyRunKind;
+  trigger: 'schedule' | 'catch-up' | 'manual';
+  scheduledFor: string | null;
+  startedAt: string;
+  finishedAt: string | null;
+  state: 'running' | 'succeeded' | 'partial' | 'failed' | 'skipped';
+  jobIds: string[];
+  message: string | null;
+}
+
+export interface GroupMember {
+  vmId: string;
+  vmName: string;
+  target: string;
+  jobId: string;
+  state: JobState;
+  snapshotId: string | null;
+  startedAt: string | null;
+  error: { kind: string; message: string; code?: string } | null;
+}
+
+export interface SnapshotGroup {
+  id: string;
+  name: string;
+  description: string;
+  mode: SnapshotMode;
+  selector: Selector | null;
+  state: 'running' | 'succeeded' | 'partial' | 'failed' | 'cancelled' | 'deleted';
+  createdAt: string;
+  requestedBy: string;
+  finishedAt: string | null;
+  spreadMs: number | null;
+  members: GroupMember[];
+}

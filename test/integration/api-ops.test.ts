@@ -121,6 +121,7 @@ t.test('OpenAPI document lists every route, with bearer security and problem res
     '/v1/jobs': ['get'],
     '/v1/jobs/{jobId}': ['get'],
     '/v1/jobs/{jobId}/cancel': ['post'],
+    '/v1/jobs/{jobId}/retry': ['post'],
     '/v1/policies': ['get', 'post'],
     '/v1/policies/{policyId}': ['delete', 'get', 'patch'],
     '/v1/policies/{policyId}/plan': ['get'],
@@ -135,6 +136,7 @@ t.test('OpenAPI document lists every route, with bearer security and problem res
     '/v1/snapshot-groups/{groupId}/retry': ['post'],
     '/v1/snapshot-groups/{groupId}/revert': ['post'],
     '/v1/drift': ['get'],
+    '/v1/whoami': ['get'],
   };
   t.same(Object.keys(doc.paths).sort(), Object.keys(expected).sort());
   for (const [path, methods] of Object.entries(expected)) {

@@ -19,6 +19,7 @@ import { createKvmLab, ensureLibvirt, LAB_SESSIONS, stopLibvirtd, type KvmLab } 
 import { rejection } from '../fixtures/provider-error.ts';
 import { dropMidCreate } from '../labs/kvm/dropped-create.ts';
 import { silentLogger } from '../fixtures/fake-provider.ts';
+import { holdLabLock } from '../labs/lab-lock.ts';
 
 const log = silentLogger();
 const ctx = () => testContext();
@@ -36,6 +37,8 @@ function provider(runner?: CommandRunner): KvmProvider {
 }
 
 t.before(async () => {
+  // This file stops and restarts the machine's one libvirtd: it runs with no other KVM file.
+  await holdLabLock('kvm');
   lab = await createKvmLab({
     dir,
     domains: [

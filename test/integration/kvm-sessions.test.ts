@@ -16,10 +16,13 @@ import { silentLogger } from '../fixtures/fake-provider.ts';
 import { failureOf } from '../fixtures/provider-error.ts';
 import { dropMidCreate } from '../labs/kvm/dropped-create.ts';
 import { createKvmLab, ensureLibvirt, stopLibvirtd } from '../labs/kvm/lab.ts';
+import { holdLabLock } from '../labs/lab-lock.ts';
 
 const log = silentLogger();
 const dir = mkdtempSync(join('/tmp', 'snapvisor-kvm-sessions-'));
 chmodSync(dir, 0o755);
+// This file stops libvirtd and counts the lab user's virsh sessions: it runs with no other KVM file.
+await holdLabLock('kvm');
 const lab = await createKvmLab({ dir, domains: [{ name: 'names', running: true }, { name: 'off', running: false }, { name: 'drop', running: true }] });
 const transports: { close(): Promise<void> }[] = [];
 t.teardown(async () => {

@@ -5,7 +5,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { holdLabLock, labLockPath, withLabLockSync } from './lab-lock.ts';
+import { holdLabLock, holdLabLockShared, labLockPath, withLabLockSync } from './lab-lock.ts';
 
 const LOCK_MODULE = pathToFileURL(fileURLToPath(new URL('./lab-lock.ts', import.meta.url))).href;
 const name = (what: string) => `test-${process.pid}-${what}`;
@@ -72,4 +72,37 @@ t.test('a lock whose holder was killed is taken over; a live one times out namin
   );
   t.notOk(existsSync(path), 'released after the section');
   t.equal(spawnSync('sh', ['-c', `ls ${JSON.stringify(path)}.* 2>/dev/null | wc -l`], { encoding: 'utf8' }).stdout.trim(), '0', 'no stale file left behind');
+});
+
+t.test('shared holds: sharers run together, an exclusive holder alone (it waits for them, they wait for it)', async (t) => {
+  const dir = t.testdir({});
+  const lockName = name('rw');
+  const log = join(dir, 'log');
+  writeFileSync(log, '');
+  // Each child marks its start and end in the log and holds for `ms`.
+  const body = (id: string, how: 'holdLabLock' | 'holdLabLockShared', ms: number) => `
+    const { appendFileSync } = await import('node:fs');
+    await lock.${how}(${JSON.stringify(lockName)}, 30_000);
+    appendFileSync(${JSON.stringify(log)}, '${id}<');
+    await new Promise((r) => setTimeout(r, ${ms}));
+    appendFileSync(${JSON.stringify(log)}, '${id}>');`;
+  const a = child(dir, body('a', 'holdLabLockShared', 1500));
+  const b = child(dir, body('b', 'holdLabLockShared', 1500));
+  // The writer starts once both sharers are in, then a third sharer arrives while it waits.
+  const deadline = Date.now() + 20_000;
+  while (!/a<.*b<|b<.*a</.test(readFileSync(log, 'utf8')) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  const w = child(dir, body('w', 'holdLabLock', 300));
+  await new Promise((r) => setTimeout(r, 400));
+  const c = child(dir, body('c', 'holdLabLockShared', 100));
+  t.same(await Promise.all([a.done, b.done, w.done, c.done]), [0, 0, 0, 0]);
+  const text = readFileSync(log, 'utf8');
+  t.match(text, /^(a<b<|b<a<)/, `the sharers were inside together: ${text}`);
+  t.match(text, /(a>b>|b>a>)w<w>/, `the exclusive holder went in after both sharers left: ${text}`);
+  t.match(text, /w>c<c>$/, `the late sharer waited for the exclusive holder: ${text}`);
+});
+
+t.test('a process holding a lock shared cannot turn it exclusive (two would wait for each other)', async (t) => {
+  const lockName = name('upgrade');
+  await holdLabLockShared(lockName, 5_000);
+  await t.rejects(holdLabLock(lockName, 1_000), /holds .* shared; take it exclusively/);
 });

@@ -7,13 +7,16 @@
  * - `withLabLockSync(name, fn)`: for a short, synchronous set-up step (user creation).
  * - `holdLabLock(name)`: from the first call until this process exits, for a resource a test uses
  *   from start to end (the one system libvirtd, which some tests stop and restart).
+ * - `holdLabLockShared(name)`: the same, but any number of processes may hold it together; an
+ *   exclusive holder waits for them and keeps new ones out (KVM files that only add their own
+ *   domains share libvirtd; the ones that stop it or count its sessions take it alone).
  *
  * Used by tests and by hand (`npm run lab`), so it must not import tap.
  */
 import { randomBytes } from 'node:crypto';
-import { closeSync, linkSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, linkSync, openSync, readdirSync, readFileSync, renameSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 
 const POLL_MS = 150;
 /**
@@ -162,6 +165,10 @@ export function holdLabLock(name: string, waitMs = DEFAULT_WAIT_MS): Promise<voi
 }
 
 async function acquireForLife(name: string, waitMs: number): Promise<void> {
+  if (sharedHeld.has(name)) {
+    // Two sharers both upgrading would wait for each other for ever: exclusivity is declared first.
+    throw new Error(`lab lock: this process holds ${name} shared; take it exclusively (holdLabLock) before its first use`);
+  }
   const path = labLockPath(name);
   const deadline = Date.now() + waitMs;
   while (!tryAcquire(path)) {
@@ -169,4 +176,86 @@ async function acquireForLife(name: string, waitMs: number): Promise<void> {
     await new Promise((r) => setTimeout(r, POLL_MS));
   }
   process.once('exit', () => release(path));
+  // New sharers now stay out (they check the lock file after announcing themselves); wait for the
+  // ones already in.
+  for (;;) {
+    const sharers = liveSharers(name);
+    if (sharers.length === 0) return;
+    if (Date.now() > deadline) {
+      release(path);
+      throw new Error(`lab lock: waited ${Math.round(waitMs / 1000)} s for the sharers of ${name} to finish: ${sharers.map(describe).join(', ')}`);
+    }
+    await new Promise((r) => setTimeout(r, POLL_MS));
+  }
+}
+
+const sharedPrefix = (name: string) => `${labLockPath(name)}.shared.`;
+
+/** Pids of other live processes holding `name` shared; files of dead ones are removed. */
+function liveSharers(name: string): number[] {
+  const prefix = sharedPrefix(name);
+  const dir = dirname(prefix);
+  const base = basename(prefix);
+  const pids: number[] = [];
+  for (const file of readdirSync(dir)) {
+    if (!file.startsWith(base)) continue;
+    const pid = Number(file.slice(base.length));
+    if (!Number.isInteger(pid) || pid === process.pid) continue;
+    if (processAlive(pid)) pids.push(pid);
+    else {
+      try {
+        unlinkSync(join(dir, file));
+      } catch {
+        // another waiter removed it
+      }
+    }
+  }
+  return pids;
+}
+
+const sharedHeld = new Map<string, Promise<void>>();
+
+/**
+ * Holds `name` shared until this process exits: with other sharers, never with an exclusive holder
+ * (`holdLabLock`). A process that holds it exclusively already has it. Rejects after `waitMs`.
+ */
+export function holdLabLockShared(name: string, waitMs = DEFAULT_WAIT_MS): Promise<void> {
+  const exclusive = held.get(name);
+  if (exclusive !== undefined) return exclusive;
+  let promise = sharedHeld.get(name);
+  if (promise === undefined) {
+    promise = acquireShared(name, waitMs).catch((e: unknown) => {
+      sharedHeld.delete(name);
+      throw e;
+    });
+    sharedHeld.set(name, promise);
+  }
+  return promise;
+}
+
+async function acquireShared(name: string, waitMs: number): Promise<void> {
+  const path = labLockPath(name);
+  const mine = `${sharedPrefix(name)}${process.pid}`;
+  const deadline = Date.now() + waitMs;
+  process.once('exit', () => {
+    try {
+      unlinkSync(mine);
+    } catch {
+      // not held
+    }
+  });
+  for (;;) {
+    const owner = ownerOf(path);
+    if (owner === undefined || !processAlive(owner)) {
+      if (owner !== undefined) takeOverStale(path, owner);
+      // Announce first, then look again: an exclusive taker that got in between sees this file and
+      // waits for it, or this sharer sees its lock and steps back. Never both inside.
+      writeFileSync(mine, String(process.pid));
+      const after = ownerOf(path);
+      if (after === undefined || after === process.pid || !processAlive(after)) return;
+      unlinkSync(mine);
+    }
+    if (Date.now() > deadline) throw timeoutError(name, path, waitMs);
+    await new Promise((r) => setTimeout(r, POLL_MS));
+  }
 }

@@ -12,7 +12,7 @@ import { execFile, spawnSync } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { accessSync, constants, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { holdLabLock, processAlive, withLabLockSync } from '../lab-lock.ts';
+import { holdLabLock, holdLabLockShared, processAlive, withLabLockSync } from '../lab-lock.ts';
 import { ensureUser, generateKeyPair, startSshd } from '../sshd/lab.ts';
 
 export const LAB_URI = 'qemu:///system';
@@ -135,10 +135,11 @@ function socketGroupIsLibvirt(): boolean {
  * up it costs one `virsh version` (not cached: fault tests stop libvirtd and call this to restart it).
  */
 export async function ensureLibvirt(): Promise<{ version: string }> {
-  // There is one libvirtd for the machine and some tests stop and restart it (kvm-faults,
-  // kvm-sessions), or count the lab user's virsh processes: a test process that uses it holds the
-  // `kvm` lock until it exits, so KVM test files run one at a time while the others run alongside.
-  await holdLabLock('kvm');
+  // There is one libvirtd for the machine. Files that only add their own domains (named per lab)
+  // share it: the `kvm` lock, held shared until the process exits. The ones that stop and restart it
+  // (kvm-faults, kvm-sessions) or count the lab user's virsh processes take it exclusively with
+  // holdLabLock('kvm') before their first use, and run alone.
+  await holdLabLockShared('kvm');
   const missing = REQUIRED_COMMANDS.filter((c) => !onPath(c));
   if (missing.length > 0) throw new Error(`kvm lab: missing ${missing.join(', ')}: ${FIX}`);
 
@@ -153,29 +154,36 @@ export async function ensureLibvirt(): Promise<{ version: string }> {
     ensureGroup(LIBVIRT_GROUP);
     ensureQemuUser();
   });
-  // libvirtd exits during init without its log dir; sshd refuses to start without /run/sshd.
-  for (const dir of ['/var/log/libvirt', '/var/lib/libvirt', '/run/sshd', dirname(LIBVIRTD_CONF)]) mkdirSync(dir, { recursive: true });
-  const current = existsSync(LIBVIRTD_CONF) ? readFileSync(LIBVIRTD_CONF, 'utf8') : '';
-  const confChanged = current !== LIBVIRTD_CONF_TEXT;
-  if (confChanged) writeFileSync(LIBVIRTD_CONF, LIBVIRTD_CONF_TEXT);
+  // Sharers may all find libvirtd down at once: one of them writes the configuration and starts the
+  // daemons, the others then find them running with it.
+  withLabLockSync('kvm-setup', () => {
+    // libvirtd exits during init without its log dir; sshd refuses to start without /run/sshd.
+    for (const dir of ['/var/log/libvirt', '/var/lib/libvirt', '/run/sshd', dirname(LIBVIRTD_CONF)]) mkdirSync(dir, { recursive: true });
+    const current = existsSync(LIBVIRTD_CONF) ? readFileSync(LIBVIRTD_CONF, 'utf8') : '';
+    const confChanged = current !== LIBVIRTD_CONF_TEXT;
+    if (confChanged) writeFileSync(LIBVIRTD_CONF, LIBVIRTD_CONF_TEXT);
 
-  // Domains cannot start without virtlogd ("Failed to connect socket to '/run/libvirt/virtlogd-sock'").
-  if (!processRunning('virtlogd') || !existsSync(VIRTLOGD_SOCK)) {
-    const r = runSync(['virtlogd', '-d']);
-    if (r.code !== 0) throw new Error(`kvm lab: virtlogd -d failed (exit ${r.code}): ${r.stderr.trim()}`);
-  }
-  if (processRunning('libvirtd') && (confChanged || !socketGroupIsLibvirt())) {
-    // Running with another configuration: the socket would not be usable by the lab user.
-    throw new Error(
-      `kvm lab: libvirtd is running without the lab's ${LIBVIRTD_CONF} (socket group is not ${LIBVIRT_GROUP}); ` +
-        'stop it (kill its pid) and run the tests again',
-    );
-  }
-  if (!processRunning('libvirtd')) {
-    // `libvirtd -d` exits 0 even when the daemon dies during init, so success is only the poll below.
-    const r = runSync(['libvirtd', '-d']);
-    if (r.code !== 0) throw new Error(`kvm lab: libvirtd -d failed (exit ${r.code}): ${r.stderr.trim()}`);
-  }
+    // Domains cannot start without virtlogd ("Failed to connect socket to '/run/libvirt/virtlogd-sock'").
+    if (!processRunning('virtlogd') || !existsSync(VIRTLOGD_SOCK)) {
+      const r = runSync(['virtlogd', '-d']);
+      if (r.code !== 0) throw new Error(`kvm lab: virtlogd -d failed (exit ${r.code}): ${r.stderr.trim()}`);
+    }
+    if (processRunning('libvirtd') && (confChanged || !socketGroupIsLibvirt())) {
+      // Running with another configuration: the socket would not be usable by the lab user.
+      throw new Error(
+        `kvm lab: libvirtd is running without the lab's ${LIBVIRTD_CONF} (socket group is not ${LIBVIRT_GROUP}); ` +
+          'stop it (kill its pid) and run the tests again',
+      );
+    }
+    if (!processRunning('libvirtd')) {
+      // `libvirtd -d` exits 0 even when the daemon dies during init, so success is only the poll below.
+      const r = runSync(['libvirtd', '-d']);
+      if (r.code !== 0) throw new Error(`kvm lab: libvirtd -d failed (exit ${r.code}): ${r.stderr.trim()}`);
+      // Until its socket is there, the next sharer in here would take it for a foreign libvirtd.
+      const until = Date.now() + START_TIMEOUT_MS;
+      while (!socketGroupIsLibvirt() && processRunning('libvirtd') && Date.now() < until) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 100);
+    }
+  });
   const deadline = Date.now() + START_TIMEOUT_MS;
   let last = '';
   while (Date.now() < deadline) {
@@ -188,7 +196,8 @@ export async function ensureLibvirt(): Promise<{ version: string }> {
 
 /** Stops libvirtd (SIGTERM via its pid file) and waits until it is gone; running domains keep running. */
 export async function stopLibvirtd(timeoutMs = 30_000): Promise<void> {
-  await holdLabLock('kvm'); // see ensureLibvirt
+  // Only an exclusive holder may stop it (see ensureLibvirt); a sharer asking is refused at once.
+  await holdLabLock('kvm');
   const pid = Number(readFileSync('/run/libvirtd.pid', 'utf8').trim());
   if (!Number.isInteger(pid) || pid <= 1) throw new Error('kvm lab: no libvirtd pid in /run/libvirtd.pid');
   try {
