@@ -147,6 +147,16 @@ export function summaryTable(markdown: string): string {
     rows.push(`| drift of one target, 10,000 VMs × 20 snapshots (\`drift\`) | < 1 s a pass | ${met(d.met)}: ${n(d.medianMs, 0)} ms${d.ratio === undefined ? '' : ` (${n(d.ratio)}× reading the same rows)`} | ${from(dr)} |`);
   } else none('drift', 'drift of one target', '< 1 s a pass');
 
+  const cp = rec.get('console-paint');
+  if (cp) {
+    const d = cp.data;
+    const m = nested(d, 'met');
+    const load = `load ${n(d.loadAvg1m)}`;
+    rows.push(`| web console, headless Chromium: VM list of 10,000 VMs, navigation → first page of rows painted, p95 (\`console-paint\`) | < 1 s | ${met(m.vms)}: p95 ${n(d.vmsP95Ms, 0)} ms, p50 ${n(d.vmsP50Ms, 0)} ms (${n(d.vmsRatio)}× the same rows server-rendered, ${n(d.vmsBaselineP50Ms, 0)} ms); ${load} | ${from(cp)} |`);
+    rows.push(`| … VM page, a 200-snapshot tree, navigation → all treeitems painted, p95 | < 1 s | ${met(m.tree)}: p95 ${n(d.treeP95Ms, 0)} ms, p50 ${n(d.treeP50Ms, 0)} ms (${n(d.treeRatio)}× server-rendered, ${n(d.treeBaselineP50Ms, 0)} ms) | ${from(cp)} |`);
+    rows.push(`| … console assets (js + css + html), gzip -9 | < 150 kB | ${met(m.bundle)}: ${typeof d.gzipBytes === 'number' ? (d.gzipBytes / 1000).toFixed(1) : '?'} kB (${typeof d.rawBytes === 'number' ? (d.rawBytes / 1000).toFixed(1) : '?'} kB raw) | ${from(cp)} |`);
+  } else none('console-paint', 'web console first paint and bundle size', '< 1 s, < 150 kB gzipped');
+
   return [START, '', '| benchmark | target | latest recorded run (median; spread over its rounds) | run |', '|---|---|---|---|', ...rows, '', END].join('\n');
 }
 

@@ -29,7 +29,7 @@ const SECONDS = 5;
 const CONNECTIONS = 10;
 
 /** A realistic tree: a main chain with a side branch every 10 snapshots. */
-function seedSnapshots() {
+export function seedSnapshots() {
   const snaps: Array<{ ref: string; name: string; parentRef: string | null; description: string }> = [];
   let chainTip: string | null = null;
   for (let i = 0; i < SNAPSHOTS; i++) {

@@ -51,26 +51,31 @@ interface N {
 }
 const node = (id: string, ...children: N[]): N => ({ id, children });
 
-t.test('tree rows: depth first, guide lines where siblings follow, collapsed subtrees hidden', async (t) => {
+t.test('tree rows: depth first; only children stay in their parent\'s column, branches indent', async (t) => {
   //  a
   //  ├ b
-  //  │ └ c
+  //  │ c      (b's only child: straight below it)
   //  └ d
+  //    ├ f
+  //    └ g
   //  e
-  const roots = [node('a', node('b', node('c')), node('d')), node('e')];
+  const roots = [node('a', node('b', node('c')), node('d', node('f'), node('g'))), node('e')];
   const rows = treeRows(roots, new Set());
-  t.same(rows.map((r) => [r.node.id, r.level, r.guides, r.last, r.parentId, r.position, r.siblings]), [
-    ['a', 0, [], false, null, 1, 2],
-    ['b', 1, [true], false, 'a', 1, 2],
-    ['c', 2, [true, true], true, 'b', 1, 1],
-    ['d', 1, [true], true, 'a', 2, 2],
-    ['e', 0, [], true, null, 2, 2],
+  t.same(rows.map((r) => [r.node.id, r.level, r.columns, r.stemUp, r.stemDown, r.parentId, r.position, r.siblings]), [
+    ['a', 0, [], false, true, null, 1, 2],
+    ['b', 1, ['elbow'], false, true, 'a', 1, 2],
+    ['c', 2, ['line'], true, false, 'b', 1, 1],
+    ['d', 1, ['elbow-last'], false, true, 'a', 2, 2],
+    ['f', 2, ['none', 'elbow'], false, false, 'd', 1, 2],
+    ['g', 2, ['none', 'elbow-last'], false, false, 'd', 2, 2],
+    ['e', 0, [], false, false, null, 2, 2],
   ]);
   const collapsed = treeRows(roots, new Set(['b']));
-  t.same(collapsed.map((r) => r.node.id), ['a', 'b', 'd', 'e']);
+  t.same(collapsed.map((r) => r.node.id), ['a', 'b', 'd', 'f', 'g', 'e']);
   t.equal(collapsed[1]!.expanded, false);
+  t.equal(collapsed[1]!.stemDown, false, 'a collapsed node sends no line down');
   t.equal(collapsed[1]!.hasChildren, true);
-  t.same(allNodes(roots).map((n) => n.id), ['a', 'b', 'c', 'd', 'e']);
+  t.same(allNodes(roots).map((n) => n.id), ['a', 'b', 'c', 'd', 'f', 'g', 'e']);
 });
 
 t.test('a 10,000-deep chain is drawn without recursion', async (t) => {
@@ -78,7 +83,8 @@ t.test('a 10,000-deep chain is drawn without recursion', async (t) => {
   for (let i = 9998; i >= 0; i--) chain = node(`n${i}`, chain);
   const rows = treeRows([chain], new Set());
   t.equal(rows.length, 10_000);
-  t.equal(rows[9999]!.level, 9999);
+  t.equal(rows[9999]!.level, 9999, 'the true depth is kept (aria-level)');
+  t.equal(Math.max(...rows.map((r) => r.columns.length)), 0, 'a chain is drawn straight down: no columns at all');
   t.equal(allNodes([chain]).length, 10_000);
 });
 
@@ -100,7 +106,12 @@ t.test('every node appears once, under its parent, whatever the tree', async (t)
       const all = allNodes(roots);
       if (rows.length !== all.length) return false;
       const index = new Map(rows.map((r, i) => [r.node.id, i]));
-      return rows.every((r, i) => r.parentId === null || (index.get(r.parentId)! < i && rows[index.get(r.parentId)!]!.level === r.level - 1));
+      return rows.every((r, i) => {
+        if (r.parentId === null) return r.columns.length === 0;
+        const parent = rows[index.get(r.parentId)!]!;
+        // Under its parent, one level deeper; one column further right exactly when it has siblings.
+        return index.get(r.parentId)! < i && parent.level === r.level - 1 && r.columns.length === parent.columns.length + (r.siblings > 1 ? 1 : 0);
+      });
     }),
   );
 });

@@ -83,13 +83,16 @@ export function SnapshotTree({ roots, selected, onSelect }: { roots: SnapshotNod
             onClick={() => { setFocused(s.id); onSelect(s.id); }}
             onFocus={() => setFocused(s.id)}
           >
-            {row.guides.map((more, level) => <span key={level} class={`guide${more ? ' more' : ''}`} aria-hidden="true" />)}
-            {row.level > 0 && <span class={`elbow${row.last ? ' last' : ''}`} aria-hidden="true" />}
-            {row.hasChildren ? (
-              <span class="twisty" aria-hidden="true" onClick={(e) => { e.stopPropagation(); toggle(s.id, !row.expanded); }}>{row.expanded ? '▾' : '▸'}</span>
-            ) : (
-              <span class="twisty" aria-hidden="true" />
-            )}
+            <span class="indent" aria-hidden="true" style={{ '--cols': row.columns.length }}>
+              {row.columns.map((column, c) => (column === 'none' ? null : <span key={c} class={`col ${column}`} style={{ '--col': c }} />))}
+            </span>
+            <span
+              class={`twisty${row.stemUp ? ' up' : ''}${row.stemDown ? ' down' : ''}`}
+              aria-hidden="true"
+              onClick={row.hasChildren ? (e) => { e.stopPropagation(); toggle(s.id, !row.expanded); } : undefined}
+            >
+              {row.hasChildren ? (row.expanded ? '▾' : '▸') : '•'}
+            </span>
             <bdi class="name">{s.name}</bdi>
             {s.current && <span class="badge current-badge">current</span>}
             {s.mode !== null && <span class="badge mode">{s.mode}</span>}

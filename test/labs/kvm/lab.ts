@@ -113,10 +113,25 @@ function ensureGroup(name: string): void {
 
 function ensureQemuUser(): void {
   ensureGroup(QEMU_USER);
-  if (runSync(['getent', 'passwd', QEMU_USER]).code === 0) return;
-  // libvirt's QEMU driver refuses to start without it ("Failed to parse user 'libvirt-qemu'").
-  const r = runSync(['useradd', '-r', '-g', QEMU_USER, '-d', '/var/lib/libvirt', '-s', '/usr/sbin/nologin', QEMU_USER]);
-  if (r.code !== 0 && r.code !== 9) throw new Error(`kvm lab: useradd ${QEMU_USER} failed: ${r.stderr.trim()}`);
+  if (runSync(['getent', 'passwd', QEMU_USER]).code !== 0) {
+    // libvirt's QEMU driver refuses to start without it ("Failed to parse user 'libvirt-qemu'").
+    const r = runSync(['useradd', '-r', '-g', QEMU_USER, '-d', '/var/lib/libvirt', '-s', '/usr/sbin/nologin', QEMU_USER]);
+    if (r.code !== 0 && r.code !== 9) throw new Error(`kvm lab: useradd ${QEMU_USER} failed: ${r.stderr.trim()}`);
+  }
+  if (qemuUserLacksKvm()) {
+    // On a host with /dev/kvm, libvirt probes QEMU with KVM, then finds /dev/kvm not usable by the
+    // user it runs QEMU as and throws the capabilities away: every call that needs them (define,
+    // version, start) probed QEMU again, about 7 s each. libvirt-daemon-system's postinst makes the
+    // same membership. libvirtd reads it when it starts (kvm-faults restarts it).
+    const r = runSync(['usermod', '-aG', 'kvm', QEMU_USER]);
+    if (r.code !== 0) throw new Error(`kvm lab: usermod -aG kvm ${QEMU_USER} failed: ${r.stderr.trim()}`);
+  }
+}
+
+/** /dev/kvm is there, owned by group kvm, and the QEMU user is not in that group. */
+function qemuUserLacksKvm(): boolean {
+  if (!existsSync('/dev/kvm') || runSync(['getent', 'group', 'kvm']).code !== 0) return false;
+  return !runSync(['id', '-nG', QEMU_USER]).stdout.split(/\s+/).includes('kvm');
 }
 
 function socketGroupIsLibvirt(): boolean {
@@ -143,7 +158,7 @@ export async function ensureLibvirt(): Promise<{ version: string }> {
   const missing = REQUIRED_COMMANDS.filter((c) => !onPath(c));
   if (missing.length > 0) throw new Error(`kvm lab: missing ${missing.join(', ')}: ${FIX}`);
 
-  if (processRunning('virtlogd') && socketGroupIsLibvirt()) {
+  if (processRunning('virtlogd') && socketGroupIsLibvirt() && !qemuUserLacksKvm()) {
     const version = await virshVersion();
     if (version) return { version };
   }
