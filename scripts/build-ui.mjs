@@ -4,6 +4,7 @@
 // console open in a browser keeps getting the assets its index.html names while a newer build lands.
 // Asset names carry their hash, so they can be cached for good; index.html never is.
 import { basename, join } from 'node:path';
+import { brotliCompressSync, constants as zlib, gzipSync } from 'node:zlib';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { build } from 'esbuild';
 import { pointTo, writeContentAddressed } from './build-output.mjs';
@@ -51,6 +52,13 @@ export async function buildUi({ buildDir = join(root, '.build') } = {}) {
     '',
   ].join('\n');
   files.push({ name: 'index.html', contents: Buffer.from(html) });
+  // Compressed once here rather than on every request: the daemon sends the variant a browser accepts
+  // (@fastify/static preCompressed), about a third of the bytes. Both are deterministic (gzip's
+  // header carries no time), so the folder's content hash still names the content.
+  for (const file of [...files]) {
+    files.push({ name: `${file.name}.gz`, contents: gzipSync(file.contents, { level: 9 }) });
+    files.push({ name: `${file.name}.br`, contents: brotliCompressSync(file.contents, { params: { [zlib.BROTLI_PARAM_QUALITY]: 11 } }) });
+  }
 
   const dir = writeContentAddressed(buildDir, 'ui', files, 'index.html');
   pointTo(buildDir, 'ui-latest', dir);

@@ -2,6 +2,7 @@
 // files, no token needed for them (and still for the API), and GET /v1/whoami that it signs in with.
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
+import { brotliDecompressSync, gunzipSync } from 'node:zlib';
 import t from 'tap';
 import { buildUi } from '../../scripts/build-ui.mjs';
 import { build } from './api-helper.ts';
@@ -36,6 +37,15 @@ t.test('the console is served with a strict CSP, its assets cached for good, ind
   t.match(js.headers['content-type'], /javascript/);
   t.equal(js.headers['cache-control'], 'public, max-age=31536000, immutable');
   t.equal(js.body, readFileSync(path.join(dir, 'assets', script), 'utf8'));
+  // The build's compressed variants, chosen by Accept-Encoding; the same bytes once decoded.
+  for (const [accept, encoding, decode] of [['br, gzip', 'br', brotliDecompressSync], ['gzip', 'gzip', gunzipSync]] as const) {
+    const packed = await h.call({ method: 'GET', url: `/ui/assets/${script}`, as: null, headers: { 'accept-encoding': accept } });
+    t.equal(packed.headers['content-encoding'], encoding, `Accept-Encoding: ${accept}`);
+    t.match(String(packed.headers.vary), /accept-encoding/i);
+    t.equal(decode(packed.rawPayload).toString('utf8'), js.body);
+    t.ok(packed.rawPayload.length < js.body.length / 2, 'a fraction of the bytes');
+  }
+  t.equal((await h.call({ method: 'GET', url: `/ui/assets/${script}.gz`, as: null })).statusCode, 404, 'variants are not files of their own');
 
   const root = await h.call({ method: 'GET', url: '/', as: null });
   t.equal(root.statusCode, 302);

@@ -53,7 +53,8 @@ export function builtConsoleDir(): string | null {
 function listFiles(dir: string): Set<string> {
   const files = new Set<string>();
   for (const entry of readdirSync(dir, { recursive: true, withFileTypes: true })) {
-    if (!entry.isFile()) continue;
+    // The compressed variants are served in place of their file, never asked for by name.
+    if (!entry.isFile() || /\.(br|gz)$/.test(entry.name)) continue;
     files.add(path.relative(dir, path.join(entry.parentPath, entry.name)).split(path.sep).join('/'));
   }
   return files;
@@ -61,7 +62,8 @@ function listFiles(dir: string): Set<string> {
 
 async function webConsole(app: FastifyInstance, options: WebConsoleOptions) {
   const files = options.dir === null ? new Set<string>() : listFiles(options.dir);
-  if (options.dir !== null) await app.register(fastifyStatic, { root: options.dir, serve: false });
+  // preCompressed: the build wrote .br and .gz beside each file; the browser gets the one it accepts.
+  if (options.dir !== null) await app.register(fastifyStatic, { root: options.dir, serve: false, preCompressed: true });
   const notBuilt = () =>
     new HttpProblem(503, 'console_not_built', 'SNAPVISOR_ERR_CONSOLE_NOT_BUILT', 'Service Unavailable', 'the web console was not built: `npm start` builds it, or run `npm run build:ui` and restart');
 
