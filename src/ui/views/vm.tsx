@@ -88,7 +88,7 @@ export function VmView({ id }: ViewProps) {
       <h1><bdi>{v.name}</bdi></h1>
       <p class="facts">
         <span class={`power power-${v.powerState}`}>{v.powerState}</span>
-        <span>{v.snapshotCount} snapshots</span>
+        <span>{v.snapshotCount} {v.snapshotCount === 1 ? 'snapshot' : 'snapshots'}</span>
         <span>chain depth {v.chainDepth}</span>
         {v.consolidationNeeded && <span class="warn">consolidation needed</span>}
         {v.goneAt !== null && <span class="bad">gone from its target</span>}
