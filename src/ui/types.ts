@@ -60,6 +60,8 @@ export interface Snapshot {
   description: string;
   mode: SnapshotMode | null;
   owner: 'snapvisor' | 'external';
+  /** The job that made it (null: made outside Snapvisor). */
+  jobId: string | null;
   policyId: string | null;
   state: 'present' | 'gone';
   current: boolean;

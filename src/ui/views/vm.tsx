@@ -174,6 +174,7 @@ function SnapshotDetails({ snapshot: s, canWrite, canRevert, canDeleteChildren, 
         <dt>Mode</dt><dd>{s.mode ?? 'unknown'}</dd>
         <dt>Owner</dt><dd>{ownerOf(s)}{s.policyId !== null && <> (<a href={href(['policies', s.policyId])}>policy</a>)</>}</dd>
         {s.createdAt !== null ? <><dt>Created</dt><dd><LocalTime iso={s.createdAt} /></dd></> : <><dt>First seen</dt><dd><LocalTime iso={s.firstSeenAt} /> <span class="muted">(the hypervisor does not report when it was taken)</span></dd></>}
+        {s.jobId !== null && <><dt>Made by</dt><dd><a href={href(['jobs', s.jobId])}>its job</a></dd></>}
         <dt>Current</dt><dd>{s.current ? 'yes' : 'no'}</dd>
         <dt>Children</dt><dd>{descendants}</dd>
         {s.description !== '' && <><dt>Description</dt><dd class="pre">{s.description}</dd></>}
