@@ -17,7 +17,8 @@ export function JobActions({ job, onDone }: { job: Job; onDone: (job: Job, actio
   const [asking, setAsking] = useState<Asking | null>(null);
   const [error, setError] = useState<unknown>(null);
   if (!session.can('write')) return null;
-  const cancellable = isCancellable(job);
+  // The API lets only an admin cancel another caller's job (a policy's included): no button that can only answer 403.
+  const cancellable = isCancellable(job) && (job.requestedBy === session.who()?.name || session.can('admin'));
   const retryable = isRetryable(job);
 
   const confirm = async () => {
