@@ -8,6 +8,7 @@ import { api, query, seg } from '../api.ts';
 import type { ViewProps } from '../app.tsx';
 import { ConfirmDialog } from '../components/confirm.tsx';
 import { JobProgress } from '../components/job-progress.tsx';
+import { Pager, usePages } from '../components/pager.tsx';
 import { ProblemBanner } from '../components/problem.tsx';
 import { LocalTime } from '../components/time.tsx';
 import { useResource } from '../components/use-resource.ts';
@@ -30,9 +31,8 @@ function GroupState({ group }: { group: SnapshotGroup }) {
 }
 
 export function GroupsView(_props: ViewProps) {
-  const [cursors, setCursors] = useState<string[]>([]);
-  const cursor = cursors[cursors.length - 1];
-  const firstPage = cursors.length === 0;
+  const pages = usePages();
+  const { cursor, firstPage } = pages;
   const page = useResource(() => api.get<Page<SnapshotGroup>>(`/v1/snapshot-groups${query({ limit: PAGE_SIZE, cursor })}`), [cursor]);
   const shown = page.data?.items ?? [];
   // A member job that ends changes its group's state; a group job not shown here may be a new group.
@@ -79,12 +79,7 @@ export function GroupsView(_props: ViewProps) {
         </table>
       </div>
       {page.data && shown.length === 0 && <p>No snapshot groups yet.</p>}
-      <div class="pager">
-        <button type="button" disabled={firstPage} onClick={() => setCursors([])}>First page</button>
-        <button type="button" disabled={firstPage} onClick={() => setCursors((c) => c.slice(0, -1))}>Previous page</button>
-        <button type="button" disabled={!page.data?.next} onClick={() => page.data?.next && setCursors((c) => [...c, page.data!.next!])}>Next page</button>
-        <span class="muted">Page {cursors.length + 1}</span>
-      </div>
+      <Pager pages={pages} next={page.data?.next} />
     </>
   );
 }

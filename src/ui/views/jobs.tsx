@@ -8,6 +8,7 @@ import { api, query, seg } from '../api.ts';
 import type { ViewProps } from '../app.tsx';
 import { JobActions } from '../components/job-actions.tsx';
 import { JobProgress } from '../components/job-progress.tsx';
+import { Pager, usePages } from '../components/pager.tsx';
 import { ProblemBanner } from '../components/problem.tsx';
 import { LocalTime } from '../components/time.tsx';
 import { useResource } from '../components/use-resource.ts';
@@ -28,9 +29,8 @@ export function JobsView({ route }: ViewProps) {
   const state = stateParam(route.params.get('state'));
   // Set by links from a policy's runs: the jobs its runs submitted.
   const policy = route.params.get('policy') ?? '';
-  const [cursors, setCursors] = useState<string[]>([]);
-  const cursor = cursors[cursors.length - 1];
-  const firstPage = cursors.length === 0;
+  const pages = usePages();
+  const { cursor, firstPage } = pages;
   const page = useResource(() => api.get<Page<Job>>(`/v1/jobs${query({ state, policy, limit: PAGE_SIZE, cursor })}`), [state, policy, cursor]);
   const [rows, setRows] = useState<Job[]>([]);
   useEffect(() => setRows(page.data?.items ?? []), [page.data]);
@@ -56,7 +56,7 @@ export function JobsView({ route }: ViewProps) {
       <form class="filters" onSubmit={(e) => e.preventDefault()}>
         <label>
           State
-          <select value={state} onChange={(e) => { setCursors([]); navigate(href(['jobs'], { state: e.currentTarget.value, policy }), true); }}>
+          <select value={state} onChange={(e) => { pages.reset(); navigate(href(['jobs'], { state: e.currentTarget.value, policy }), true); }}>
             <option value="">all</option>
             {STATES.map((s) => <option key={s} value={s}>{s}</option>)}
           </select>
@@ -102,12 +102,7 @@ export function JobsView({ route }: ViewProps) {
         </table>
       </div>
       {page.data && rows.length === 0 && <p>No jobs{state ? ` in state ${state}` : ''}.</p>}
-      <div class="pager">
-        <button type="button" disabled={firstPage} onClick={() => setCursors([])}>First page</button>
-        <button type="button" disabled={firstPage} onClick={() => setCursors((c) => c.slice(0, -1))}>Previous page</button>
-        <button type="button" disabled={!page.data?.next} onClick={() => page.data?.next && setCursors((c) => [...c, page.data!.next!])}>Next page</button>
-        <span class="muted">Page {cursors.length + 1}</span>
-      </div>
+      <Pager pages={pages} next={page.data?.next} />
     </>
   );
 }

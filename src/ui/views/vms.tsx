@@ -5,6 +5,7 @@
 import { useEffect, useState } from 'preact/hooks';
 import { api, query } from '../api.ts';
 import type { ViewProps } from '../app.tsx';
+import { Pager, usePages } from '../components/pager.tsx';
 import { ProblemBanner } from '../components/problem.tsx';
 import { useResource } from '../components/use-resource.ts';
 import { live } from '../events.ts';
@@ -16,9 +17,8 @@ const PAGE_SIZE = 100;
 export function VmsView({ route }: ViewProps) {
   const name = route.params.get('name') ?? '';
   const target = route.params.get('target') ?? '';
-  // Cursors of the pages before this one, so "Previous page" needs no reverse paging in the API.
-  const [cursors, setCursors] = useState<string[]>([]);
-  const cursor = cursors[cursors.length - 1];
+  const pages = usePages();
+  const { cursor } = pages;
   const [typed, setTyped] = useState(name);
   const page = useResource(
     () => api.get<Page<Vm>>(`/v1/vms${query({ name, target, limit: PAGE_SIZE, cursor })}`),
@@ -35,7 +35,7 @@ export function VmsView({ route }: ViewProps) {
   useEffect(() => {
     if (typed === name) return;
     const timer = setTimeout(() => {
-      setCursors([]);
+      pages.reset();
       navigate(href(['vms'], { name: typed, target }), true);
     }, 250);
     return () => clearTimeout(timer);
@@ -51,7 +51,7 @@ export function VmsView({ route }: ViewProps) {
         </label>
         <label>
           Target
-          <select value={target} onChange={(e) => { setCursors([]); navigate(href(['vms'], { name, target: e.currentTarget.value }), true); }}>
+          <select value={target} onChange={(e) => { pages.reset(); navigate(href(['vms'], { name, target: e.currentTarget.value }), true); }}>
             <option value="">All targets</option>
             {targets.data?.items.map((t) => <option key={t.name} value={t.name}>{t.name}</option>)}
           </select>
@@ -86,12 +86,7 @@ export function VmsView({ route }: ViewProps) {
         </table>
       </div>
       {page.data && rows.length === 0 && <p>No VMs{name ? ` whose name starts with “${name}”` : ''}.</p>}
-      <div class="pager">
-        <button type="button" disabled={cursors.length === 0} onClick={() => setCursors([])}>First page</button>
-        <button type="button" disabled={cursors.length === 0} onClick={() => setCursors((c) => c.slice(0, -1))}>Previous page</button>
-        <button type="button" disabled={!page.data?.next} onClick={() => page.data?.next && setCursors((c) => [...c, page.data!.next!])}>Next page</button>
-        <span class="muted">Page {cursors.length + 1}</span>
-      </div>
+      <Pager pages={pages} next={page.data?.next} />
     </>
   );
 }
