@@ -2,7 +2,8 @@
  * One live connection to /v1/events per signed-in tab, shared by every view. Read with fetch (so
  * the token travels as a header) and reconnected with the server's retry delay, growing while the
  * daemon stays away. Views subscribe by event type; `status` tells them whether they are live, so
- * a view can say "reconnecting" rather than show stale numbers as current.
+ * a view can say "reconnecting" rather than show stale numbers as current; after a gap every loaded
+ * resource is read again (onResync), since the stream does not replay what was missed.
  */
 import { session } from './session.ts';
 import { SseParser } from './sse-parser.ts';
@@ -24,9 +25,15 @@ const statusListeners = new Set<(s: LiveStatus) => void>();
 let status: LiveStatus = 'connecting';
 let controller: AbortController | null = null;
 
+const resyncListeners = new Set<() => void>();
+
 function setStatus(next: LiveStatus) {
+  const back = status === 'reconnecting' && next === 'live';
   status = next;
   for (const l of statusListeners) l(next);
+  // The stream has no replay: what changed while it was down is read again, or views would show
+  // a job as running that ended while the daemon restarted.
+  if (back) for (const l of resyncListeners) l();
 }
 
 function toEvent(type: string, data: unknown): LiveEvent | null {
@@ -101,5 +108,10 @@ export const live = {
   onStatus(listener: (s: LiveStatus) => void): () => void {
     statusListeners.add(listener);
     return () => statusListeners.delete(listener);
+  },
+  /** Called when the stream is back after a gap: reload what the view shows. */
+  onResync(listener: () => void): () => void {
+    resyncListeners.add(listener);
+    return () => resyncListeners.delete(listener);
   },
 };

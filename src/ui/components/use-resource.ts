@@ -3,6 +3,7 @@
  * banner instead of a blank page. A stale response (the view asked again meanwhile) is dropped.
  */
 import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
+import { live } from '../events.ts';
 
 export interface Resource<T> {
   data: T | null;
@@ -35,5 +36,7 @@ export function useResource<T>(load: () => Promise<T>, deps: readonly unknown[])
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, deps);
   useEffect(run, [run]);
+  // After the live stream was down (a daemon restart), what was missed is read again.
+  useEffect(() => live.onResync(run), [run]);
   return { data, error, loading, reload: run };
 }
