@@ -121,14 +121,19 @@ async function failedJob(s: Setup, key = 'a') {
   return done;
 }
 
-/** Delivery rounds until `probe` holds (no sleeps: each round ends when its attempts did). */
-async function until(s: Setup, probe: () => Promise<boolean>, rounds = 500) {
-  for (let i = 0; i < rounds; i++) {
+/**
+ * Delivery rounds until `probe` holds, for up to `timeoutMs`. Bounded by time, not by a count of
+ * rounds: a round before a row's backoff (20–40 ms here) has passed does nothing and returns at once,
+ * so 500 of them could all fall inside one backoff on a quick machine (seen in CI).
+ */
+async function until(s: Setup, probe: () => Promise<boolean>, timeoutMs = 30_000) {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
     if (await probe()) return;
     await s.engine.webhookRound();
-    await new Promise((resolve) => setImmediate(resolve));
+    await new Promise((resolve) => setTimeout(resolve, 5));
   }
-  throw new Error('condition not met');
+  throw new Error(`condition not met within ${timeoutMs} ms`);
 }
 
 const metric = async (engine: Engine, line: RegExp) => (await engine.metrics()).body.split('\n').find((l) => line.test(l));
