@@ -169,7 +169,8 @@ export function createVirtualBoxProvider(target: string, rawOptions: Record<stri
     },
     readPower: async (ctx) => {
       const state = (await readVm(vm, ctx)).vmState;
-      return { off: OFF_STATES.has(state), raw: state, transitioning: state === 'stopping' || state === 'starting' };
+      // Every between-state counts: a take left running by an attempt that died shows as 'snapshotting'.
+      return { off: OFF_STATES.has(state), raw: state, transitioning: powerStateOf(state) === 'transitioning' };
     },
     powerOff: async (ctx) => {
       await run(['controlvm', vm, 'poweroff'], ctx, { what: `power off VM ${vm}`, mutating: true });
@@ -242,10 +243,16 @@ export function createVirtualBoxProvider(target: string, rawOptions: Record<stri
         return resumeOffline(offlineSteps(vm), offlineSequence(vm), ctx, (c) => provider.createSnapshot(providerVmId, spec, c));
       }
 
+      // The state first, then the snapshots: a take left running by an attempt that died (a daemon
+      // killed mid-create) shows as a between-state until it ends, and it may end with this marker.
+      // Read the other way round, it could end between the two reads and be taken twice.
+      const state = (await readVm(vm, ctx)).vmState;
+      if (powerStateOf(state) === 'transitioning') {
+        throw err('transient', `VM ${vm} is ${state}; the snapshot is tried again once it has settled`);
+      }
       const existing = (await readSnapshots(vm, ctx)).find((s) => splitMarker(s.description).marker === spec.marker);
       if (existing) return toProviderSnapshot(existing);
 
-      const state = (await readVm(vm, ctx)).vmState;
       if (spec.mode === 'memory') {
         if (!ONLINE_STATES.has(state)) {
           throw err('conflict', `memory snapshot of VM ${vm} needs a running VM (state: ${state}); use mode 'offline' for a VM that is not running`);

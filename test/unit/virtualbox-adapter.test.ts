@@ -53,12 +53,22 @@ t.test('memory create: list, state, take with the marker in the description, lis
 t.test('idempotent create: an existing marker returns the snapshot without taking another', async (t) => {
   const marker = markerForJob('job-2');
   const runner = fixtureRunner({
+    [JSON.stringify(['showvminfo', VM, '--machinereadable'])]: vminfo('running'),
     [JSON.stringify(['snapshot', VM, 'list', '--machinereadable'])]: { stdout: `SnapshotName="s"\nSnapshotUUID="${SNAP}"\nSnapshotDescription="${marker}"\n` },
   });
   const s = await provider(runner).createSnapshot(VM, { name: 's', description: '', mode: 'memory', marker }, testContext());
   t.equal(s.providerRef, SNAP);
   t.equal(s.description, '');
-  t.equal(runner.calls.length, 1);
+  t.same(runner.calls.map((c) => c[1]), ['showvminfo', 'snapshot'], 'the state, then the list: no take');
+});
+
+t.test('a VM between states (a take left by an attempt that died): transient, retried, nothing taken', async (t) => {
+  const marker = markerForJob('job-3');
+  const runner = fixtureRunner({ [JSON.stringify(['showvminfo', VM, '--machinereadable'])]: vminfo('livesnapshotting') });
+  const e = await provider(runner).createSnapshot(VM, { name: 's', description: '', mode: 'memory', marker }, testContext()).catch((x: unknown) => x);
+  t.match(e, { kind: 'transient' });
+  t.match(String((e as Error).message), /livesnapshotting; the snapshot is tried again once it has settled/);
+  t.same(runner.calls.map((c) => c[1]), ['showvminfo'], 'neither listed nor taken: the list is read only once the state is stable');
 });
 
 t.test('delete: already gone is success; children deleted deepest-first', async (t) => {
