@@ -8,9 +8,11 @@ import { dirname, join } from 'node:path';
 
 /**
  * Writes `files` ({ name: relative path, contents }) into .build/<prefix>-<hash>/ unless that folder
- * exists already (then it is only marked as used); returns the folder.
+ * exists already (then it is only marked as used); returns the folder. `derive(files)` adds files
+ * made from them (compressed variants): called only for a new folder, since the hash of `files`
+ * already names them.
  */
-export function writeContentAddressed(buildDir, prefix, files, marker) {
+export function writeContentAddressed(buildDir, prefix, files, marker, derive = () => []) {
   mkdirSync(buildDir, { recursive: true });
   const hash = createHash('sha256');
   for (const file of [...files].sort((a, b) => a.name.localeCompare(b.name))) hash.update(file.name).update('\0').update(file.contents);
@@ -22,7 +24,7 @@ export function writeContentAddressed(buildDir, prefix, files, marker) {
   } else {
     const staging = join(buildDir, `${prefix}-staging-${process.pid}`);
     rmSync(staging, { recursive: true, force: true });
-    for (const file of files) {
+    for (const file of [...files, ...derive(files)]) {
       mkdirSync(dirname(join(staging, file.name)), { recursive: true });
       writeFileSync(join(staging, file.name), file.contents);
     }

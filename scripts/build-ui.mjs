@@ -52,15 +52,16 @@ export async function buildUi({ buildDir = join(root, '.build') } = {}) {
     '',
   ].join('\n');
   files.push({ name: 'index.html', contents: Buffer.from(html) });
-  // Compressed once here rather than on every request: the daemon sends the variant a browser accepts
-  // (@fastify/static preCompressed), about a third of the bytes. Both are deterministic (gzip's
-  // header carries no time), so the folder's content hash still names the content.
-  for (const file of [...files]) {
-    files.push({ name: `${file.name}.gz`, contents: gzipSync(file.contents, { level: 9 }) });
-    files.push({ name: `${file.name}.br`, contents: brotliCompressSync(file.contents, { params: { [zlib.BROTLI_PARAM_QUALITY]: 11 } }) });
-  }
 
-  const dir = writeContentAddressed(buildDir, 'ui', files, 'index.html');
+  // Compressed once, when the build is new, rather than on every request: the daemon sends the
+  // variant a browser accepts (@fastify/static preCompressed), about a third of the bytes. An
+  // unchanged build skips it (brotli at quality 11 is most of a start's build time).
+  const compressed = (sources) =>
+    sources.flatMap((file) => [
+      { name: `${file.name}.gz`, contents: gzipSync(file.contents, { level: 9 }) },
+      { name: `${file.name}.br`, contents: brotliCompressSync(file.contents, { params: { [zlib.BROTLI_PARAM_QUALITY]: 11 } }) },
+    ]);
+  const dir = writeContentAddressed(buildDir, 'ui', files, 'index.html', compressed);
   pointTo(buildDir, 'ui-latest', dir);
   return dir;
 }
