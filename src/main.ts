@@ -16,7 +16,7 @@ import { createEngine, DEFAULT_SETTINGS } from './engine/engine.ts';
 import { createOutput } from './logging.ts';
 import { createReloader } from './reload.ts';
 import { createShutdown } from './shutdown.ts';
-import { DatabaseDamagedError, openStore, StoreVersionError, type Store } from './store/index.ts';
+import { connectStore, DatabaseDamagedError, isPostgresUrl, StoreVersionError, type Store } from './store/index.ts';
 import { acquireDatabaseLock, DatabaseLockedError, describeHolder, isMemoryDatabase, LockFileError, type DatabaseLock } from './store/lock.ts';
 import { LOG_LEVELS, type LogLevel } from './config/schema.ts';
 import { VERSION } from './version.ts';
@@ -62,13 +62,14 @@ async function main(): Promise<void> {
   let lock: DatabaseLock | undefined;
   let store: Store | undefined;
   const refuse: (message: string) => never = (message) => {
-    store?.close();
+    void store?.close();
     lock?.release();
     process.stderr.write(`snapvisor: ${message}\n`);
     process.exit(2);
   };
 
-  if (!isMemoryDatabase(config.database)) {
+  // PostgreSQL is shared by design (several replicas): no directory and no file lock.
+  if (!isMemoryDatabase(config.database) && !isPostgresUrl(config.database)) {
     const dir = path.dirname(path.resolve(config.database));
     if (!existsSync(dir)) {
       // Only the default data directory (./data, what the demo and a config without `database:` use) is made here:
@@ -93,7 +94,7 @@ async function main(): Promise<void> {
   }
 
   try {
-    store = openStore(config.database, { log });
+    store = await connectStore(config.database, { log });
   } catch (err) {
     if (err instanceof DatabaseDamagedError || err instanceof StoreVersionError) refuse(err.message.replace(/^\[snapvisor\] \[store\] /, ''));
     throw err;
@@ -180,8 +181,8 @@ async function main(): Promise<void> {
       dropConnections: () => app.server.closeAllConnections(),
       stopEngine: (graceMs) => engine.stop({ graceMs }),
       closeProviders: () => registry.close(),
-      closeStore: () => {
-        openedStore.close();
+      closeStore: async () => {
+        await openedStore.close();
         lock?.release();
       },
     },

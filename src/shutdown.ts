@@ -26,7 +26,7 @@ export interface ShutdownSteps {
   stopEngine(graceMs: number): Promise<void>;
   closeProviders(): Promise<void>;
   /** Synchronous and idempotent. */
-  closeStore(): void;
+  closeStore(): void | Promise<void>;
 }
 
 export interface Shutdown {
@@ -49,7 +49,8 @@ export function createShutdown(options: { graceMs: number; log: Logger; steps: S
     exited = true;
     clearTimeout(hardStop);
     try {
-      steps.closeStore();
+      // PostgreSQL's pool closes asynchronously; the process exits right after, which ends its sockets anyway.
+      void Promise.resolve(steps.closeStore()).catch((err: unknown) => log.error({ err: String(err) }, 'closing the store failed'));
     } catch (err) {
       log.error({ err: String(err) }, 'closing the store failed');
     }

@@ -9,6 +9,7 @@ import { Value } from 'typebox/value';
 import { parseDocument } from 'yaml';
 import type { TargetSpec } from '../../providers/index.ts';
 import type { WebhookSpec } from '../engine/webhooks.ts';
+import { isPostgresUrl } from '../store/location.ts';
 import { Config, DEFAULT_DATABASE, type ConfigFile, type Scope } from './schema.ts';
 
 export interface ConfigProblem {
@@ -125,7 +126,7 @@ export function resolveConfig(raw: unknown, source: string, ctx: LoadEnv, demo =
     source,
     demo,
     listen: { host: env.SNAPVISOR_HOST ?? file.listen.host, port, requestTimeoutSec: file.listen.requestTimeoutSec, ...(tls ? { tls } : {}) },
-    database: env.SNAPVISOR_DB ?? path.resolve(ctx.baseDir, file.database),
+    database: env.SNAPVISOR_DB ?? (isPostgresUrl(file.database) ? file.database : path.resolve(ctx.baseDir, file.database)),
     databaseFrom: env.SNAPVISOR_DB !== undefined ? 'env' : demo || (raw as { database?: unknown } | null)?.database === undefined ? 'default' : 'config',
     logLevel: file.logLevel,
     bodyLimitBytes: file.bodyLimitBytes,

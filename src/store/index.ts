@@ -1,7 +1,7 @@
 /**
- * The store: repositories over one SQLite database. Every repository method returns a Promise
- * and no SQL leaves this folder, so a Postgres store can later implement the same `Store`
- * without touching the engine (claims would become `FOR UPDATE SKIP LOCKED`).
+ * The store: repositories over one SQLite database (the embedded default) or one PostgreSQL
+ * database shared by several replicas (src/store/pg/). Every repository method returns a Promise
+ * and no SQL leaves this folder: the engine and the API never know which one they have.
  */
 import type { Logger } from '../../providers/contract.ts';
 import { createAuditRepo, type AuditRepo } from './audit.ts';
@@ -9,6 +9,8 @@ import { backupConnection, type BackupReport } from './backup.ts';
 import { createBudgetRepo, type CreateBudgetRepo } from './budgets.ts';
 import { createDriftRepo, type DriftRepo } from './drift.ts';
 import { openDb } from './db.ts';
+import { isPostgresUrl } from './location.ts';
+import { openPgStore } from './pg/index.ts';
 import { createGroupRepo, type GroupRepo } from './groups.ts';
 import { createIdempotencyRepo, type IdempotencyRepo } from './idempotency.ts';
 import { createJobRepo, type JobRepo } from './jobs.ts';
@@ -23,6 +25,8 @@ export type { AuditRepo, NewAuditEntry } from './audit.ts';
 export type { BackupReport } from './backup.ts';
 export type { CreateBudgetEvent, CreateBudgetRepo } from './budgets.ts';
 export { DatabaseDamagedError, StoreVersionError } from './db.ts';
+export { isPostgresUrl, redactUrl } from './location.ts';
+export { BackupUnsupportedError } from './pg/index.ts';
 export type { IdempotencyRecord, IdempotencyRepo } from './idempotency.ts';
 export type { GroupCreateOutcome, GroupRefresh, GroupRepo, NewGroup, NewGroupMember } from './groups.ts';
 export type { ClaimOptions, FairJobCandidate, FinishUpdate, JobCandidate, JobListQuery, JobRepo, NewJob, RequeueUpdate, SubmitOptions, SubmitOutcome } from './jobs.ts';
@@ -36,6 +40,8 @@ export type { DriftRepo, DriftState } from './drift.ts';
 export type { NewOutboxRow, OutboxRow, WebhookOutboxRepo } from './webhooks.ts';
 
 export interface Store {
+  /** Which database: 'postgres' may be shared by several daemon replicas. */
+  readonly dialect: 'sqlite' | 'postgres';
   targets: TargetRepo;
   vms: VmRepo;
   snapshots: SnapshotRepo;
@@ -51,7 +57,7 @@ export interface Store {
   drift: DriftRepo;
   /** Webhook deliveries (an outbox). */
   webhooks: WebhookOutboxRepo;
-  close(): void;
+  close(): Promise<void>;
   /** The database answers a trivial query. */
   healthy(): Promise<boolean>;
   /**
@@ -61,7 +67,7 @@ export interface Store {
   writeProbe(): Promise<StoreWriteFailure | 'failed' | null>;
   /** Called once per statement or commit that failed because of the storage. */
   onWriteFailure(listener: (reason: StoreWriteFailure) => void): void;
-  /** The database file (':memory:' for an in-memory store). */
+  /** The database file (':memory:' for an in-memory store), or PostgreSQL's URL without its password. */
   readonly location: string;
   /** An online, consistent copy of the database into the new file `destination`, checked before it is reported. */
   backup(destination: string): Promise<BackupReport>;
@@ -71,6 +77,7 @@ export function openStore(path: string, opts: { log?: Logger } = {}): Store {
   const db = openDb(path, opts.log);
   let closed = false;
   return {
+    dialect: 'sqlite',
     targets: createTargetRepo(db),
     vms: createVmRepo(db),
     snapshots: createSnapshotRepo(db),
@@ -82,7 +89,7 @@ export function openStore(path: string, opts: { log?: Logger } = {}): Store {
     policies: createPolicyRepo(db),
     drift: createDriftRepo(db),
     webhooks: createWebhookOutboxRepo(db),
-    close() {
+    async close() {
       if (closed) return;
       closed = true;
       db.raw.close();
@@ -108,4 +115,10 @@ export function openStore(path: string, opts: { log?: Logger } = {}): Store {
     location: path,
     backup: (destination) => backupConnection(db.raw, destination),
   };
+}
+
+/** Opens the store `location` names: a postgres:// URL, else a SQLite file (or ':memory:'). */
+export async function connectStore(location: string, opts: { log?: Logger; poolSize?: number } = {}): Promise<Store> {
+  if (isPostgresUrl(location)) return openPgStore(location, opts);
+  return openStore(location, opts);
 }

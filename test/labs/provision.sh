@@ -9,6 +9,8 @@
 # non-root lab user can run it; ~/.dotnet/tools under /root is not reachable). Needs the .NET SDK.
 # Web console: Debian's chromium for playwright-core.
 # Azure lab: the ARM fake is plain Node; its HTTPS certificate is made at test start by openssl.
+# PostgreSQL lab: Debian's postgresql server; test/labs/postgres/lab.ts runs its own clusters on
+# loopback (as the package's `postgres` user), never the packaged service.
 set -euo pipefail
 need=()
 command -v node >/dev/null || need+=(nodejs npm)
@@ -23,11 +25,12 @@ vcsim_packages=(golang-go golang-github-vmware-govmomi-dev)
 # (Playwright's own browser download cannot reach its host here). fonts-dejavu-core gives the
 # screenshots real glyphs (and the hostile names in the tests their emoji).
 browser_packages=(chromium fonts-dejavu-core fonts-noto-color-emoji)
+postgres_packages=(postgresql)
 if ! command -v dpkg-query >/dev/null; then
   echo "provision: the KVM and VMware labs need a Debian/Ubuntu host (dpkg + apt) to install: ${kvm_packages[*]} ${vcsim_packages[*]}" >&2
   exit 1
 fi
-for pkg in "${kvm_packages[@]}" "${vcsim_packages[@]}" "${browser_packages[@]}"; do
+for pkg in "${kvm_packages[@]}" "${vcsim_packages[@]}" "${browser_packages[@]}" "${postgres_packages[@]}"; do
   # dpkg-query answers for installed packages in a few ms; "install ok installed" is the only good status.
   status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
   [ "$status" = "install ok installed" ] || need+=("$pkg")
@@ -49,6 +52,8 @@ fi
 for cmd in virsh libvirtd virtlogd qemu-system-x86_64 qemu-img /usr/sbin/sshd ssh-keygen go openssl /usr/bin/chromium; do
   command -v "$cmd" >/dev/null || { echo "provision: $cmd is missing after install" >&2; exit 1; }
 done
+compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || { echo "provision: the PostgreSQL server (/usr/lib/postgresql/*/bin/postgres) is missing after install" >&2; exit 1; }
+id postgres >/dev/null 2>&1 || { echo "provision: the postgres user (made by the postgresql package) is missing" >&2; exit 1; }
 # PowerShell for the Hyper-V lab (test/labs/hyperv). Without --version dotnet picks 7.7.0, which
 # does not install here; 7.6.10 is the version the lab and its README were checked with.
 PWSH_VERSION=7.6.10

@@ -1,11 +1,12 @@
 /**
- * Numbered migrations, applied in order at open. PRAGMA user_version holds the number of the
- * last one applied. Add a file NNN_what.ts exporting `sql` and append it here; never edit one
- * that has shipped.
+ * Numbered migrations, applied in order at open, one list for both databases: SQLite's PRAGMA
+ * user_version, or PostgreSQL's snapvisor_schema table, holds the number of the last one applied.
+ * Add a file NNN_what.ts exporting `sql` (and `postgres` where PostgreSQL's SQL differs) and
+ * append it here; never edit one that has shipped.
  */
-import { sql as init } from './001_init.ts';
+import { postgres as initPg, sql as init } from './001_init.ts';
 import { sql as snapshotRev } from './002_snapshot_rev.ts';
-import { sql as vmNamePrefix } from './003_vm_name_prefix.ts';
+import { postgres as vmNamePrefixPg, sql as vmNamePrefix } from './003_vm_name_prefix.ts';
 import { sql as jobQueueIndexes } from './004_job_queue_indexes.ts';
 import { sql as snapshotReadiness } from './005_snapshot_readiness.ts';
 import { sql as createBudgets } from './006_create_budgets.ts';
@@ -15,17 +16,21 @@ import { sql as jobCheckpoint } from './009_job_checkpoint.ts';
 import { sql as policies } from './010_policies.ts';
 import { sql as snapshotGroups } from './011_snapshot_groups.ts';
 import { sql as webhooksDrift } from './012_webhooks_drift.ts';
+import { sql as jobLeases } from './013_job_leases.ts';
 
 export interface Migration {
   version: number;
   name: string;
+  /** SQLite's SQL. */
   sql: string;
+  /** PostgreSQL's, where it differs; otherwise `sql` read by postgresSql(). */
+  postgres?: string;
 }
 
 export const MIGRATIONS: readonly Migration[] = [
-  { version: 1, name: 'init', sql: init },
+  { version: 1, name: 'init', sql: init, postgres: initPg },
   { version: 2, name: 'snapshot_rev', sql: snapshotRev },
-  { version: 3, name: 'vm_name_prefix', sql: vmNamePrefix },
+  { version: 3, name: 'vm_name_prefix', sql: vmNamePrefix, postgres: vmNamePrefixPg },
   { version: 4, name: 'job_queue_indexes', sql: jobQueueIndexes },
   { version: 5, name: 'snapshot_readiness', sql: snapshotReadiness },
   { version: 6, name: 'create_budgets', sql: createBudgets },
@@ -35,6 +40,7 @@ export const MIGRATIONS: readonly Migration[] = [
   { version: 10, name: 'policies', sql: policies },
   { version: 11, name: 'snapshot_groups', sql: snapshotGroups },
   { version: 12, name: 'webhooks_drift', sql: webhooksDrift },
+  { version: 13, name: 'job_leases', sql: jobLeases },
 ];
 
 /** The schema version a list of migrations brings a database to (0 for none). */
@@ -44,3 +50,11 @@ export function latestVersion(migrations: readonly Migration[]): number {
 
 /** The schema version this build migrates a database to. */
 export const SCHEMA_VERSION = latestVersion(MIGRATIONS);
+
+/**
+ * A migration's PostgreSQL SQL: its own `postgres`, else its SQLite SQL, without `STRICT` (SQLite's
+ * opt-in column type checking, which PostgreSQL always does) — the only difference most files have.
+ */
+export function postgresSql(m: Migration): string {
+  return (m.postgres ?? m.sql).replace(/\)\s*STRICT\s*;/g, ');');
+}
