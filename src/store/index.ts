@@ -8,6 +8,7 @@ import { createAuditRepo, type AuditRepo } from './audit.ts';
 import { backupConnection, type BackupReport } from './backup.ts';
 import { createBudgetRepo, type CreateBudgetRepo } from './budgets.ts';
 import { createDriftRepo, type DriftRepo } from './drift.ts';
+import { localCluster, type Cluster } from './cluster.ts';
 import { openDb } from './db.ts';
 import { isPostgresUrl } from './location.ts';
 import { openPgStore } from './pg/index.ts';
@@ -22,6 +23,7 @@ import { createWebhookOutboxRepo, type WebhookOutboxRepo } from './webhooks.ts';
 import { storeWriteFailure, type StoreWriteFailure } from './write-failure.ts';
 
 export type { AuditRepo, NewAuditEntry } from './audit.ts';
+export type { Cluster } from './cluster.ts';
 export type { BackupReport } from './backup.ts';
 export type { CreateBudgetEvent, CreateBudgetRepo } from './budgets.ts';
 export { DatabaseDamagedError, StoreVersionError } from './db.ts';
@@ -29,7 +31,7 @@ export { isPostgresUrl, redactUrl } from './location.ts';
 export { BackupUnsupportedError } from './pg/index.ts';
 export type { IdempotencyRecord, IdempotencyRepo } from './idempotency.ts';
 export type { GroupCreateOutcome, GroupRefresh, GroupRepo, NewGroup, NewGroupMember } from './groups.ts';
-export type { ClaimOptions, FairJobCandidate, FinishUpdate, JobCandidate, JobListQuery, JobRepo, NewJob, RequeueUpdate, SubmitOptions, SubmitOutcome } from './jobs.ts';
+export type { ClaimOptions, FairJobCandidate, FinishUpdate, JobCandidate, JobLease, JobListQuery, JobRepo, NewJob, RequeueUpdate, SubmitOptions, SubmitOutcome } from './jobs.ts';
 export type { SnapshotRepo } from './snapshots.ts';
 export type { NewPolicyRun, PolicyRepo, PolicyWrite } from './policies.ts';
 export type { TargetHealthUpdate, TargetRepo } from './targets.ts';
@@ -42,6 +44,8 @@ export type { NewOutboxRow, OutboxRow, WebhookOutboxRepo } from './webhooks.ts';
 export interface Store {
   /** Which database: 'postgres' may be shared by several daemon replicas. */
   readonly dialect: 'sqlite' | 'postgres';
+  /** The replicas sharing this store, and this one's id (store/cluster.ts). */
+  readonly cluster: Cluster;
   targets: TargetRepo;
   vms: VmRepo;
   snapshots: SnapshotRepo;
@@ -78,6 +82,7 @@ export function openStore(path: string, opts: { log?: Logger } = {}): Store {
   let closed = false;
   return {
     dialect: 'sqlite',
+    cluster: localCluster(),
     targets: createTargetRepo(db),
     vms: createVmRepo(db),
     snapshots: createSnapshotRepo(db),

@@ -1,6 +1,6 @@
 import type { JobCheckpoint } from '../../providers/contract.ts';
 import { fairTag } from '../domain/fair-claim.ts';
-import type { Job, JobError, JobKind, JobParams, JobResult, JobState, SnapshotMode } from '../domain/types.ts';
+import type { Iso, Job, JobError, JobKind, JobParams, JobResult, JobState, SnapshotMode } from '../domain/types.ts';
 import { JOB_STATES } from '../domain/types.ts';
 import type { Db } from './db.ts';
 import { findKey, insertKey } from './idempotency.ts';
@@ -77,6 +77,15 @@ export interface ClaimOptions {
    * (the "waiting for the create budget" it may show).
    */
   budgetKeys?: readonly string[];
+  /** The claiming replica's lease on the job (lease_owner, lease_until), renewed by renewLeases while it runs. */
+  lease?: JobLease;
+}
+
+/** Who runs a job and until when, unless renewed (several replicas on one PostgreSQL database). */
+export interface JobLease {
+  /** The replica (Store.cluster.replicaId). */
+  owner: string;
+  until: Iso;
 }
 
 export interface JobRepo {
@@ -138,10 +147,18 @@ export interface JobRepo {
   requestCancel(id: string): Promise<Job | null>;
   listByState(state: JobState): Promise<Job[]>;
   /**
-   * Takes over the claim of a job left `running` by a process that is gone (crash recovery).
-   * Single daemon today; with shared Postgres this must also require an expired claimed_at.
+   * Running jobs that recovery may take over at `now`: their claim was dropped (leaveForRecovery),
+   * or their lease ended before `now` (its replica is gone), or they have no lease. SQLite has one
+   * daemon per file (store/lock.ts), so there every running job is recoverable: call it at start only.
    */
-  takeOver(id: string, ticket: string, now: string): Promise<Job | null>;
+  recoverable(now: string): Promise<Job[]>;
+  /**
+   * Takes over the claim of a running job recovery found (see recoverable): wins only while the job
+   * is still recoverable at `now` (on SQLite: still running), then holds `lease` if given.
+   */
+  takeOver(id: string, ticket: string, now: string, lease?: JobLease): Promise<Job | null>;
+  /** Renews the lease of every running job `owner` holds (its claim not dropped): lease_until = until. Returns how many. */
+  renewLeases(owner: string, until: string): Promise<number>;
   /** Clears claim tickets left on queued rows (a claim that never became running). */
   clearStaleClaims(): Promise<number>;
   countByState(): Promise<Record<JobState, number>>;
@@ -344,11 +361,11 @@ export function createJobRepo(db: Db): JobRepo {
       const claim = (clearMessage: boolean) =>
         update(
           `UPDATE jobs SET state = 'running', claim_ticket = ?, claimed_at = ?, started_at = coalesce(started_at, ?),
-               attempts = attempts + 1, next_attempt_at = NULL${clearMessage ? ', progress_message = NULL' : ''}
+               attempts = attempts + 1, next_attempt_at = NULL, lease_owner = ?, lease_until = ?${clearMessage ? ', progress_message = NULL' : ''}
              WHERE id = ? AND claim_ticket IS NULL AND state = 'queued'
                AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.vm_id = jobs.vm_id AND r.state = 'running')
                AND (SELECT count(*) FROM jobs r WHERE r.target_id = jobs.target_id AND r.state = 'running') < ?`,
-          ticket, now, now, id, maxRunningPerTarget,
+          ticket, now, now, options.lease?.owner ?? null, options.lease?.until ?? null, id, maxRunningPerTarget,
         );
       // Unbudgeted claims (nearly all) stay one statement, without a transaction around it.
       if (keys.length === 0) return claim(false);
@@ -382,7 +399,7 @@ export function createJobRepo(db: Db): JobRepo {
     },
     async finish(id, ticket, u) {
       return update(
-        `UPDATE jobs SET state = ?, result = ?, error = ?, finished_at = ?, claim_ticket = NULL, next_attempt_at = NULL,
+        `UPDATE jobs SET state = ?, result = ?, error = ?, finished_at = ?, claim_ticket = NULL, next_attempt_at = NULL, lease_owner = NULL, lease_until = NULL,
            progress = CASE WHEN ? = 'succeeded' THEN 100 ELSE progress END,
            progress_message = coalesce(?, progress_message),
            snapshot_id = coalesce(snapshot_id, ?)
@@ -392,14 +409,14 @@ export function createJobRepo(db: Db): JobRepo {
     },
     async requeue(id, ticket, u) {
       return update(
-        `UPDATE jobs SET state = 'queued', claim_ticket = NULL, claimed_at = NULL, next_attempt_at = ?, error = ?
+        `UPDATE jobs SET state = 'queued', claim_ticket = NULL, claimed_at = NULL, lease_owner = NULL, lease_until = NULL, next_attempt_at = ?, error = ?
          WHERE id = ? AND claim_ticket = ?`,
         u.nextAttemptAt, enc(u.error), id, ticket,
       );
     },
     async leaveForRecovery(id, ticket, error) {
       return update(
-        `UPDATE jobs SET claim_ticket = NULL, claimed_at = NULL, error = ?
+        `UPDATE jobs SET claim_ticket = NULL, claimed_at = NULL, lease_owner = NULL, lease_until = NULL, error = ?
          WHERE id = ? AND claim_ticket = ? AND state = 'running'`,
         enc(error), id, ticket,
       );
@@ -420,11 +437,17 @@ export function createJobRepo(db: Db): JobRepo {
     async listByState(state) {
       return (db.stmt('SELECT * FROM jobs WHERE state = ? ORDER BY created_at, id').all(state) as Row[]).map(toJob);
     },
-    async takeOver(id, ticket, now) {
+    async recoverable() {
+      return (db.stmt(`SELECT * FROM jobs WHERE state = 'running' ORDER BY created_at, id`).all() as Row[]).map(toJob);
+    },
+    async takeOver(id, ticket, now, lease) {
       return update(
-        `UPDATE jobs SET claim_ticket = ?, claimed_at = ? WHERE id = ? AND state = 'running'`,
-        ticket, now, id,
+        `UPDATE jobs SET claim_ticket = ?, claimed_at = ?, lease_owner = ?, lease_until = ? WHERE id = ? AND state = 'running'`,
+        ticket, now, lease?.owner ?? null, lease?.until ?? null, id,
       );
+    },
+    async renewLeases(owner, until) {
+      return db.stmt(`UPDATE jobs SET lease_until = ? WHERE state = 'running' AND lease_owner = ? AND claim_ticket IS NOT NULL`).run(until, owner).changes;
     },
     async clearStaleClaims() {
       return db.stmt(`UPDATE jobs SET claim_ticket = NULL, claimed_at = NULL WHERE state = 'queued' AND claim_ticket IS NOT NULL`).run()

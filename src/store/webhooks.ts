@@ -31,6 +31,14 @@ export interface WebhookOutboxRepo {
   enqueue(rows: readonly NewOutboxRow[]): Promise<number>;
   /** Rows neither delivered nor given up whose next attempt is due at `now`, oldest first. */
   due(now: Iso, limit: number): Promise<OutboxRow[]>;
+  /**
+   * Takes up to `limit` due rows for one delivery attempt: each one's next attempt moves to
+   * `leaseUntil` in the same statement, so no other replica sends it meanwhile (PostgreSQL: the
+   * rows are picked with FOR UPDATE SKIP LOCKED). The returned rows keep their old nextAttemptAt.
+   * A replica that dies mid-delivery leaves the row due again at `leaseUntil` (sent at least once;
+   * receivers dedupe by the row id, Snapvisor-Delivery).
+   */
+  claimDue(now: Iso, limit: number, leaseUntil: Iso): Promise<OutboxRow[]>;
   /** The earliest next attempt of a pending row (null: nothing pending). */
   nextDueAt(): Promise<Iso | null>;
   delivered(id: string, attempts: number, at: Iso): Promise<void>;
@@ -72,6 +80,14 @@ export function createWebhookOutboxRepo(db: Db): WebhookOutboxRepo {
     },
     async due(now, limit) {
       return (db.stmt(`SELECT * FROM webhook_outbox WHERE ${PENDING} AND next_attempt_at <= ? ORDER BY next_attempt_at, created_at, rowid LIMIT ?`).all(now, limit) as Row[]).map(toRow);
+    },
+    async claimDue(now, limit, leaseUntil) {
+      return db.tx(() => {
+        const rows = (db.stmt(`SELECT * FROM webhook_outbox WHERE ${PENDING} AND next_attempt_at <= ? ORDER BY next_attempt_at, created_at, rowid LIMIT ?`).all(now, limit) as Row[]).map(toRow);
+        const lease = db.stmt('UPDATE webhook_outbox SET next_attempt_at = ? WHERE id = ?');
+        for (const r of rows) lease.run(leaseUntil, r.id);
+        return rows;
+      });
     },
     async nextDueAt() {
       const r = db.stmt(`SELECT min(next_attempt_at) AS at FROM webhook_outbox WHERE ${PENDING}`).get() as Row;

@@ -2,6 +2,7 @@
  * The PostgreSQL store: the same repositories as SQLite's (src/store/index.ts), for several
  * daemon replicas sharing one database. Opened with `database: postgres://…` (or SNAPVISOR_DB).
  */
+import { randomUUID } from 'node:crypto';
 import type { Logger } from '../../../providers/contract.ts';
 import type { Store } from '../index.ts';
 import { redactUrl } from '../location.ts';
@@ -22,6 +23,7 @@ export async function openPgStore(url: string, opts: { log?: Logger; poolSize?: 
   let closed = false;
   return {
     dialect: 'postgres',
+    cluster: { shared: true, replicaId: randomUUID() },
     targets: notPorted('targets'),
     vms: notPorted('vms'),
     snapshots: notPorted('snapshots'),
