@@ -7,7 +7,7 @@
  * lock file the simulator uses (O_EXCL create, stale lock recovered when its pid is dead).
  */
 import { randomUUID } from 'node:crypto';
-import { chmodSync, closeSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { packageFile } from '../../../providers/shared/package-file.ts';
 import { processAlive } from '../lab-lock.ts';
@@ -96,6 +96,46 @@ export interface SimState {
   faults?: Record<string, Partial<Record<SimOp, SimFault>>>;
   /** Every process a fault stopped, in order (see SimHung). */
   hung?: SimHung[];
+  /** Where each call appends its SimCall line (absent: no log). */
+  callLog?: string;
+}
+
+/** One line of the call log (VboxLabOptions.callLog): a call that ran to its exit. */
+export interface SimCall {
+  pid: number;
+  /** `take`, `delete`, `restore`, `list` (a snapshot list), `showvminfo`, `startvm`, `controlvm poweroff`, `list vms`… */
+  op: string;
+  /** The VM's name (null for `list vms` and `--version`). */
+  vm: string | null;
+  /** `snapvisor:<jobId>` when the arguments carry one (a take's description). */
+  marker: string | null;
+  /** The process's start and exit, epoch ms. */
+  start: number;
+  end: number;
+  exit: number;
+}
+
+/** Operations that change a VM's snapshots or power: two of them on one VM must never overlap. */
+export const MUTATING_OPS: ReadonlySet<string> = new Set(['take', 'delete', 'restore', 'restorecurrent', 'edit', 'startvm', 'controlvm poweroff', 'controlvm savestate', 'controlvm acpipowerbutton']);
+
+/** Pairs of calls on the same VM whose [start, end] intervals intersect, among the calls `which` selects. */
+export function overlappingCalls(calls: readonly SimCall[], which: (c: SimCall) => boolean = (c) => MUTATING_OPS.has(c.op)): Array<[SimCall, SimCall]> {
+  const byVm = new Map<string, SimCall[]>();
+  for (const c of calls) {
+    if (c.vm === null || !which(c)) continue;
+    byVm.set(c.vm, [...(byVm.get(c.vm) ?? []), c]);
+  }
+  const found: Array<[SimCall, SimCall]> = [];
+  for (const list of byVm.values()) {
+    list.sort((a, b) => a.start - b.start);
+    // Sorted by start: a call overlaps an earlier one exactly when it starts before the latest end so far.
+    let latest: SimCall | undefined;
+    for (const c of list) {
+      if (latest && c.start < latest.end) found.push([latest, c]);
+      if (!latest || c.end > latest.end) latest = c;
+    }
+  }
+  return found;
 }
 
 export interface LabVmSpec {
@@ -111,6 +151,8 @@ export interface VboxLabOptions {
   stepMs?: number;
   /** What `VBoxManage --version` prints (default 7.0.20r163906). */
   version?: string;
+  /** Every call appends a SimCall line to `vbox-calls.jsonl` in the lab (read with `calls()`). */
+  callLog?: boolean;
 }
 
 export interface VboxLab {
@@ -122,6 +164,8 @@ export interface VboxLab {
   /** Removes every fault still armed. */
   clearFaults(): void;
   readState(): SimState;
+  /** The call log's lines so far (empty without VboxLabOptions.callLog). */
+  calls(): SimCall[];
   setVmState(vmName: string, state: SimVmState): void;
   setGuest(vmName: string, guest: Partial<SimGuest>): void;
   /** A snapshot made outside Snapvisor, as a child of the VM's current snapshot; it becomes current. Returns its UUID. */
@@ -185,7 +229,8 @@ export function createVboxLab(options: VboxLabOptions): VboxLab {
       current: null,
     };
   });
-  const state: SimState = { version: options.version ?? '7.0.20r163906', stepMs: options.stepMs ?? 20, vms, faults: {} };
+  const callLog = join(dir, 'vbox-calls.jsonl');
+  const state: SimState = { version: options.version ?? '7.0.20r163906', stepMs: options.stepMs ?? 20, vms, faults: {}, ...(options.callLog ? { callLog } : {}) };
   writeFileSync(statePath, JSON.stringify(state, null, 2));
   writeVboxWrapper(dir);
 
@@ -214,6 +259,10 @@ export function createVboxLab(options: VboxLabOptions): VboxLab {
       });
     },
     readState: () => JSON.parse(readFileSync(statePath, 'utf8')) as SimState,
+    calls() {
+      if (!options.callLog || !existsSync(callLog)) return [];
+      return readFileSync(callLog, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as SimCall);
+    },
     setVmState(vmName, vmState) {
       update((s) => {
         const vm = vmNamed(s, vmName);

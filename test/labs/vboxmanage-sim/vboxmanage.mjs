@@ -105,11 +105,21 @@ let currentVersion = DEFAULT_VERSION;
  *   | { type: 'error-exit-0', message?: string } | { type: 'locked' }} FaultKind
  * @typedef {FaultKind & { times?: number, skip?: number }} Fault
  * @typedef {{ op: string, vm: string, pid: number, type: 'hang' | 'stall' | 'hang-after' }} Hung
- * @typedef {{ version?: string, stepMs?: number, vms: Vm[], faults?: Record<string, Record<string, Fault>>, calls?: number, hung?: Hung[] }} State
+ * @typedef {{ version?: string, stepMs?: number, vms: Vm[], faults?: Record<string, Record<string, Fault>>, calls?: number, hung?: Hung[], callLog?: string }} State
  */
 
 /** @type {string} */
 let statePath = '';
+
+/**
+ * The call log (state.callLog, opt-in): one JSON line per call that ran to its exit, appended at the
+ * exit with the process's start and end times, so a test can check from the simulator's own record
+ * that calls on one VM never overlapped. Known once the state was read; a call that never read it
+ * (a usage error) is not logged.
+ */
+let callLog = '';
+/** The VM the call resolved to (its name), for the log. */
+let callVm = '';
 
 function lockPath() {
   return `${statePath}.lock`;
@@ -191,6 +201,7 @@ function withState(fn) {
     /** @type {State} */
     const state = JSON.parse(before);
     currentVersion = state.version ?? DEFAULT_VERSION;
+    callLog = state.callLog ?? '';
     settle(state, Date.now());
     try {
       return fn(state);
@@ -360,7 +371,10 @@ function snapshotNotFound(vm, arg, line) {
 function findVm(state, arg, where) {
   const m = UUID_RE.exec(arg);
   const vm = m && m[1] ? state.vms.find((v) => v.uuid === m[1]?.toLowerCase()) : state.vms.find((v) => v.name === arg);
-  if (vm) return vm;
+  if (vm) {
+    callVm = vm.name;
+    return vm;
+  }
   return fail({
     message: m && m[1] ? `Could not find a registered machine with UUID {${m[1].toLowerCase()}}` : `Could not find a registered machine named '${arg}'`,
     code: 'VBOX_E_OBJECT_NOT_FOUND', component: 'VirtualBoxWrap', iface: 'IVirtualBox', ...where,
@@ -1054,4 +1068,25 @@ async function main() {
   }
 }
 
-process.exitCode = await main();
+/**
+ * Appends this call's line to the call log. One write with O_APPEND: lines from concurrent
+ * processes never interleave (each is far below PIPE_BUF and the file is local).
+ * @param {string[]} argv @param {number} code
+ */
+function logCall(argv, code) {
+  if (!callLog) return;
+  const [cmd, vmOrSub, sub] = argv;
+  const op = cmd === 'snapshot' ? sub ?? '' : cmd === 'controlvm' ? `controlvm ${sub ?? ''}` : cmd === 'list' ? `list ${vmOrSub ?? ''}` : cmd ?? '';
+  // The job marker a take writes into the description (snapvisor:<jobId>), to tie a call to its job.
+  const marker = /snapvisor:[^\s"]+/.exec(argv.join(' '))?.[0] ?? null;
+  const line = { pid: process.pid, op, vm: callVm || null, marker, start: performance.timeOrigin, end: Date.now(), exit: code };
+  try {
+    fs.appendFileSync(callLog, `${JSON.stringify(line)}\n`);
+  } catch {
+    // The log is a test aid: a full disk must not change what the command answered.
+  }
+}
+
+const exitCode = await main();
+logCall(process.argv.slice(4), exitCode);
+process.exitCode = exitCode;
