@@ -128,3 +128,43 @@ t.test('docker-compose.yml: stop_grace_period above the grace, the same health c
   t.ok(seconds(String(service.stop_grace_period)) > stopBudgetSec, `stop_grace_period ${String(service.stop_grace_period)} > ${stopBudgetSec} s`);
   t.match((service.healthcheck as { test: string[] }).test.join(' '), /node -e .*\/healthz/);
 });
+
+t.test("docker-compose.yml: the `postgres` profile — PostgreSQL, two replicas on the same database, one balancer forwarding to both, readiness on /readyz", async (t) => {
+  const services = (parse(readFileSync(new URL('docker-compose.yml', root), 'utf8')) as { services: Record<string, Record<string, unknown>> }).services;
+  const inProfile = (name: string) => ((services[name]!.profiles as string[] | undefined) ?? []).includes('postgres');
+  t.notOk(services.snapvisor!.profiles, 'the default service stays in the default profile');
+  const env = (name: string) => services[name]!.environment as Record<string, string>;
+  const replicas = Object.keys(services).filter((name) => inProfile(name) && String(env(name)?.SNAPVISOR_DB ?? '').startsWith('postgres://'));
+  t.equal(replicas.length, 2, `two replicas on PostgreSQL (${replicas.join(', ')})`);
+  t.equal(new Set(replicas.map((r) => env(r).SNAPVISOR_DB)).size, 1, 'the same SNAPVISOR_DB');
+  const dbHost = /@([^:/]+)[:/]/.exec(env(replicas[0]!).SNAPVISOR_DB!)?.[1];
+  t.ok(dbHost && inProfile(dbHost) && String(services[dbHost]!.image).startsWith('postgres:'), `the database host ${dbHost} is the profile's postgres service`);
+  for (const r of replicas) {
+    t.notOk(services[r]!.ports, `${r} publishes no port of its own`);
+    t.equal(env(r).SNAPVISOR_CONFIG, '/app/config/snapvisor.yaml', `${r} needs the configuration file (never the demo)`);
+    t.ok(seconds(String(services[r]!.stop_grace_period)) > stopBudgetSec, `${r}: stop_grace_period above the grace`);
+    const check = (services[r]!.healthcheck as { test: string[] }).test.join(' ');
+    t.match(check, /node -e .*\/readyz/, `${r}: health is readiness`);
+    t.match(check, /authorization: 'Bearer ' \+ process\.env\.SNAPVISOR_HEALTH_TOKEN/, `${r}: /readyz with a token`);
+    t.ok((services[r]!.depends_on as Record<string, { condition: string }>)[dbHost!]?.condition === 'service_healthy', `${r} waits for PostgreSQL`);
+  }
+  const { profiles: _a, ...first } = services[replicas[0]!]!;
+  const { profiles: _b, ...second } = services[replicas[1]!]!;
+  t.same(first, second, 'the replicas are alike');
+
+  const balancers = Object.keys(services).filter((name) => inProfile(name) && Array.isArray(services[name]!.ports));
+  t.equal(balancers.length, 1, 'one port for the profile');
+  const balancer = services[balancers[0]!]!;
+  t.match((balancer.ports as string[])[0]!, /^127\.0\.0\.1:\d+:7480$/, 'on loopback, like the default service');
+  t.not((balancer.ports as string[])[0]!.split(':')[1], '7480', 'not the default service\'s port (it runs beside the profile)');
+  t.same([...(balancer.depends_on as string[])].sort(), [...replicas].sort(), 'the balancer starts with both replicas');
+  const mount = (balancer.volumes as string[]).find((v) => v.startsWith('./deploy/'))!;
+  const cfg = readFileSync(new URL(mount.split(':')[0]!, root), 'utf8');
+  const servers = [...cfg.matchAll(/^\s*server\s+(\S+)\s+([^:\s]+):(\d+)\s.*\bcheck\b/gm)].map((m) => `${m[2]}:${m[3]}`);
+  t.same(servers.sort(), replicas.map((r) => `${r}:7480`).sort(), 'it forwards to both replicas, health-checked');
+  t.match(cfg, /http-check send meth GET uri \/readyz hdr Authorization "Bearer \$\{SNAPVISOR_HEALTH_TOKEN\}"/, 'its health check is /readyz with the token');
+  t.match(cfg, /http-check expect status 200/);
+  t.equal((balancer.environment as Record<string, string>).SNAPVISOR_HEALTH_TOKEN, env(replicas[0]!).SNAPVISOR_HEALTH_TOKEN, 'the balancer has the replicas\' health token');
+  const timeoutServer = Number(/timeout server (\d+)s/.exec(cfg)?.[1]);
+  t.ok(timeoutServer > 15, 'SSE streams (heartbeat every 15 s) outlive the balancer\'s server timeout');
+});
