@@ -98,6 +98,8 @@ export interface SimState {
   hung?: SimHung[];
   /** Where each call appends its SimCall line (absent: no log). */
   callLog?: string;
+  /** The read cache's folder (VboxLabOptions.readCache). */
+  readCache?: string;
 }
 
 /** One line of the call log (VboxLabOptions.callLog): a call that ran to its exit. */
@@ -153,6 +155,14 @@ export interface VboxLabOptions {
   version?: string;
   /** Every call appends a SimCall line to `vbox-calls.jsonl` in the lab (read with `calls()`). */
   callLog?: boolean;
+  /**
+   * The wrapper answers `snapshot <uuid> list --machinereadable` and `showvminfo <uuid>
+   * --machinereadable` with `cat` of files the simulator renders after each change, instead of
+   * starting Node (a call's main cost): for tests that make thousands of calls. The answers are the
+   * simulator's own (same functions, same bytes); a VM in a transient state, with an operation
+   * pending or a fault armed for those reads is not cached. Reads answered from it are not in the call log.
+   */
+  readCache?: boolean;
 }
 
 export interface VboxLab {
@@ -173,6 +183,24 @@ export interface VboxLab {
   cleanup(): void;
 }
 
+/**
+ * The wrapper's fast path (VboxLabOptions.readCache): only a lower-case UUID names a cache file, and
+ * a file that vanishes between the test and the read (re-rendered) sends the call to the simulator.
+ */
+const READ_CACHE_SH = [
+  'c="$here/read-cache"',
+  'if [ "$#" -eq 4 ] && [ "$1" = snapshot ] && [ "$3" = list ] && [ "$4" = --machinereadable ]; then',
+  '  case "$2" in ""|*[!0-9a-f-]*) ;; *)',
+  '    if cat "$c/$2.list" 2>/dev/null; then exit 0; fi',
+  '    if [ -f "$c/$2.nolist" ]; then echo "This machine does not have any snapshots"; exit 1; fi ;;',
+  '  esac',
+  'fi',
+  'if [ "$#" -eq 3 ] && [ "$1" = showvminfo ] && [ "$3" = --machinereadable ]; then',
+  '  case "$2" in ""|*[!0-9a-f-]*) ;; *) if cat "$c/$2.info" 2>/dev/null; then exit 0; fi ;; esac',
+  'fi',
+  '',
+].join('\n');
+
 /** A fixed time for seeded VMs, so two labs seeded alike print the same showvminfo (UUIDs aside). */
 const SEED_TIME = Date.UTC(2024, 0, 1, 0, 0, 0, 0);
 
@@ -186,7 +214,7 @@ function shellQuote(s: string): string {
  * copied lab directory drives its own state. Node and the simulator are paths of the install that
  * wrote the script: the demo rewrites it at each start, so a copied tree never runs another's.
  */
-export function writeVboxWrapper(dir: string): string {
+export function writeVboxWrapper(dir: string, options: { readCache?: boolean } = {}): string {
   const vboxmanage = join(resolve(dir), 'VBoxManage');
   // A fixed script: only the two install paths are interpolated, shell-quoted.
   writeFileSync(
@@ -194,7 +222,7 @@ export function writeVboxWrapper(dir: string): string {
     // The wrapper's directory from $0 without forking dirname (run thousands of times by the tests).
     // NODE_OPTIONS unset: the simulator needs none of its caller's Node options, and a test runner's
     // (tap's --import of its process tracker) cost about 0.1 s at each of thousands of calls.
-    `#!/bin/sh\ncase "$0" in */*) here="\${0%/*}" ;; *) here=. ;; esac\nunset NODE_OPTIONS\n` +
+    `#!/bin/sh\ncase "$0" in */*) here="\${0%/*}" ;; *) here=. ;; esac\n${options.readCache ? READ_CACHE_SH : ''}unset NODE_OPTIONS\n` +
       `exec ${shellQuote(process.execPath)} ${shellQuote(SIMULATOR_PATH)} --sim-state "$here/vbox-state.json" "$@"\n`,
   );
   chmodSync(vboxmanage, 0o755);
@@ -230,11 +258,20 @@ export function createVboxLab(options: VboxLabOptions): VboxLab {
     };
   });
   const callLog = join(dir, 'vbox-calls.jsonl');
-  const state: SimState = { version: options.version ?? '7.0.20r163906', stepMs: options.stepMs ?? 20, vms, faults: {}, ...(options.callLog ? { callLog } : {}) };
+  const readCache = join(dir, 'read-cache');
+  const state: SimState = {
+    version: options.version ?? '7.0.20r163906',
+    stepMs: options.stepMs ?? 20,
+    vms,
+    faults: {},
+    ...(options.callLog ? { callLog } : {}),
+    ...(options.readCache ? { readCache } : {}),
+  };
   writeFileSync(statePath, JSON.stringify(state, null, 2));
-  writeVboxWrapper(dir);
+  writeVboxWrapper(dir, { readCache: options.readCache === true });
 
-  const update = (fn: (s: SimState) => void) => withLockedState(statePath, fn);
+  // A change made here drops the whole read cache (under the lock): the simulator's next call renders it again.
+  const update = (fn: (s: SimState) => void) => withLockedState(statePath, fn, options.readCache ? () => rmSync(readCache, { recursive: true, force: true }) : undefined);
   const vmNamed = (s: SimState, name: string): SimVm => {
     const vm = s.vms.find((v) => v.name === name);
     if (!vm) throw new Error(`vbox lab: no VM named '${name}'`);
@@ -305,7 +342,7 @@ export function createVboxLab(options: VboxLabOptions): VboxLab {
 const waitCell = new Int32Array(new SharedArrayBuffer(4));
 
 /** Same protocol as the simulator: O_EXCL lock file holding our pid; atomic write by rename. */
-function withLockedState(statePath: string, fn: (s: SimState) => void): void {
+function withLockedState(statePath: string, fn: (s: SimState) => void, afterWrite?: () => void): void {
   const lock = `${statePath}.lock`;
   const deadline = Date.now() + 30_000;
   for (;;) {
@@ -340,6 +377,7 @@ function withLockedState(statePath: string, fn: (s: SimState) => void): void {
     const tmp = `${statePath}.${process.pid}.tmp`;
     writeFileSync(tmp, JSON.stringify(state, null, 2));
     renameSync(tmp, statePath);
+    afterWrite?.();
   } finally {
     try {
       unlinkSync(lock);

@@ -105,7 +105,7 @@ let currentVersion = DEFAULT_VERSION;
  *   | { type: 'error-exit-0', message?: string } | { type: 'locked' }} FaultKind
  * @typedef {FaultKind & { times?: number, skip?: number }} Fault
  * @typedef {{ op: string, vm: string, pid: number, type: 'hang' | 'stall' | 'hang-after' }} Hung
- * @typedef {{ version?: string, stepMs?: number, vms: Vm[], faults?: Record<string, Record<string, Fault>>, calls?: number, hung?: Hung[], callLog?: string }} State
+ * @typedef {{ version?: string, stepMs?: number, vms: Vm[], faults?: Record<string, Record<string, Fault>>, calls?: number, hung?: Hung[], callLog?: string, readCache?: string }} State
  */
 
 /** @type {string} */
@@ -202,14 +202,76 @@ function withState(fn) {
     const state = JSON.parse(before);
     currentVersion = state.version ?? DEFAULT_VERSION;
     callLog = state.callLog ?? '';
+    const seen = state.readCache ? cacheFingerprints(state) : null;
     settle(state, Date.now());
     try {
       return fn(state);
     } finally {
       if (JSON.stringify(state, null, 2) !== before) writeState(state);
+      // Under the lock, like the state: no reader sees the cache older than the state it read.
+      if (seen) renderReadCache(state, seen);
     }
   } finally {
     releaseLock();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// read cache (state.readCache, opt-in): the wrapper answers the two reads the adapter makes most,
+// `snapshot <uuid> list --machinereadable` and `showvminfo <uuid> --machinereadable`, with `cat` of
+// a file rendered here by the same functions, instead of starting Node (most of a call's cost).
+// A VM's files exist only while its answer cannot depend on anything but the state: a stable
+// power state, no pending operation, no timed transition, no fault armed for those reads.
+
+/** @param {State} state */
+function cacheFingerprints(state) {
+  return { faults: JSON.stringify(state.faults ?? {}), vms: new Map(state.vms.map((v) => [v.uuid, JSON.stringify(v)])) };
+}
+
+/** @param {Vm} vm @param {State} state */
+function cacheable(vm, state) {
+  if (vm.pending || vm.stopAt !== undefined || isTransient(vm.state)) return false;
+  const faults = state.faults ?? {};
+  return ![vm.name, '*'].some((k) => faults[k]?.list || faults[k]?.showvminfo);
+}
+
+/** @param {string} file @param {string} text */
+function writeAtomic(file, text) {
+  const tmp = `${file}.${process.pid}.tmp`;
+  fs.writeFileSync(tmp, text);
+  fs.renameSync(tmp, file);
+}
+
+/** @param {string} file */
+function removeFile(file) {
+  try {
+    fs.unlinkSync(file);
+  } catch {
+    // not there
+  }
+}
+
+/**
+ * (Re)renders the files of every VM that changed, or lost its files (lab.ts removes them all when
+ * it changes the state), and removes those of VMs that are not cacheable now.
+ * @param {State} state @param {ReturnType<typeof cacheFingerprints>} seen
+ */
+function renderReadCache(state, seen) {
+  const dir = /** @type {string} */ (state.readCache);
+  fs.mkdirSync(dir, { recursive: true });
+  const faultsChanged = JSON.stringify(state.faults ?? {}) !== seen.faults;
+  for (const vm of state.vms) {
+    const base = path.join(dir, vm.uuid);
+    const changed = faultsChanged || seen.vms.get(vm.uuid) !== JSON.stringify(vm);
+    if (!changed && (fs.existsSync(`${base}.info`) || !cacheable(vm, state))) continue;
+    // Stale answers go first: a reader finding no file starts the simulator, which waits for the lock.
+    removeFile(`${base}.info`);
+    removeFile(`${base}.list`);
+    removeFile(`${base}.nolist`);
+    if (!cacheable(vm, state)) continue;
+    if (vm.root) writeAtomic(`${base}.list`, machineReadableSnapshots(vm));
+    else writeAtomic(`${base}.nolist`, '');
+    writeAtomic(`${base}.info`, machineReadableVmInfo(vm));
   }
 }
 

@@ -1,0 +1,227 @@
+/**
+ * Several real daemons (replicas) on one PostgreSQL database and one VirtualBox simulator lab, for
+ * the scale-out e2e tests (replicas, postgres-restart). Each replica is a process started the way
+ * `npm start` starts the daemon, with a config file of its own naming the same database and the
+ * same simulator. Not a test file.
+ */
+import { writeFileSync, mkdirSync } from 'node:fs';
+import path from 'node:path';
+import pg from 'pg';
+import { createVboxLab, type LabVmSpec, type VboxLab } from '../labs/vboxmanage-sim/lab.ts';
+import { api, startDaemon, until, type Daemon } from './daemon.ts';
+import { TOKEN } from './vbox-daemon.ts';
+
+export { TOKEN };
+
+/**
+ * Cluster timings for the tests' replicas: short leases so a dead replica's jobs are taken over in
+ * seconds, not after the production default.
+ */
+export const CLUSTER_CONFIG: string[] = [];
+
+export interface ReplicaLab {
+  dir: string;
+  lab: VboxLab;
+  databaseUrl: string;
+  /** Starts (or starts again) replica `name` on its own config file; the newest process is `replicas.get(name)`. */
+  start(name: string): Promise<Daemon>;
+  /** The live process of each replica, by name. */
+  readonly replicas: Map<string, Daemon>;
+  /** Every process started, in order (killed and stopped ones too): their logs together are the run's. */
+  readonly all: Array<{ name: string; daemon: Daemon }>;
+  /** SIGKILL of every process still running. */
+  killAll(): Promise<void>;
+}
+
+export interface ReplicaLabOptions {
+  dir: string;
+  databaseUrl: string;
+  vms: LabVmSpec[];
+  /** Simulator progress step (10 per long operation). */
+  stepMs: number;
+  /** Target concurrency: jobs running at once against the lab, across every replica. */
+  concurrency: number;
+  /** Extra top-level YAML lines for every replica's config (e.g. cluster timings). */
+  extraConfig?: string[];
+  shutdownGraceSec?: number;
+}
+
+export function replicaLab(options: ReplicaLabOptions): ReplicaLab {
+  const lab = createVboxLab({ dir: path.join(options.dir, 'lab'), vms: options.vms, stepMs: options.stepMs, callLog: true, readCache: true });
+  const replicas = new Map<string, Daemon>();
+  const all: Array<{ name: string; daemon: Daemon }> = [];
+  const configFor = (name: string): { cwd: string; config: string } => {
+    const cwd = path.join(options.dir, name);
+    mkdirSync(cwd, { recursive: true });
+    const config = path.join(cwd, 'snapvisor.yaml');
+    writeFileSync(
+      config,
+      [
+        'tokens:',
+        '  - { name: e2e, value: env:E2E_TOKEN, scopes: [read, write, admin] }',
+        `database: ${JSON.stringify(options.databaseUrl)}`,
+        // syncIntervalSec 0: one inventory pass at start, then only the jobs' own calls reach the lab.
+        `engine: { workerPollMs: 50, syncIntervalSec: 0, shutdownGraceSec: ${options.shutdownGraceSec ?? 10}, maxAttempts: 10 }`,
+        'scheduler: { enabled: true, jitterSec: 0 }',
+        'limits: { queuedPerToken: 100000 }',
+        'console: { enabled: false }',
+        ...(options.extraConfig ?? []),
+        'targets:',
+        `  - { name: lab, kind: virtualbox, vboxmanage: ${JSON.stringify(lab.vboxmanage)}, concurrency: ${options.concurrency}, commandTimeoutSec: 120 }`,
+        '',
+      ].join('\n'),
+    );
+    return { cwd, config };
+  };
+  return {
+    dir: options.dir,
+    lab,
+    databaseUrl: options.databaseUrl,
+    replicas,
+    all,
+    async start(name) {
+      const { cwd, config } = configFor(name);
+      const daemon = await startDaemon({ cwd, env: { SNAPVISOR_CONFIG: config, E2E_TOKEN: TOKEN }, timeoutMs: 60_000 });
+      replicas.set(name, daemon);
+      all.push({ name, daemon });
+      return daemon;
+    },
+    async killAll() {
+      await Promise.all(all.map(({ daemon }) => daemon.kill('SIGKILL')));
+    },
+  };
+}
+
+/** One sample of a Prometheus metric (the first series whose labels include `labels`), or null. */
+export async function metric(d: Daemon, name: string, labels: Record<string, string> = {}): Promise<number | null> {
+  const res = await fetch(`${d.url}/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } });
+  const text = await res.text();
+  for (const line of text.split('\n')) {
+    const m = /^([a-zA-Z_:][\w:]*)(\{[^}]*\})?\s+(\S+)$/.exec(line);
+    if (!m || m[1] !== name) continue;
+    const have = Object.fromEntries([...(m[2] ?? '').matchAll(/(\w+)="([^"]*)"/g)].map((x) => [x[1], x[2]]));
+    if (Object.entries(labels).every(([k, v]) => have[k] === v)) return Number(m[3]);
+  }
+  return null;
+}
+
+/**
+ * The replica that holds the leadership (scheduler and reconciler): the one whose
+ * `snapvisor_cluster_leader` gauge is 1, once exactly one of them says so.
+ */
+export async function leaderOf(replicas: Map<string, Daemon>, timeoutMs = 60_000): Promise<string> {
+  return until(
+    'exactly one leader',
+    async () => {
+      const leaders: string[] = [];
+      for (const [name, d] of replicas) {
+        const v = await metric(d, 'snapvisor_cluster_leader').catch(() => null);
+        if (v === 1) leaders.push(name);
+      }
+      return leaders.length === 1 ? leaders[0] : undefined;
+    },
+    timeoutMs,
+    200,
+  );
+}
+
+export interface Submission {
+  /** Our key for it: the Idempotency-Key. */
+  key: string;
+  vmId: string;
+  body: { name: string; description: string; mode: 'memory' };
+}
+
+export interface Accepted {
+  key: string;
+  jobId: string;
+  /** Which replica answered the 202 (the last one tried). */
+  replica: string;
+}
+
+/**
+ * Submits creates spread over the live replicas (round robin), `parallel` at a time. A request
+ * that gets no answer (its replica was killed) is sent again, with the same Idempotency-Key, to
+ * another replica: the job is made once whether or not the first request got through.
+ */
+export async function submitSpread(
+  live: () => Array<[string, Daemon]>,
+  submissions: readonly Submission[],
+  parallel: number,
+  onAccepted?: (a: Accepted, index: number) => void | Promise<void>,
+): Promise<Accepted[]> {
+  const accepted: Accepted[] = new Array(submissions.length);
+  let next = 0;
+  let turn = 0;
+  await Promise.all(
+    Array.from({ length: parallel }, async () => {
+      while (next < submissions.length) {
+        const index = next++;
+        const s = submissions[index]!;
+        for (let attempt = 0; ; attempt++) {
+          const replicas = live();
+          if (replicas.length === 0) throw new Error('no live replica to submit to');
+          const [name, d] = replicas[turn++ % replicas.length]!;
+          let res: Response;
+          try {
+            res = await fetch(`${d.url}/v1/vms/${s.vmId}/snapshots`, {
+              method: 'POST',
+              headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json', 'idempotency-key': s.key },
+              body: JSON.stringify(s.body),
+            });
+          } catch (err) {
+            // No answer: the replica died or is restarting. Another one gets the same key.
+            if (attempt > 50) throw new Error(`submission ${s.key}: no replica answered: ${String(err)}`);
+            await new Promise((r) => setTimeout(r, 50));
+            continue;
+          }
+          const body = (await res.json()) as { id?: string; code?: string };
+          // 503 while a replica is stopping (or its store is down): another one takes it.
+          if (res.status === 503) {
+            await new Promise((r) => setTimeout(r, 50));
+            continue;
+          }
+          if (res.status !== 202 && res.status !== 200) throw new Error(`submission ${s.key} to ${name}: ${res.status} ${JSON.stringify(body)}`);
+          accepted[index] = { key: s.key, jobId: body.id!, replica: name };
+          await onAccepted?.(accepted[index]!, index);
+          break;
+        }
+      }
+    }),
+  );
+  return accepted;
+}
+
+/** A PostgreSQL client on the replicas' database, for counting rows. */
+export async function dbClient(url: string): Promise<pg.Client & { rows<T>(sql: string, params?: unknown[]): Promise<T[]> }> {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  return Object.assign(c, {
+    async rows<T>(sql: string, params: unknown[] = []): Promise<T[]> {
+      return (await c.query(sql, params)).rows as T[];
+    },
+  });
+}
+
+/** The lab's VMs as the API lists them (name → id), once the inventory has all `count` of them. */
+export async function vmIds(d: Daemon, count: number): Promise<Map<string, string>> {
+  return until(
+    `${count} VMs in the inventory`,
+    async () => {
+      const res = await api<{ items: Array<{ id: string; name: string }> }>(d, TOKEN, 'GET', '/v1/vms?target=lab&limit=500');
+      return res.status === 200 && res.body.items.length >= count ? new Map(res.body.items.map((v) => [v.name, v.id])) : undefined;
+    },
+    120_000,
+    200,
+  );
+}
+
+/** Log lines that end a job (the worker's, and recovery's when the hypervisor shows the outcome). */
+export const FINAL_LINES = new Set([
+  'job succeeded',
+  'job failed',
+  'job cancelled while running',
+  'job cancelled: its target was removed',
+  'recovery: job had completed on the hypervisor; marked succeeded',
+  'recovery: job was being cancelled and had not completed; marked cancelled',
+]);
