@@ -225,3 +225,86 @@ export const FINAL_LINES = new Set([
   'recovery: job had completed on the hypervisor; marked succeeded',
   'recovery: job was being cancelled and had not completed; marked cancelled',
 ]);
+
+/** A replica's /v1/events stream, read into job events as they come. */
+export function watchJobEvents(d: Daemon): { jobs: Array<{ id: string; state: string }>; close(): void } {
+  const controller = new AbortController();
+  const jobs: Array<{ id: string; state: string }> = [];
+  void (async () => {
+    try {
+      const res = await fetch(`${d.url}/v1/events`, { headers: { authorization: `Bearer ${TOKEN}` }, signal: controller.signal });
+      const decoder = new TextDecoder();
+      let buffer = '';
+      for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+        buffer += decoder.decode(chunk, { stream: true });
+        let end: number;
+        while ((end = buffer.indexOf('\n\n')) >= 0) {
+          const block = buffer.slice(0, end);
+          buffer = buffer.slice(end + 2);
+          if (!/^event: job$/m.test(block)) continue;
+          const data = /^data: (.*)$/m.exec(block)?.[1];
+          if (data) jobs.push(JSON.parse(data) as { id: string; state: string });
+        }
+      }
+    } catch {
+      // closed (or the replica went away): the test looks at what arrived
+    }
+  })();
+  return { jobs, close: () => controller.abort() };
+}
+
+/**
+ * Submits creates one after another on `parallel` lanes until `stop()` says so: each submission is
+ * sent, with its Idempotency-Key, to the next replica until one accepts it — through outages (no
+ * answer, 5xx) — so every key submitted ends up accepted exactly once.
+ */
+export function submitContinuously(
+  live: () => Array<[string, Daemon]>,
+  make: (i: number) => Submission,
+  parallel: number,
+): { accepted: Map<string, string>; refusals: () => number; stop(): Promise<void> } {
+  const accepted = new Map<string, string>();
+  let stopped = false;
+  let next = 0;
+  let turn = 0;
+  let refusals = 0;
+  const lanes = Array.from({ length: parallel }, async () => {
+    while (!stopped) {
+      const s = make(next++);
+      for (;;) {
+        const replicas = live();
+        const [, d] = replicas[turn++ % Math.max(1, replicas.length)] ?? [];
+        let status = 0;
+        let body: { id?: string } = {};
+        if (d) {
+          try {
+            const res = await fetch(`${d.url}/v1/vms/${s.vmId}/snapshots`, {
+              method: 'POST',
+              headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json', 'idempotency-key': s.key },
+              body: JSON.stringify(s.body),
+            });
+            status = res.status;
+            body = (await res.json().catch(() => ({}))) as { id?: string };
+          } catch {
+            status = 0;
+          }
+        }
+        if (status === 202 || status === 200) {
+          accepted.set(s.key, body.id!);
+          break;
+        }
+        if (status !== 0 && status < 500) throw new Error(`submission ${s.key}: ${status} ${JSON.stringify(body)}`);
+        refusals++;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+  });
+  return {
+    accepted,
+    refusals: () => refusals,
+    async stop() {
+      stopped = true;
+      await Promise.all(lanes);
+    },
+  };
+}

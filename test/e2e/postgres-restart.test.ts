@@ -1,0 +1,91 @@
+// PostgreSQL restarted under load (issue 16): two replicas on a private cluster, creates submitted
+// continuously through both; PostgreSQL goes away for a few seconds — a fast shutdown, then a
+// SIGKILL of the postmaster — and comes back. While it is away /readyz answers 503 naming the
+// database on both replicas; after, 200 again without anyone restarting them, and an event of a
+// job submitted on one replica reaches the other's stream (their LISTEN connection is back). No job
+// is lost: every submission ends up accepted once (the same Idempotency-Key retried across the
+// outage) and every job succeeds; no job's snapshot is made twice; no two calls on a VM overlap.
+import t from 'tap';
+import { createDatabase, startPostgresCluster } from '../labs/postgres/lab.ts';
+import { overlappingCalls } from '../labs/vboxmanage-sim/lab.ts';
+import { api, until, type Daemon } from './daemon.ts';
+import { CLUSTER_CONFIG, dbClient, replicaLab, submitContinuously, TOKEN, vmIds, watchJobEvents } from './pg-replicas.ts';
+
+const VMS = 8;
+/** How long PostgreSQL stays away once both replicas have seen it go: the scenario's outage, not a wait for a condition. */
+const OUTAGE_MS = 3_000;
+
+for (const how of ['fast shutdown', 'SIGKILL of the postmaster'] as const) {
+  t.test(`PostgreSQL away (${how}) and back under load`, async (t) => {
+    const cluster = await startPostgresCluster();
+    t.teardown(() => cluster.destroy());
+    const database = await createDatabase(cluster.port, 'restart');
+    const vmNames = Array.from({ length: VMS }, (_, i) => `vm-${i}`);
+    const rl = replicaLab({
+      dir: t.testdir({}),
+      databaseUrl: database.url,
+      vms: vmNames.map((name) => ({ name, state: 'running' as const })),
+      stepMs: 1,
+      concurrency: 4,
+      extraConfig: CLUSTER_CONFIG,
+    });
+    t.teardown(() => rl.killAll());
+    const r1 = await rl.start('r1');
+    const r2 = await rl.start('r2');
+    const ids = await vmIds(r1, VMS);
+    const ready = (d: Daemon) => api<{ reason?: string | null; detail?: string }>(d, TOKEN, 'GET', '/readyz');
+    for (const d of [r1, r2]) await until('ready', async () => (await ready(d)).status === 200, 60_000, 200);
+
+    const live = () => [...rl.replicas.entries()];
+    const load = submitContinuously(live, (i) => ({ key: `restart-${i}`, vmId: ids.get(vmNames[i % VMS]!)!, body: { name: `s${i}`, description: '', mode: 'memory' } }), 3);
+    await until('jobs flowing', async () => load.accepted.size >= 20, 60_000, 100);
+
+    if (how === 'fast shutdown') await cluster.stop();
+    else await cluster.kill();
+    const acceptedAtOutage = load.accepted.size;
+    for (const [name, d] of [['r1', r1], ['r2', r2]] as const) {
+      const down = await until(`${name} reports the outage`, async () => {
+        const r = await ready(d);
+        return r.status === 503 ? r.body : undefined;
+      }, 30_000, 100);
+      t.match(String(down.reason), /database|postgres/i, `${name}: 503 naming the database (${down.reason})`);
+    }
+    await new Promise((r) => setTimeout(r, OUTAGE_MS));
+    t.ok(load.refusals() > 0, `submissions were refused while it was away (${load.refusals()})`);
+    await cluster.start();
+
+    for (const [name, d] of [['r1', r1], ['r2', r2]] as const) {
+      await until(`${name} ready again on its own`, async () => (await ready(d)).status === 200, 60_000, 200);
+    }
+    t.ok(r1.proc.exitCode === null && r2.proc.exitCode === null, 'neither replica exited');
+    // r2's stream sees a job submitted on r1 while queued: only the database can have told it.
+    const stream = watchJobEvents(r2);
+    t.teardown(() => stream.close());
+    const crossing = await api<{ id: string }>(r1, TOKEN, 'POST', `/v1/vms/${ids.get(vmNames[0]!)!}/snapshots`, { name: 'crossing', description: '', mode: 'memory' });
+    t.equal(crossing.status, 202);
+    await until('the job\'s events on the other replica', async () => stream.jobs.some((j) => j.id === crossing.body.id), 30_000, 100);
+    await until('jobs flowing again', async () => load.accepted.size >= acceptedAtOutage + 20, 60_000, 100);
+    await load.stop();
+
+    const db = await dbClient(database.url);
+    t.teardown(() => db.end());
+    await until('every job final', async () => (await db.rows<{ n: number }>(`SELECT count(*)::int AS n FROM jobs WHERE state IN ('queued', 'running')`))[0]!.n === 0, 120_000, 250);
+    const jobIds = new Set([...load.accepted.values(), crossing.body.id]);
+    const rows = await db.rows<{ id: string; state: string }>('SELECT id, state FROM jobs');
+    t.equal(rows.length, jobIds.size, `one row per accepted submission (${jobIds.size})`);
+    t.same(rows.filter((r) => !jobIds.has(r.id) || r.state !== 'succeeded').map((r) => `${r.id} ${r.state}`), [], 'every job accepted, every one succeeded: none lost');
+    const markers = new Map<string, number>();
+    for (const vm of rl.lab.readState().vms) {
+      for (const s of Object.values(vm.snapshots)) {
+        const m = /snapvisor:(\S+)/.exec(s.description)?.[1];
+        if (m) markers.set(m, (markers.get(m) ?? 0) + 1);
+      }
+    }
+    t.same([...jobIds].filter((id) => markers.get(id) !== 1), [], 'each job\'s marker on exactly one snapshot');
+    const calls = rl.lab.calls();
+    const takes = new Map<string, number>();
+    for (const c of calls) if (c.op === 'take' && c.exit === 0 && c.marker) takes.set(c.marker, (takes.get(c.marker) ?? 0) + 1);
+    t.same([...takes].filter(([, n]) => n > 1), [], 'no job took its snapshot twice');
+    t.same(overlappingCalls(calls).length, 0, 'no two mutating calls on one VM overlapped');
+  });
+}
