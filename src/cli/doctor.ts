@@ -13,7 +13,6 @@ import type { Logger, TargetHealth } from '../../providers/contract.ts';
 import { ConfigError, findConfigFile, loadConfigFile, type ResolvedConfig } from '../config/load.ts';
 import { databaseFileProblem, inspectDatabaseFile } from '../store/backup.ts';
 import { isPostgresUrl, redactUrl } from '../store/location.ts';
-import { readPgSchemaVersion } from '../store/pg/db.ts';
 import { lockHolder } from '../store/lock.ts';
 import { SCHEMA_VERSION } from '../store/migrations/index.ts';
 
@@ -76,6 +75,8 @@ async function checkPostgres(url: string): Promise<Finding> {
   const subject = 'database';
   const where = redactUrl(url);
   try {
+    // The driver is loaded only for a PostgreSQL database.
+    const { readPgSchemaVersion } = await import('../store/pg/db.ts');
     const version = await readPgSchemaVersion(url);
     if (version === null) return { status: 'ok', subject, message: `${where}: reachable, no Snapvisor schema yet: the daemon creates it at start` };
     if (version > SCHEMA_VERSION) return { status: 'fix', subject, message: `${where}: schema version ${version} is newer than this build knows (${SCHEMA_VERSION}): the daemon refuses to start; upgrade Snapvisor` };

@@ -59,10 +59,11 @@ t.test('backup --local and restore refuse a PostgreSQL database (SNAPVISOR_DB), 
   const env = { SNAPVISOR_DB: 'postgres://snapvisor:pw-s3cret@127.0.0.1:5432/snapvisor' };
   const file = path.join(root, 'backup.db');
   writeFileSync(file, 'not a database');
-  for (const args of [['backup', '--local', path.join(root, 'out.db')], ['restore', file]]) {
+  for (const [command, ...rest] of [['backup', '--local', path.join(root, 'out.db')], ['restore', file]]) {
+    const args = [command!, ...rest];
     const res = await cli(args, env);
-    t.not(res.code, 0, args[0]);
-    t.match(res.stderr, /the database is PostgreSQL \(postgres:\/\/snapvisor:\*\*\*@127\.0\.0\.1:5432\/snapvisor\).*pg_dump/, args[0]);
+    t.not(res.code, 0, command!);
+    t.match(res.stderr, /the database is PostgreSQL \(postgres:\/\/snapvisor:\*\*\*@127\.0\.0\.1:5432\/snapvisor\).*pg_dump/, command!);
     t.notMatch(res.stderr, /pw-s3cret/);
   }
 });

@@ -64,7 +64,8 @@ export async function openPgStore(url: string, opts: { log?: Logger; poolSize?: 
     onWriteFailure: (listener) => db.onWriteFailure(listener),
     location: redactUrl(url),
     async backup() {
-      throw new BackupUnsupportedError();
+      // The engine refuses first (422); a store-level caller gets the same answer.
+      throw new Error('the database is PostgreSQL: back it up with pg_dump or base backups, not through Snapvisor');
     },
   };
 }
@@ -81,10 +82,3 @@ function within<T>(ms: number, work: Promise<T>): Promise<T> {
   return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
 }
 
-/** PostgreSQL is backed up by its own tools (pg_dump, base backups), not by the daemon. */
-export class BackupUnsupportedError extends Error {
-  override readonly name = 'BackupUnsupportedError';
-  constructor() {
-    super('the database is PostgreSQL: back it up with pg_dump or your PostgreSQL backups, not through Snapvisor');
-  }
-}
