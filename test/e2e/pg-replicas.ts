@@ -14,10 +14,10 @@ import { TOKEN } from './vbox-daemon.ts';
 export { TOKEN };
 
 /**
- * Cluster timings for the tests' replicas: short leases so a dead replica's jobs are taken over in
- * seconds, not after the production default.
+ * The job lease of the tests' replicas: short, so a dead replica's jobs are taken over in seconds
+ * rather than after the default 30 s (engine.jobLeaseSec; its minimum is 3).
  */
-export const CLUSTER_CONFIG: string[] = [];
+export const JOB_LEASE_SEC = 4;
 
 export interface ReplicaLab {
   dir: string;
@@ -41,8 +41,10 @@ export interface ReplicaLabOptions {
   stepMs: number;
   /** Target concurrency: jobs running at once against the lab, across every replica. */
   concurrency: number;
-  /** Extra top-level YAML lines for every replica's config (e.g. cluster timings). */
+  /** Extra top-level YAML lines for every replica's config. */
   extraConfig?: string[];
+  /** engine.jobLeaseSec (default JOB_LEASE_SEC). */
+  jobLeaseSec?: number;
   shutdownGraceSec?: number;
 }
 
@@ -61,7 +63,7 @@ export function replicaLab(options: ReplicaLabOptions): ReplicaLab {
         '  - { name: e2e, value: env:E2E_TOKEN, scopes: [read, write, admin] }',
         `database: ${JSON.stringify(options.databaseUrl)}`,
         // syncIntervalSec 0: one inventory pass at start, then only the jobs' own calls reach the lab.
-        `engine: { workerPollMs: 50, syncIntervalSec: 0, shutdownGraceSec: ${options.shutdownGraceSec ?? 10}, maxAttempts: 10 }`,
+        `engine: { workerPollMs: 50, syncIntervalSec: 0, shutdownGraceSec: ${options.shutdownGraceSec ?? 10}, maxAttempts: 10, jobLeaseSec: ${options.jobLeaseSec ?? JOB_LEASE_SEC} }`,
         'scheduler: { enabled: true, jitterSec: 0 }',
         'limits: { queuedPerToken: 100000 }',
         'console: { enabled: false }',

@@ -9,7 +9,7 @@ import t from 'tap';
 import { createDatabase, startPostgresCluster } from '../labs/postgres/lab.ts';
 import { overlappingCalls } from '../labs/vboxmanage-sim/lab.ts';
 import { api, until, type Daemon } from './daemon.ts';
-import { CLUSTER_CONFIG, dbClient, replicaLab, submitContinuously, TOKEN, vmIds, watchJobEvents } from './pg-replicas.ts';
+import { dbClient, replicaLab, submitContinuously, TOKEN, vmIds, watchJobEvents } from './pg-replicas.ts';
 
 const VMS = 8;
 /** How long PostgreSQL stays away once both replicas have seen it go: the scenario's outage, not a wait for a condition. */
@@ -27,8 +27,7 @@ for (const how of ['fast shutdown', 'SIGKILL of the postmaster'] as const) {
       vms: vmNames.map((name) => ({ name, state: 'running' as const })),
       stepMs: 1,
       concurrency: 4,
-      extraConfig: CLUSTER_CONFIG,
-    });
+      });
     t.teardown(() => rl.killAll());
     const r1 = await rl.start('r1');
     const r2 = await rl.start('r2');
