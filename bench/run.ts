@@ -29,6 +29,7 @@ const BENCHES: Record<string, () => Promise<BenchReport>> = {
   'snapshot-group': async () => (await import('./snapshot-group.ts')).run(),
   drift: async () => (await import('./drift.ts')).run(),
   'console-paint': async () => (await import('./console-paint.ts')).run(),
+  'scale-out': async () => (await import('./scale-out.ts')).run(),
 };
 
 async function main() {
