@@ -219,8 +219,12 @@ export async function startPostgresCluster(): Promise<PrivateCluster> {
     },
     async stop() {
       if (!cluster.pid) return;
-      // SIGINT is PostgreSQL's fast shutdown. As root the child is runuser, which passes it on.
-      child!.kill('SIGINT');
+      // SIGINT is PostgreSQL's fast shutdown, sent to the postmaster itself: runuser (our child when
+      // we are root), if signalled, ends by sending SIGTERM to its whole process group — the test
+      // process that started it included (seen: exit 143).
+      const pidFile = join(data, 'postmaster.pid');
+      const pm = existsSync(pidFile) ? Number(readFileSync(pidFile, 'utf8').split('\n')[0]) : child!.pid!;
+      process.kill(pm, 'SIGINT');
       await exited();
     },
     async kill() {
