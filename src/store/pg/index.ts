@@ -6,6 +6,7 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from '../../../providers/contract.ts';
 import type { Store } from '../index.ts';
 import { redactUrl } from '../location.ts';
+import { createPgCluster, type PgClusterOptions } from './cluster.ts';
 import { openPgDb, pgWriteFailure, type PgDb } from './db.ts';
 
 /** Repositories not ported yet answer with this (never silently): the store refuses to start with them in use. */
@@ -18,12 +19,20 @@ function notPorted<T extends object>(name: string): T {
   });
 }
 
-export async function openPgStore(url: string, opts: { log?: Logger; poolSize?: number } = {}): Promise<Store> {
+export interface PgStoreOptions {
+  log?: Logger;
+  poolSize?: number;
+  /** Leader election and messages between replicas (store/pg/cluster.ts): its timings, for tests. */
+  cluster?: Pick<PgClusterOptions, 'leaderRetryMs' | 'checkMs' | 'maxBackoffMs'>;
+}
+
+export async function openPgStore(url: string, opts: PgStoreOptions = {}): Promise<Store> {
   const db: PgDb = await openPgDb(url, { log: opts.log, max: opts.poolSize });
+  const cluster = createPgCluster({ ...opts.cluster, url, db, replicaId: randomUUID(), ...(opts.log ? { log: opts.log.child({ component: 'cluster' }) } : {}) });
   let closed = false;
   return {
     dialect: 'postgres',
-    cluster: { shared: true, replicaId: randomUUID() },
+    cluster,
     targets: notPorted('targets'),
     vms: notPorted('vms'),
     snapshots: notPorted('snapshots'),
@@ -38,6 +47,7 @@ export async function openPgStore(url: string, opts: { log?: Logger; poolSize?: 
     async close() {
       if (closed) return;
       closed = true;
+      await cluster.close();
       await db.close();
     },
     async healthy() {
