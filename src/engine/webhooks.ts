@@ -107,7 +107,7 @@ export function createWebhooks(core: Core, specs: readonly WebhookSpec[], settin
   let started = false;
   const waiters: Array<() => void> = [];
 
-  const unsubscribe = core.events.subscribe((event) => {
+  const unsubscribe = core.events.subscribeLocal((event) => {
     if (specs.length === 0) return;
     const rows = outboxRowsFor(event, specs, core.iso(), core.newId);
     if (rows.length === 0) return;
