@@ -30,7 +30,7 @@ export interface EngineSettings {
   /** Most queued jobs one principal (token) may have; a submission beyond it is refused (429). */
   maxQueuedPerPrincipal: number;
   /** Policy runs at their cron slots (engine/scheduler.ts); off: policies run only when asked. */
-  scheduler: { enabled: boolean; jitterMs: number; /** Longest wait before it reads the clock again (tests: a few ms with a moved clock). */ maxSleepMs?: number };
+  scheduler: { enabled: boolean; jitterMs: number };
 }
 
 export interface RetentionSettings {

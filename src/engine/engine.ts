@@ -46,6 +46,8 @@ export interface EngineOptions {
   /** Configured webhooks (engine/webhooks.ts); none: nothing is written to the outbox. */
   webhooks?: WebhookSpec[];
   webhookSettings?: Partial<WebhookSettings>;
+  /** The scheduler's longest sleep before it reads the clock again (engine/scheduler.ts; tests moving `now`: a few ms). */
+  schedulerMaxSleepMs?: number;
 }
 
 export interface Engine extends EngineApi {
@@ -112,7 +114,7 @@ export function createEngine(options: EngineOptions): Engine {
     metrics: metrics.registry,
     jitterMaxMs: settings.scheduler.jitterMs,
     clock: core.now,
-    ...(settings.scheduler.maxSleepMs !== undefined ? { maxSleepMs: settings.scheduler.maxSleepMs } : {}),
+    ...(options.schedulerMaxSleepMs !== undefined ? { maxSleepMs: options.schedulerMaxSleepMs } : {}),
   });
   // A created, changed or deleted policy is (re)planned at once (by the leader's scheduler: told below when it changed elsewhere).
   policies.onChange(({ policyId, origin }) => {

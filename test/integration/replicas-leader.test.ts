@@ -55,7 +55,8 @@ async function replica(t: TapTest, name: string, lab: VboxLab, url: string, now:
     registry,
     log,
     now,
-    settings: { workerPollMs: 10, syncIntervalMs: 0, maxAttempts: 2, backoff: { initialMs: 20, maxMs: 50 }, scheduler: { enabled: true, jitterMs: 0, maxSleepMs: 50 } },
+    schedulerMaxSleepMs: 50,
+    settings: { workerPollMs: 10, syncIntervalMs: 0, maxAttempts: 2, backoff: { initialMs: 20, maxMs: 50 }, scheduler: { enabled: true, jitterMs: 0 } },
   });
   const events: EngineEvent[] = [];
   engine.subscribe((e) => void events.push(e));
