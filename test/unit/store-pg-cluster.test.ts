@@ -11,7 +11,7 @@ import { PayloadTooLargeError, type Cluster } from '../../src/store/cluster.ts';
 import { LEADER_LOCK, type PgCluster } from '../../src/store/pg/cluster.ts';
 import { openPgStore } from '../../src/store/pg/index.ts';
 import type { Store } from '../../src/store/index.ts';
-import { freshDatabase } from '../labs/postgres/lab.ts';
+import { createDatabase, freshDatabase, startPostgresCluster } from '../labs/postgres/lab.ts';
 
 const FAST = { leaderRetryMs: 50, checkMs: 50, maxBackoffMs: 200 };
 
@@ -203,4 +203,40 @@ t.test('a lost connection is logged without the password', async (t) => {
   await until(a.cluster, true);
   t.ok(lines.some((l) => /connection to PostgreSQL lost/.test(l)), 'the loss is logged');
   t.notOk(lines.some((l) => l.includes('s3cret-pw')), 'never the password');
+});
+
+t.test('the server crashes and comes back: the leader steps down at once; then one replica leads and both listen again', { timeout: 60_000 }, async (t) => {
+  const server = await startPostgresCluster();
+  // kill() first: the lab's stop() (which destroy() calls) waits forever as root, its SIGINT stopping at runuser.
+  t.teardown(async () => {
+    await server.kill();
+    await server.destroy();
+  });
+  const db = await createDatabase(server.port, 'restart');
+  const a = await replica(t, db.url);
+  const b = await replica(t, db.url);
+  const inA = messages(a.cluster, 'snapvisor_test');
+  const inB = messages(b.cluster, 'snapvisor_test');
+  a.cluster.leadership.start();
+  b.cluster.leadership.start();
+  const first = await Promise.race([a, b].map(async (r) => (await until(r.cluster, true), r)));
+  const down = until(first.cluster, false);
+  // SIGKILL of the postmaster (the lab's stop() cannot signal it through runuser when we are root).
+  await server.kill();
+  await down;
+  t.notOk(a.cluster.leadership.isLeader() || b.cluster.leadership.isLeader(), 'nobody leads while the server is away');
+  await server.start();
+  const second = await Promise.race([a, b].map(async (r) => (await until(r.cluster, true), r)));
+  t.equal([a, b].filter((r) => r.cluster.leadership.isLeader()).length, 1, 'one leads again');
+  // Both sessions LISTEN again: each hears the other.
+  const other = second === a ? b : a;
+  await serverSays(async () => other.cluster.backendPid() !== null);
+  let n = 0;
+  while (inA.got.length === 0 || inB.got.length === 0) {
+    await a.cluster.publish('snapvisor_test', `from a ${n}`);
+    await b.cluster.publish('snapvisor_test', `from b ${n++}`);
+    await new Promise((r) => setImmediate(r));
+  }
+  t.match(inA.got[0], /^from b/);
+  t.match(inB.got[0], /^from a/);
 });

@@ -28,6 +28,8 @@ export const LEADER_LOCK = 7_266_002;
 /** PostgreSQL refuses a NOTIFY payload of 8000 bytes or more. */
 const NOTIFY_LIMIT = 7999;
 const CHANNEL = /^[a-z_][a-z0-9_]{0,62}$/;
+/** Messages queued for publishing at most (one after the other, for their order). */
+const MAX_PENDING = 1000;
 
 export interface PgClusterOptions {
   url: string;
@@ -73,6 +75,7 @@ export function createPgCluster(options: PgClusterOptions): PgCluster {
   /** Logged once per outage, not at every reconnect attempt. */
   let outageLogged = false;
   let publishChain: Promise<unknown> = Promise.resolve();
+  let pending = 0;
 
   const tell = (value: boolean) => {
     for (const l of [...changeListeners]) {
@@ -250,7 +253,11 @@ export function createPgCluster(options: PgClusterOptions): PgCluster {
       if (!CHANNEL.test(channel)) return Promise.reject(new Error(`cluster: bad channel name '${channel}'`));
       const bytes = Buffer.byteLength(payload);
       if (bytes > maxPayloadBytes) return Promise.reject(new PayloadTooLargeError(bytes, maxPayloadBytes));
-      const sent = publishChain.then(() => db.run('SELECT pg_notify(?, ?)', [channel, prefix + payload]));
+      // The database away: each NOTIFY waits for the pool's connect timeout; past a bound, drop
+      // at once rather than queue without end (and deliver stale events minutes late).
+      if (pending >= MAX_PENDING) return Promise.reject(new Error(`cluster: ${pending} messages already waiting for the database; dropped`));
+      pending++;
+      const sent = publishChain.then(() => db.run('SELECT pg_notify(?, ?)', [channel, prefix + payload])).finally(() => pending--);
       publishChain = sent.catch(() => undefined);
       return sent.then(() => undefined);
     },
