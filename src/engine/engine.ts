@@ -21,7 +21,8 @@ import { createMetrics } from './metrics.ts';
 import { createPolicies } from './policies.ts';
 import { createScheduler } from './scheduler.ts';
 import type { PolicyRunPort } from './policy-port.ts';
-import { recoverRunningJobs } from './recovery.ts';
+import { createLeaseKeeper } from './leases.ts';
+import { createRecovery } from './recovery.ts';
 import { createRetention, type RetentionReport } from './retention.ts';
 import { requestOf, submitJob } from './submit.ts';
 import { createSync, errSummary, type SyncOutcome } from './sync.ts';
@@ -99,7 +100,10 @@ export function createEngine(options: EngineOptions): Engine {
   const metrics = createMetrics(options.store);
   const core = createCore({ store: options.store, registry: options.registry, log, settings, now: options.now ?? (() => new Date()), events, metrics });
   const sync = createSync(core);
-  const worker = createWorker(core, sync);
+  // Job leases (engine/leases.ts): the worker's claims and recovery's takeovers, renewed while held.
+  const leases = createLeaseKeeper(core);
+  const worker = createWorker(core, sync, leases);
+  const recovery = createRecovery(core, sync, leases);
   const retention = createRetention(core);
   const groups = createGroups(core, () => worker.kick());
   // Runs submit through the engine's own submit (validation, idempotency, the worker's kick).
@@ -249,8 +253,10 @@ export function createEngine(options: EngineOptions): Engine {
   const engine: Engine = {
     async start({ waitForSync = true } = {}) {
       await core.targets();
-      const recovered = await recoverRunningJobs(core, sync);
+      const recovered = await recovery.atStart();
       if (recovered.length) log.info({ recovered }, 'crash recovery finished');
+      // Replicas sharing the database: the jobs of one that died are recovered once their leases run out.
+      if (store.cluster.shared) recovery.startSweep();
       await groups.refreshRunning();
       // The daemon serves (and queues jobs) while a slow or unreachable target is still being read.
       const firstSync = syncAll();
@@ -277,6 +283,8 @@ export function createEngine(options: EngineOptions): Engine {
       if (syncTimer) clearInterval(syncTimer);
       syncTimer = null;
       let graceOverAt = Date.now();
+      // No new sweep; one under way ends with the worker's grace (its hypervisor calls are aborted with it).
+      const recoveryStopped = recovery.stop();
       await worker.stop(graceMs, {
         graceOver: () => {
           graceOverAt = Date.now();
@@ -285,6 +293,8 @@ export function createEngine(options: EngineOptions): Engine {
       });
       // A sync pass stuck in a call that ignores the signal does not hold the stop up.
       if (syncing && !(await within(syncing, graceOverAt + ABORT_WAIT_MS - Date.now()))) log.warn({}, 'inventory sync did not end when aborted');
+      if (!(await within(recoveryStopped, graceOverAt + ABORT_WAIT_MS - Date.now()))) log.warn({}, 'recovery sweep did not end when aborted');
+      leases.stop();
       // After the jobs: their last events are in the outbox; what is not sent yet goes after the next start.
       await webhooks.stop();
       log.info({}, 'engine stopped');

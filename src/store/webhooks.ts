@@ -39,6 +39,11 @@ export interface WebhookOutboxRepo {
    * receivers dedupe by the row id, Snapvisor-Delivery).
    */
   claimDue(now: Iso, limit: number, leaseUntil: Iso): Promise<OutboxRow[]>;
+  /**
+   * Gives back a row claimDue took (until `leaseUntil`) and that was not attempted: due again at
+   * `nextAttemptAt`. Changes nothing once the claim was renewed or the row settled (false then).
+   */
+  release(id: string, leaseUntil: Iso, nextAttemptAt: Iso): Promise<boolean>;
   /** The earliest next attempt of a pending row (null: nothing pending). */
   nextDueAt(): Promise<Iso | null>;
   delivered(id: string, attempts: number, at: Iso): Promise<void>;
@@ -66,6 +71,9 @@ const toRow = (r: Row): OutboxRow => ({
 
 const PENDING = 'delivered_at IS NULL AND given_up_at IS NULL';
 
+/** release(): ?1 the next attempt, ?2 the row, ?3 the claim's end (valid in both dialects). */
+export const RELEASE_OUTBOX_ROW_SQL = `UPDATE webhook_outbox SET next_attempt_at = ? WHERE id = ? AND next_attempt_at = ? AND ${PENDING}`;
+
 export function createWebhookOutboxRepo(db: Db): WebhookOutboxRepo {
   return {
     async enqueue(rows) {
@@ -88,6 +96,9 @@ export function createWebhookOutboxRepo(db: Db): WebhookOutboxRepo {
         for (const r of rows) lease.run(leaseUntil, r.id);
         return rows;
       });
+    },
+    async release(id, leaseUntil, nextAttemptAt) {
+      return db.stmt(RELEASE_OUTBOX_ROW_SQL).run(nextAttemptAt, id, leaseUntil).changes > 0;
     },
     async nextDueAt() {
       const r = db.stmt(`SELECT min(next_attempt_at) AS at FROM webhook_outbox WHERE ${PENDING}`).get() as Row;
