@@ -482,6 +482,9 @@ export function createEngine(options: EngineOptions): Engine {
     },
 
     async backupDatabase() {
+      if (store.dialect === 'postgres') {
+        throw new SnapvisorError('unsupported', 'SNAPVISOR_ERR_BACKUP_POSTGRES', 'the database is PostgreSQL: back it up with pg_dump or base backups, not through Snapvisor');
+      }
       // Beside the database (same disk, same permissions), never where a client could name it.
       const base = store.location === ':memory:' || store.location === '' ? path.join(tmpdir(), 'snapvisor') : store.location;
       const file = `${base}.backup-${randomUUID()}.tmp`;

@@ -43,7 +43,8 @@ export async function openPgStore(url: string, opts: { log?: Logger; poolSize?: 
     async healthy() {
       if (closed) return false;
       try {
-        return (await db.get('SELECT 1 AS ok')) !== undefined;
+        // /readyz must answer while the server is away, not after the pool's connection timeout.
+        return (await within(HEALTH_TIMEOUT_MS, db.get('SELECT 1 AS ok'))) !== undefined;
       } catch {
         return false;
       }
@@ -52,9 +53,9 @@ export async function openPgStore(url: string, opts: { log?: Logger; poolSize?: 
       if (closed) return 'failed';
       try {
         // A commit that holds a transaction id: it fails exactly when a write would (read-only standby, full disk).
-        await db.tx(async (q) => {
+        await within(HEALTH_TIMEOUT_MS, db.tx(async (q) => {
           await q.get('SELECT pg_current_xact_id()');
-        });
+        }));
         return null;
       } catch (err) {
         return pgWriteFailure(err) ?? 'failed';
@@ -63,15 +64,21 @@ export async function openPgStore(url: string, opts: { log?: Logger; poolSize?: 
     onWriteFailure: (listener) => db.onWriteFailure(listener),
     location: redactUrl(url),
     async backup() {
-      throw new BackupUnsupportedError();
+      // The engine refuses first (422); a store-level caller gets the same answer.
+      throw new Error('the database is PostgreSQL: back it up with pg_dump or base backups, not through Snapvisor');
     },
   };
 }
 
-/** PostgreSQL is backed up by its own tools (pg_dump, base backups), not by the daemon. */
-export class BackupUnsupportedError extends Error {
-  override readonly name = 'BackupUnsupportedError';
-  constructor() {
-    super('the database is PostgreSQL: back it up with pg_dump or your PostgreSQL backups, not through Snapvisor');
-  }
+const HEALTH_TIMEOUT_MS = 2000;
+
+/** `work`, or a rejection once `ms` have passed (the work itself goes on and is ignored). */
+function within<T>(ms: number, work: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer from PostgreSQL within ${ms} ms`)), ms);
+  });
+  work.catch(() => {});
+  return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
 }
+
