@@ -15,7 +15,6 @@ import t from 'tap';
 import { markerForJob } from '../../providers/contract.ts';
 import { registryOf } from '../../providers/index.ts';
 import { createVirtualBoxProvider } from '../../providers/virtualbox/index.ts';
-import type { Job } from '../../src/domain/types.ts';
 import { createEngine, type Engine } from '../../src/engine/engine.ts';
 import type { Store } from '../../src/store/index.ts';
 import { openPgStore } from '../../src/store/pg/index.ts';
@@ -105,10 +104,10 @@ t.test('a dead replica\'s running create is recovered by another once its lease 
   // Two leases' time past A's claim, renewed by A all along: B's start and its sweeps (every half
   // lease or sooner) have looked at the job several times.
   const heldOn = await until(
-    'A renewed its lease for two leases\' time',
+    'A renewed its lease for two leases\' time, or lost the job',
     async () => {
       const l = await leaseOf(url, job.id);
-      return Date.parse(l.until ?? '') >= Date.parse(claimed.until!) + 2 * LEASE_MS && l;
+      return (l.owner !== storeA.cluster.replicaId || Date.parse(l.until ?? '') >= Date.parse(claimed.until!) + 2 * LEASE_MS) && l;
     },
     30_000,
     50,
@@ -119,9 +118,10 @@ t.test('a dead replica\'s running create is recovered by another once its lease 
   // A dies: no more renewals, no more writes (its VBoxManage still hangs; the engine is stopped at teardown).
   await storeA.close();
 
-  let done: Job;
-  do done = await b.waitForJob(job.id, 30_000);
-  while (done.state === 'queued' || done.state === 'running');
+  const done = await until('B settled the job', async () => {
+    const j = await b.waitForJob(job.id, 1_000);
+    return j.state !== 'queued' && j.state !== 'running' && j;
+  }, 60_000, 0);
   t.match(done, { state: 'succeeded', attempts: 1 }, 'succeeded without a second attempt');
   t.equal(await metric(b, /^snapvisor_jobs_recovered_total\{decision="succeeded"\}/), 1, 'B recovered it from the hypervisor');
   const marked = Object.values(lab.readState().vms[0]!.snapshots).filter((s) => s.description.includes(markerForJob(job.id)));
