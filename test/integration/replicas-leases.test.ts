@@ -5,6 +5,7 @@
  * start and its sweeps leave the job alone; then A "dies" (its pool is closed without a stop: no
  * renewal, no write, like a process killed or cut off) and B, once A's lease has run out, takes the
  * job over and finds the snapshot by the job's marker: the job succeeds once, with one snapshot.
+ * A replica stopped gracefully mid-job drops its claim and lease: another settles the job the same way.
  * Webhooks: both replicas' delivery rounds run side by side on one outbox, and a local receiver
  * gets every row exactly once.
  */
@@ -21,7 +22,7 @@ import { openPgStore } from '../../src/store/pg/index.ts';
 import { createFakeProvider, fakeRegistry, fakeSpec, silentLogger } from '../fixtures/fake-provider.ts';
 import { until } from '../e2e/daemon.ts';
 import { freshDatabase } from '../labs/postgres/lab.ts';
-import { createVboxLab } from '../labs/vboxmanage-sim/lab.ts';
+import { createVboxLab, type VboxLab } from '../labs/vboxmanage-sim/lab.ts';
 
 type TapTest = Parameters<Parameters<typeof t.test>[0]>[0];
 
@@ -59,8 +60,8 @@ async function metric(engine: Engine, pattern: RegExp): Promise<number> {
   return line === undefined ? Number.NaN : Number(line.split(' ').pop());
 }
 
-t.test('a dead replica\'s running create is recovered by another once its lease runs out, through the marker: one snapshot, succeeded once', async (t) => {
-  const url = await database(t);
+/** The simulated VirtualBox host with one running VM; hung VBoxManage processes are killed at teardown. */
+function simulatedHost(t: TapTest): VboxLab {
   const lab = createVboxLab({ dir: t.testdir({}), stepMs: 5, vms: [{ name: 'web01', state: 'running' }] });
   t.teardown(() => {
     for (const h of lab.readState().hung ?? []) {
@@ -71,42 +72,65 @@ t.test('a dead replica\'s running create is recovered by another once its lease 
       }
     }
   });
+  return lab;
+}
+
+/** A replica on the simulated VirtualBox host: its own provider (its own VBoxManage processes), stopped at teardown. */
+function vboxReplica(t: TapTest, lab: VboxLab, store: Store): Engine {
   const log = silentLogger();
-  const replica = (store: Store) => {
-    // Each replica its own provider (its own VBoxManage processes) on the one simulated host.
-    const provider = createVirtualBoxProvider('lab', { vboxmanage: lab.vboxmanage, commandTimeoutSec: 120 }, { log });
-    const engine = createEngine({
-      store,
-      registry: registryOf([{ spec: { name: 'lab', kind: 'virtualbox', demo: false, concurrency: 2, options: {} }, provider }]),
-      log,
-      settings: { workerPollMs: 20, syncIntervalMs: 0, maxAttempts: 2, jobLeaseMs: LEASE_MS, jobHeartbeatMs: HEARTBEAT_MS },
-    });
-    t.teardown(async () => {
-      await engine.stop({ graceMs: 100 });
-      await provider.close();
-    });
-    return engine;
-  };
+  // Long: A's hung take must outlast the test, not fail by its timeout.
+  const provider = createVirtualBoxProvider('lab', { vboxmanage: lab.vboxmanage, commandTimeoutSec: 120 }, { log });
+  const engine = createEngine({
+    store,
+    registry: registryOf([{ spec: { name: 'lab', kind: 'virtualbox', demo: false, concurrency: 2, options: {} }, provider }]),
+    log,
+    settings: { workerPollMs: 20, syncIntervalMs: 0, maxAttempts: 2, jobLeaseMs: LEASE_MS, jobHeartbeatMs: HEARTBEAT_MS },
+  });
+  t.teardown(async () => {
+    await engine.stop({ graceMs: 100 });
+    await provider.close();
+  });
+  return engine;
+}
+
+/** A create on web01 through `engine`, whose take makes the snapshot and then hangs (VBoxManage never exits). */
+async function hungCreate(engine: Engine, lab: VboxLab): Promise<{ jobId: string; vmId: string }> {
+  const vmId = (await engine.listVms({ limit: 10, name: 'web01' })).items[0]!.id;
+  lab.setFault('take', 'web01', { type: 'hang-after', times: 1 });
+  const { job } = await engine.submit({ kind: 'snapshot.create', vmId, name: 'nightly', description: '', mode: 'memory' }, { principal: 'ops', requestHash: 'h' });
+  await until('the take made the snapshot and hangs', async () => lab.readState().hung?.find((h) => h.op === 'take' && h.type === 'hang-after'), 30_000, 20);
+  return { jobId: job.id, vmId };
+}
+
+/** Polls `engine` until the job is final (B's recovery settles it in the background). */
+async function settled(engine: Engine, jobId: string) {
+  return until('the job settled', async () => {
+    const j = await engine.waitForJob(jobId, 1_000);
+    return j.state !== 'queued' && j.state !== 'running' && j;
+  }, 60_000, 0);
+}
+
+const markedSnapshots = (lab: VboxLab, jobId: string) => Object.values(lab.readState().vms[0]!.snapshots).filter((s) => s.description.includes(markerForJob(jobId)));
+
+t.test('a dead replica\'s running create is recovered by another once its lease runs out, through the marker: one snapshot, succeeded once', async (t) => {
+  const url = await database(t);
+  const lab = simulatedHost(t);
   const storeA = await pgStore(t, url);
   const storeB = await pgStore(t, url);
-  const a = replica(storeA);
+  const a = vboxReplica(t, lab, storeA);
   await a.start();
-  const vmId = (await a.listVms({ limit: 10, name: 'web01' })).items[0]!.id;
-
-  lab.setFault('take', 'web01', { type: 'hang-after', times: 1 });
-  const { job } = await a.submit({ kind: 'snapshot.create', vmId, name: 'nightly', description: '', mode: 'memory' }, { principal: 'ops', requestHash: 'h' });
-  await until('A\'s take made the snapshot and hangs', async () => lab.readState().hung?.find((h) => h.op === 'take' && h.type === 'hang-after'), 30_000, 20);
-  const claimed = await leaseOf(url, job.id);
+  const { jobId, vmId } = await hungCreate(a, lab);
+  const claimed = await leaseOf(url, jobId);
   t.match(claimed, { state: 'running', owner: storeA.cluster.replicaId }, 'A holds the job');
 
-  const b = replica(storeB);
+  const b = vboxReplica(t, lab, storeB);
   await b.start();
   // Two leases' time past A's claim, renewed by A all along: B's start and its sweeps (every half
   // lease or sooner) have looked at the job several times.
   const heldOn = await until(
     'A renewed its lease for two leases\' time, or lost the job',
     async () => {
-      const l = await leaseOf(url, job.id);
+      const l = await leaseOf(url, jobId);
       return (l.owner !== storeA.cluster.replicaId || Date.parse(l.until ?? '') >= Date.parse(claimed.until!) + 2 * LEASE_MS) && l;
     },
     30_000,
@@ -118,18 +142,31 @@ t.test('a dead replica\'s running create is recovered by another once its lease 
   // A dies: no more renewals, no more writes (its VBoxManage still hangs; the engine is stopped at teardown).
   await storeA.close();
 
-  const done = await until('B settled the job', async () => {
-    const j = await b.waitForJob(job.id, 1_000);
-    return j.state !== 'queued' && j.state !== 'running' && j;
-  }, 60_000, 0);
+  const done = await settled(b, jobId);
   t.match(done, { state: 'succeeded', attempts: 1 }, 'succeeded without a second attempt');
   t.equal(await metric(b, /^snapvisor_jobs_recovered_total\{decision="succeeded"\}/), 1, 'B recovered it from the hypervisor');
-  const marked = Object.values(lab.readState().vms[0]!.snapshots).filter((s) => s.description.includes(markerForJob(job.id)));
-  t.equal(marked.length, 1, 'one snapshot carries the job\'s marker');
-  const stored = (await b.listSnapshots(vmId, { includeGone: false })).filter((s) => s.jobId === job.id);
+  t.equal(markedSnapshots(lab, jobId).length, 1, 'one snapshot carries the job\'s marker');
+  const stored = (await b.listSnapshots(vmId, { includeGone: false })).filter((s) => s.jobId === jobId);
   t.equal(stored.length, 1, 'recorded once');
   t.equal(done.result?.snapshotId, stored[0]!.id);
-  t.match(await leaseOf(url, job.id), { state: 'succeeded', owner: null, until: null });
+  t.match(await leaseOf(url, jobId), { state: 'succeeded', owner: null, until: null });
+});
+
+t.test('a replica stopped mid-job leaves it with no claim and no lease, and another replica settles it from the hypervisor', async (t) => {
+  const url = await database(t);
+  const lab = simulatedHost(t);
+  const storeA = await pgStore(t, url);
+  const a = vboxReplica(t, lab, storeA);
+  const b = vboxReplica(t, lab, await pgStore(t, url));
+  await a.start();
+  const { jobId } = await hungCreate(a, lab);
+  await b.start();
+  await a.stop({ graceMs: 0 });
+  // No lease of A's left: the claim was dropped with it (or B's sweep, which may take a dropped
+  // claim over at once, holds the job already).
+  t.not((await leaseOf(url, jobId)).owner, storeA.cluster.replicaId, 'A\'s stop kept no lease');
+  t.match(await settled(b, jobId), { state: 'succeeded', attempts: 1 }, 'found by its marker, not run again');
+  t.equal(markedSnapshots(lab, jobId).length, 1, 'one snapshot');
 });
 
 t.test('webhook rows: two replicas\' delivery rounds side by side send each row once', async (t) => {
