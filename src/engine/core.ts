@@ -36,7 +36,7 @@ export interface EngineSettings {
    * (PostgreSQL), a running job whose lease ran out is recovered by another replica (its own died).
    */
   jobLeaseMs: number;
-  /** How often this replica renews the leases of the jobs it runs (well under jobLeaseMs). */
+  /** How often this replica renews the leases of the jobs it holds (at least three times per jobLeaseMs). */
   jobHeartbeatMs: number;
 }
 

@@ -50,7 +50,9 @@ export function createLeaseKeeper(core: Core): LeaseKeeper {
 
   const startTimer = () => {
     if (timer || stopped) return;
-    timer = setInterval(() => void keeper.renew(), Math.max(1, core.settings.jobHeartbeatMs));
+    // Never less often than three times per lease: settings that only shorten the lease stay safe.
+    const everyMs = Math.min(core.settings.jobHeartbeatMs, core.settings.jobLeaseMs / 3);
+    timer = setInterval(() => void keeper.renew(), Math.max(1, everyMs));
     timer.unref?.();
   };
   const stopTimer = () => {
