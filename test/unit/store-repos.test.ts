@@ -1,12 +1,12 @@
 import t from 'tap';
 import type { Snapshot, Vm } from '../../src/domain/types.ts';
-import { openStore, type Store } from '../../src/store/index.ts';
+import type { Store } from '../../src/store/index.ts';
+import { forEachDialect, openTestStore, type Dialect } from './store-dialects.ts';
 
 const AT = '2025-01-01T00:00:00.000Z';
 
-async function seed(t: { teardown(fn: () => void): void }) {
-  const store = openStore(':memory:');
-  t.teardown(() => store.close());
+async function seed(t: { teardown(fn: () => void | Promise<void>): void }, dialect: Dialect = 'sqlite') {
+  const { store } = await openTestStore(t, dialect);
   const lab = await store.targets.ensure({ name: 'lab', kind: 'virtualbox', demo: true });
   const other = await store.targets.ensure({ name: 'other', kind: 'virtualbox', demo: false });
   const vm = (id: string, targetId: string, name: string, extra: Partial<Vm> = {}): Vm => ({
@@ -59,8 +59,8 @@ const snap = (id: string, vmId: string, parentId: string | null, extra: Partial<
   ...extra,
 });
 
-t.test('targets: ensure is idempotent by name, health is stored', async (t) => {
-  const { store, lab } = await seed(t);
+t.test('targets: ensure is idempotent by name, health is stored', (t) => forEachDialect(t, async (t, dialect) => {
+  const { store, lab } = await seed(t, dialect);
   const again = await store.targets.ensure({ name: 'lab', kind: 'virtualbox', demo: false });
   t.equal(again.id, lab.id);
   t.equal(again.demo, false, 'demo flag follows the configuration');
@@ -68,10 +68,10 @@ t.test('targets: ensure is idempotent by name, health is stored', async (t) => {
   await store.targets.setHealth(lab.id, { healthy: false, message: 'unreachable', version: null, checkedAt: AT });
   t.match(await store.targets.get('lab'), { healthy: false, healthMessage: 'unreachable', checkedAt: AT });
   t.same((await store.targets.list()).map((x) => x.name), ['lab', 'other']);
-});
+}));
 
-t.test('vms: filter by target and name (case-insensitive prefix), gone hidden, keyset pages', async (t) => {
-  const { store, lab } = await seed(t);
+t.test('vms: filter by target and name (case-insensitive prefix), gone hidden, keyset pages', (t) => forEachDialect(t, async (t, dialect) => {
+  const { store, lab } = await seed(t, dialect);
   const names = async (q: Parameters<Store['vms']['list']>[0]) => (await store.vms.list(q)).items.map((v) => v.name);
   t.same(await names({ includeGone: false, limit: 10 }), ['Web03', 'db01', 'web01', 'web02'], 'binary order by name');
   t.same(await names({ targetId: lab.id, name: 'WEB', includeGone: false, limit: 10 }), ['web01', 'web02']);
@@ -90,10 +90,10 @@ t.test('vms: filter by target and name (case-insensitive prefix), gone hidden, k
   await t.rejects(store.vms.list({ includeGone: false, limit: 2, cursor: 'garbage' }), { name: 'InvalidCursorError' });
   t.equal(await store.vms.countPresentByTarget(lab.id), 3);
   t.equal(await store.vms.countConsolidationNeeded(), 1);
-});
+}));
 
-t.test('snapshots: apply a plan (children before parents is fine), stats and chain depth', async (t) => {
-  const { store } = await seed(t);
+t.test('snapshots: apply a plan (children before parents is fine), stats and chain depth', (t) => forEachDialect(t, async (t, dialect) => {
+  const { store } = await seed(t, dialect);
   // Child inserted before its parent: the parent FK is deferred to commit.
   await store.snapshots.apply({
     inserts: [snap('c', 'v1', 'b', { current: true }), snap('a', 'v1', null), snap('b', 'v1', 'a'), snap('x', 'v1', 'a')],
@@ -112,7 +112,7 @@ t.test('snapshots: apply a plan (children before parents is fine), stats and cha
   t.equal((await store.snapshots.listByVm('v1', { includeGone: true })).length, 4, 'gone rows kept');
   t.equal((await store.snapshots.getByRef('v1', 'ref-c'))?.id, 'c');
   t.match(await store.vms.getWithStats('v2'), { snapshotCount: 0, chainDepth: 0, currentSnapshotId: null });
-});
+}));
 
 t.test('jobs: submit with idempotency, claim rules, release by ticket only', async (t) => {
   const { store, lab } = await seed(t);
@@ -195,17 +195,17 @@ t.test('jobs: list newest first with filters and cursor', async (t) => {
   t.same((await store.jobs.list({ limit: 10, state: 'succeeded' })).items, []);
 });
 
-t.test('audit log: append and read newest first', async (t) => {
-  const { store } = await seed(t);
+t.test('audit log: append and read newest first', (t) => forEachDialect(t, async (t, dialect) => {
+  const { store } = await seed(t, dialect);
   await store.audit.insert({ at: AT, principal: 'ops', method: 'POST', path: '/v1/x', statusCode: 202, jobId: null, detail: null });
   await store.audit.insert({ at: AT, principal: 'ops', method: 'DELETE', path: '/v1/y', statusCode: 404, jobId: null, detail: 'nf' });
   const rows = await store.audit.list({ limit: 10 });
   t.same(rows.map((r) => r.method), ['DELETE', 'POST']);
   t.same((await store.audit.list({ limit: 10, beforeId: rows[0]!.id })).map((r) => r.method), ['POST']);
-});
+}));
 
-t.test('vms: disks are stored as reported, updated through the plan, read in one query for many VMs', async (t) => {
-  const { store, lab } = await seed(t);
+t.test('vms: disks are stored as reported, updated through the plan, read in one query for many VMs', (t) => forEachDialect(t, async (t, dialect) => {
+  const { store, lab } = await seed(t, dialect);
   const disks = [{ slot: 'os', path: '/subscriptions/s/disks/osdisk1', chainDepth: 0 }, { slot: 'lun0' }];
   await store.vms.apply({
     inserts: [
@@ -226,10 +226,10 @@ t.test('vms: disks are stored as reported, updated through the plan, read in one
   const map = await store.vms.disksOf(['v1', 'v9', 'v2', 'nope']);
   t.same([...map.entries()].sort(([a], [b]) => a.localeCompare(b)), [['v1', [{ slot: 'vda' }]], ['v2', null], ['v9', disks]]);
   t.same([...(await store.vms.disksOf([])).entries()], []);
-});
+}));
 
-t.test('snapshots: details are stored as JSON, updated through the plan (bumping the revision), null when absent', async (t) => {
-  const { store } = await seed(t);
+t.test('snapshots: details are stored as JSON, updated through the plan (bumping the revision), null when absent', (t) => forEachDialect(t, async (t, dialect) => {
+  const { store } = await seed(t, dialect);
   const details = { diskSnapshots: [{ disk: 'os', id: 'snap-os' }], missingDisks: ['data'] };
   await store.snapshots.apply({ inserts: [snap('a', 'v1', null, { details }), snap('b', 'v1', 'a')], updates: [], gone: [] });
   t.same((await store.snapshots.get('a'))?.details, details);
@@ -241,7 +241,7 @@ t.test('snapshots: details are stored as JSON, updated through the plan (bumping
   t.equal(await store.snapshots.revision('v1'), rev! + 1, 'a details change bumps the revision (ETags follow)');
   await store.snapshots.apply({ inserts: [], updates: [{ before: a, after: a, set: { details: null } }], gone: [] });
   t.equal((await store.snapshots.get('a'))?.details, null);
-});
+}));
 
 t.test('jobs: due names the kind; deferQueued only moves a queued unclaimed job; a budgeted claim records its events with it', async (t) => {
   const { store, lab } = await seed(t);

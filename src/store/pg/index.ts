@@ -7,6 +7,8 @@ import type { Logger } from '../../../providers/contract.ts';
 import type { Store } from '../index.ts';
 import { redactUrl } from '../location.ts';
 import { openPgDb, pgWriteFailure, type PgDb } from './db.ts';
+import { createPgTargetRepo } from './targets.ts';
+import { createPgVmRepo } from './vms.ts';
 
 /** Repositories not ported yet answer with this (never silently): the store refuses to start with them in use. */
 function notPorted<T extends object>(name: string): T {
@@ -24,8 +26,8 @@ export async function openPgStore(url: string, opts: { log?: Logger; poolSize?: 
   return {
     dialect: 'postgres',
     cluster: { shared: true, replicaId: randomUUID() },
-    targets: notPorted('targets'),
-    vms: notPorted('vms'),
+    targets: createPgTargetRepo(db),
+    vms: createPgVmRepo(db),
     snapshots: notPorted('snapshots'),
     jobs: notPorted('jobs'),
     budgets: notPorted('budgets'),
