@@ -6,7 +6,10 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from '../../../providers/contract.ts';
 import type { Store } from '../index.ts';
 import { redactUrl } from '../location.ts';
+import { createPgAuditRepo } from './audit.ts';
 import { openPgDb, pgWriteFailure, type PgDb } from './db.ts';
+import { createPgDriftRepo } from './drift.ts';
+import { createPgSnapshotRepo } from './snapshots.ts';
 import { createPgTargetRepo } from './targets.ts';
 import { createPgVmRepo } from './vms.ts';
 
@@ -28,14 +31,14 @@ export async function openPgStore(url: string, opts: { log?: Logger; poolSize?: 
     cluster: { shared: true, replicaId: randomUUID() },
     targets: createPgTargetRepo(db),
     vms: createPgVmRepo(db),
-    snapshots: notPorted('snapshots'),
+    snapshots: createPgSnapshotRepo(db),
     jobs: notPorted('jobs'),
     budgets: notPorted('budgets'),
     idempotency: notPorted('idempotency'),
-    audit: notPorted('audit'),
+    audit: createPgAuditRepo(db),
     groups: notPorted('groups'),
     policies: notPorted('policies'),
-    drift: notPorted('drift'),
+    drift: createPgDriftRepo(db),
     webhooks: notPorted('webhooks'),
     async close() {
       if (closed) return;
