@@ -9,6 +9,7 @@ import { redactUrl } from '../location.ts';
 import { createPgAuditRepo } from './audit.ts';
 import { openPgDb, pgWriteFailure, type PgDb } from './db.ts';
 import { createPgDriftRepo } from './drift.ts';
+import { createPgPolicyRepo } from './policies.ts';
 import { createPgSnapshotRepo } from './snapshots.ts';
 import { createPgTargetRepo } from './targets.ts';
 import { createPgVmRepo } from './vms.ts';
@@ -37,7 +38,7 @@ export async function openPgStore(url: string, opts: { log?: Logger; poolSize?: 
     idempotency: notPorted('idempotency'),
     audit: createPgAuditRepo(db),
     groups: notPorted('groups'),
-    policies: notPorted('policies'),
+    policies: createPgPolicyRepo(db),
     drift: createPgDriftRepo(db),
     webhooks: notPorted('webhooks'),
     async close() {
