@@ -13,6 +13,7 @@ import { createPgPolicyRepo } from './policies.ts';
 import { createPgSnapshotRepo } from './snapshots.ts';
 import { createPgTargetRepo } from './targets.ts';
 import { createPgVmRepo } from './vms.ts';
+import { createPgWebhookOutboxRepo } from './webhooks.ts';
 
 /** Repositories not ported yet answer with this (never silently): the store refuses to start with them in use. */
 function notPorted<T extends object>(name: string): T {
@@ -40,7 +41,7 @@ export async function openPgStore(url: string, opts: { log?: Logger; poolSize?: 
     groups: notPorted('groups'),
     policies: createPgPolicyRepo(db),
     drift: createPgDriftRepo(db),
-    webhooks: notPorted('webhooks'),
+    webhooks: createPgWebhookOutboxRepo(db),
     async close() {
       if (closed) return;
       closed = true;
