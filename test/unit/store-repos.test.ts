@@ -228,6 +228,66 @@ t.test('vms: disks are stored as reported, updated through the plan, read in one
   t.same([...(await store.vms.disksOf([])).entries()], []);
 }));
 
+t.test('vms: names are data — % _ \\ quotes, $() and non-ASCII round-trip, filter literally, page in byte order', (t) => forEachDialect(t, async (t, dialect) => {
+  const { store } = await seed(t, dialect);
+  const names = await store.targets.ensure({ name: 'names', kind: 'virtualbox', demo: false });
+  const odd = ['web%1', 'web_1', 'webX1', 'web\\1', 'WEB\\2', 'Web', 'Élan', 'élan', 'ÉLAN', `a'b"c$(rm -rf /)\`x\`;--`, '日本語', 'zz', 'Z'];
+  await store.vms.apply({
+    inserts: odd.map((name, i) => ({
+      id: `n${String(i).padStart(2, '0')}`, targetId: names.id, providerVmId: `p-${name}`, name, powerState: 'running', rawPowerState: 'running',
+      consolidationNeeded: false, disks: null, firstSeenAt: AT, lastSeenAt: AT, goneAt: null,
+    })),
+    updates: [],
+    gone: [],
+  });
+  for (const [i, name] of odd.entries()) t.equal((await store.vms.get(`n${String(i).padStart(2, '0')}`))?.name, name, `${name} round-trips`);
+  const find = async (name: string) => (await store.vms.list({ targetId: names.id, name, includeGone: false, limit: 50 })).items.map((v) => v.name);
+  t.same(await find('web%'), ['web%1'], '% matches itself only');
+  t.same(await find('WEB_'), ['web_1'], '_ matches itself only, case folded');
+  t.same(await find('web\\'), ['WEB\\2', 'web\\1'], 'a backslash matches itself, case folded');
+  t.same(await find('wEb'), ['WEB\\2', 'Web', 'web%1', 'webX1', 'web\\1', 'web_1'], 'ASCII case folded, byte order');
+  t.same(await find('é'), ['élan'], 'non-ASCII letters are not case folded (SQLite LIKE)');
+  t.same(await find('É'), ['ÉLAN', 'Élan']);
+  t.same(await find(`a'b"c$(`), [`a'b"c$(rm -rf /)\`x\`;--`], 'quotes and $() are plain characters');
+  t.same(await find('日本'), ['日本語']);
+  const byteOrder = [...odd].sort((x, y) => Buffer.compare(Buffer.from(x), Buffer.from(y)));
+  const paged: string[] = [];
+  let cursor: string | undefined;
+  do {
+    const page = await store.vms.list({ targetId: names.id, includeGone: false, limit: 3, ...(cursor ? { cursor } : {}) });
+    paged.push(...page.items.map((v) => v.name));
+    cursor = page.next ?? undefined;
+  } while (cursor);
+  t.same(paged, byteOrder, 'keyset pages in byte order (SQLite BINARY), every row once');
+}));
+
+t.test('drift: snapshots of a target (present, and gone since), deleting jobs, last state per target', (t) => forEachDialect(t, async (t, dialect) => {
+  const { store, lab } = await seed(t, dialect);
+  const later = '2025-01-02T00:00:00.000Z';
+  await store.snapshots.apply({
+    inserts: [
+      snap('a', 'v1', null, { owner: 'snapvisor', createdAt: AT }),
+      snap('b', 'v1', 'a', { current: true }),
+      snap('old', 'v2', null, { state: 'gone', deletedAt: AT }),
+      snap('recent', 'v2', null, { state: 'gone', deletedAt: later }),
+      snap('elsewhere', 'v4', null),
+    ],
+    updates: [],
+    gone: [],
+  });
+  const rows = (await store.drift.snapshotsOfTarget(lab.id, later)).sort((x, y) => x.id.localeCompare(y.id));
+  t.same(rows, [
+    { id: 'a', vmId: 'v1', parentId: null, name: 'a', owner: 'snapvisor', state: 'present', current: false, createdAt: AT, deletedAt: null },
+    { id: 'b', vmId: 'v1', parentId: 'a', name: 'b', owner: 'external', state: 'present', current: true, createdAt: null, deletedAt: null },
+    { id: 'recent', vmId: 'v2', parentId: null, name: 'recent', owner: 'external', state: 'gone', current: false, createdAt: null, deletedAt: later },
+  ], 'present ones, gone ones since then; not another target\'s');
+  t.same(await store.drift.deletingJobs(lab.id), [], 'no jobs yet');
+  t.equal(await store.drift.lastState('lab'), null);
+  await store.drift.saveState('lab', { fingerprint: 'f1', summary: { createdOutside: 1 }, checkedAt: AT });
+  await store.drift.saveState('lab', { fingerprint: 'f2', summary: { createdOutside: 2 }, checkedAt: later });
+  t.same(await store.drift.lastState('lab'), { fingerprint: 'f2', summary: { createdOutside: 2 }, checkedAt: later }, 'one row per target, replaced');
+}));
+
 t.test('snapshots: details are stored as JSON, updated through the plan (bumping the revision), null when absent', (t) => forEachDialect(t, async (t, dialect) => {
   const { store } = await seed(t, dialect);
   const details = { diskSnapshots: [{ disk: 'os', id: 'snap-os' }], missingDisks: ['data'] };

@@ -45,8 +45,9 @@ export function createPgVmRepo(db: PgDb): VmRepo {
       }
       if (!q.includeGone) where.push('v.gone_at IS NULL');
       if (q.name !== undefined && q.name !== '') {
-        // Case-insensitive prefix, SQLite's LIKE: served by migration 003's lower(name) text_pattern_ops indexes.
-        where.push("lower(v.name) LIKE lower(?) ESCAPE '\\'");
+        // SQLite's LIKE: a prefix, ASCII case folded only (lower() under the "C" collation), served
+        // by migration 014's lower(name COLLATE "C") indexes.
+        where.push(`lower(v.name COLLATE "C") LIKE lower(?::text COLLATE "C") ESCAPE '\\'`);
         params.push(namePrefixPattern(q.name));
       }
       if (q.cursor !== undefined) {
