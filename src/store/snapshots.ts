@@ -68,8 +68,10 @@ export const SNAPSHOT_OF_JOB = 'SELECT * FROM snapshots WHERE job_id = ? ORDER B
 export const SNAPSHOT_REVISION = 'SELECT snapshot_rev FROM vms WHERE id = ?';
 /** One statement: two writers (two replicas) each add their bump. */
 export const BUMP_SNAPSHOT_REVISION = 'UPDATE vms SET snapshot_rev = snapshot_rev + 1 WHERE id = ?';
-export const INSERT_SNAPSHOT = `INSERT INTO snapshots (id, vm_id, provider_ref, parent_id, name, description, mode, owner, job_id, policy_id, state, is_current, ready, progress, details, created_at, first_seen_at, deleted_at)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`;
+/** INSERT_SNAPSHOT without its VALUES (PostgreSQL writes many rows per statement). */
+export const INSERT_SNAPSHOT_HEAD =
+  'INSERT INTO snapshots (id, vm_id, provider_ref, parent_id, name, description, mode, owner, job_id, policy_id, state, is_current, ready, progress, details, created_at, first_seen_at, deleted_at)';
+export const INSERT_SNAPSHOT = `${INSERT_SNAPSHOT_HEAD} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`;
 
 /** INSERT_SNAPSHOT's values for a new snapshot. */
 export const snapshotInsertValues = (s: Snapshot): unknown[] => [

@@ -91,8 +91,9 @@ export function vmSetters(set: Partial<VmFields>): { sql: string; values: unknow
   return { sql: keys.map((k) => `${COLUMNS[k]} = ?`).join(', '), values };
 }
 
-export const INSERT_VM = `INSERT INTO vms (id, target_id, provider_vm_id, name, power_state, raw_power_state, consolidation_needed, disks, first_seen_at, last_seen_at, gone_at)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`;
+/** INSERT_VM without its VALUES (PostgreSQL writes many rows per statement). */
+export const INSERT_VM_HEAD = 'INSERT INTO vms (id, target_id, provider_vm_id, name, power_state, raw_power_state, consolidation_needed, disks, first_seen_at, last_seen_at, gone_at)';
+export const INSERT_VM = `${INSERT_VM_HEAD} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`;
 
 /** INSERT_VM's values for a new VM. */
 export const vmInsertValues = (v: Vm): unknown[] => [

@@ -110,6 +110,7 @@ t.test('snapshots: apply a plan (children before parents is fine), stats and cha
   t.match(await store.vms.getWithStats('v1'), { snapshotCount: 3, chainDepth: 2 });
   t.same((await store.snapshots.listByVm('v1', { includeGone: false })).map((s) => s.id).sort(), ['a', 'c', 'x']);
   t.equal((await store.snapshots.listByVm('v1', { includeGone: true })).length, 4, 'gone rows kept');
+  t.same((await store.snapshots.listByVm('v1', { includeGone: true })).map((s) => s.id), ['c', 'a', 'b', 'x'], 'found in one sync: in the plan\'s (the provider\'s) order');
   t.equal((await store.snapshots.getByRef('v1', 'ref-c'))?.id, 'c');
   t.match(await store.vms.getWithStats('v2'), { snapshotCount: 0, chainDepth: 0, currentSnapshotId: null });
 }));
@@ -286,6 +287,25 @@ t.test('drift: snapshots of a target (present, and gone since), deleting jobs, l
   await store.drift.saveState('lab', { fingerprint: 'f1', summary: { createdOutside: 1 }, checkedAt: AT });
   await store.drift.saveState('lab', { fingerprint: 'f2', summary: { createdOutside: 2 }, checkedAt: later });
   t.same(await store.drift.lastState('lab'), { fingerprint: 'f2', summary: { createdOutside: 2 }, checkedAt: later }, 'one row per target, replaced');
+}));
+
+t.test('vms and snapshots: a plan larger than one statement is written whole, in order', (t) => forEachDialect(t, async (t, dialect) => {
+  const { store, lab } = await seed(t, dialect);
+  const n = 1203;
+  const id = (i: number) => `big${String(i).padStart(4, '0')}`;
+  await store.vms.apply({
+    inserts: Array.from({ length: n }, (_, i) => ({
+      id: id(i), targetId: lab.id, providerVmId: `p-${id(i)}`, name: id(i), powerState: 'running' as const, rawPowerState: 'running',
+      consolidationNeeded: false, disks: null, firstSeenAt: AT, lastSeenAt: AT, goneAt: null,
+    })),
+    updates: [],
+    gone: [],
+  });
+  t.equal(await store.vms.countPresentByTarget(lab.id), n + 3);
+  const refs = Array.from({ length: n }, (_, i) => `s${(i * 7919) % n}`);
+  await store.snapshots.apply({ inserts: refs.map((r, i) => snap(r, 'v1', i === 0 ? null : refs[i - 1]!)), updates: [], gone: [] });
+  t.same((await store.snapshots.listByVm('v1', { includeGone: false })).map((s) => s.id), refs, 'every snapshot, in the plan\'s order');
+  t.match(await store.vms.getWithStats('v1'), { snapshotCount: n });
 }));
 
 t.test('snapshots: details are stored as JSON, updated through the plan (bumping the revision), null when absent', (t) => forEachDialect(t, async (t, dialect) => {

@@ -2,7 +2,7 @@
 import type { Row } from '../rows.ts';
 import {
   BUMP_SNAPSHOT_REVISION,
-  INSERT_SNAPSHOT,
+  INSERT_SNAPSHOT_HEAD,
   SNAPSHOT_BY_ID,
   SNAPSHOT_BY_REF,
   SNAPSHOT_OF_JOB,
@@ -14,6 +14,7 @@ import {
   toSnapshot,
   type SnapshotRepo,
 } from '../snapshots.ts';
+import { insertRows } from './batch.ts';
 import type { PgDb } from './db.ts';
 
 export function createPgSnapshotRepo(db: PgDb): SnapshotRepo {
@@ -37,11 +38,9 @@ export function createPgSnapshotRepo(db: PgDb): SnapshotRepo {
       // The parent foreign key is DEFERRABLE INITIALLY DEFERRED (migration 001): checked at COMMIT,
       // so a child may be written before its new parent within this transaction.
       await db.tx(async (q) => {
-        const touched = new Set<string>();
-        for (const s of plan.inserts) {
-          touched.add(s.vmId);
-          await q.run(INSERT_SNAPSHOT, snapshotInsertValues(s));
-        }
+        // In plan order, several rows per statement: rowid (migration 014) keeps the provider's order.
+        await insertRows(q, INSERT_SNAPSHOT_HEAD, plan.inserts.map(snapshotInsertValues));
+        const touched = new Set(plan.inserts.map((s) => s.vmId));
         for (const change of [...plan.updates, ...plan.gone]) {
           const set = snapshotSetters(change.set);
           if (set === null) continue;

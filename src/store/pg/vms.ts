@@ -5,7 +5,7 @@ import {
   CHAIN_DEPTH,
   COUNT_CONSOLIDATION_NEEDED,
   COUNT_PRESENT_OF_TARGET,
-  INSERT_VM,
+  INSERT_VM_HEAD,
   InvalidCursorError,
   namePrefixPattern,
   STATS_SELECT,
@@ -18,6 +18,7 @@ import {
   type VmRepo,
   type VmWithStats,
 } from '../vms.ts';
+import { insertRows } from './batch.ts';
 import type { PgDb, PgQueryable } from './db.ts';
 
 async function withStats(q: PgQueryable, r: Row): Promise<VmWithStats> {
@@ -72,7 +73,7 @@ export function createPgVmRepo(db: PgDb): VmRepo {
     },
     async apply(plan) {
       await db.tx(async (q) => {
-        for (const v of plan.inserts) await q.run(INSERT_VM, vmInsertValues(v));
+        await insertRows(q, INSERT_VM_HEAD, plan.inserts.map(vmInsertValues));
         for (const change of [...plan.updates, ...plan.gone]) {
           const { sql, values } = vmSetters(change.set);
           await q.run(`UPDATE vms SET ${sql} WHERE id = ?`, [...values, change.before.id]);
