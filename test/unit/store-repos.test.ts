@@ -1,12 +1,12 @@
 import t from 'tap';
 import type { Snapshot, Vm } from '../../src/domain/types.ts';
 import type { Store } from '../../src/store/index.ts';
-import { forEachDialect, openTestStore, type Dialect } from './store-dialects.ts';
+import { forEachDialect, openReplicaStore, openTestStore, type Dialect } from './store-dialects.ts';
 
 const AT = '2025-01-01T00:00:00.000Z';
 
 async function seed(t: { teardown(fn: () => void | Promise<void>): void }, dialect: Dialect = 'sqlite') {
-  const { store } = await openTestStore(t, dialect);
+  const { store, url } = await openTestStore(t, dialect);
   const lab = await store.targets.ensure({ name: 'lab', kind: 'virtualbox', demo: true });
   const other = await store.targets.ensure({ name: 'other', kind: 'virtualbox', demo: false });
   const vm = (id: string, targetId: string, name: string, extra: Partial<Vm> = {}): Vm => ({
@@ -34,7 +34,7 @@ async function seed(t: { teardown(fn: () => void | Promise<void>): void }, diale
     updates: [],
     gone: [],
   });
-  return { store, lab, other };
+  return { store, lab, other, url };
 }
 
 const snap = (id: string, vmId: string, parentId: string | null, extra: Partial<Snapshot> = {}): Snapshot => ({
@@ -307,6 +307,16 @@ t.test('vms and snapshots: a plan larger than one statement is written whole, in
   t.same((await store.snapshots.listByVm('v1', { includeGone: false })).map((s) => s.id), refs, 'every snapshot, in the plan\'s order');
   t.match(await store.vms.getWithStats('v1'), { snapshotCount: n });
 }));
+
+t.test('postgres: two replicas applying plans to one VM at once: each plan bumps its revision once', async (t) => {
+  const { store: a, url } = await seed(t, 'postgres');
+  const b = await openReplicaStore(t, url!);
+  const before = (await a.snapshots.revision('v1'))!;
+  const plans = 20;
+  // Each plan writes its own snapshot row: nothing but the revision makes them wait for each other.
+  await Promise.all(Array.from({ length: plans }, (_, i) => (i % 2 ? a : b).snapshots.apply({ inserts: [snap(`n${i}`, 'v1', null)], updates: [], gone: [] })));
+  t.equal(await a.snapshots.revision('v1'), before + plans, 'no bump lost');
+});
 
 t.test('snapshots: details are stored as JSON, updated through the plan (bumping the revision), null when absent', (t) => forEachDialect(t, async (t, dialect) => {
   const { store } = await seed(t, dialect);
