@@ -6,7 +6,14 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from '../../../providers/contract.ts';
 import type { Store } from '../index.ts';
 import { redactUrl } from '../location.ts';
+import { createPgAuditRepo } from './audit.ts';
 import { openPgDb, pgWriteFailure, type PgDb } from './db.ts';
+import { createPgDriftRepo } from './drift.ts';
+import { createPgPolicyRepo } from './policies.ts';
+import { createPgSnapshotRepo } from './snapshots.ts';
+import { createPgTargetRepo } from './targets.ts';
+import { createPgVmRepo } from './vms.ts';
+import { createPgWebhookOutboxRepo } from './webhooks.ts';
 
 /** Repositories not ported yet answer with this (never silently): the store refuses to start with them in use. */
 function notPorted<T extends object>(name: string): T {
@@ -24,17 +31,17 @@ export async function openPgStore(url: string, opts: { log?: Logger; poolSize?: 
   return {
     dialect: 'postgres',
     cluster: { shared: true, replicaId: randomUUID() },
-    targets: notPorted('targets'),
-    vms: notPorted('vms'),
-    snapshots: notPorted('snapshots'),
+    targets: createPgTargetRepo(db),
+    vms: createPgVmRepo(db),
+    snapshots: createPgSnapshotRepo(db),
     jobs: notPorted('jobs'),
     budgets: notPorted('budgets'),
     idempotency: notPorted('idempotency'),
-    audit: notPorted('audit'),
+    audit: createPgAuditRepo(db),
     groups: notPorted('groups'),
-    policies: notPorted('policies'),
-    drift: notPorted('drift'),
-    webhooks: notPorted('webhooks'),
+    policies: createPgPolicyRepo(db),
+    drift: createPgDriftRepo(db),
+    webhooks: createPgWebhookOutboxRepo(db),
     async close() {
       if (closed) return;
       closed = true;
