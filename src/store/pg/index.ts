@@ -6,7 +6,11 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from '../../../providers/contract.ts';
 import type { Store } from '../index.ts';
 import { redactUrl } from '../location.ts';
+import { createPgBudgetRepo } from './budgets.ts';
 import { openPgDb, pgWriteFailure, type PgDb } from './db.ts';
+import { createPgGroupRepo } from './groups.ts';
+import { createPgIdempotencyRepo } from './idempotency.ts';
+import { createPgJobRepo } from './jobs.ts';
 
 /** Repositories not ported yet answer with this (never silently): the store refuses to start with them in use. */
 function notPorted<T extends object>(name: string): T {
@@ -27,11 +31,11 @@ export async function openPgStore(url: string, opts: { log?: Logger; poolSize?: 
     targets: notPorted('targets'),
     vms: notPorted('vms'),
     snapshots: notPorted('snapshots'),
-    jobs: notPorted('jobs'),
-    budgets: notPorted('budgets'),
-    idempotency: notPorted('idempotency'),
+    jobs: createPgJobRepo(db),
+    budgets: createPgBudgetRepo(db),
+    idempotency: createPgIdempotencyRepo(db),
     audit: notPorted('audit'),
-    groups: notPorted('groups'),
+    groups: createPgGroupRepo(db),
     policies: notPorted('policies'),
     drift: notPorted('drift'),
     webhooks: notPorted('webhooks'),
