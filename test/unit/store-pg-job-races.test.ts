@@ -50,6 +50,7 @@ t.test('claims racing through two replicas: one running job per VM, the target\'
     );
     const running = await a.jobs.listByState('running');
     t.equal(won.length, running.length, `round ${round}: as many wins as running jobs`);
+    t.ok(running.length <= maxRunning, `round ${round}: never more than the target's limit running`);
     t.equal(running.length, Math.min(maxRunning, new Set(queued.map((id) => id.split('-')[1])).size), `round ${round}: the target's limit, filled`);
     t.equal(new Set(running.map((j) => j.vmId)).size, running.length, `round ${round}: never two running jobs on one VM`);
     for (const w of won) {

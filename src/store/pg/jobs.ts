@@ -76,7 +76,8 @@ export async function insertPgJob(q: PgQueryable, job: NewJob): Promise<Job> {
  * check the limits against the running jobs. It must run AFTER CLAIM_LOCK_SQL, as a statement of
  * its own: under READ COMMITTED each statement reads one snapshot, taken when the statement starts.
  * Were the lock taken inside this statement, the snapshot would predate it and miss the running
- * job a claim that held the lock just committed — two jobs would run on one VM.
+ * job a claim that held the lock just committed — two jobs would run on one VM (the race test in
+ * test/unit/store-pg-job-races.test.ts fails that way with the lock in a CTE of this statement).
  */
 const claimSql = (clearMessage: boolean) => `UPDATE jobs SET state = 'running', claim_ticket = ?, claimed_at = ?, started_at = coalesce(started_at, ?),
      attempts = attempts + 1, next_attempt_at = NULL, lease_owner = ?, lease_until = ?${clearMessage ? ', progress_message = NULL' : ''}
