@@ -20,7 +20,7 @@ import {
 } from '../groups.ts';
 import { str, strOrNull, type Row } from '../rows.ts';
 import type { PgDb, PgQueryable } from './db.ts';
-import { findPgKey, insertPgKey, txKeyRace } from './idempotency.ts';
+import { insertPgKey, txKeyRace } from './idempotency.ts';
 import { insertPgJob, lockedQueuedCount } from './jobs.ts';
 
 export function createPgGroupRepo(db: PgDb): GroupRepo {
@@ -30,11 +30,14 @@ export function createPgGroupRepo(db: PgDb): GroupRepo {
     async create(group, members, idem, options = {}) {
       return txKeyRace(db, async (q): Promise<GroupCreateOutcome> => {
         if (idem) {
-          const prior = await findPgKey(q, idem.principal, idem.key);
+          // The key with its job's group in one statement (one snapshot: see jobs.submit).
+          const prior = await q.get<Row>(
+            `SELECT k.request_hash, j.group_id FROM idempotency_keys k JOIN jobs j ON j.id = k.job_id WHERE k.principal = ? AND k.key = ?`,
+            [idem.principal, idem.key],
+          );
           if (prior) {
-            const r = await q.get<Row>(GROUP_SQL.groupOfJob, [prior.jobId]);
-            const groupId = r ? strOrNull(r.group_id) : null;
-            if (prior.requestHash !== idem.requestHash || groupId === null) return { outcome: 'key-reused' };
+            const groupId = strOrNull(prior.group_id);
+            if (prior.request_hash !== idem.requestHash || groupId === null) return { outcome: 'key-reused' };
             return { outcome: 'replayed', groupId };
           }
         }
@@ -59,7 +62,10 @@ export function createPgGroupRepo(db: PgDb): GroupRepo {
       const { sql, params } = groupListQuery(query);
       const rows = await db.all<Row>(sql, params);
       const page = rows.slice(0, query.limit).map(toGroupRow);
-      return { items: await Promise.all(page.map((g) => derive(db, g))), next: groupListNext(rows.length, page, query.limit) };
+      // One group after another: a long page must not take every connection of the pool at once.
+      const items = [];
+      for (const g of page) items.push(await derive(db, g));
+      return { items, next: groupListNext(rows.length, page, query.limit) };
     },
     async retry(groupId, jobs) {
       await db.tx(async (q) => {

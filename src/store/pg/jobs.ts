@@ -37,7 +37,7 @@ import {
 import type { JobCheckpoint } from '../../../providers/contract.ts';
 import { json, type Row } from '../rows.ts';
 import type { PgDb, PgQueryable } from './db.ts';
-import { findPgKey, insertPgKey, txKeyRace } from './idempotency.ts';
+import { insertPgKey, txKeyRace } from './idempotency.ts';
 import { positional } from './named-params.ts';
 
 /**
@@ -88,7 +88,7 @@ const claimSql = (clearMessage: boolean) => `UPDATE jobs SET state = 'running', 
 /** PostgreSQL: a running job is recoverable once no live replica holds it (see JobRepo.recoverable). */
 const RECOVERABLE_WHERE = `state = 'running' AND (claim_ticket IS NULL OR lease_until IS NULL OR lease_until < ?)`;
 
-/** The next principal (by the index's order) with a queued job, one index seek each: a skip scan. */
+/** The principals with queued jobs, one index seek each (a skip scan): the queue's length does not matter. */
 const QUEUED_PRINCIPALS_SQL = `WITH RECURSIVE p(name) AS (
      (SELECT requested_by FROM jobs WHERE state = 'queued' ORDER BY requested_by LIMIT 1)
      UNION ALL
@@ -113,10 +113,15 @@ export function createPgJobRepo(db: PgDb): JobRepo {
     async submit(job, idem, options = {}) {
       return txKeyRace(db, async (q): Promise<SubmitOutcome> => {
         if (idem) {
-          const prior = await findPgKey(q, idem.principal, idem.key);
+          // The key with its job in one statement (one snapshot): retention deletes both in one
+          // transaction, so this never sees a key whose job another replica just pruned.
+          const prior = await q.get<Row>(
+            `SELECT k.request_hash AS key_request_hash, j.* FROM idempotency_keys k JOIN jobs j ON j.id = k.job_id WHERE k.principal = ? AND k.key = ?`,
+            [idem.principal, idem.key],
+          );
           if (prior) {
-            if (prior.requestHash !== idem.requestHash) return { outcome: 'key-reused', jobId: prior.jobId };
-            return { outcome: 'replayed', job: (await get(q, prior.jobId))! };
+            if (prior.key_request_hash !== idem.requestHash) return { outcome: 'key-reused', jobId: String(prior.id) };
+            return { outcome: 'replayed', job: toJob(prior) };
           }
         }
         if ((job.state ?? 'queued') === 'queued' && options.maxQueued !== undefined) {
@@ -138,7 +143,8 @@ export function createPgJobRepo(db: PgDb): JobRepo {
       return rows.map((r) => ({ id: r.id, vmId: r.vm_id, targetId: r.target_id, kind: r.kind as JobKind }));
     },
     async queuedPrincipals() {
-      return (await db.all<{ name: string }>(QUEUED_PRINCIPALS_SQL)).map((r) => r.name);
+      // The skip scan follows the index's collation; the answer is in SQLite's (BINARY: UTF-8 bytes).
+      return (await db.all<{ name: string }>(QUEUED_PRINCIPALS_SQL)).map((r) => r.name).sort((x, y) => Buffer.compare(Buffer.from(x), Buffer.from(y)));
     },
     async fairCandidates(targetId, principal, now, limit) {
       const { sql, params } = positional(FAIR_CANDIDATES_SQL, { principal, targetId, now, limit });
