@@ -13,6 +13,7 @@ import {
   outboxInsertValues,
   PENDING,
   PENDING_BY_WEBHOOK,
+  RELEASE_OUTBOX_ROW_SQL,
   toOutboxRow,
   type WebhookOutboxRepo,
 } from '../webhooks.ts';
@@ -48,6 +49,10 @@ export function createPgWebhookOutboxRepo(db: PgDb): WebhookOutboxRepo {
     },
     async claimDue(now, limit, leaseUntil) {
       return (await db.all<Row>(CLAIM_DUE, [now, limit, leaseUntil])).map(toOutboxRow);
+    },
+    async release(id, leaseUntil, nextAttemptAt) {
+      // One statement, conditional on the claim's end: a row claimed again since is left alone.
+      return (await db.run(RELEASE_OUTBOX_ROW_SQL, [nextAttemptAt, id, leaseUntil])) > 0;
     },
     async nextDueAt() {
       return strOrNull((await db.get<Row>(NEXT_DUE_AT))?.at);
