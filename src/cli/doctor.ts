@@ -12,6 +12,7 @@ import { createRegistry, type TargetSpec } from '../../providers/index.ts';
 import type { Logger, TargetHealth } from '../../providers/contract.ts';
 import { ConfigError, findConfigFile, loadConfigFile, type ResolvedConfig } from '../config/load.ts';
 import { databaseFileProblem, inspectDatabaseFile } from '../store/backup.ts';
+import { isPostgresUrl, redactUrl } from '../store/location.ts';
 import { lockHolder } from '../store/lock.ts';
 import { SCHEMA_VERSION } from '../store/migrations/index.ts';
 
@@ -62,11 +63,27 @@ export async function doctor(options: DoctorOptions): Promise<Finding[]> {
     return findings;
   }
   findings.push({ status: 'ok', subject: 'config', message: `${file}: ${config.targets.length} target(s), ${config.tokens.length} token(s)` });
-  findings.push(checkDatabase(config));
+  findings.push(isPostgresUrl(config.database) ? await checkPostgres(config.database) : checkDatabase(config));
 
   const results = await Promise.all(config.targets.map((spec) => checkTarget(spec, options)));
   for (const r of results) findings.push(...r);
   return findings;
+}
+
+/** PostgreSQL: reachable, and at which schema version (read only: doctor never migrates). */
+async function checkPostgres(url: string): Promise<Finding> {
+  const subject = 'database';
+  const where = redactUrl(url);
+  try {
+    // The driver is loaded only for a PostgreSQL database.
+    const { readPgSchemaVersion } = await import('../store/pg/db.ts');
+    const version = await readPgSchemaVersion(url);
+    if (version === null) return { status: 'ok', subject, message: `${where}: reachable, no Snapvisor schema yet: the daemon creates it at start` };
+    if (version > SCHEMA_VERSION) return { status: 'fix', subject, message: `${where}: schema version ${version} is newer than this build knows (${SCHEMA_VERSION}): the daemon refuses to start; upgrade Snapvisor` };
+    return { status: 'ok', subject, message: `${where}: reachable, schema version ${version}${version === SCHEMA_VERSION ? ' (current)' : `: migrations up to ${SCHEMA_VERSION} are applied at the next start`}` };
+  } catch (e) {
+    return { status: 'fix', subject, message: `${where}: cannot connect: ${(e as Error).message}` };
+  }
 }
 
 function checkDatabase(config: ResolvedConfig): Finding {

@@ -12,6 +12,7 @@ import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { parseArgs } from 'node:util';
 import { databasePath, findConfigFile } from '../config/load.ts';
 import { backupFile, databaseFileProblem, inspectDatabaseFile, restoreFile } from '../store/backup.ts';
+import { isPostgresUrl, redactUrl } from '../store/location.ts';
 import { ApiError, createClient, type Client } from './client.ts';
 import { doctor, formatFinding } from './doctor.ts';
 import { groupCommand } from './group.ts';
@@ -200,7 +201,11 @@ function localDatabase(ctx: Context): string {
   const cwd = cwdOf(ctx);
   if (ctx.values.db !== undefined) return path.resolve(cwd, ctx.values.db);
   const config = ctx.values.config !== undefined ? path.resolve(cwd, ctx.values.config) : findConfigFile(ctx.io.env, cwd);
-  return databasePath(ctx.io.env, cwd, config);
+  const database = databasePath(ctx.io.env, cwd, config);
+  if (isPostgresUrl(database)) {
+    throw new UsageError(`the database is PostgreSQL (${redactUrl(database)}): back it up and restore it with PostgreSQL's tools (pg_dump, pg_restore, base backups), not snapvisor`);
+  }
+  return database;
 }
 
 function query(params: Record<string, string | undefined>): string {

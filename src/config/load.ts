@@ -126,7 +126,7 @@ export function resolveConfig(raw: unknown, source: string, ctx: LoadEnv, demo =
     source,
     demo,
     listen: { host: env.SNAPVISOR_HOST ?? file.listen.host, port, requestTimeoutSec: file.listen.requestTimeoutSec, ...(tls ? { tls } : {}) },
-    database: env.SNAPVISOR_DB ?? (isPostgresUrl(file.database) ? file.database : path.resolve(ctx.baseDir, file.database)),
+    database: env.SNAPVISOR_DB ?? resolveDatabase(ctx.baseDir, file.database),
     databaseFrom: env.SNAPVISOR_DB !== undefined ? 'env' : demo || (raw as { database?: unknown } | null)?.database === undefined ? 'default' : 'config',
     logLevel: file.logLevel,
     bodyLimitBytes: file.bodyLimitBytes,
@@ -247,7 +247,7 @@ export function findConfigFile(env: NodeJS.ProcessEnv, cwd: string): string | nu
  * directory (relative paths resolve against it, as the daemon's do). No config file: the demo's.
  */
 export function databasePath(env: NodeJS.ProcessEnv, cwd: string, configFile: string | null = findConfigFile(env, cwd)): string {
-  if (env.SNAPVISOR_DB) return path.resolve(cwd, env.SNAPVISOR_DB);
+  if (env.SNAPVISOR_DB) return resolveDatabase(cwd, env.SNAPVISOR_DB);
   if (configFile === null) return path.resolve(cwd, DEFAULT_DATABASE);
   let text: string;
   try {
@@ -259,5 +259,10 @@ export function databasePath(env: NodeJS.ProcessEnv, cwd: string, configFile: st
   if (doc.errors.length > 0) throw new ConfigError(configFile, [{ path: '', message: doc.errors[0]!.message.split('\n')[0] ?? 'YAML error' }]);
   const database = (doc.toJS() as { database?: unknown } | null)?.database ?? DEFAULT_DATABASE;
   if (typeof database !== 'string' || database === '') throw new ConfigError(configFile, [{ path: '/database', message: 'must be a non-empty string' }]);
-  return path.resolve(cwd, database);
+  return resolveDatabase(cwd, database);
+}
+
+/** A database setting as the daemon uses it: a PostgreSQL URL as written, a file path resolved against `baseDir`. */
+function resolveDatabase(baseDir: string, database: string): string {
+  return isPostgresUrl(database) ? database : path.resolve(baseDir, database);
 }

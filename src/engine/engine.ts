@@ -23,7 +23,8 @@ import { createMetrics } from './metrics.ts';
 import { createPolicies } from './policies.ts';
 import { createScheduler } from './scheduler.ts';
 import type { PolicyRunPort } from './policy-port.ts';
-import { recoverRunningJobs } from './recovery.ts';
+import { createLeaseKeeper } from './leases.ts';
+import { createRecovery } from './recovery.ts';
 import { createRetention, type RetentionReport } from './retention.ts';
 import { requestOf, submitJob } from './submit.ts';
 import { createSync, errSummary, type SyncOutcome } from './sync.ts';
@@ -103,7 +104,10 @@ export function createEngine(options: EngineOptions): Engine {
   const metrics = createMetrics(options.store);
   const core = createCore({ store: options.store, registry: options.registry, log, settings, now: options.now ?? (() => new Date()), events, metrics });
   const sync = createSync(core);
-  const worker = createWorker(core, sync);
+  // Job leases (engine/leases.ts): the worker's claims and recovery's takeovers, renewed while held.
+  const leases = createLeaseKeeper(core);
+  const worker = createWorker(core, sync, leases);
+  const recovery = createRecovery(core, sync, leases);
   const retention = createRetention(core);
   const groups = createGroups(core, () => worker.kick());
   // Runs submit through the engine's own submit (validation, idempotency, the worker's kick).
@@ -293,8 +297,10 @@ export function createEngine(options: EngineOptions): Engine {
   const engine: Engine = {
     async start({ waitForSync = true } = {}) {
       await core.targets();
-      const recovered = await recoverRunningJobs(core, sync);
+      const recovered = await recovery.atStart();
       if (recovered.length) log.info({ recovered }, 'crash recovery finished');
+      // Replicas sharing the database: the jobs of one that died are recovered once their leases run out.
+      if (store.cluster.shared) recovery.startSweep();
       await groups.refreshRunning();
       // The daemon serves (and queues jobs) while a slow or unreachable target is still being read.
       const firstSync = syncAll();
@@ -314,6 +320,8 @@ export function createEngine(options: EngineOptions): Engine {
       await duties.stop();
       policies.stop();
       let graceOverAt = Date.now();
+      // No new sweep; one under way ends with the worker's grace (its hypervisor calls are aborted with it).
+      const recoveryStopped = recovery.stop();
       await worker.stop(graceMs, {
         graceOver: () => {
           graceOverAt = Date.now();
@@ -322,6 +330,8 @@ export function createEngine(options: EngineOptions): Engine {
       });
       // A sync pass stuck in a call that ignores the signal does not hold the stop up.
       if (syncing && !(await within(syncing, graceOverAt + ABORT_WAIT_MS - Date.now()))) log.warn({}, 'inventory sync did not end when aborted');
+      if (!(await within(recoveryStopped, graceOverAt + ABORT_WAIT_MS - Date.now()))) log.warn({}, 'recovery sweep did not end when aborted');
+      leases.stop();
       // After the jobs: their last events are in the outbox; what is not sent yet goes after the next start.
       await webhooks.stop();
       clusterEvents.close();
@@ -510,6 +520,9 @@ export function createEngine(options: EngineOptions): Engine {
     },
 
     async backupDatabase() {
+      if (store.dialect === 'postgres') {
+        throw new SnapvisorError('unsupported', 'SNAPVISOR_ERR_BACKUP_POSTGRES', 'the database is PostgreSQL: back it up with pg_dump or base backups, not through Snapvisor');
+      }
       // Beside the database (same disk, same permissions), never where a client could name it.
       const base = store.location === ':memory:' || store.location === '' ? path.join(tmpdir(), 'snapvisor') : store.location;
       const file = `${base}.backup-${randomUUID()}.tmp`;

@@ -125,7 +125,7 @@ export function createPolicies(core: Core, deps: { submit: Submit }): Policies {
   const log = engineLog.child({ component: 'policies' });
   const runsTotal = new Counter({
     name: 'snapvisor_policy_runs_total',
-    help: 'Policy runs by kind, trigger and result (skipped: the previous run of the same policy and kind was still going)',
+    help: 'Policy runs by kind, trigger and result (skipped: the previous run of the same policy and kind was still going; duplicate: a start of a slot that already had its run, not run again)',
     labelNames: ['kind', 'trigger', 'result'] as const,
     registers: [core.metrics.registry],
   });
@@ -413,10 +413,16 @@ export function createPolicies(core: Core, deps: { submit: Submit }): Policies {
     async startRun(policyId, kind, trigger, scheduledFor) {
       if (halt.signal.aborted) throw new SnapvisorError('conflict', 'SNAPVISOR_ERR_STOPPING', 'the daemon is stopping');
       const policy = await requirePolicy(policyId);
-      const run = await store.policies.startRun({ id: core.newId(), policyId, kind, trigger, scheduledFor, startedAt: core.iso() });
+      const { run, duplicate } = await store.policies.startRun({ id: core.newId(), policyId, kind, trigger, scheduledFor, startedAt: core.iso() });
       const entry = schedule.get(policyId);
       const last = entry?.lastScheduledFor[kind] ?? null;
       if (entry && scheduledFor !== null && (last === null || scheduledFor > last)) entry.lastScheduledFor[kind] = scheduledFor;
+      if (duplicate) {
+        // Another replica (a leader that has just lost the lock, or the new one) already ran this slot.
+        runsTotal.inc({ kind, trigger, result: 'duplicate' });
+        log.info({ runId: run.id, policyId, kind, trigger, scheduledFor }, 'policy run not started: this slot already has its run');
+        return run;
+      }
       core.events.emit({ type: 'policy-run', run });
       if (run.state === 'skipped') {
         runsTotal.inc({ kind, trigger, result: 'skipped' });

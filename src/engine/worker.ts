@@ -3,6 +3,7 @@
  * both enforced inside the claim itself; a target's free slots go round-robin across principals
  * and their VMs, domain/fair-claim.ts), runs each with a CallContext whose signal fires on
  * cancel, on the per-attempt timeout and on shutdown, and settles the row by what happened.
+ * Each claim holds a lease for this replica, renewed while the job runs (engine/leases.ts).
  */
 import { randomUUID } from 'node:crypto';
 import type { CallContext, CreateRateLimit, DiskInfo } from '../../providers/contract.ts';
@@ -15,6 +16,7 @@ import { sleep, within } from '../../providers/shared/sleep.ts';
 import { backoffDelayMs, decideAfterError } from './backoff.ts';
 import type { BoundTarget, Core, TargetLease } from './core.ts';
 import { runHandler } from './handlers.ts';
+import type { LeaseKeeper } from './leases.ts';
 import { errSummary, type Sync } from './sync.ts';
 
 interface Running {
@@ -61,7 +63,7 @@ export const ABORT_WAIT_MS = 1_000;
 const SETTLE_RETRY_INITIAL_MS = 250;
 const SETTLE_RETRY_MAX_MS = 15_000;
 
-export function createWorker(core: Core, sync: Sync): Worker {
+export function createWorker(core: Core, sync: Sync, leases: LeaseKeeper): Worker {
   const running = new Map<string, Running>();
   let timer: NodeJS.Timeout | null = null;
   let started = false;
@@ -164,13 +166,16 @@ export function createWorker(core: Core, sync: Sync): Worker {
         budgetKeys = verdict ?? undefined;
       }
       const ticket = randomUUID();
-      const job = await core.store.jobs.tryClaim(candidate.id, ticket, core.iso(), limit, budgetKeys ? { budgetKeys } : undefined);
+      const lease = leases.lease();
+      const job = await core.store.jobs.tryClaim(candidate.id, ticket, core.iso(), limit, { lease, ...(budgetKeys ? { budgetKeys } : {}) });
       if (!job) continue;
+      // Held from the claim: the heartbeat renews it until the job is settled.
+      const release = leases.hold(job.id, lease);
       if (budgetKeys) budgets?.recorded(job.targetId, budgetKeys);
       busyVms.add(job.vmId);
       perTarget.set(job.targetId, (perTarget.get(job.targetId) ?? 0) + 1);
       lastClaimedOn(job.targetId).set(job.requestedBy, ++claimClock);
-      launch(job, ticket);
+      launch(job, ticket, release);
     }
   }
 
@@ -260,12 +265,13 @@ export function createWorker(core: Core, sync: Sync): Worker {
     if (pruned > 0) core.log.debug({ pruned }, 'old create budget events pruned');
   }
 
-  function launch(job: Job, ticket: string): void {
+  function launch(job: Job, ticket: string, releaseLease: () => void): void {
     const entry: Running = { job, ticket, controller: new AbortController(), reason: null, done: Promise.resolve() };
     running.set(job.id, entry);
     entry.done = execute(entry)
       .catch((err: unknown) => core.log.error({ jobId: job.id, err: errSummary(err) }, 'job settlement failed'))
       .finally(() => {
+        releaseLease();
         running.delete(job.id);
         if (!stopping) kickSoon();
       });

@@ -11,7 +11,6 @@ import { createDriftRepo, type DriftRepo } from './drift.ts';
 import { localCluster, type Cluster } from './cluster.ts';
 import { openDb } from './db.ts';
 import { isPostgresUrl } from './location.ts';
-import { openPgStore } from './pg/index.ts';
 import { createGroupRepo, type GroupRepo } from './groups.ts';
 import { createIdempotencyRepo, type IdempotencyRepo } from './idempotency.ts';
 import { createJobRepo, type JobRepo } from './jobs.ts';
@@ -28,7 +27,6 @@ export type { BackupReport } from './backup.ts';
 export type { CreateBudgetEvent, CreateBudgetRepo } from './budgets.ts';
 export { DatabaseDamagedError, StoreVersionError } from './db.ts';
 export { isPostgresUrl, redactUrl } from './location.ts';
-export { BackupUnsupportedError } from './pg/index.ts';
 export type { IdempotencyRecord, IdempotencyRepo } from './idempotency.ts';
 export type { GroupCreateOutcome, GroupRefresh, GroupRepo, NewGroup, NewGroupMember } from './groups.ts';
 export type { ClaimOptions, FairJobCandidate, FinishUpdate, JobCandidate, JobLease, JobListQuery, JobRepo, NewJob, RequeueUpdate, SubmitOptions, SubmitOutcome } from './jobs.ts';
@@ -124,6 +122,7 @@ export function openStore(path: string, opts: { log?: Logger } = {}): Store {
 
 /** Opens the store `location` names: a postgres:// URL, else a SQLite file (or ':memory:'). */
 export async function connectStore(location: string, opts: { log?: Logger; poolSize?: number } = {}): Promise<Store> {
-  if (isPostgresUrl(location)) return openPgStore(location, opts);
+  // Loaded only for PostgreSQL: an embedded daemon never loads the driver.
+  if (isPostgresUrl(location)) return (await import('./pg/index.ts')).openPgStore(location, opts);
   return openStore(location, opts);
 }

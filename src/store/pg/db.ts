@@ -212,3 +212,20 @@ async function migrate(pool: pg.Pool, migrations: readonly Migration[], log?: Lo
     c.release();
   }
 }
+
+/**
+ * The schema version a PostgreSQL database is at, read without migrating it (doctor): null when it
+ * has no Snapvisor schema yet. Throws what connecting throws.
+ */
+export async function readPgSchemaVersion(url: string, timeoutMs = 5000): Promise<number | null> {
+  const c = new pg.Client({ connectionString: url, connectionTimeoutMillis: timeoutMs, types });
+  await c.connect();
+  try {
+    const exists = (await c.query(`SELECT to_regclass('snapvisor_schema') IS NOT NULL AS e`)).rows[0] as { e: boolean };
+    if (!exists.e) return null;
+    const row = (await c.query('SELECT max(version) AS v FROM snapvisor_schema')).rows[0] as { v: number | null };
+    return row.v;
+  } finally {
+    await c.end().catch(() => {});
+  }
+}

@@ -6,18 +6,20 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from '../../../providers/contract.ts';
 import type { Store } from '../index.ts';
 import { redactUrl } from '../location.ts';
+import { createPgAuditRepo } from './audit.ts';
+import { createPgBudgetRepo } from './budgets.ts';
 import { createPgCluster, type PgClusterOptions } from './cluster.ts';
 import { openPgDb, pgWriteFailure, type PgDb } from './db.ts';
+import { createPgDriftRepo } from './drift.ts';
+import { createPgGroupRepo } from './groups.ts';
+import { createPgIdempotencyRepo } from './idempotency.ts';
+import { createPgJobRepo } from './jobs.ts';
+import { createPgPolicyRepo } from './policies.ts';
+import { createPgSnapshotRepo } from './snapshots.ts';
+import { createPgTargetRepo } from './targets.ts';
+import { createPgVmRepo } from './vms.ts';
+import { createPgWebhookOutboxRepo } from './webhooks.ts';
 
-/** Repositories not ported yet answer with this (never silently): the store refuses to start with them in use. */
-function notPorted<T extends object>(name: string): T {
-  return new Proxy({} as T, {
-    get(_t, prop) {
-      if (prop === 'then') return undefined;
-      return () => Promise.reject(new Error(`PostgreSQL store: ${name}.${String(prop)} is not implemented`));
-    },
-  });
-}
 
 export interface PgStoreOptions {
   log?: Logger;
@@ -33,17 +35,17 @@ export async function openPgStore(url: string, opts: PgStoreOptions = {}): Promi
   return {
     dialect: 'postgres',
     cluster,
-    targets: notPorted('targets'),
-    vms: notPorted('vms'),
-    snapshots: notPorted('snapshots'),
-    jobs: notPorted('jobs'),
-    budgets: notPorted('budgets'),
-    idempotency: notPorted('idempotency'),
-    audit: notPorted('audit'),
-    groups: notPorted('groups'),
-    policies: notPorted('policies'),
-    drift: notPorted('drift'),
-    webhooks: notPorted('webhooks'),
+    targets: createPgTargetRepo(db),
+    vms: createPgVmRepo(db),
+    snapshots: createPgSnapshotRepo(db),
+    jobs: createPgJobRepo(db),
+    budgets: createPgBudgetRepo(db),
+    idempotency: createPgIdempotencyRepo(db),
+    audit: createPgAuditRepo(db),
+    groups: createPgGroupRepo(db),
+    policies: createPgPolicyRepo(db),
+    drift: createPgDriftRepo(db),
+    webhooks: createPgWebhookOutboxRepo(db),
     async close() {
       if (closed) return;
       closed = true;
@@ -53,7 +55,8 @@ export async function openPgStore(url: string, opts: PgStoreOptions = {}): Promi
     async healthy() {
       if (closed) return false;
       try {
-        return (await db.get('SELECT 1 AS ok')) !== undefined;
+        // /readyz must answer while the server is away, not after the pool's connection timeout.
+        return (await within(HEALTH_TIMEOUT_MS, db.get('SELECT 1 AS ok'))) !== undefined;
       } catch {
         return false;
       }
@@ -62,9 +65,9 @@ export async function openPgStore(url: string, opts: PgStoreOptions = {}): Promi
       if (closed) return 'failed';
       try {
         // A commit that holds a transaction id: it fails exactly when a write would (read-only standby, full disk).
-        await db.tx(async (q) => {
+        await within(HEALTH_TIMEOUT_MS, db.tx(async (q) => {
           await q.get('SELECT pg_current_xact_id()');
-        });
+        }));
         return null;
       } catch (err) {
         return pgWriteFailure(err) ?? 'failed';
@@ -73,15 +76,21 @@ export async function openPgStore(url: string, opts: PgStoreOptions = {}): Promi
     onWriteFailure: (listener) => db.onWriteFailure(listener),
     location: redactUrl(url),
     async backup() {
-      throw new BackupUnsupportedError();
+      // The engine refuses first (422); a store-level caller gets the same answer.
+      throw new Error('the database is PostgreSQL: back it up with pg_dump or base backups, not through Snapvisor');
     },
   };
 }
 
-/** PostgreSQL is backed up by its own tools (pg_dump, base backups), not by the daemon. */
-export class BackupUnsupportedError extends Error {
-  override readonly name = 'BackupUnsupportedError';
-  constructor() {
-    super('the database is PostgreSQL: back it up with pg_dump or your PostgreSQL backups, not through Snapvisor');
-  }
+const HEALTH_TIMEOUT_MS = 2000;
+
+/** `work`, or a rejection once `ms` have passed (the work itself goes on and is ignored). */
+function within<T>(ms: number, work: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer from PostgreSQL within ${ms} ms`)), ms);
+  });
+  work.catch(() => {});
+  return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
 }
+

@@ -24,11 +24,12 @@ const adminBackup: FastifyPluginAsyncTypebox<{ engine: EngineApi }> = async (app
       description:
         'The SQLite database as one consistent state, taken while jobs keep running and integrity-checked before it is sent. ' +
         'Headers: X-Snapvisor-Schema-Version (the migration the copy is at), X-Snapvisor-Backup-Taken-At. ' +
-        'Restore it with `snapvisor restore <file>` while the daemon is stopped.',
+        'Restore it with `snapvisor restore <file>` while the daemon is stopped. On PostgreSQL this is refused (422): use pg_dump.',
       body: EmptyBody,
       response: {
         200: { description: 'The database file', content: { [BACKUP_CONTENT_TYPE]: { schema: Type.String({ format: 'binary' }) } } },
-        ...problems(400, 401, 403, 415, 500),
+        // 422: the database is PostgreSQL (backed up by its own tools).
+        ...problems(400, 401, 403, 415, 422, 500),
       },
     },
   }, async (request, reply) => {
