@@ -19,6 +19,7 @@ import { nextFireAfter } from '../../src/domain/schedule.ts';
 import type { EngineEvent } from '../../src/engine/api.ts';
 import { createEngine, type Engine } from '../../src/engine/engine.ts';
 import type { Store } from '../../src/store/index.ts';
+import type { PgCluster } from '../../src/store/pg/cluster.ts';
 import { openPgStore } from '../../src/store/pg/index.ts';
 import { silentLogger } from '../fixtures/fake-provider.ts';
 import { freshDatabase } from '../labs/postgres/lab.ts';
@@ -200,4 +201,43 @@ t.test("a job run on one replica is heard on another's event bus, a big event by
   t.ok(observer.events.some((e) => e.type === 'snapshot' && e.action === 'created'), 'snapshot events too');
   const ownEnds = worker.events.filter((e) => e.type === 'job' && e.job.id === small.id && e.job.state === 'succeeded').length;
   t.equal(ownEnds, 1, "the worker heard its own job's end once (its publish did not come back to it)");
+});
+
+t.test("the leader's session is cut (the server ends it): it steps down at once, its scheduler stops, the other fires the next slot", { timeout: 180_000 }, async (t) => {
+  const db = await freshDatabase('replicas');
+  t.teardown(() => db.drop());
+  const admin = new pg.Client(db.url);
+  await admin.connect();
+  t.teardown(() => admin.end());
+  const lab = setupLab(t);
+  let offset = 0;
+  const now = () => new Date(Date.now() + offset);
+  const a = await replica(t, 'a', lab, db.url, now);
+  const b = await replica(t, 'b', lab, db.url, now);
+  const first = await someoneLeads([a, b]);
+  const other = first === a ? b : a;
+
+  const slot1 = nextFireAfter(EVERY_MINUTE, 'UTC', new Date(Date.now() + 10_000))!;
+  offset = slot1.getTime() - 1500 - Date.now();
+  const policy = await first.engine.createPolicy({ name: 'every-minute', selector: { namePattern: 'web02' }, schedule: EVERY_MINUTE, timezone: 'UTC', mode: 'memory', retention: { keepLast: 5 } });
+  t.equal((await slotEnded(other, policy.id, slot1)).state, 'succeeded');
+
+  // The server ends the leader's cluster session (as it does for a replica whose network died):
+  // the leader steps down without stopping, the other takes the lead.
+  const pid = (first.store.cluster as PgCluster).backendPid()!;
+  const down = new Promise<void>((resolve) => first.store.cluster.leadership.onChange((v) => !v && resolve()));
+  await admin.query('SELECT pg_terminate_backend($1)', [pid]);
+  await down;
+  await someoneLeads([other]);
+  t.match((await first.engine.metrics()).body, /^snapvisor_cluster_leader 0$/m, 'the old leader says it does not lead');
+
+  const slot2 = new Date(slot1.getTime() + 60_000);
+  offset = slot2.getTime() - 1500 - Date.now();
+  const run2 = await slotEnded(first, policy.id, slot2);
+  t.equal(run2.trigger, 'schedule');
+  t.equal(await firesOf(first), 1, 'the old leader fired only the slot it led for');
+  t.equal(await firesOf(other), 1, 'the new leader fired the next');
+  const perSlot = (await admin.query<{ n: number }>('SELECT count(*)::int AS n FROM policy_runs WHERE policy_id = $1 GROUP BY scheduled_for ORDER BY scheduled_for', [policy.id])).rows.map((r) => r.n);
+  t.same(perSlot, [1, 1]);
+  t.equal(first.store.cluster.leadership.isLeader(), false, 'and stays a follower');
 });
