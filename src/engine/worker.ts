@@ -7,7 +7,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { CallContext, CreateRateLimit, DiskInfo } from '../../providers/contract.ts';
-import { budgetWaitMessage, decideCreateBudget, longestWindowMs } from '../domain/create-budget.ts';
+import { budgetGuards, budgetWaitMessage, decideCreateBudget, longestWindowMs } from '../domain/create-budget.ts';
 import { fairClaimOrder } from '../domain/fair-claim.ts';
 import { INSUFFICIENT_STORAGE, SnapvisorError } from '../domain/errors.ts';
 import type { Job, JobError } from '../domain/types.ts';
@@ -159,19 +159,19 @@ export function createWorker(core: Core, sync: Sync, leases: LeaseKeeper): Worke
       if (!target) continue; // its target is no longer configured; the job waits
       const limit = limitOf(target);
       if ((perTarget.get(candidate.targetId) ?? 0) >= limit) continue;
-      let budgetKeys: string[] | undefined;
+      let budget: { keys: string[]; guards: ReturnType<typeof budgetGuards> } | null = null;
       if (budgets !== null && candidate.kind === 'snapshot.create') {
         const verdict = await budgets.check(candidate);
         if (verdict === 'wait') continue;
-        budgetKeys = verdict ?? undefined;
+        budget = verdict;
       }
       const ticket = randomUUID();
       const lease = leases.lease();
-      const job = await core.store.jobs.tryClaim(candidate.id, ticket, core.iso(), limit, { lease, ...(budgetKeys ? { budgetKeys } : {}) });
+      const job = await core.store.jobs.tryClaim(candidate.id, ticket, core.iso(), limit, { lease, ...(budget ? { budgetKeys: budget.keys, budgetGuards: budget.guards } : {}) });
       if (!job) continue;
       // Held from the claim: the heartbeat renews it until the job is settled.
       const release = leases.hold(job.id, lease);
-      if (budgetKeys) budgets?.recorded(job.targetId, budgetKeys);
+      if (budget) budgets?.recorded(job.targetId, budget.keys);
       busyVms.add(job.vmId);
       perTarget.set(job.targetId, (perTarget.get(job.targetId) ?? 0) + 1);
       lastClaimedOn(job.targetId).set(job.requestedBy, ++claimClock);
@@ -227,13 +227,18 @@ export function createWorker(core: Core, sync: Sync, leases: LeaseKeeper): Worke
       events.set(targetId, byKey);
     }
     return {
-      /** null: not budgeted; keys: within budget, record them with the claim; 'wait': deferred. */
-      async check(c: JobCandidate): Promise<string[] | null | 'wait'> {
+      /**
+       * null: not budgeted; keys: within budget, record them with the claim, whose guards re-check the
+       * budget where claims are serialised (another replica may have claimed a create sharing a key
+       * since this round read the events); 'wait': deferred.
+       */
+      async check(c: JobCandidate): Promise<{ keys: string[]; guards: ReturnType<typeof budgetGuards> } | null | 'wait'> {
         const limits = limitsByTarget.get(c.targetId);
         if (!limits || limits.length === 0) return null;
         const now = core.now().getTime();
         const decision = decideCreateBudget({ limits, vm: { id: c.vmId, disks: disks.get(c.vmId) ?? null }, events: events.get(c.targetId)!, now });
-        if (decision.go) return decision.keys;
+        const vm = { id: c.vmId, disks: disks.get(c.vmId) ?? null };
+        if (decision.go) return { keys: decision.keys, guards: budgetGuards(limits, vm, now) };
         const message = budgetWaitMessage(decision);
         const deferred = await core.store.jobs.deferQueued(c.id, new Date(decision.until).toISOString(), message);
         if (deferred) {

@@ -77,8 +77,22 @@ export interface ClaimOptions {
    * (the "waiting for the create budget" it may show).
    */
   budgetKeys?: readonly string[];
+  /**
+   * The budgets the claim must still be within when it is made (domain/create-budget.ts
+   * budgetGuards): the claim loses (null) when a guard's key already has `max` events later than
+   * `since` on the job's target. Checked where claims on a target are serialised, so replicas that
+   * decided at the same moment cannot overshoot a budget between their decision and their claim.
+   */
+  budgetGuards?: readonly BudgetGuard[];
   /** The claiming replica's lease on the job (lease_owner, lease_until), renewed by renewLeases while it runs. */
   lease?: JobLease;
+}
+
+/** At most `max` create events of `key` may be later than `since` (a sliding window's start). */
+export interface BudgetGuard {
+  key: string;
+  max: number;
+  since: Iso;
 }
 
 /** Who runs a job and until when, unless renewed (several replicas on one PostgreSQL database). */
@@ -344,6 +358,7 @@ export const JOB_SQL = {
   clearStaleClaims: `UPDATE jobs SET claim_ticket = NULL, claimed_at = NULL WHERE state = 'queued' AND claim_ticket IS NOT NULL`,
   countByState: 'SELECT state, count(*) AS n FROM jobs GROUP BY state',
   insertBudgetEvent: 'INSERT INTO create_budget_events (target_id, key, at, job_id) VALUES (?, ?, ?, ?)',
+  countBudgetEvents: 'SELECT count(*) AS n FROM create_budget_events WHERE target_id = ? AND key = ? AND at > ?',
 } as const;
 
 /** finish()'s parameters for JOB_SQL.finish. */
@@ -444,6 +459,12 @@ export function createJobRepo(db: Db): JobRepo {
       // Unbudgeted claims (nearly all) stay one statement, without a transaction around it.
       if (keys.length === 0) return claim(false);
       return db.tx(() => {
+        const target = db.stmt('SELECT target_id FROM jobs WHERE id = ?').get(id) as { target_id: string } | undefined;
+        if (!target) return null;
+        const count = db.stmt(JOB_SQL.countBudgetEvents);
+        for (const g of options.budgetGuards ?? []) {
+          if (Number((count.get(target.target_id, g.key, g.since) as { n: number }).n) >= g.max) return null;
+        }
         const job = claim(true);
         if (!job) return null;
         const insert = db.stmt(JOB_SQL.insertBudgetEvent);

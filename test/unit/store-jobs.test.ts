@@ -203,3 +203,21 @@ t.test('jobs: retention prunes final jobs before a time, oldest first, with thei
   t.equal(await store.jobs.pruneFinished(at(7), 10), 1);
   t.match(await store.jobs.submit(createJob(lab.id, 'n0', 'v2', at(8)), { principal: 'ops', key: 'k0', requestHash: 'other' }), { outcome: 'created' }, 'a pruned key is free again');
 }));
+
+t.test('budgets: a claim whose guard\'s key is already at its max in the window loses and records nothing', (t) => forEachDialect(t, async (t, dialect) => {
+  const { store, url } = await openTestStore(t, dialect);
+  const ids = await seedTargetsAndVms(store, url, ['lab'], [{ id: 'v1', target: 'lab' }, { id: 'v2', target: 'lab' }]);
+  const lab = ids['lab']!;
+  const job = (id: string, vmId: string): NewJob => ({
+    id, kind: 'snapshot.create', targetId: lab, vmId, snapshotId: null, params: { name: id, description: '', mode: 'crash' },
+    maxAttempts: 3, requestedBy: 'ops', createdAt: AT,
+  });
+  await store.jobs.submit(job('g1', 'v1'));
+  await store.jobs.submit(job('g2', 'v2'));
+  const guard = { key: 'disk:/shared', max: 1, since: '2024-12-31T23:55:00.000Z' };
+  t.ok(await store.jobs.tryClaim('g1', 'T1', AT, 4, { budgetKeys: ['disk:/shared'], budgetGuards: [guard] }));
+  t.equal(await store.jobs.tryClaim('g2', 'T2', AT, 4, { budgetKeys: ['disk:/shared'], budgetGuards: [guard] }), null, 'the shared disk is at its budget');
+  t.match(await store.jobs.get('g2'), { state: 'queued', attempts: 0 });
+  t.equal((await store.budgets.recent(lab, '2024-12-31T23:55:00.000Z')).length, 1, 'nothing recorded by the lost claim');
+  t.ok(await store.jobs.tryClaim('g2', 'T3', AT, 4, { budgetKeys: ['disk:/shared'], budgetGuards: [{ ...guard, since: AT }] }), 'an event at the window\'s start no longer counts');
+}));

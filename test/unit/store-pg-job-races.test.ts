@@ -130,3 +130,21 @@ t.test('leases: take-over refused while the lease lasts, won by one replica afte
   t.notOk((await b.jobs.recoverable(at(110))).some((j) => j.id === 'j-v0'), 'held again: not recoverable');
   t.equal(await a.jobs.renewLeases(a.cluster.replicaId, at(200)), 0, 'the old owner renews nothing');
 });
+
+t.test('creates sharing a budgeted disk, decided at once by two replicas: the claim\'s guard lets one through', async (t) => {
+  const { a, b, job } = await twoReplicas(t);
+  // Both replicas read the events before either claimed (no event yet), so both decided "go": the
+  // guard, counted under the target's claim lock, is what keeps the budget (1 per window) for the disk.
+  await a.jobs.submit(job('shared-1', 'v0'));
+  await a.jobs.submit(job('shared-2', 'v1'));
+  const keys = ['disk:/pool/shared.vdi'];
+  const guards = [{ key: 'disk:/pool/shared.vdi', max: 1, since: at(-300) }];
+  const [x, y] = await Promise.all([
+    a.jobs.tryClaim('shared-1', 'A', at(0), 8, { budgetKeys: keys, budgetGuards: guards }),
+    b.jobs.tryClaim('shared-2', 'B', at(0), 8, { budgetKeys: keys, budgetGuards: guards }),
+  ]);
+  t.equal([x, y].filter((j) => j !== null).length, 1, 'one create claimed');
+  t.equal((await a.budgets.recent((x ?? y)!.targetId, at(-300))).length, 1, 'one event recorded');
+  // Outside the window the guard no longer counts it.
+  t.ok(await b.jobs.tryClaim(x ? 'shared-2' : 'shared-1', 'C', at(301), 8, { budgetKeys: keys, budgetGuards: [{ ...guards[0]!, since: at(1) }] }), 'claimed once the window moved past the event');
+});

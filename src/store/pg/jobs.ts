@@ -162,6 +162,11 @@ export function createPgJobRepo(db: PgDb): JobRepo {
       if (!job) return null;
       return db.tx(async (q) => {
         await q.get(CLAIM_LOCK_SQL, [job.target_id]);
+        // Under the target's lock: another replica's claim of a create sharing a budget key has committed its events.
+        for (const g of options.budgetGuards ?? []) {
+          const r = await q.get<{ n: number }>(JOB_SQL.countBudgetEvents, [job.target_id, g.key, g.since]);
+          if (Number(r?.n ?? 0) >= g.max) return null;
+        }
         const claimed = await update(
           q,
           claimSql(keys.length > 0),
