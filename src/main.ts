@@ -120,6 +120,8 @@ async function main(): Promise<void> {
       readiness: config.readiness,
       maxQueuedPerPrincipal: config.limits.queuedPerToken,
       scheduler: { enabled: config.scheduler.enabled, jitterMs: config.scheduler.jitterSec * 1000 },
+      jobLeaseMs: config.engine.jobLeaseSec * 1000,
+      jobHeartbeatMs: Math.floor((config.engine.jobLeaseSec * 1000) / 3),
     },
     webhooks: config.webhooks,
   });

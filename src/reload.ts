@@ -50,7 +50,7 @@ const RESTART_ONLY: ReadonlyArray<[string, (c: ResolvedConfig) => unknown]> = [
   ['/scheduler', (c) => c.scheduler],
   ['/webhooks', (c) => c.webhooks],
   ['/console', (c) => c.console],
-  ...(['workerPollMs', 'jobTimeoutSec', 'maxAttempts', 'syncIntervalSec', 'shutdownGraceSec'] as const).map(
+  ...(['workerPollMs', 'jobTimeoutSec', 'maxAttempts', 'syncIntervalSec', 'shutdownGraceSec', 'jobLeaseSec'] as const).map(
     (k): [string, (c: ResolvedConfig) => unknown] => [`/engine/${k}`, (c) => c.engine[k]],
   ),
 ];

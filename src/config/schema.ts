@@ -82,6 +82,13 @@ export const EngineConfig = Type.Object(
       description:
         'On SIGTERM/SIGINT, how long running jobs may go on; then their calls are aborted and they are left for recovery at the next start. The process is gone at most 2 s after it. A service manager must wait longer than this before killing.',
     }),
+    jobLeaseSec: Type.Integer({
+      minimum: 3,
+      maximum: 3600,
+      default: 30,
+      description:
+        'How long a running job stays held by the daemon that claimed it without news from it; the daemon renews it every third of this. With several daemons on one PostgreSQL database, a job whose daemon stopped renewing (it died, or lost the database) is recovered by another one after this long, which first asks the hypervisor what was done (a create by its marker). Longer: slower failover; shorter: a daemon stalled this long may see its jobs taken over. Leases are compared across daemons: keep their clocks in sync (NTP). SQLite (one daemon): recovery happens at the next start, as before.',
+    }),
   },
   { additionalProperties: false, default: {} },
 );

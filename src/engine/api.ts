@@ -136,6 +136,8 @@ export interface ReadyReport {
   store: boolean;
   /** The configured rule: every target (all) or at least one (any) must have been inventoried. */
   readiness: 'all' | 'any';
+  /** This replica: its id (job leases name it), whether replicas share the store (PostgreSQL), whether it leads them. */
+  replica: { id: string; shared: boolean; leader: boolean };
   /** Why not ready (null when ready). */
   reason: string | null;
   targets: Array<{

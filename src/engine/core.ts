@@ -31,6 +31,13 @@ export interface EngineSettings {
   maxQueuedPerPrincipal: number;
   /** Policy runs at their cron slots (engine/scheduler.ts); off: policies run only when asked. */
   scheduler: { enabled: boolean; jitterMs: number };
+  /**
+   * How long a claimed job's lease lasts unless renewed: on a database shared by several replicas
+   * (PostgreSQL), a running job whose lease ran out is recovered by another replica (its own died).
+   */
+  jobLeaseMs: number;
+  /** How often this replica renews the leases of the jobs it holds (at least three times per jobLeaseMs). */
+  jobHeartbeatMs: number;
 }
 
 export interface RetentionSettings {
@@ -57,6 +64,8 @@ export const DEFAULT_SETTINGS: EngineSettings = {
   readiness: 'all',
   maxQueuedPerPrincipal: 1000,
   scheduler: { enabled: true, jitterMs: 30_000 },
+  jobLeaseMs: 30_000,
+  jobHeartbeatMs: 10_000,
 };
 
 export interface BoundTarget {

@@ -15,13 +15,16 @@ import { InvalidCursorError, type Store, type StoreWriteFailure, type VmWithStat
 import type { EngineApi, Page, ReadyReport, SnapshotTree, TargetView, VmView } from './api.ts';
 import { createCore, DEFAULT_SETTINGS, refreshRow, type BoundTarget, type Core, type EngineSettings, type TargetLease } from './core.ts';
 import { createDriftMonitor } from './drift.ts';
+import { createClusterEvents } from './cluster-events.ts';
 import { createEventBus } from './events.ts';
+import { createLeaderDuties } from './leader.ts';
 import { createGroups } from './groups.ts';
 import { createMetrics } from './metrics.ts';
 import { createPolicies } from './policies.ts';
 import { createScheduler } from './scheduler.ts';
 import type { PolicyRunPort } from './policy-port.ts';
-import { recoverRunningJobs } from './recovery.ts';
+import { createLeaseKeeper } from './leases.ts';
+import { createRecovery } from './recovery.ts';
 import { createRetention, type RetentionReport } from './retention.ts';
 import { requestOf, submitJob } from './submit.ts';
 import { createSync, errSummary, type SyncOutcome } from './sync.ts';
@@ -44,6 +47,8 @@ export interface EngineOptions {
   /** Configured webhooks (engine/webhooks.ts); none: nothing is written to the outbox. */
   webhooks?: WebhookSpec[];
   webhookSettings?: Partial<WebhookSettings>;
+  /** The scheduler's longest sleep before it reads the clock again (engine/scheduler.ts; tests moving `now`: a few ms). */
+  schedulerMaxSleepMs?: number;
 }
 
 export interface Engine extends EngineApi {
@@ -99,7 +104,10 @@ export function createEngine(options: EngineOptions): Engine {
   const metrics = createMetrics(options.store);
   const core = createCore({ store: options.store, registry: options.registry, log, settings, now: options.now ?? (() => new Date()), events, metrics });
   const sync = createSync(core);
-  const worker = createWorker(core, sync);
+  // Job leases (engine/leases.ts): the worker's claims and recovery's takeovers, renewed while held.
+  const leases = createLeaseKeeper(core);
+  const worker = createWorker(core, sync, leases);
+  const recovery = createRecovery(core, sync, leases);
   const retention = createRetention(core);
   const groups = createGroups(core, () => worker.kick());
   // Runs submit through the engine's own submit (validation, idempotency, the worker's kick).
@@ -110,9 +118,13 @@ export function createEngine(options: EngineOptions): Engine {
     metrics: metrics.registry,
     jitterMaxMs: settings.scheduler.jitterMs,
     clock: core.now,
+    ...(options.schedulerMaxSleepMs !== undefined ? { maxSleepMs: options.schedulerMaxSleepMs } : {}),
   });
-  // A created, changed or deleted policy is (re)planned at once.
-  policies.onChange(() => void scheduler.refresh());
+  // A created, changed or deleted policy is (re)planned at once (by the leader's scheduler: told below when it changed elsewhere).
+  policies.onChange(({ policyId, origin }) => {
+    void scheduler.refresh();
+    if (origin === 'local') clusterEvents.publishPolicyChange(policyId);
+  });
   const drift = createDriftMonitor(core, { maxChainDepthFor: (vm) => policies.maxChainDepthFor(vm) });
   const webhooks = createWebhooks(core, options.webhooks ?? [], {
     ...DEFAULT_WEBHOOK_SETTINGS,
@@ -120,6 +132,41 @@ export function createEngine(options: EngineOptions): Engine {
     backoff: { ...DEFAULT_WEBHOOK_SETTINGS.backoff, ...options.webhookSettings?.backoff },
   });
   const { store } = core;
+  // ── Replicas (store/cluster.ts; engine/leader.ts, engine/cluster-events.ts) ──
+  // Only the leader runs the scheduler, the periodic sync (and the drift checks after it) and
+  // retention; every replica runs jobs, serves, and does one sync at its start (its readiness is
+  // whether IT reaches the targets, and it runs jobs on them itself).
+  const duties = createLeaderDuties({
+    leadership: store.cluster.leadership,
+    log,
+    metrics: metrics.registry,
+    async begin() {
+      // Another replica led until now: lastScheduledFor as it left it, not as this one loaded it at start.
+      if (store.cluster.shared) await policies.load();
+      if (settings.syncIntervalMs > 0) {
+        syncTimer = setInterval(() => void syncAll(), settings.syncIntervalMs);
+        syncTimer.unref?.();
+      }
+      retention.start();
+      await policies.resumeRuns();
+      if (settings.scheduler.enabled) scheduler.start();
+    },
+    async end() {
+      retention.stop();
+      await scheduler.stop();
+      if (syncTimer) clearInterval(syncTimer);
+      syncTimer = null;
+    },
+  });
+  const clusterEvents = createClusterEvents({
+    cluster: store.cluster,
+    store,
+    events,
+    log,
+    targetView: async (name) => targetView(await core.targetByName(name)),
+    policyChanged: (policyId) => policies.reload(policyId),
+  });
+  // ── end replicas ──
   let syncTimer: NodeJS.Timeout | null = null;
   let syncing: Promise<void> | null = null;
   let stopped = false;
@@ -136,7 +183,7 @@ export function createEngine(options: EngineOptions): Engine {
     try {
       const outcome = await sync.syncTarget(lease.target, { skipVm: (id) => running.has(id) });
       synced.set(lease.target.spec.name, { provider: lease.target.provider, outcome });
-      if (outcome.ok) {
+      if (outcome.ok && duties.leading()) {
         await drift.afterPass(lease.target).catch((err: unknown) => log.warn({ target: lease.target.spec.name, err: errSummary(err) }, 'drift check failed'));
       }
       await readiness();
@@ -187,7 +234,8 @@ export function createEngine(options: EngineOptions): Engine {
         pending.length ? `first inventory not finished: ${describe(pending)}` : null,
       ].filter(Boolean).join('; ');
     }
-    const report: ReadyReport = { ready: reason === null, store: storeOk, readiness: settings.readiness, reason, targets };
+    const replica = { id: store.cluster.replicaId, shared: store.cluster.shared, leader: duties.leading() };
+    const report: ReadyReport = { ready: reason === null, store: storeOk, readiness: settings.readiness, reason, targets, replica };
     const key = JSON.stringify([report.ready, reason]);
     if (started && key !== lastReadiness) {
       if (lastReadiness !== null || !report.ready) log.warn({ ready: report.ready, reason, readiness: settings.readiness }, report.ready ? 'daemon is ready' : 'daemon is not ready');
@@ -249,21 +297,19 @@ export function createEngine(options: EngineOptions): Engine {
   const engine: Engine = {
     async start({ waitForSync = true } = {}) {
       await core.targets();
-      const recovered = await recoverRunningJobs(core, sync);
+      const recovered = await recovery.atStart();
       if (recovered.length) log.info({ recovered }, 'crash recovery finished');
+      // Replicas sharing the database: the jobs of one that died are recovered once their leases run out.
+      if (store.cluster.shared) recovery.startSweep();
       await groups.refreshRunning();
       // The daemon serves (and queues jobs) while a slow or unreachable target is still being read.
       const firstSync = syncAll();
       if (waitForSync) await firstSync;
       worker.start();
-      if (settings.syncIntervalMs > 0) {
-        syncTimer = setInterval(() => void syncAll(), settings.syncIntervalMs);
-        syncTimer.unref?.();
-      }
       started = true;
-      retention.start();
-      await policies.start();
-      if (settings.scheduler.enabled) scheduler.start();
+      await policies.load();
+      // The scheduler, periodic sync and retention: now if this replica leads (SQLite: always), else when it comes to.
+      await duties.start();
       webhooks.start();
       await readiness();
       log.info({ targets: [...(await core.targets()).keys()] }, 'engine started');
@@ -271,12 +317,11 @@ export function createEngine(options: EngineOptions): Engine {
 
     async stop({ graceMs = 10_000 } = {}) {
       stopped = true;
-      retention.stop();
-      await scheduler.stop();
+      await duties.stop();
       policies.stop();
-      if (syncTimer) clearInterval(syncTimer);
-      syncTimer = null;
       let graceOverAt = Date.now();
+      // No new sweep; one under way ends with the worker's grace (its hypervisor calls are aborted with it).
+      const recoveryStopped = recovery.stop();
       await worker.stop(graceMs, {
         graceOver: () => {
           graceOverAt = Date.now();
@@ -285,8 +330,11 @@ export function createEngine(options: EngineOptions): Engine {
       });
       // A sync pass stuck in a call that ignores the signal does not hold the stop up.
       if (syncing && !(await within(syncing, graceOverAt + ABORT_WAIT_MS - Date.now()))) log.warn({}, 'inventory sync did not end when aborted');
+      if (!(await within(recoveryStopped, graceOverAt + ABORT_WAIT_MS - Date.now()))) log.warn({}, 'recovery sweep did not end when aborted');
+      leases.stop();
       // After the jobs: their last events are in the outbox; what is not sent yet goes after the next start.
       await webhooks.stop();
+      clusterEvents.close();
       log.info({}, 'engine stopped');
     },
 

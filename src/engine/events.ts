@@ -1,28 +1,47 @@
-/** In-process fan-out of EngineEvent (the API's SSE stream subscribes here). */
+/**
+ * In-process fan-out of EngineEvent (the API's SSE stream subscribes here).
+ *
+ * With replicas (store/cluster.ts), events that happened in another replica are emitted here too
+ * (engine/cluster-events.ts), through emitRemote: `subscribe` hears every event of the cluster
+ * (SSE, waits on a job that runs elsewhere), `subscribeLocal` only those of this process — for what
+ * must happen once per event, where the event happened (the webhook outbox, the relay itself).
+ */
 import type { Logger } from '../../providers/contract.ts';
 import type { EngineEvent } from './api.ts';
 
 export interface EventBus {
+  /** An event of this process: every subscriber hears it. */
   emit(event: EngineEvent): void;
+  /** An event another replica published: subscribe() listeners hear it, subscribeLocal() ones do not. */
+  emitRemote(event: EngineEvent): void;
   subscribe(listener: (event: EngineEvent) => void): () => void;
+  subscribeLocal(listener: (event: EngineEvent) => void): () => void;
 }
 
 export function createEventBus(log: Logger): EventBus {
-  const listeners = new Set<(event: EngineEvent) => void>();
-  return {
-    emit(event) {
-      for (const l of [...listeners]) {
-        try {
-          l(event);
-        } catch (err) {
-          // A broken subscriber must not break the job that emitted.
-          log.warn({ err }, 'event listener threw');
-        }
+  // One set in subscription order (as before replicas); the flag marks local-only listeners.
+  const listeners = new Map<(event: EngineEvent) => void, { localOnly: boolean }>();
+  const deliver = (event: EngineEvent, remote: boolean) => {
+    for (const [l, { localOnly }] of [...listeners]) {
+      if (remote && localOnly) continue;
+      try {
+        l(event);
+      } catch (err) {
+        // A broken subscriber must not break the job that emitted.
+        log.warn({ err }, 'event listener threw');
       }
-    },
-    subscribe(listener) {
-      listeners.add(listener);
-      return () => listeners.delete(listener);
-    },
+    }
+  };
+  const add = (listener: (event: EngineEvent) => void, localOnly: boolean) => {
+    // A wrapper per subscription: the same function subscribed twice is heard twice, unsubscribed once each.
+    const entry = (event: EngineEvent) => listener(event);
+    listeners.set(entry, { localOnly });
+    return () => void listeners.delete(entry);
+  };
+  return {
+    emit: (event) => deliver(event, false),
+    emitRemote: (event) => deliver(event, true),
+    subscribe: (listener) => add(listener, false),
+    subscribeLocal: (listener) => add(listener, true),
   };
 }

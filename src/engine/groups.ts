@@ -73,9 +73,10 @@ export function createGroups(core: Core, kick: () => void): Groups {
     if (r.before.finishedAt === null && r.group.spreadMs !== null) spread.observe(r.group.spreadMs / 1000);
     core.log.info({ groupId, state: r.group.state, spreadMs: r.group.spreadMs }, 'snapshot group ended');
   };
-  // One refresh chain: job events arrive in bursts (a wave of jobs ending together).
+  // One refresh chain: job events arrive in bursts (a wave of jobs ending together). Local events
+  // only: the replica where a member job changed refreshes the group (once, and counts its end once).
   let chain = Promise.resolve();
-  core.events.subscribe((event) => {
+  core.events.subscribeLocal((event) => {
     if (event.type !== 'job' || event.job.groupId === null) return;
     const groupId = event.job.groupId;
     chain = chain.then(() => refresh(groupId)).catch((err: unknown) => core.log.warn({ groupId, err: (err as Error).message }, 'snapshot group refresh failed'));

@@ -30,13 +30,21 @@ export interface Policies extends PolicyRunPort {
   plan(id: string, kind: PolicyRunKind): Promise<PolicyPlan>;
   listRuns(policyId: string, query: { limit: number; cursor?: string }): Promise<Page<PolicyRun>>;
   getRun(policyId: string, runId: string): Promise<PolicyRun>;
+  /** At engine start (and when a replica comes to lead): (re)loads what schedulable() answers from, from the store. */
+  load(): Promise<void>;
   /**
-   * At engine start: loads what schedulable() answers from, then runs a stopped or crashed daemon
-   * left `running` go on (their jobs' idempotency keys make that safe).
+   * Runs a stopped or crashed daemon (or replica) left `running` go on (their jobs' idempotency
+   * keys make that safe, even for a run another live replica still carries); a run already going
+   * in this process is not started twice.
    */
-  start(): Promise<void>;
-  /** Called after every create, change or delete of a policy (the scheduler's refresh()). */
-  onChange(listener: () => void): void;
+  resumeRuns(): Promise<void>;
+  /** Another replica created, changed or deleted the policy: read it again from the store. */
+  reload(policyId: string): Promise<void>;
+  /**
+   * Called after every create, change or delete of a policy (the scheduler's refresh()); origin
+   * 'remote' when reload() heard of it from another replica.
+   */
+  onChange(listener: (change: { policyId: string; origin: 'local' | 'remote' }) => void): void;
   /** The engine is stopping: no new run starts, and runs stop waiting (they stay `running`, resumed at the next start). */
   stop(): void;
   /**
@@ -117,7 +125,7 @@ export function createPolicies(core: Core, deps: { submit: Submit }): Policies {
   const log = engineLog.child({ component: 'policies' });
   const runsTotal = new Counter({
     name: 'snapvisor_policy_runs_total',
-    help: 'Policy runs by kind, trigger and result (skipped: the previous run of the same policy and kind was still going)',
+    help: 'Policy runs by kind, trigger and result (skipped: the previous run of the same policy and kind was still going; duplicate: a start of a slot that already had its run, not run again)',
     labelNames: ['kind', 'trigger', 'result'] as const,
     registers: [core.metrics.registry],
   });
@@ -160,11 +168,11 @@ export function createPolicies(core: Core, deps: { submit: Submit }): Policies {
 
   /** What schedulable() answers from (the scheduler asks synchronously): every policy with its last slots, kept by every write here. */
   const schedule = new Map<string, { policy: Policy; lastScheduledFor: { snapshot: string | null; consolidate: string | null } }>();
-  const changeListeners: Array<() => void> = [];
-  const changed = () => {
+  const changeListeners: Array<(change: { policyId: string; origin: 'local' | 'remote' }) => void> = [];
+  const changed = (policyId: string, origin: 'local' | 'remote' = 'local') => {
     for (const l of changeListeners) {
       try {
-        l();
+        l({ policyId, origin });
       } catch (err) {
         log.warn({ err: errSummary(err) }, 'policy change listener threw');
       }
@@ -197,7 +205,7 @@ export function createPolicies(core: Core, deps: { submit: Submit }): Policies {
     }
     if (written.outcome === 'not-found') throw notFound('policy', p.id);
     cached(written.policy);
-    changed();
+    changed(written.policy.id);
     return written.policy;
   };
 
@@ -333,12 +341,17 @@ export function createPolicies(core: Core, deps: { submit: Submit }): Policies {
     await finish(run, runResult(outcomes.map((o) => o.out)), message);
   };
 
+  /** Runs going in this process (a replica that leads again must not resume its own runs twice). */
+  const executing = new Set<string>();
   const launch = (run: PolicyRun, policy: Policy) => {
-    void execute(run, policy).catch(async (err: unknown) => {
-      if (halt.signal.aborted) return;
-      log.error({ runId: run.id, err: errSummary(err) }, 'policy run failed');
-      await finish(run, 'failed', 'the run could not be carried out (see the daemon log)').catch(() => undefined);
-    });
+    executing.add(run.id);
+    void execute(run, policy)
+      .catch(async (err: unknown) => {
+        if (halt.signal.aborted) return;
+        log.error({ runId: run.id, err: errSummary(err) }, 'policy run failed');
+        await finish(run, 'failed', 'the run could not be carried out (see the daemon log)').catch(() => undefined);
+      })
+      .finally(() => executing.delete(run.id));
   };
 
   const policies: Policies = {
@@ -372,7 +385,7 @@ export function createPolicies(core: Core, deps: { submit: Submit }): Policies {
     async delete(id) {
       if (!(await store.policies.delete(id))) throw notFound('policy', id);
       schedule.delete(id);
-      changed();
+      changed(id);
     },
     async plan(id, kind) {
       return planAt(await requirePolicy(id), kind, core.now());
@@ -400,10 +413,16 @@ export function createPolicies(core: Core, deps: { submit: Submit }): Policies {
     async startRun(policyId, kind, trigger, scheduledFor) {
       if (halt.signal.aborted) throw new SnapvisorError('conflict', 'SNAPVISOR_ERR_STOPPING', 'the daemon is stopping');
       const policy = await requirePolicy(policyId);
-      const run = await store.policies.startRun({ id: core.newId(), policyId, kind, trigger, scheduledFor, startedAt: core.iso() });
+      const { run, duplicate } = await store.policies.startRun({ id: core.newId(), policyId, kind, trigger, scheduledFor, startedAt: core.iso() });
       const entry = schedule.get(policyId);
       const last = entry?.lastScheduledFor[kind] ?? null;
       if (entry && scheduledFor !== null && (last === null || scheduledFor > last)) entry.lastScheduledFor[kind] = scheduledFor;
+      if (duplicate) {
+        // Another replica (a leader that has just lost the lock, or the new one) already ran this slot.
+        runsTotal.inc({ kind, trigger, result: 'duplicate' });
+        log.info({ runId: run.id, policyId, kind, trigger, scheduledFor }, 'policy run not started: this slot already has its run');
+        return run;
+      }
       core.events.emit({ type: 'policy-run', run });
       if (run.state === 'skipped') {
         runsTotal.inc({ kind, trigger, result: 'skipped' });
@@ -425,11 +444,23 @@ export function createPolicies(core: Core, deps: { submit: Submit }): Policies {
       }
       return limit;
     },
-    async start() {
+    async load() {
+      const fresh = new Map<string, { policy: Policy; lastScheduledFor: { snapshot: string | null; consolidate: string | null } }>();
       for (const policy of await store.policies.list()) {
-        schedule.set(policy.id, { policy, lastScheduledFor: await store.policies.lastScheduledFor(policy.id) });
+        fresh.set(policy.id, { policy, lastScheduledFor: await store.policies.lastScheduledFor(policy.id) });
       }
+      schedule.clear();
+      for (const [id, entry] of fresh) schedule.set(id, entry);
+    },
+    async reload(policyId) {
+      const policy = await store.policies.get(policyId);
+      if (policy) cached(policy);
+      else schedule.delete(policyId);
+      changed(policyId, 'remote');
+    },
+    async resumeRuns() {
       for (const run of await store.policies.runningRuns()) {
+        if (executing.has(run.id)) continue;
         const policy = await store.policies.get(run.policyId);
         if (!policy) {
           await finish(run, 'failed', 'the policy was deleted while the run was going');

@@ -9,58 +9,148 @@
  * - delete: snapshot still there → queued; gone → succeeded;
  * - revert, consolidate: queued (running them again is harmless);
  * - the hypervisor cannot be asked → queued (every retry path above is safe).
+ *
+ * At start, every job the store calls recoverable (SQLite: every running job, the file has one
+ * daemon; PostgreSQL: those whose claim was dropped or whose lease ran out). On a store shared by
+ * several replicas, a sweep repeats this every half lease: a replica that died leaves its jobs'
+ * leases to run out, and one other replica takes each over (takeOver wins once) and decides the
+ * same way.
  */
 import { randomUUID } from 'node:crypto';
+import { Counter } from 'prom-client';
 import type { Job, JobResult } from '../domain/types.ts';
 import type { Core } from './core.ts';
 import { findByMarker, recordCreated } from './handlers.ts';
+import type { LeaseKeeper } from './leases.ts';
 import { errSummary, type Sync } from './sync.ts';
 import { cancelledError } from './worker.ts';
 
 export type RecoveryDecision = 'succeeded' | 'requeued' | 'cancelled';
 
-export async function recoverRunningJobs(core: Core, sync: Sync): Promise<Array<{ jobId: string; decision: RecoveryDecision }>> {
-  const stale = await core.store.jobs.clearStaleClaims();
-  if (stale > 0) core.log.info({ count: stale }, 'recovery: cleared stale claims on queued jobs');
-  const out: Array<{ jobId: string; decision: RecoveryDecision }> = [];
-  for (const job of await core.store.jobs.listByState('running')) {
+export interface Recovery {
+  /** At start: clears stale claims, then recovers every recoverable job. */
+  atStart(): Promise<Array<{ jobId: string; decision: RecoveryDecision }>>;
+  /** Starts the periodic sweep (a store shared by several replicas). */
+  startSweep(): void;
+  /** No sweep after this; resolves once a sweep in progress has ended. */
+  stop(): Promise<void>;
+  /** One sweep now (tests): recovers what is recoverable at this moment. */
+  sweep(): Promise<Array<{ jobId: string; decision: RecoveryDecision }>>;
+}
+
+export function createRecovery(core: Core, sync: Sync, leases: LeaseKeeper): Recovery {
+  const recovered = new Counter({
+    name: 'snapvisor_jobs_recovered_total',
+    help: 'Running jobs taken over by recovery (left by a crash, a stop, or a replica whose lease ran out), by decision',
+    labelNames: ['decision'] as const,
+    registers: [core.metrics.registry],
+  });
+  for (const decision of ['succeeded', 'requeued', 'cancelled'] as const) recovered.inc({ decision }, 0);
+  let timer: NodeJS.Timeout | null = null;
+  let stopped = false;
+  let sweeping: Promise<unknown> | null = null;
+
+  async function recoverAll(): Promise<Array<{ jobId: string; decision: RecoveryDecision }>> {
+    const out: Array<{ jobId: string; decision: RecoveryDecision }> = [];
+    for (const job of await core.store.jobs.recoverable(core.iso())) {
+      if (stopped) break;
+      // Its lease ran out while renewals failed, but it still runs here: taking it over from
+      // ourselves would run it twice; the heartbeat renews it once the database answers again.
+      if (leases.holds(job.id)) continue;
+      const decision = await recoverJob(job);
+      if (decision !== null) out.push({ jobId: job.id, decision });
+    }
+    return out;
+  }
+
+  /** Takes one job over (null: another replica got it first) and settles it from what the hypervisor says. */
+  async function recoverJob(job: Job): Promise<RecoveryDecision | null> {
     const ticket = randomUUID();
-    const owned = await core.store.jobs.takeOver(job.id, ticket, core.iso());
-    if (!owned) continue;
-    const log = core.log.child({ jobId: job.id, kind: job.kind });
+    const lease = leases.lease();
+    const owned = await core.store.jobs.takeOver(job.id, ticket, core.iso(), lease);
+    if (!owned) return null;
+    // Renewed while the hypervisor is asked: a slow look-up is not taken over again meanwhile.
+    const release = leases.hold(job.id, lease);
+    try {
+      return await decide(owned, ticket);
+    } finally {
+      release();
+    }
+  }
+
+  async function decide(owned: Job, ticket: string): Promise<RecoveryDecision> {
+    const log = core.log.child({ jobId: owned.id, kind: owned.kind });
     let decision: RecoveryDecision;
     let settled: Job | null;
     try {
       const found = await lookUp(core, sync, owned, log);
       if (!found.done && found.restore) {
-        settled = await core.store.jobs.requeue(job.id, ticket, { nextAttemptAt: core.iso(), error: null });
+        settled = await core.store.jobs.requeue(owned.id, ticket, { nextAttemptAt: core.iso(), error: null });
         decision = 'requeued';
         log.info({ reason: found.reason }, 'recovery: the VM was shut down by the job; requeued to start it again');
       } else if (found.done) {
-        settled = await core.store.jobs.finish(job.id, ticket, { state: 'succeeded', result: found.result, error: null, at: core.iso() });
+        settled = await core.store.jobs.finish(owned.id, ticket, { state: 'succeeded', result: found.result, error: null, at: core.iso() });
         decision = 'succeeded';
         log.info({ result: found.result, reason: found.reason }, 'recovery: job had completed on the hypervisor; marked succeeded');
       } else if (owned.cancelRequested) {
-        settled = await core.store.jobs.finish(job.id, ticket, { state: 'cancelled', error: cancelledError(), at: core.iso() });
+        settled = await core.store.jobs.finish(owned.id, ticket, { state: 'cancelled', error: cancelledError(), at: core.iso() });
         decision = 'cancelled';
         log.info({ reason: found.reason }, 'recovery: job was being cancelled and had not completed; marked cancelled');
       } else {
-        settled = await core.store.jobs.requeue(job.id, ticket, { nextAttemptAt: core.iso(), error: null });
+        settled = await core.store.jobs.requeue(owned.id, ticket, { nextAttemptAt: core.iso(), error: null });
         decision = 'requeued';
         log.info({ reason: found.reason }, 'recovery: job had not completed; requeued');
       }
     } catch (err) {
-      settled = await core.store.jobs.requeue(job.id, ticket, { nextAttemptAt: core.iso(), error: null });
+      settled = await core.store.jobs.requeue(owned.id, ticket, { nextAttemptAt: core.iso(), error: null });
       decision = 'requeued';
       log.warn({ err: errSummary(err) }, 'recovery: could not ask the hypervisor; requeued (the retry is safe)');
     }
     if (settled) {
       core.events.emit({ type: 'job', job: settled });
       if (decision !== 'requeued') core.metrics.jobsFinished.inc({ kind: settled.kind, state: settled.state });
+      recovered.inc({ decision });
     }
-    out.push({ jobId: job.id, decision });
+    return decision;
   }
-  return out;
+
+  /** Every half lease, jittered (replicas started together do not sweep together). */
+  const scheduleSweep = () => {
+    if (stopped) return;
+    const halfLease = core.settings.jobLeaseMs / 2;
+    timer = setTimeout(() => {
+      timer = null;
+      sweeping = recovery
+        .sweep()
+        .then((out) => out.length > 0 && core.log.info({ recovered: out }, 'recovery: jobs of a replica whose lease ran out recovered'))
+        .catch((err: unknown) => core.log.warn({ err: errSummary(err) }, 'recovery sweep failed; trying again at the next one'))
+        .finally(() => {
+          sweeping = null;
+          scheduleSweep();
+        });
+    }, halfLease * (0.75 + Math.random() / 2));
+    timer.unref?.();
+  };
+
+  const recovery: Recovery = {
+    async atStart() {
+      const stale = await core.store.jobs.clearStaleClaims();
+      if (stale > 0) core.log.info({ count: stale }, 'recovery: cleared stale claims on queued jobs');
+      return recoverAll();
+    },
+    startSweep() {
+      if (timer || stopped) return;
+      scheduleSweep();
+    },
+    async stop() {
+      stopped = true;
+      if (timer) clearTimeout(timer);
+      timer = null;
+      await sweeping;
+    },
+    sweep: () => recoverAll(),
+  };
+  return recovery;
 }
 
 /** `restore`: not done until the retry restored the VM's power state (never settled as cancelled here). */

@@ -26,6 +26,7 @@ export interface Retention {
 export function createRetention(core: Core): Retention {
   let running: Promise<RetentionReport> | null = null;
   let timer: NodeJS.Timeout | null = null;
+  let generations = 0;
 
   const drain = async (fn: (limit: number) => Promise<number>): Promise<number> => {
     const limit = Math.max(1, core.settings.retention.batchSize);
@@ -58,12 +59,16 @@ export function createRetention(core: Core): Retention {
     start() {
       const { firstDelayMs, intervalMs } = core.settings.retention;
       if (firstDelayMs <= 0) return;
+      if (timer) clearTimeout(timer);
+      // Stopped and started again (a replica that leads again) while a pass was going: that pass's
+      // end must not arm a second timer chain beside this one's.
+      const generation = ++generations;
       const tick = () => {
         retention
           .prune()
           .catch((err: unknown) => core.log.error({ err: errSummary(err) }, 'retention pass failed'))
           .finally(() => {
-            if (timer !== null && intervalMs > 0) {
+            if (timer !== null && generation === generations && intervalMs > 0) {
               timer = setTimeout(tick, intervalMs);
               timer.unref?.();
             }
@@ -73,6 +78,7 @@ export function createRetention(core: Core): Retention {
       timer.unref?.();
     },
     stop() {
+      generations++;
       if (timer) clearTimeout(timer);
       timer = null;
     },

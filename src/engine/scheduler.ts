@@ -61,9 +61,9 @@ export interface PlannedFire {
 }
 
 export interface Scheduler {
-  /** Loads the enabled policies, plans one catch-up per (policy, kind) that missed slots, arms the timer. */
+  /** Loads the enabled policies, plans one catch-up per (policy, kind) that missed slots, arms the timer. Again after stop(): a fresh plan. */
   start(): void;
-  /** Disarms the timer; resolves once the startRun calls already made have settled. */
+  /** Disarms the timer; resolves once the startRun calls already made have settled. start() may follow. */
   stop(): Promise<void>;
   /** Policies changed: reload them (coalesced per tick); resolves once reloaded. */
   refresh(): Promise<void>;
@@ -361,8 +361,13 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
 
   return {
     start() {
-      if (started) return;
+      if (started && !stopped) return;
+      // A restart (the replica leads again): plan from the store afresh; another replica may have
+      // fired slots meanwhile (load() reads them as lastScheduledFor). lastFired stays: a lower bound.
       started = true;
+      stopped = false;
+      entries.clear();
+      heap.clear();
       load();
       const catchUps = [...entries.values()].filter((e) => e.trigger === 'catch-up').length;
       log.info({ policies: policyCount, schedules: entries.size, catchUps, jitterMaxMs }, 'scheduler started');

@@ -8,6 +8,10 @@
  * network error, timeout, 408, 429 or 5xx is retried with backoff (engine/backoff.ts) until the
  * webhook's giveUpAfterDays, other answers give up at once. Rows are kept (delivered or given up);
  * pending ones are resent after a restart: at least once, receivers dedup by Snapvisor-Delivery.
+ * Each round claims its rows (store claimDue) for three delivery timeouts, so with several replicas
+ * on one database each row is sent by one of them; a row whose attempt could not start within the
+ * first timeout of its claim (a slow receiver ahead of it) is given back for the next round rather
+ * than sent when another replica may already hold it.
  * The URL's credentials (sent as Basic auth) and the secret never reach a log or a stored error.
  */
 import { Counter, Gauge } from 'prom-client';
@@ -49,6 +53,8 @@ export interface Webhooks {
 const DAY_MS = 86_400_000;
 /** Wake at least this often even with nothing due (a row written by another process, a clock step). */
 const MAX_IDLE_MS = 60_000;
+/** A round's claim on its rows lasts this many delivery timeouts (one to start, one to send, one to record). */
+const CLAIM_TIMEOUTS = 3;
 
 /** The outbox rows an event makes, one per webhook that wants it (none for other events). */
 export function outboxRowsFor(event: EngineEvent, webhooks: readonly WebhookSpec[], now: string, newId: () => string): NewOutboxRow[] {
@@ -107,7 +113,7 @@ export function createWebhooks(core: Core, specs: readonly WebhookSpec[], settin
   let started = false;
   const waiters: Array<() => void> = [];
 
-  const unsubscribe = core.events.subscribe((event) => {
+  const unsubscribe = core.events.subscribeLocal((event) => {
     if (specs.length === 0) return;
     const rows = outboxRowsFor(event, specs, core.iso(), core.newId);
     if (rows.length === 0) return;
@@ -150,36 +156,52 @@ export function createWebhooks(core: Core, specs: readonly WebhookSpec[], settin
   }
 
   async function pass(): Promise<void> {
-    const due = await core.store.webhooks.due(core.iso(), settings.batch);
+    const claimedAt = core.now().getTime();
+    // An attempt started by `startBy` ends (its timeout) one timeout before the claim does: its
+    // outcome is written while no other replica can have claimed the row again.
+    const claimedUntil = new Date(claimedAt + CLAIM_TIMEOUTS * settings.timeoutMs).toISOString();
+    const startBy = claimedAt + settings.timeoutMs;
+    const due = await core.store.webhooks.claimDue(new Date(claimedAt).toISOString(), settings.batch, claimedUntil);
     const groups = new Map<string, OutboxRow[]>();
     for (const row of due) groups.set(row.webhook, [...(groups.get(row.webhook) ?? []), row]);
+    /** Claimed, not attempted (stopping, or too late in the claim): due again as they were. */
+    const unsent: OutboxRow[] = [];
     await Promise.all(
       [...groups].map(async ([name, rows]) => {
         const spec = byName.get(name);
         for (const row of rows) {
-          if (stopping.signal.aborted) return;
+          if (stopping.signal.aborted || core.now().getTime() > startBy) {
+            unsent.push(row);
+            continue;
+          }
           if (!spec) {
             // Written for a webhook since removed from the configuration: nobody to send it to.
             await core.store.webhooks.givenUp(row.id, row.attempts, core.iso(), 'the webhook is no longer configured');
             deliveries.inc({ webhook: name, result: 'failed' });
             continue;
           }
-          await deliver(spec, row);
+          if (!(await deliver(spec, row))) unsent.push(row);
         }
       }),
     );
-    if (due.length === settings.batch) again = true;
+    for (const row of unsent) {
+      await core.store.webhooks
+        .release(row.id, claimedUntil, row.nextAttemptAt)
+        .catch((err: unknown) => log.warn({ err: errSummary(err), delivery: row.id }, 'could not give a claimed webhook row back; it is due again when its claim ends'));
+    }
+    if (due.length === settings.batch || (unsent.length > 0 && !stopping.signal.aborted)) again = true;
   }
 
-  async function deliver(spec: WebhookSpec, row: OutboxRow): Promise<void> {
+  /** One attempt; false when the stop cut it short (the row is then given back as it was). */
+  async function deliver(spec: WebhookSpec, row: OutboxRow): Promise<boolean> {
     const attempts = row.attempts + 1;
     const { outcome, error } = await send(spec, row);
-    if (stopping.signal.aborted && outcome !== 'delivered') return; // cut short by the stop: stays pending as it was
+    if (stopping.signal.aborted && outcome !== 'delivered') return false;
     const now = core.now();
     if (outcome === 'delivered') {
       await core.store.webhooks.delivered(row.id, attempts, now.toISOString());
       deliveries.inc({ webhook: spec.name, result: 'delivered' });
-      return;
+      return true;
     }
     const tooOld = now.getTime() - Date.parse(row.createdAt) >= spec.giveUpAfterDays * DAY_MS;
     if (outcome === 'give-up' || tooOld) {
@@ -187,12 +209,13 @@ export function createWebhooks(core: Core, specs: readonly WebhookSpec[], settin
       await core.store.webhooks.givenUp(row.id, attempts, now.toISOString(), why);
       deliveries.inc({ webhook: spec.name, result: 'failed' });
       log.warn({ webhook: spec.name, delivery: row.id, event: row.eventType, attempts, error: why }, 'webhook delivery given up');
-      return;
+      return true;
     }
     const delayMs = backoffDelayMs(attempts, settings.backoff);
     await core.store.webhooks.retryAt(row.id, attempts, new Date(now.getTime() + delayMs).toISOString(), error);
     deliveries.inc({ webhook: spec.name, result: 'retry' });
     log.info({ webhook: spec.name, delivery: row.id, event: row.eventType, attempts, error, retryInMs: delayMs }, 'webhook delivery failed; will retry');
+    return true;
   }
 
   async function send(spec: WebhookSpec, row: OutboxRow): Promise<{ outcome: DeliveryOutcome; error: string }> {

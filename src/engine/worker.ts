@@ -3,10 +3,11 @@
  * both enforced inside the claim itself; a target's free slots go round-robin across principals
  * and their VMs, domain/fair-claim.ts), runs each with a CallContext whose signal fires on
  * cancel, on the per-attempt timeout and on shutdown, and settles the row by what happened.
+ * Each claim holds a lease for this replica, renewed while the job runs (engine/leases.ts).
  */
 import { randomUUID } from 'node:crypto';
 import type { CallContext, CreateRateLimit, DiskInfo } from '../../providers/contract.ts';
-import { budgetWaitMessage, decideCreateBudget, longestWindowMs } from '../domain/create-budget.ts';
+import { budgetGuards, budgetWaitMessage, decideCreateBudget, longestWindowMs } from '../domain/create-budget.ts';
 import { fairClaimOrder } from '../domain/fair-claim.ts';
 import { INSUFFICIENT_STORAGE, SnapvisorError } from '../domain/errors.ts';
 import type { Job, JobError } from '../domain/types.ts';
@@ -15,6 +16,7 @@ import { sleep, within } from '../../providers/shared/sleep.ts';
 import { backoffDelayMs, decideAfterError } from './backoff.ts';
 import type { BoundTarget, Core, TargetLease } from './core.ts';
 import { runHandler } from './handlers.ts';
+import type { LeaseKeeper } from './leases.ts';
 import { errSummary, type Sync } from './sync.ts';
 
 interface Running {
@@ -61,7 +63,7 @@ export const ABORT_WAIT_MS = 1_000;
 const SETTLE_RETRY_INITIAL_MS = 250;
 const SETTLE_RETRY_MAX_MS = 15_000;
 
-export function createWorker(core: Core, sync: Sync): Worker {
+export function createWorker(core: Core, sync: Sync, leases: LeaseKeeper): Worker {
   const running = new Map<string, Running>();
   let timer: NodeJS.Timeout | null = null;
   let started = false;
@@ -157,20 +159,23 @@ export function createWorker(core: Core, sync: Sync): Worker {
       if (!target) continue; // its target is no longer configured; the job waits
       const limit = limitOf(target);
       if ((perTarget.get(candidate.targetId) ?? 0) >= limit) continue;
-      let budgetKeys: string[] | undefined;
+      let budget: { keys: string[]; guards: ReturnType<typeof budgetGuards> } | null = null;
       if (budgets !== null && candidate.kind === 'snapshot.create') {
         const verdict = await budgets.check(candidate);
         if (verdict === 'wait') continue;
-        budgetKeys = verdict ?? undefined;
+        budget = verdict;
       }
       const ticket = randomUUID();
-      const job = await core.store.jobs.tryClaim(candidate.id, ticket, core.iso(), limit, budgetKeys ? { budgetKeys } : undefined);
+      const lease = leases.lease();
+      const job = await core.store.jobs.tryClaim(candidate.id, ticket, core.iso(), limit, { lease, ...(budget ? { budgetKeys: budget.keys, budgetGuards: budget.guards } : {}) });
       if (!job) continue;
-      if (budgetKeys) budgets?.recorded(job.targetId, budgetKeys);
+      // Held from the claim: the heartbeat renews it until the job is settled.
+      const release = leases.hold(job.id, lease);
+      if (budget) budgets?.recorded(job.targetId, budget.keys);
       busyVms.add(job.vmId);
       perTarget.set(job.targetId, (perTarget.get(job.targetId) ?? 0) + 1);
       lastClaimedOn(job.targetId).set(job.requestedBy, ++claimClock);
-      launch(job, ticket);
+      launch(job, ticket, release);
     }
   }
 
@@ -222,13 +227,18 @@ export function createWorker(core: Core, sync: Sync): Worker {
       events.set(targetId, byKey);
     }
     return {
-      /** null: not budgeted; keys: within budget, record them with the claim; 'wait': deferred. */
-      async check(c: JobCandidate): Promise<string[] | null | 'wait'> {
+      /**
+       * null: not budgeted; keys: within budget, record them with the claim, whose guards re-check the
+       * budget where claims are serialised (another replica may have claimed a create sharing a key
+       * since this round read the events); 'wait': deferred.
+       */
+      async check(c: JobCandidate): Promise<{ keys: string[]; guards: ReturnType<typeof budgetGuards> } | null | 'wait'> {
         const limits = limitsByTarget.get(c.targetId);
         if (!limits || limits.length === 0) return null;
         const now = core.now().getTime();
         const decision = decideCreateBudget({ limits, vm: { id: c.vmId, disks: disks.get(c.vmId) ?? null }, events: events.get(c.targetId)!, now });
-        if (decision.go) return decision.keys;
+        const vm = { id: c.vmId, disks: disks.get(c.vmId) ?? null };
+        if (decision.go) return { keys: decision.keys, guards: budgetGuards(limits, vm, now) };
         const message = budgetWaitMessage(decision);
         const deferred = await core.store.jobs.deferQueued(c.id, new Date(decision.until).toISOString(), message);
         if (deferred) {
@@ -260,12 +270,13 @@ export function createWorker(core: Core, sync: Sync): Worker {
     if (pruned > 0) core.log.debug({ pruned }, 'old create budget events pruned');
   }
 
-  function launch(job: Job, ticket: string): void {
+  function launch(job: Job, ticket: string, releaseLease: () => void): void {
     const entry: Running = { job, ticket, controller: new AbortController(), reason: null, done: Promise.resolve() };
     running.set(job.id, entry);
     entry.done = execute(entry)
       .catch((err: unknown) => core.log.error({ jobId: job.id, err: errSummary(err) }, 'job settlement failed'))
       .finally(() => {
+        releaseLease();
         running.delete(job.id);
         if (!stopping) kickSoon();
       });

@@ -12,7 +12,7 @@ export interface AuditRepo {
   prune(before: string, limit: number): Promise<number>;
 }
 
-const toEntry = (r: Row): AuditEntry => ({
+export const toAuditEntry = (r: Row): AuditEntry => ({
   id: Number(r.id),
   at: str(r.at),
   principal: str(r.principal),
@@ -23,28 +23,26 @@ const toEntry = (r: Row): AuditEntry => ({
   detail: strOrNull(r.detail),
 });
 
+export const INSERT_AUDIT = 'INSERT INTO audit_log (at, principal, method, path, status_code, job_id, detail) VALUES (?, ?, ?, ?, ?, ?, ?)';
+export const AUDIT_NEWEST = 'SELECT * FROM audit_log ORDER BY id DESC LIMIT ?';
+export const AUDIT_BEFORE = 'SELECT * FROM audit_log WHERE id < ? ORDER BY id DESC LIMIT ?';
+export const PRUNE_AUDIT = 'DELETE FROM audit_log WHERE id IN (SELECT id FROM audit_log WHERE at < ? ORDER BY at LIMIT ?)';
+export const auditValues = (e: NewAuditEntry): unknown[] => [e.at, e.principal, e.method, e.path, e.statusCode, e.jobId, e.detail];
+
 export function createAuditRepo(db: Db): AuditRepo {
   return {
     async insert(e) {
-      db.stmt('INSERT INTO audit_log (at, principal, method, path, status_code, job_id, detail) VALUES (?, ?, ?, ?, ?, ?, ?)').run(
-        e.at,
-        e.principal,
-        e.method,
-        e.path,
-        e.statusCode,
-        e.jobId,
-        e.detail,
-      );
+      db.stmt(INSERT_AUDIT).run(...auditValues(e));
     },
     async list({ limit, beforeId }) {
       const rows =
         beforeId === undefined
-          ? db.stmt('SELECT * FROM audit_log ORDER BY id DESC LIMIT ?').all(limit)
-          : db.stmt('SELECT * FROM audit_log WHERE id < ? ORDER BY id DESC LIMIT ?').all(beforeId, limit);
-      return (rows as Row[]).map(toEntry);
+          ? db.stmt(AUDIT_NEWEST).all(limit)
+          : db.stmt(AUDIT_BEFORE).all(beforeId, limit);
+      return (rows as Row[]).map(toAuditEntry);
     },
     async prune(before, limit) {
-      return db.stmt('DELETE FROM audit_log WHERE id IN (SELECT id FROM audit_log WHERE at < ? ORDER BY at LIMIT ?)').run(before, limit).changes;
+      return db.stmt(PRUNE_AUDIT).run(before, limit).changes;
     },
   };
 }

@@ -24,15 +24,16 @@ export interface CreateBudgetRepo {
   restamp(jobId: string, at: string): Promise<number>;
 }
 
+export const RECENT_BUDGET_EVENTS_SQL = 'SELECT key, at, job_id FROM create_budget_events WHERE target_id = ? AND at >= ?';
+export const PRUNE_BUDGET_EVENTS_SQL = 'DELETE FROM create_budget_events WHERE at < ?';
+
+export const toBudgetEvent = (r: { key: string; at: string; job_id: string }): CreateBudgetEvent => ({ key: r.key, at: r.at, jobId: r.job_id });
+
 export function createBudgetRepo(db: Db): CreateBudgetRepo {
   return {
     async recent(targetId, since) {
-      const rows = db.stmt('SELECT key, at, job_id FROM create_budget_events WHERE target_id = ? AND at >= ?').all(targetId, since) as Array<{
-        key: string;
-        at: string;
-        job_id: string;
-      }>;
-      return rows.map((r) => ({ key: r.key, at: r.at, jobId: r.job_id }));
+      const rows = db.stmt(RECENT_BUDGET_EVENTS_SQL).all(targetId, since) as Array<{ key: string; at: string; job_id: string }>;
+      return rows.map(toBudgetEvent);
     },
     async restamp(jobId, at) {
       return db
@@ -43,7 +44,7 @@ export function createBudgetRepo(db: Db): CreateBudgetRepo {
         .run(at, jobId, jobId).changes;
     },
     async prune(before) {
-      return db.stmt('DELETE FROM create_budget_events WHERE at < ?').run(before).changes;
+      return db.stmt(PRUNE_BUDGET_EVENTS_SQL).run(before).changes;
     },
   };
 }

@@ -10,7 +10,7 @@ import type { Selector } from '../domain/policy.ts';
 import type { JobError, JobState, SnapshotMode } from '../domain/types.ts';
 import type { Db } from './db.ts';
 import { findKey, insertKey } from './idempotency.ts';
-import { insertJob, type NewJob } from './jobs.ts';
+import { COUNT_QUEUED_SQL, insertJob, type NewJob } from './jobs.ts';
 import { decodeCursor, encodeCursor, intOrNull, json, str, strOrNull, type Row } from './rows.ts';
 import { InvalidCursorError } from './vms.ts';
 
@@ -69,7 +69,7 @@ export interface GroupRepo {
   runningIds(): Promise<string[]>;
 }
 
-interface GroupRow {
+export interface GroupRow {
   id: string;
   name: string;
   description: string;
@@ -82,7 +82,7 @@ interface GroupRow {
   spreadMs: number | null;
 }
 
-const toGroupRow = (r: Row): GroupRow => ({
+export const toGroupRow = (r: Row): GroupRow => ({
   id: str(r.id),
   name: str(r.name),
   description: str(r.description),
@@ -95,7 +95,7 @@ const toGroupRow = (r: Row): GroupRow => ({
   spreadMs: intOrNull(r.spread_ms),
 });
 
-const MEMBERS_SQL = `SELECT m.vm_id, m.target, m.job_id, coalesce(v.name, m.vm_id) AS vm_name,
+export const MEMBERS_SQL = `SELECT m.vm_id, m.target, m.job_id, coalesce(v.name, m.vm_id) AS vm_name,
      coalesce(j.state, m.state) AS state, coalesce(j.snapshot_id, m.snapshot_id) AS snapshot_id,
      CASE WHEN j.id IS NULL THEN m.started_at ELSE j.started_at END AS started_at,
      CASE WHEN j.id IS NULL THEN m.error ELSE j.error END AS error,
@@ -103,55 +103,92 @@ const MEMBERS_SQL = `SELECT m.vm_id, m.target, m.job_id, coalesce(v.name, m.vm_i
    FROM snapshot_group_members m LEFT JOIN jobs j ON j.id = m.job_id LEFT JOIN vms v ON v.id = m.vm_id
    WHERE m.group_id = ? ORDER BY m.target, vm_name, m.vm_id`;
 
+/** The group as its jobs say it is now: its row and MEMBERS_SQL's rows. */
+export function toGroup(g: GroupRow, rows: readonly Row[]): SnapshotGroup {
+  const members: GroupMember[] = rows.map((r) => ({
+    vmId: str(r.vm_id),
+    vmName: str(r.vm_name),
+    target: str(r.target),
+    jobId: str(r.job_id),
+    state: str(r.state) as JobState,
+    snapshotId: strOrNull(r.snapshot_id),
+    startedAt: strOrNull(r.started_at),
+    error: json<JobError>(r.error),
+  }));
+  const state = groupState(members, g.state === 'deleted');
+  let finishedAt: string | null = null;
+  if (state === 'deleted') finishedAt = g.finishedAt;
+  else if (state !== 'running') {
+    const ends = rows.map((r) => strOrNull(r.job_finished_at)).filter((x): x is string => x !== null).sort();
+    finishedAt = ends.length === rows.length ? ends[ends.length - 1]! : g.finishedAt;
+  }
+  return {
+    id: g.id,
+    name: g.name,
+    description: g.description,
+    mode: g.mode,
+    selector: g.selector,
+    state,
+    createdAt: g.createdAt,
+    requestedBy: g.requestedBy,
+    finishedAt,
+    spreadMs: startSpreadMs(members.map((m) => m.startedAt)) ?? g.spreadMs,
+    members,
+  };
+}
+
+export const INSERT_GROUP_SQL = `INSERT INTO snapshot_groups (id, name, description, mode, selector, state, created_at, requested_by)
+           VALUES (?, ?, ?, ?, ?, 'running', ?, ?)`;
+export const insertGroupParams = (group: NewGroup): unknown[] =>
+  [group.id, group.name, group.description, group.mode, group.selector === null ? null : JSON.stringify(group.selector), group.createdAt, group.requestedBy];
+export const INSERT_MEMBER_SQL = `INSERT INTO snapshot_group_members (group_id, vm_id, target, job_id, state) VALUES (?, ?, ?, ?, 'queued')`;
+export const GROUP_SQL = {
+  get: 'SELECT * FROM snapshot_groups WHERE id = ?',
+  groupOfJob: 'SELECT group_id FROM jobs WHERE id = ?',
+  retryMember: `UPDATE snapshot_group_members SET job_id = ?, state = 'queued', snapshot_id = NULL, started_at = NULL, error = NULL
+           WHERE group_id = ? AND vm_id = ?`,
+  rerun: `UPDATE snapshot_groups SET state = 'running', finished_at = NULL WHERE id = ? AND state <> 'deleted'`,
+  markDeleted: `UPDATE snapshot_groups SET state = 'deleted', finished_at = ? WHERE id = ?`,
+  saveDerived: 'UPDATE snapshot_groups SET state = ?, finished_at = ?, spread_ms = ? WHERE id = ?',
+  copyMember: 'UPDATE snapshot_group_members SET state = ?, snapshot_id = ?, started_at = ?, error = ? WHERE group_id = ? AND vm_id = ?',
+  runningIds: `SELECT id FROM snapshot_groups WHERE state = 'running'`,
+} as const;
+
+/** The group list's statement (newest first, keyset on (created_at, id)), one row more than the page. */
+export function groupListQuery(q: { limit: number; cursor?: string }): { sql: string; params: unknown[] } {
+  const params: unknown[] = [];
+  let where = '';
+  if (q.cursor !== undefined) {
+    const before = decodeCursor(q.cursor, 2);
+    if (!before) throw new InvalidCursorError('invalid cursor');
+    where = ' WHERE (created_at, id) < (?, ?)';
+    params.push(before[0], before[1]);
+  }
+  return { sql: `SELECT * FROM snapshot_groups${where} ORDER BY created_at DESC, id DESC LIMIT ?`, params: [...params, q.limit + 1] };
+}
+
+/** The page's cursor: set when groupListQuery found a row past the page. */
+export const groupListNext = (rowCount: number, page: readonly GroupRow[], limit: number): string | null => {
+  const last = page[page.length - 1];
+  return rowCount > limit && last ? encodeCursor([last.createdAt, last.id]) : null;
+};
+
 export function createGroupRepo(db: Db): GroupRepo {
   const row = (id: string): GroupRow | null => {
-    const r = db.stmt('SELECT * FROM snapshot_groups WHERE id = ?').get(id) as Row | undefined;
+    const r = db.stmt(GROUP_SQL.get).get(id) as Row | undefined;
     return r ? toGroupRow(r) : null;
   };
 
   /** The group as its jobs say it is now. */
-  const derive = (g: GroupRow): SnapshotGroup => {
-    const rows = db.stmt(MEMBERS_SQL).all(g.id) as Row[];
-    const members: GroupMember[] = rows.map((r) => ({
-      vmId: str(r.vm_id),
-      vmName: str(r.vm_name),
-      target: str(r.target),
-      jobId: str(r.job_id),
-      state: str(r.state) as JobState,
-      snapshotId: strOrNull(r.snapshot_id),
-      startedAt: strOrNull(r.started_at),
-      error: json<JobError>(r.error),
-    }));
-    const state = groupState(members, g.state === 'deleted');
-    let finishedAt: string | null = null;
-    if (state === 'deleted') finishedAt = g.finishedAt;
-    else if (state !== 'running') {
-      const ends = rows.map((r) => strOrNull(r.job_finished_at)).filter((x): x is string => x !== null).sort();
-      finishedAt = ends.length === rows.length ? ends[ends.length - 1]! : g.finishedAt;
-    }
-    return {
-      id: g.id,
-      name: g.name,
-      description: g.description,
-      mode: g.mode,
-      selector: g.selector,
-      state,
-      createdAt: g.createdAt,
-      requestedBy: g.requestedBy,
-      finishedAt,
-      spreadMs: startSpreadMs(members.map((m) => m.startedAt)) ?? g.spreadMs,
-      members,
-    };
-  };
+  const derive = (g: GroupRow): SnapshotGroup => toGroup(g, db.stmt(MEMBERS_SQL).all(g.id) as Row[]);
 
   const groupOfJob = (jobId: string): string | null => {
-    const r = db.stmt('SELECT group_id FROM jobs WHERE id = ?').get(jobId) as Row | undefined;
+    const r = db.stmt(GROUP_SQL.groupOfJob).get(jobId) as Row | undefined;
     return r ? strOrNull(r.group_id) : null;
   };
 
   const insertMember = (groupId: string, m: NewGroupMember) =>
-    db.stmt(`INSERT INTO snapshot_group_members (group_id, vm_id, target, job_id, state) VALUES (?, ?, ?, ?, 'queued')`)
-      .run(groupId, m.vmId, m.target, m.job.id);
+    db.stmt(INSERT_MEMBER_SQL).run(groupId, m.vmId, m.target, m.job.id);
 
   return {
     async create(group, members, idem, options = {}) {
@@ -165,13 +202,10 @@ export function createGroupRepo(db: Db): GroupRepo {
           }
         }
         if (options.maxQueued !== undefined) {
-          const queued = Number((db.stmt(`SELECT count(*) AS n FROM jobs WHERE state = 'queued' AND requested_by = ?`).get(group.requestedBy) as { n: number }).n);
+          const queued = Number((db.stmt(COUNT_QUEUED_SQL).get(group.requestedBy) as { n: number }).n);
           if (queued + members.length > options.maxQueued) return { outcome: 'queue-full', queued };
         }
-        db.stmt(
-          `INSERT INTO snapshot_groups (id, name, description, mode, selector, state, created_at, requested_by)
-           VALUES (?, ?, ?, ?, ?, 'running', ?, ?)`,
-        ).run(group.id, group.name, group.description, group.mode, group.selector === null ? null : JSON.stringify(group.selector), group.createdAt, group.requestedBy);
+        db.stmt(INSERT_GROUP_SQL).run(...insertGroupParams(group));
         for (const m of members) {
           insertJob(db, { ...m.job, groupId: group.id });
           insertMember(group.id, m);
@@ -185,36 +219,25 @@ export function createGroupRepo(db: Db): GroupRepo {
       return g ? derive(g) : null;
     },
     async list(q) {
-      const params: unknown[] = [];
-      let where = '';
-      if (q.cursor !== undefined) {
-        const before = decodeCursor(q.cursor, 2);
-        if (!before) throw new InvalidCursorError('invalid cursor');
-        where = ' WHERE (created_at, id) < (?, ?)';
-        params.push(before[0], before[1]);
-      }
-      const rows = db.stmt(`SELECT * FROM snapshot_groups${where} ORDER BY created_at DESC, id DESC LIMIT ?`).all(...params, q.limit + 1) as Row[];
+      const { sql, params } = groupListQuery(q);
+      const rows = db.stmt(sql).all(...params) as Row[];
       const page = rows.slice(0, q.limit).map(toGroupRow);
-      const last = page[page.length - 1];
-      return { items: page.map(derive), next: rows.length > q.limit && last ? encodeCursor([last.createdAt, last.id]) : null };
+      return { items: page.map(derive), next: groupListNext(rows.length, page, q.limit) };
     },
     async retry(groupId, jobs) {
       db.tx(() => {
-        const setJob = db.stmt(
-          `UPDATE snapshot_group_members SET job_id = ?, state = 'queued', snapshot_id = NULL, started_at = NULL, error = NULL
-           WHERE group_id = ? AND vm_id = ?`,
-        );
+        const setJob = db.stmt(GROUP_SQL.retryMember);
         for (const job of jobs) {
           insertJob(db, { ...job, groupId });
           setJob.run(job.id, groupId, job.vmId);
         }
-        db.stmt(`UPDATE snapshot_groups SET state = 'running', finished_at = NULL WHERE id = ? AND state <> 'deleted'`).run(groupId);
+        db.stmt(GROUP_SQL.rerun).run(groupId);
       });
     },
     async addJobs(groupId, jobs, deleted) {
       db.tx(() => {
         for (const job of jobs) insertJob(db, { ...job, groupId });
-        if (deleted) db.stmt(`UPDATE snapshot_groups SET state = 'deleted', finished_at = ? WHERE id = ?`).run(deleted.at, groupId);
+        if (deleted) db.stmt(GROUP_SQL.markDeleted).run(deleted.at, groupId);
       });
     },
     async refresh(groupId) {
@@ -222,14 +245,14 @@ export function createGroupRepo(db: Db): GroupRepo {
         const g = row(groupId);
         if (!g) return null;
         const group = derive(g);
-        db.stmt('UPDATE snapshot_groups SET state = ?, finished_at = ?, spread_ms = ? WHERE id = ?').run(group.state, group.finishedAt, group.spreadMs, groupId);
-        const copy = db.stmt('UPDATE snapshot_group_members SET state = ?, snapshot_id = ?, started_at = ?, error = ? WHERE group_id = ? AND vm_id = ?');
+        db.stmt(GROUP_SQL.saveDerived).run(group.state, group.finishedAt, group.spreadMs, groupId);
+        const copy = db.stmt(GROUP_SQL.copyMember);
         for (const m of group.members) copy.run(m.state, m.snapshotId, m.startedAt, m.error === null ? null : JSON.stringify(m.error), groupId, m.vmId);
         return { before: { state: g.state, finishedAt: g.finishedAt }, group };
       });
     },
     async runningIds() {
-      return (db.stmt(`SELECT id FROM snapshot_groups WHERE state = 'running'`).all() as Row[]).map((r) => str(r.id));
+      return (db.stmt(GROUP_SQL.runningIds).all() as Row[]).map((r) => str(r.id));
     },
   };
 }

@@ -77,8 +77,22 @@ export interface ClaimOptions {
    * (the "waiting for the create budget" it may show).
    */
   budgetKeys?: readonly string[];
+  /**
+   * The budgets the claim must still be within when it is made (domain/create-budget.ts
+   * budgetGuards): the claim loses (null) when a guard's key already has `max` events later than
+   * `since` on the job's target. Checked where claims on a target are serialised, so replicas that
+   * decided at the same moment cannot overshoot a budget between their decision and their claim.
+   */
+  budgetGuards?: readonly BudgetGuard[];
   /** The claiming replica's lease on the job (lease_owner, lease_until), renewed by renewLeases while it runs. */
   lease?: JobLease;
+}
+
+/** At most `max` create events of `key` may be later than `since` (a sliding window's start). */
+export interface BudgetGuard {
+  key: string;
+  max: number;
+  since: Iso;
 }
 
 /** Who runs a job and until when, unless renewed (several replicas on one PostgreSQL database). */
@@ -200,7 +214,8 @@ export const toJob = (r: Row): Job => ({
   policyRunId: strOrNull(r.policy_run_id),
 });
 
-const enc = (v: unknown) => (v === null || v === undefined ? null : JSON.stringify(v));
+/** A JSON column's value: null stays NULL. */
+export const enc = (v: unknown) => (v === null || v === undefined ? null : JSON.stringify(v));
 
 /** Queued jobs due at ?1 whose VM has no running job, oldest first, at most ?2 (exported for its query-plan test). */
 export const DUE_SQL = `SELECT j.id, j.vm_id, j.target_id, j.kind FROM jobs j WHERE j.state = 'queued' AND j.next_attempt_at <= ?
@@ -221,27 +236,23 @@ export const FAIR_CANDIDATES_SQL = `SELECT j.id, j.vm_id, j.target_id, j.kind, j
  */
 export const NEXT_QUEUED_PRINCIPAL_SQL = `SELECT min(requested_by) AS p FROM jobs INDEXED BY jobs_queued_fair WHERE state = 'queued' AND requested_by > ?`;
 
-/**
- * Inserts one job (inside the caller's transaction): a queued job gets its fair tag
- * (domain/fair-claim.ts) from the principal's queued jobs as they are now, so jobs inserted one
- * after another in one transaction (a snapshot group's) tag as if submitted one by one.
- */
-export function insertJob(db: Db, job: NewJob): void {
+/** The fair tag's inputs for a new queued job (?1 principal, ?2 target, ?3 VM): see fairTag. */
+export const FAIR_TAG_INPUTS_SQL = `SELECT
+     (SELECT min(fair_tag) FROM jobs WHERE state = 'queued' AND requested_by = ? AND target_id = ?) AS round,
+     (SELECT max(fair_tag) FROM jobs WHERE state = 'queued' AND vm_id = ? AND requested_by = ?) AS vm_last`;
+
+export const INSERT_JOB_SQL = `INSERT INTO jobs (id, kind, state, target_id, vm_id, snapshot_id, params, progress, attempts, max_attempts, next_attempt_at,
+       result, requested_by, created_at, started_at, finished_at, fair_tag, group_id, policy_id, policy_run_id)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`;
+
+/** FAIR_TAG_INPUTS_SQL's parameters for `job`. */
+export const fairTagInputsParams = (job: NewJob): unknown[] => [job.requestedBy, job.targetId, job.vmId, job.requestedBy];
+
+/** INSERT_JOB_SQL's parameters: `job` with its fair tag. */
+export function insertJobParams(job: NewJob, tag: number): unknown[] {
   const state = job.state ?? 'queued';
   const final = state !== 'queued' && state !== 'running';
-  let tag = 0;
-  if (state === 'queued') {
-    const round = db.stmt(`SELECT min(fair_tag) AS t FROM jobs WHERE state = 'queued' AND requested_by = ? AND target_id = ?`)
-      .get(job.requestedBy, job.targetId) as { t: number | null };
-    const vmLast = db.stmt(`SELECT max(fair_tag) AS t FROM jobs WHERE state = 'queued' AND vm_id = ? AND requested_by = ?`)
-      .get(job.vmId, job.requestedBy) as { t: number | null };
-    tag = fairTag(round.t, vmLast.t);
-  }
-  db.stmt(
-    `INSERT INTO jobs (id, kind, state, target_id, vm_id, snapshot_id, params, progress, attempts, max_attempts, next_attempt_at,
-       result, requested_by, created_at, started_at, finished_at, fair_tag, group_id, policy_id, policy_run_id)
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-  ).run(
+  return [
     job.id,
     job.kind,
     state,
@@ -261,7 +272,113 @@ export function insertJob(db: Db, job: NewJob): void {
     job.groupId ?? null,
     job.policyId ?? null,
     job.policyRunId ?? null,
-  );
+  ];
+}
+
+/**
+ * Inserts one job (inside the caller's transaction): a queued job gets its fair tag
+ * (domain/fair-claim.ts) from the principal's queued jobs as they are now, so jobs inserted one
+ * after another in one transaction (a snapshot group's) tag as if submitted one by one.
+ */
+export function insertJob(db: Db, job: NewJob): void {
+  let tag = 0;
+  if ((job.state ?? 'queued') === 'queued') {
+    const r = db.stmt(FAIR_TAG_INPUTS_SQL).get(...fairTagInputsParams(job)) as { round: number | null; vm_last: number | null };
+    tag = fairTag(r.round, r.vm_last);
+  }
+  db.stmt(INSERT_JOB_SQL).run(...insertJobParams(job, tag));
+}
+
+/** The principal's queued jobs (any target). */
+export const COUNT_QUEUED_SQL = `SELECT count(*) AS n FROM jobs WHERE state = 'queued' AND requested_by = ?`;
+
+/**
+ * The job list's statement for `q` (newest first, keyset on (created_at, id)), one row more than
+ * the page to tell whether there is a next one. Throws InvalidCursorError for a bad cursor.
+ */
+export function jobListQuery(q: JobListQuery): { sql: string; params: unknown[] } {
+  const where: string[] = [];
+  const params: unknown[] = [];
+  if (q.state !== undefined) {
+    where.push('state = ?');
+    params.push(q.state);
+  }
+  if (q.vmId !== undefined) {
+    where.push('vm_id = ?');
+    params.push(q.vmId);
+  }
+  if (q.kind !== undefined) {
+    where.push('kind = ?');
+    params.push(q.kind);
+  }
+  if (q.policyId !== undefined) {
+    where.push('policy_id = ?');
+    params.push(q.policyId);
+  }
+  if (q.cursor !== undefined) {
+    const before = decodeCursor(q.cursor, 2);
+    if (!before) throw new InvalidCursorError('invalid cursor');
+    where.push('(created_at, id) < (?, ?)');
+    params.push(before[0], before[1]);
+  }
+  const sql = `SELECT * FROM jobs${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC, id DESC LIMIT ?`;
+  return { sql, params: [...params, q.limit + 1] };
+}
+
+/** A page of the job list from jobListQuery's rows. */
+export function jobListPage(rows: readonly Row[], limit: number): { items: Job[]; next: string | null } {
+  const items = rows.slice(0, limit).map(toJob);
+  const last = items[items.length - 1];
+  return { items, next: rows.length > limit && last ? encodeCursor([last.createdAt, last.id]) : null };
+}
+
+/**
+ * Single-statement writes valid in both dialects (each run with ` RETURNING *` where the caller
+ * wants the job back). A single UPDATE is safe between PostgreSQL replicas too: a concurrent writer
+ * of the same row makes it wait, then its WHERE is checked again on the row as committed.
+ */
+export const JOB_SQL = {
+  deferQueued: `UPDATE jobs SET next_attempt_at = ?, progress_message = ? WHERE id = ? AND state = 'queued' AND claim_ticket IS NULL`,
+  setProgress: 'UPDATE jobs SET progress = ?, progress_message = ? WHERE id = ? AND claim_ticket = ?',
+  setCheckpoint: 'UPDATE jobs SET checkpoint = ? WHERE id = ? AND claim_ticket = ?',
+  finish: `UPDATE jobs SET state = ?, result = ?, error = ?, finished_at = ?, claim_ticket = NULL, next_attempt_at = NULL, lease_owner = NULL, lease_until = NULL,
+           progress = CASE WHEN ? = 'succeeded' THEN 100 ELSE progress END,
+           progress_message = coalesce(?, progress_message),
+           snapshot_id = coalesce(snapshot_id, ?)
+         WHERE id = ? AND claim_ticket = ?`,
+  requeue: `UPDATE jobs SET state = 'queued', claim_ticket = NULL, claimed_at = NULL, lease_owner = NULL, lease_until = NULL, next_attempt_at = ?, error = ?
+         WHERE id = ? AND claim_ticket = ?`,
+  leaveForRecovery: `UPDATE jobs SET claim_ticket = NULL, claimed_at = NULL, lease_owner = NULL, lease_until = NULL, error = ?
+         WHERE id = ? AND claim_ticket = ? AND state = 'running'`,
+  cancelQueued: `UPDATE jobs SET state = 'cancelled', cancel_requested = 1, finished_at = ?, error = ?, next_attempt_at = NULL
+         WHERE id = ? AND state = 'queued' AND claim_ticket IS NULL`,
+  requestCancel: `UPDATE jobs SET cancel_requested = 1 WHERE id = ? AND state IN ('queued', 'running')`,
+  listByState: 'SELECT * FROM jobs WHERE state = ? ORDER BY created_at, id',
+  renewLeases: `UPDATE jobs SET lease_until = ? WHERE state = 'running' AND lease_owner = ? AND claim_ticket IS NOT NULL`,
+  clearStaleClaims: `UPDATE jobs SET claim_ticket = NULL, claimed_at = NULL WHERE state = 'queued' AND claim_ticket IS NOT NULL`,
+  countByState: 'SELECT state, count(*) AS n FROM jobs GROUP BY state',
+  insertBudgetEvent: 'INSERT INTO create_budget_events (target_id, key, at, job_id) VALUES (?, ?, ?, ?)',
+  countBudgetEvents: 'SELECT count(*) AS n FROM create_budget_events WHERE target_id = ? AND key = ? AND at > ?',
+} as const;
+
+/** finish()'s parameters for JOB_SQL.finish. */
+export const finishParams = (id: string, ticket: string, u: FinishUpdate): unknown[] =>
+  [u.state, enc(u.result), enc(u.error), u.at, u.state, u.progressMessage ?? null, u.result?.snapshotId ?? null, id, ticket];
+
+/** A progress percent as stored: a whole number in 0…100. */
+export const progressPercent = (percent: number): number => Math.max(0, Math.min(100, Math.round(percent)));
+
+/** Job counts per state from JOB_SQL.countByState's rows (every state present, 0 when none). */
+export function countsByState(rows: readonly Row[]): Record<JobState, number> {
+  const counts = Object.fromEntries(JOB_STATES.map((s) => [s, 0])) as Record<JobState, number>;
+  for (const r of rows) counts[str(r.state) as JobState] = Number(r.n);
+  return counts;
+}
+
+/** A create job's mode and policy from its params and policy_id columns. */
+export function createModeOf(r: Row): { mode: SnapshotMode | null; policyId: string | null } {
+  const params = json<{ mode?: SnapshotMode }>(r.params);
+  return { mode: params?.mode ?? null, policyId: strOrNull(r.policy_id) };
 }
 
 export function createJobRepo(db: Db): JobRepo {
@@ -274,8 +391,7 @@ export function createJobRepo(db: Db): JobRepo {
     const r = db.stmt(`${sql} RETURNING *`).get(...params) as Row | undefined;
     return r ? toJob(r) : null;
   };
-  const countQueued = (principal: string): number =>
-    Number((db.stmt(`SELECT count(*) AS n FROM jobs WHERE state = 'queued' AND requested_by = ?`).get(principal) as { n: number }).n);
+  const countQueued = (principal: string): number => Number((db.stmt(COUNT_QUEUED_SQL).get(principal) as { n: number }).n);
 
   return {
     async submit(job, idem, options = {}) {
@@ -301,35 +417,8 @@ export function createJobRepo(db: Db): JobRepo {
       return get(id);
     },
     async list(q) {
-      const where: string[] = [];
-      const params: unknown[] = [];
-      if (q.state !== undefined) {
-        where.push('state = ?');
-        params.push(q.state);
-      }
-      if (q.vmId !== undefined) {
-        where.push('vm_id = ?');
-        params.push(q.vmId);
-      }
-      if (q.kind !== undefined) {
-        where.push('kind = ?');
-        params.push(q.kind);
-      }
-      if (q.policyId !== undefined) {
-        where.push('policy_id = ?');
-        params.push(q.policyId);
-      }
-      if (q.cursor !== undefined) {
-        const before = decodeCursor(q.cursor, 2);
-        if (!before) throw new InvalidCursorError('invalid cursor');
-        where.push('(created_at, id) < (?, ?)');
-        params.push(before[0], before[1]);
-      }
-      const sql = `SELECT * FROM jobs${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC, id DESC LIMIT ?`;
-      const rows = db.stmt(sql).all(...params, q.limit + 1) as Row[];
-      const items = rows.slice(0, q.limit).map(toJob);
-      const last = items[items.length - 1];
-      return { items, next: rows.length > q.limit && last ? encodeCursor([last.createdAt, last.id]) : null };
+      const { sql, params } = jobListQuery(q);
+      return jobListPage(db.stmt(sql).all(...params) as Row[], q.limit);
     },
     async due(now, limit) {
       // Only the columns a claim needs: a claim round reads up to `limit` of these, and parsing whole
@@ -370,72 +459,50 @@ export function createJobRepo(db: Db): JobRepo {
       // Unbudgeted claims (nearly all) stay one statement, without a transaction around it.
       if (keys.length === 0) return claim(false);
       return db.tx(() => {
+        const target = db.stmt('SELECT target_id FROM jobs WHERE id = ?').get(id) as { target_id: string } | undefined;
+        if (!target) return null;
+        const count = db.stmt(JOB_SQL.countBudgetEvents);
+        for (const g of options.budgetGuards ?? []) {
+          if (Number((count.get(target.target_id, g.key, g.since) as { n: number }).n) >= g.max) return null;
+        }
         const job = claim(true);
         if (!job) return null;
-        const insert = db.stmt('INSERT INTO create_budget_events (target_id, key, at, job_id) VALUES (?, ?, ?, ?)');
+        const insert = db.stmt(JOB_SQL.insertBudgetEvent);
         for (const key of keys) insert.run(job.targetId, key, now, job.id);
         return job;
       });
     },
     async deferQueued(id, nextAttemptAt, message) {
-      return update(
-        `UPDATE jobs SET next_attempt_at = ?, progress_message = ? WHERE id = ? AND state = 'queued' AND claim_ticket IS NULL`,
-        nextAttemptAt, message, id,
-      );
+      return update(JOB_SQL.deferQueued, nextAttemptAt, message, id);
     },
     async setProgress(id, ticket, percent, message) {
-      return update(
-        'UPDATE jobs SET progress = ?, progress_message = ? WHERE id = ? AND claim_ticket = ?',
-        Math.max(0, Math.min(100, Math.round(percent))), message, id, ticket,
-      );
+      return update(JOB_SQL.setProgress, progressPercent(percent), message, id, ticket);
     },
     async checkpoint(id, ticket, record) {
       return db.tx(() => {
         const r = db.stmt('SELECT checkpoint FROM jobs WHERE id = ? AND claim_ticket = ?').get(id, ticket) as Row | undefined;
         if (!r) return null;
         const merged: JobCheckpoint = { ...(json<JobCheckpoint>(r.checkpoint) ?? {}), ...record };
-        return update('UPDATE jobs SET checkpoint = ? WHERE id = ? AND claim_ticket = ?', JSON.stringify(merged), id, ticket);
+        return update(JOB_SQL.setCheckpoint, JSON.stringify(merged), id, ticket);
       });
     },
     async finish(id, ticket, u) {
-      return update(
-        `UPDATE jobs SET state = ?, result = ?, error = ?, finished_at = ?, claim_ticket = NULL, next_attempt_at = NULL, lease_owner = NULL, lease_until = NULL,
-           progress = CASE WHEN ? = 'succeeded' THEN 100 ELSE progress END,
-           progress_message = coalesce(?, progress_message),
-           snapshot_id = coalesce(snapshot_id, ?)
-         WHERE id = ? AND claim_ticket = ?`,
-        u.state, enc(u.result), enc(u.error), u.at, u.state, u.progressMessage ?? null, u.result?.snapshotId ?? null, id, ticket,
-      );
+      return update(JOB_SQL.finish, ...finishParams(id, ticket, u));
     },
     async requeue(id, ticket, u) {
-      return update(
-        `UPDATE jobs SET state = 'queued', claim_ticket = NULL, claimed_at = NULL, lease_owner = NULL, lease_until = NULL, next_attempt_at = ?, error = ?
-         WHERE id = ? AND claim_ticket = ?`,
-        u.nextAttemptAt, enc(u.error), id, ticket,
-      );
+      return update(JOB_SQL.requeue, u.nextAttemptAt, enc(u.error), id, ticket);
     },
     async leaveForRecovery(id, ticket, error) {
-      return update(
-        `UPDATE jobs SET claim_ticket = NULL, claimed_at = NULL, lease_owner = NULL, lease_until = NULL, error = ?
-         WHERE id = ? AND claim_ticket = ? AND state = 'running'`,
-        enc(error), id, ticket,
-      );
+      return update(JOB_SQL.leaveForRecovery, enc(error), id, ticket);
     },
     async cancelQueued(id, at, error) {
-      return update(
-        `UPDATE jobs SET state = 'cancelled', cancel_requested = 1, finished_at = ?, error = ?, next_attempt_at = NULL
-         WHERE id = ? AND state = 'queued' AND claim_ticket IS NULL`,
-        at, enc(error), id,
-      );
+      return update(JOB_SQL.cancelQueued, at, enc(error), id);
     },
     async requestCancel(id) {
-      return update(
-        `UPDATE jobs SET cancel_requested = 1 WHERE id = ? AND state IN ('queued', 'running')`,
-        id,
-      );
+      return update(JOB_SQL.requestCancel, id);
     },
     async listByState(state) {
-      return (db.stmt('SELECT * FROM jobs WHERE state = ? ORDER BY created_at, id').all(state) as Row[]).map(toJob);
+      return (db.stmt(JOB_SQL.listByState).all(state) as Row[]).map(toJob);
     },
     async recoverable() {
       return (db.stmt(`SELECT * FROM jobs WHERE state = 'running' ORDER BY created_at, id`).all() as Row[]).map(toJob);
@@ -447,18 +514,13 @@ export function createJobRepo(db: Db): JobRepo {
       );
     },
     async renewLeases(owner, until) {
-      return db.stmt(`UPDATE jobs SET lease_until = ? WHERE state = 'running' AND lease_owner = ? AND claim_ticket IS NOT NULL`).run(until, owner).changes;
+      return db.stmt(JOB_SQL.renewLeases).run(until, owner).changes;
     },
     async clearStaleClaims() {
-      return db.stmt(`UPDATE jobs SET claim_ticket = NULL, claimed_at = NULL WHERE state = 'queued' AND claim_ticket IS NOT NULL`).run()
-        .changes;
+      return db.stmt(JOB_SQL.clearStaleClaims).run().changes;
     },
     async countByState() {
-      const counts = Object.fromEntries(JOB_STATES.map((s) => [s, 0])) as Record<JobState, number>;
-      for (const r of db.stmt('SELECT state, count(*) AS n FROM jobs GROUP BY state').all() as Row[]) {
-        counts[str(r.state) as JobState] = Number(r.n);
-      }
-      return counts;
+      return countsByState(db.stmt(JOB_SQL.countByState).all() as Row[]);
     },
     async pruneFinished(before, limit) {
       return db.tx(() => {
@@ -488,8 +550,7 @@ export function createJobRepo(db: Db): JobRepo {
       for (const id of ids) {
         const r = db.stmt(`SELECT params, policy_id FROM jobs WHERE id = ? AND kind = 'snapshot.create'`).get(id) as Row | undefined;
         if (!r) continue;
-        const params = json<{ mode?: SnapshotMode }>(r.params);
-        out.set(id, { mode: params?.mode ?? null, policyId: strOrNull(r.policy_id) });
+        out.set(id, createModeOf(r));
       }
       return out;
     },

@@ -19,7 +19,7 @@ export interface TargetRepo {
   setHealth(id: string, health: TargetHealthUpdate): Promise<void>;
 }
 
-const toTarget = (r: Row): Target => ({
+export const toTarget = (r: Row): Target => ({
   id: str(r.id),
   name: str(r.name),
   kind: str(r.kind) as ProviderKind,
@@ -30,8 +30,12 @@ const toTarget = (r: Row): Target => ({
   checkedAt: strOrNull(r.checked_at),
 });
 
+export const TARGET_BY_NAME = 'SELECT * FROM targets WHERE name = ?';
+export const TARGET_BY_ID = 'SELECT * FROM targets WHERE id = ?';
+export const TARGET_SET_HEALTH = 'UPDATE targets SET healthy = ?, health_message = ?, version = ?, checked_at = ? WHERE id = ?';
+
 export function createTargetRepo(db: Db): TargetRepo {
-  const byName = (name: string) => db.stmt('SELECT * FROM targets WHERE name = ?').get(name) as Row | undefined;
+  const byName = (name: string) => db.stmt(TARGET_BY_NAME).get(name) as Row | undefined;
   return {
     async ensure({ name, kind, demo }) {
       return db.tx(() => {
@@ -49,14 +53,14 @@ export function createTargetRepo(db: Db): TargetRepo {
       return r ? toTarget(r) : null;
     },
     async getById(id) {
-      const r = db.stmt('SELECT * FROM targets WHERE id = ?').get(id) as Row | undefined;
+      const r = db.stmt(TARGET_BY_ID).get(id) as Row | undefined;
       return r ? toTarget(r) : null;
     },
     async list() {
       return (db.stmt('SELECT * FROM targets ORDER BY name').all() as Row[]).map(toTarget);
     },
     async setHealth(id, h) {
-      db.stmt('UPDATE targets SET healthy = ?, health_message = ?, version = ?, checked_at = ? WHERE id = ?').run(
+      db.stmt(TARGET_SET_HEALTH).run(
         int(h.healthy),
         h.message,
         h.version,

@@ -42,7 +42,7 @@ export class InvalidCursorError extends Error {
   override readonly name = 'InvalidCursorError';
 }
 
-const toVm = (r: Row): Vm => ({
+export const toVm = (r: Row): Vm => ({
   id: str(r.id),
   targetId: str(r.target_id),
   providerVmId: str(r.provider_vm_id),
@@ -66,14 +66,14 @@ const COLUMNS: Record<keyof VmFields, string> = {
   goneAt: 'gone_at',
 };
 
-const STATS_SELECT = `
+export const STATS_SELECT = `
   SELECT v.*, t.name AS target_name,
     (SELECT count(*) FROM snapshots s WHERE s.vm_id = v.id AND s.state = 'present') AS snapshot_count,
     (SELECT s.id FROM snapshots s WHERE s.vm_id = v.id AND s.state = 'present' AND s.is_current = 1 LIMIT 1) AS current_snapshot_id
   FROM vms v JOIN targets t ON t.id = v.target_id`;
 
 // Walks from the current snapshot to its root; the depth guard stops a corrupt cycle.
-const CHAIN_DEPTH = `
+export const CHAIN_DEPTH = `
   WITH RECURSIVE chain(id, parent_id, depth) AS (
     SELECT id, parent_id, 1 FROM snapshots WHERE id = ?
     UNION ALL
@@ -81,30 +81,54 @@ const CHAIN_DEPTH = `
     WHERE s.state = 'present' AND c.depth < 100000
   ) SELECT max(depth) AS depth FROM chain`;
 
+/** `UPDATE vms SET <sql> WHERE id = ?` for a plan's change, with its values (both dialects). */
+export function vmSetters(set: Partial<VmFields>): { sql: string; values: unknown[] } {
+  const keys = Object.keys(set) as Array<keyof VmFields>;
+  const values = keys.map((k) => {
+    const v = set[k];
+    return typeof v === 'boolean' ? int(v) : Array.isArray(v) ? JSON.stringify(v) : (v ?? null);
+  });
+  return { sql: keys.map((k) => `${COLUMNS[k]} = ?`).join(', '), values };
+}
+
+/** INSERT_VM without its VALUES (PostgreSQL writes many rows per statement). */
+export const INSERT_VM_HEAD = 'INSERT INTO vms (id, target_id, provider_vm_id, name, power_state, raw_power_state, consolidation_needed, disks, first_seen_at, last_seen_at, gone_at)';
+export const INSERT_VM = `${INSERT_VM_HEAD} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`;
+
+/** INSERT_VM's values for a new VM. */
+export const vmInsertValues = (v: Vm): unknown[] => [
+  v.id, v.targetId, v.providerVmId, v.name, v.powerState, v.rawPowerState, int(v.consolidationNeeded),
+  v.disks === null ? null : JSON.stringify(v.disks), v.firstSeenAt, v.lastSeenAt, v.goneAt,
+];
+
+/** The name filter's LIKE pattern (escape character: backslash): the prefix with `\`, `%` and `_` escaped, then `%`. */
+export const namePrefixPattern = (prefix: string): string => `${prefix.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+
+/** Maps a VM list row (STATS_SELECT) given the depth of its current snapshot's chain. */
+export function toVmWithStats(r: Row, chainDepth: number): VmWithStats {
+  return {
+    ...toVm(r),
+    targetName: str(r.target_name),
+    snapshotCount: Number(r.snapshot_count),
+    chainDepth,
+    currentSnapshotId: strOrNull(r.current_snapshot_id),
+  };
+}
+
+export const VM_BY_ID = 'SELECT * FROM vms WHERE id = ?';
+export const VMS_OF_TARGET = 'SELECT * FROM vms WHERE target_id = ?';
+export const COUNT_PRESENT_OF_TARGET = 'SELECT count(*) AS n FROM vms WHERE target_id = ? AND gone_at IS NULL';
+export const COUNT_CONSOLIDATION_NEEDED = 'SELECT count(*) AS n FROM vms WHERE consolidation_needed = 1 AND gone_at IS NULL';
+
 export function createVmRepo(db: Db): VmRepo {
   const withStats = (r: Row): VmWithStats => {
     const currentSnapshotId = strOrNull(r.current_snapshot_id);
-    const depth = currentSnapshotId === null ? 0 : Number((db.stmt(CHAIN_DEPTH).get(currentSnapshotId) as Row).depth ?? 0);
-    return {
-      ...toVm(r),
-      targetName: str(r.target_name),
-      snapshotCount: Number(r.snapshot_count),
-      chainDepth: depth,
-      currentSnapshotId,
-    };
-  };
-  const setters = (set: Partial<VmFields>) => {
-    const keys = Object.keys(set) as Array<keyof VmFields>;
-    const values = keys.map((k) => {
-      const v = set[k];
-      return typeof v === 'boolean' ? int(v) : Array.isArray(v) ? JSON.stringify(v) : (v ?? null);
-    });
-    return { sql: keys.map((k) => `${COLUMNS[k]} = ?`).join(', '), values };
+    return toVmWithStats(r, currentSnapshotId === null ? 0 : Number((db.stmt(CHAIN_DEPTH).get(currentSnapshotId) as Row).depth ?? 0));
   };
 
   return {
     async get(id) {
-      const r = db.stmt('SELECT * FROM vms WHERE id = ?').get(id) as Row | undefined;
+      const r = db.stmt(VM_BY_ID).get(id) as Row | undefined;
       return r ? toVm(r) : null;
     },
     async getWithStats(id) {
@@ -122,7 +146,7 @@ export function createVmRepo(db: Db): VmRepo {
       if (q.name !== undefined && q.name !== '') {
         // Case-insensitive prefix (LIKE is ASCII-case-insensitive): served by the NOCASE indexes.
         where.push("v.name LIKE ? ESCAPE '\\'");
-        params.push(`${q.name.replace(/[\\%_]/g, (c) => `\\${c}`)}%`);
+        params.push(namePrefixPattern(q.name));
       }
       if (q.cursor !== undefined) {
         const after = decodeCursor(q.cursor, 2);
@@ -137,28 +161,23 @@ export function createVmRepo(db: Db): VmRepo {
       return { items: page, next: rows.length > q.limit && last ? encodeCursor([last.name, last.id]) : null };
     },
     async listByTarget(targetId) {
-      return (db.stmt('SELECT * FROM vms WHERE target_id = ?').all(targetId) as Row[]).map(toVm);
+      return (db.stmt(VMS_OF_TARGET).all(targetId) as Row[]).map(toVm);
     },
     async countPresentByTarget(targetId) {
-      return Number((db.stmt('SELECT count(*) AS n FROM vms WHERE target_id = ? AND gone_at IS NULL').get(targetId) as Row).n);
+      return Number((db.stmt(COUNT_PRESENT_OF_TARGET).get(targetId) as Row).n);
     },
     async apply(plan) {
       db.tx(() => {
-        const insert = db.stmt(
-          `INSERT INTO vms (id, target_id, provider_vm_id, name, power_state, raw_power_state, consolidation_needed, disks, first_seen_at, last_seen_at, gone_at)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-        );
-        for (const v of plan.inserts) {
-          insert.run(v.id, v.targetId, v.providerVmId, v.name, v.powerState, v.rawPowerState, int(v.consolidationNeeded), v.disks === null ? null : JSON.stringify(v.disks), v.firstSeenAt, v.lastSeenAt, v.goneAt);
-        }
+        const insert = db.stmt(INSERT_VM);
+        for (const v of plan.inserts) insert.run(...vmInsertValues(v));
         for (const change of [...plan.updates, ...plan.gone]) {
-          const { sql, values } = setters(change.set);
+          const { sql, values } = vmSetters(change.set);
           db.stmt(`UPDATE vms SET ${sql} WHERE id = ?`).run(...values, change.before.id);
         }
       });
     },
     async countConsolidationNeeded() {
-      return Number((db.stmt('SELECT count(*) AS n FROM vms WHERE consolidation_needed = 1 AND gone_at IS NULL').get() as Row).n);
+      return Number((db.stmt(COUNT_CONSOLIDATION_NEEDED).get() as Row).n);
     },
     async disksOf(ids) {
       const out = new Map<string, DiskInfo[] | null>();

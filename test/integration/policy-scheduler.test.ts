@@ -10,6 +10,8 @@ import t from 'tap';
 import type { PolicyRun } from '../../src/domain/policy.ts';
 import { nextFireAfter } from '../../src/domain/schedule.ts';
 import type { Engine } from '../../src/engine/engine.ts';
+import { openStore } from '../../src/store/index.ts';
+import { until } from '../unit/engine-harness.ts';
 import { daemonOn, policyBody, setupLab } from './policy-helper.ts';
 
 const SCHEDULE = '0 3 * * *';
@@ -73,6 +75,36 @@ t.test('a policy fires at its slot in its zone; a daemon down across three slots
     `one scheduled run and one catch-up, not one per missed slot: ${runs.map((r) => `${r.trigger}@${r.scheduledFor}`).join(', ')}`,
   );
   t.equal(names().length, 2, 'keepLast 2 holds');
+});
+
+// Two replicas sharing PostgreSQL may both fire a slot (an old leader that has not yet noticed it
+// lost the lock, and the new one). Here the other replica's run is written to the database first.
+t.test('a slot that already has its run (another replica fired it) starts nothing here', { timeout: 120_000 }, async (t) => {
+  const { lab, database } = setupLab(t);
+  let offset = 0;
+  const now = () => new Date(Date.now() + offset);
+  const daemon = await daemonOn(t, lab, database, { scheduler: { enabled: true, jitterMs: 0 }, now });
+  const slot = nextFireAfter(SCHEDULE, ZONE, new Date(Date.now() + 60_000))!;
+  offset = slot.getTime() - 3_000 - Date.now();
+  const created = await daemon.call('POST', '/v1/policies', policyBody({ schedule: SCHEDULE, timezone: ZONE }));
+  t.equal(created.statusCode, 201, created.body);
+  const policy = created.json<{ id: string }>();
+  const theirs = { id: 'other-replica', policyId: policy.id, kind: 'snapshot' as const, trigger: 'schedule' as const, scheduledFor: slot.toISOString(), startedAt: now().toISOString() };
+  t.match(await daemon.store.policies.startRun(theirs), { duplicate: false });
+  await daemon.store.policies.finishRun(theirs.id, 'succeeded', null, now().toISOString());
+
+  // The scheduler's timer is unref'd (a daemon lives by its server): hold the process meanwhile.
+  const keepAlive = setInterval(() => {}, 1_000);
+  t.teardown(() => clearInterval(keepAlive));
+  const fired = /^snapvisor_scheduler_fires_total\{(?=[^}]*trigger="schedule")[^}]*\} 1$/m;
+  await until(async () => fired.test((await daemon.engine.metrics()).body), 60_000);
+  await daemon.close(); // settles the scheduler's start of that slot, and whatever it launched
+  const store = openStore(database);
+  t.teardown(() => store.close());
+  t.match((await store.policies.listRuns(policy.id, { limit: 10 })).items, [{ id: 'other-replica', state: 'succeeded', jobIds: [] }], 'no second run of the slot');
+  t.equal((await store.policies.listRuns(policy.id, { limit: 10 })).items.length, 1);
+  t.same((await store.jobs.list({ limit: 10 })).items, [], 'nothing submitted');
+  t.same(Object.keys(lab.readState().vms.find((v) => v.name === 'web01')!.snapshots), [], 'no snapshot taken');
 });
 
 /** yyyy-mm-ddTHHMM of an instant in Berlin, as policy snapshot names are stamped. */

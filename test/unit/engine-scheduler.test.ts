@@ -423,3 +423,24 @@ t.test('DST, Europe/Berlin daily at 02:30: once on the spring-forward day and on
     t.same(port.fired(), ['snapshot berlin schedule 2026-10-25T00:30:00.000Z', 'snapshot berlin schedule 2026-10-26T01:30:00.000Z']);
   });
 });
+
+t.test('stopped and started again (a replica that leads again): slots fired meanwhile elsewhere are not fired again, the next one is', async (t) => {
+  const clock = new Clock('2026-06-01T12:00:10.000Z');
+  const port = new LabPort(clock);
+  port.add({ id: 'p1', schedule: '* * * * *' });
+  const h = harness(t, clock, port);
+  h.scheduler.start();
+  clock.set('2026-06-01T12:01:00.000Z');
+  await h.waitFor('the 12:01 run', () => port.fired().length === 1);
+  await h.scheduler.stop();
+  // Another replica led meanwhile and ran 12:02 and 12:03 (persisted, as the store keeps them).
+  clock.set('2026-06-01T12:03:30.000Z');
+  port.persisted('p1', 'snapshot', '2026-06-01T12:02:00.000Z');
+  port.persisted('p1', 'snapshot', '2026-06-01T12:03:00.000Z');
+  h.scheduler.start();
+  t.same(h.scheduler.planned().map((p) => `${p.scheduledFor} ${p.trigger}`), ['2026-06-01T12:04:00.000Z schedule'], 'planned afresh from the persisted slots');
+  clock.set('2026-06-01T12:04:00.000Z');
+  await h.waitFor('the 12:04 run', () => port.fired().length === 2);
+  for (let i = 0; i < 3; i++) await h.settle();
+  t.same(port.fired(), ['snapshot p1 schedule 2026-06-01T12:01:00.000Z', 'snapshot p1 schedule 2026-06-01T12:04:00.000Z'], 'no slot twice, none of the other replica again');
+});

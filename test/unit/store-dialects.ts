@@ -3,6 +3,7 @@
  * (in memory) and once on PostgreSQL (a fresh database on the lab's cluster, test/labs/postgres),
  * as subtests named by dialect. A PostgreSQL lab that cannot start fails the test, never skips it.
  */
+import type { Test } from 'tap';
 import type { Store } from '../../src/store/index.ts';
 import { openStore } from '../../src/store/index.ts';
 import { openPgStore } from '../../src/store/pg/index.ts';
@@ -42,13 +43,9 @@ export async function openReplicaStore(t: Teardown, url: string): Promise<Store>
   return store;
 }
 
-interface Tap extends Teardown {
-  test(name: string, fn: (t: Tap & Record<string, unknown>) => Promise<void> | void): Promise<unknown>;
-}
-
 /** Runs `fn` as one subtest per dialect. */
-export async function forEachDialect<T extends Tap>(t: T, fn: (t: T, dialect: Dialect) => Promise<void>): Promise<void> {
+export async function forEachDialect(t: Test, fn: (t: Test, dialect: Dialect) => Promise<void>): Promise<void> {
   for (const dialect of DIALECTS) {
-    await t.test(dialect, (st) => fn(st as unknown as T, dialect));
+    await t.test(dialect, (st) => fn(st, dialect));
   }
 }

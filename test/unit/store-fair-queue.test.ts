@@ -4,22 +4,20 @@
  * refuses without writing anything.
  */
 import t from 'tap';
-import type { Vm } from '../../src/domain/types.ts';
-import { openStore, type NewJob } from '../../src/store/index.ts';
+import type { NewJob } from '../../src/store/index.ts';
+import { forEachDialect, openTestStore, type Dialect } from './store-dialects.ts';
+import { seedTargetsAndVms } from './store-seed.ts';
 
 const AT = '2025-01-01T00:00:00.000Z';
 const at = (s: number) => new Date(Date.parse(AT) + s * 1000).toISOString();
 
-async function seed(t: { teardown(fn: () => void): void }) {
-  const store = openStore(':memory:');
-  t.teardown(() => store.close());
-  const lab = await store.targets.ensure({ name: 'lab', kind: 'virtualbox', demo: false });
-  const other = await store.targets.ensure({ name: 'other', kind: 'virtualbox', demo: false });
-  const vm = (id: string, targetId: string): Vm => ({
-    id, targetId, providerVmId: `p-${id}`, name: id, powerState: 'running', rawPowerState: 'running',
-    consolidationNeeded: false, disks: null, firstSeenAt: AT, lastSeenAt: AT, goneAt: null,
-  });
-  await store.vms.apply({ inserts: [vm('a', lab.id), vm('b', lab.id), vm('c', lab.id), vm('o', other.id)], updates: [], gone: [] });
+async function seed(t: Parameters<typeof openTestStore>[0], dialect: Dialect) {
+  const { store, url } = await openTestStore(t, dialect);
+  const ids = await seedTargetsAndVms(store, url, ['lab', 'other'], [
+    { id: 'a', target: 'lab' }, { id: 'b', target: 'lab' }, { id: 'c', target: 'lab' }, { id: 'o', target: 'other' },
+  ]);
+  const lab = { id: ids['lab']! };
+  const other = { id: ids['other']! };
   let n = 0;
   const job = (principal: string, vmId: string, extra: Partial<NewJob> = {}): NewJob => {
     n++;
@@ -36,8 +34,8 @@ async function seed(t: { teardown(fn: () => void): void }) {
   return { store, lab, other, job, submit };
 }
 
-t.test('fair tags interleave a principal\'s VMs; candidates are VM heads in tag order, per principal and target', async (t) => {
-  const { store, lab, other, submit } = await seed(t);
+t.test('fair tags interleave a principal\'s VMs; candidates are VM heads in tag order, per principal and target', (t) => forEachDialect(t, async (t, dialect) => {
+  const { store, lab, other, submit } = await seed(t, dialect);
   const a = [await submit('x', 'a'), await submit('x', 'a'), await submit('x', 'a')];
   const b = await submit('x', 'b');
   await submit('y', 'a');
@@ -64,10 +62,10 @@ t.test('fair tags interleave a principal\'s VMs; candidates are VM heads in tag 
   t.equal(await store.jobs.countQueued('x'), 5);
   void c;
   t.same(await store.jobs.queuedPrincipals(), ['x', 'y']);
-});
+}));
 
-t.test('the fair tag of each queued job: per VM it only grows, a new VM takes the principal\'s current round', async (t) => {
-  const { store, submit } = await seed(t);
+t.test('the fair tag of each queued job: per VM it only grows, a new VM takes the principal\'s current round', (t) => forEachDialect(t, async (t, dialect) => {
+  const { store, submit } = await seed(t, dialect);
   // Tags are internal: read through the order they give. x: A×3 then B → B is second in x's order.
   const a1 = await submit('x', 'a');
   await submit('x', 'a');
@@ -78,10 +76,10 @@ t.test('the fair tag of each queued job: per VM it only grows, a new VM takes th
   const order = (await store.jobs.fairCandidates((await store.jobs.get(a1))!.targetId, 'x', at(1000), 100)).map((c) => c.id);
   t.same(order, [a1, b1, c1], 'each VM\'s head, the heads in tag order (all round 0)');
   t.notOk(order.includes(b2), 'B\'s second job waits for its first');
-});
+}));
 
-t.test('the per-principal cap refuses a queued job without writing; replays, final jobs and other principals pass', async (t) => {
-  const { store, job } = await seed(t);
+t.test('the per-principal cap refuses a queued job without writing; replays, final jobs and other principals pass', (t) => forEachDialect(t, async (t, dialect) => {
+  const { store, job } = await seed(t, dialect);
   const cap = { maxQueued: 2 };
   t.match(await store.jobs.submit(job('x', 'a'), { principal: 'x', key: 'k1', requestHash: 'h1' }, cap), { outcome: 'created' });
   t.match(await store.jobs.submit(job('x', 'b'), undefined, cap), { outcome: 'created' });
@@ -93,4 +91,4 @@ t.test('the per-principal cap refuses a queued job without writing; replays, fin
   t.match(await store.jobs.submit(job('x', 'a', { state: 'succeeded', result: { message: 'dry run' } }), undefined, cap), { outcome: 'created' }, 'an answered (final) job is not queued');
   t.match(await store.jobs.submit(job('y', 'c'), undefined, cap), { outcome: 'created' }, 'per principal');
   t.equal(await store.jobs.countQueued('x'), 2);
-});
+}));

@@ -14,6 +14,11 @@ const ReadyReport = Type.Object({
   store: Type.Boolean(),
   readiness: Type.Union([Type.Literal('all'), Type.Literal('any')]),
   reason: NullableString(),
+  replica: Type.Object({
+    id: Type.String({ description: "This replica's id, new at every start" }),
+    shared: Type.Boolean({ description: 'Several replicas share the store (PostgreSQL)' }),
+    leader: Type.Boolean({ description: 'This replica runs the scheduler, the periodic sync and retention (always, with SQLite)' }),
+  }),
   targets: Type.Array(
     Type.Object({
       name: Type.String(),
@@ -42,7 +47,7 @@ const ops: FastifyPluginAsyncTypebox<{ engine: EngineApi; metrics: Registry[] }>
     if (report.ready) return reply.code(200).send(report);
     // problem+json, with the report's fields beside the standard ones.
     const problem = toProblem(new HttpProblem(503, 'not_ready', 'SNAPVISOR_ERR_NOT_READY', 'Service Unavailable', report.reason ?? 'not ready'), request);
-    Object.assign(problem.body, { ready: report.ready, store: report.store, readiness: report.readiness, reason: report.reason, targets: report.targets });
+    Object.assign(problem.body, { ready: report.ready, store: report.store, readiness: report.readiness, reason: report.reason, replica: report.replica, targets: report.targets });
     return sendProblem(reply, problem);
   });
 

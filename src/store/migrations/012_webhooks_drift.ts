@@ -31,3 +31,6 @@ CREATE TABLE drift_state (
   checked_at   TEXT NOT NULL
 ) STRICT;
 `;
+
+/** PostgreSQL: the outbox also gets a `rowid` identity column (insertion order, as SQLite's rowid: see 001). */
+export const postgres = sql.replace('  last_error       TEXT\n) STRICT;', '  last_error       TEXT,\n  rowid            BIGINT GENERATED ALWAYS AS IDENTITY\n) STRICT;');

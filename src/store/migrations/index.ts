@@ -15,8 +15,9 @@ import { sql as fairQueue } from './008_fair_queue.ts';
 import { sql as jobCheckpoint } from './009_job_checkpoint.ts';
 import { sql as policies } from './010_policies.ts';
 import { sql as snapshotGroups } from './011_snapshot_groups.ts';
-import { sql as webhooksDrift } from './012_webhooks_drift.ts';
+import { postgres as webhooksDriftPg, sql as webhooksDrift } from './012_webhooks_drift.ts';
 import { sql as jobLeases } from './013_job_leases.ts';
+import { sql as policySlotOnce } from './014_policy_slot_once.ts';
 
 export interface Migration {
   version: number;
@@ -39,8 +40,9 @@ export const MIGRATIONS: readonly Migration[] = [
   { version: 9, name: 'job_checkpoint', sql: jobCheckpoint },
   { version: 10, name: 'policies', sql: policies },
   { version: 11, name: 'snapshot_groups', sql: snapshotGroups },
-  { version: 12, name: 'webhooks_drift', sql: webhooksDrift },
+  { version: 12, name: 'webhooks_drift', sql: webhooksDrift, postgres: webhooksDriftPg },
   { version: 13, name: 'job_leases', sql: jobLeases },
+  { version: 14, name: 'policy_slot_once', sql: policySlotOnce },
 ];
 
 /** The schema version a list of migrations brings a database to (0 for none). */

@@ -6,38 +6,50 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from '../../../providers/contract.ts';
 import type { Store } from '../index.ts';
 import { redactUrl } from '../location.ts';
+import { createPgAuditRepo } from './audit.ts';
+import { createPgBudgetRepo } from './budgets.ts';
+import { createPgCluster, type PgClusterOptions } from './cluster.ts';
 import { openPgDb, pgWriteFailure, type PgDb } from './db.ts';
+import { createPgDriftRepo } from './drift.ts';
+import { createPgGroupRepo } from './groups.ts';
+import { createPgIdempotencyRepo } from './idempotency.ts';
+import { createPgJobRepo } from './jobs.ts';
+import { createPgPolicyRepo } from './policies.ts';
+import { createPgSnapshotRepo } from './snapshots.ts';
+import { createPgTargetRepo } from './targets.ts';
+import { createPgVmRepo } from './vms.ts';
+import { createPgWebhookOutboxRepo } from './webhooks.ts';
 
-/** Repositories not ported yet answer with this (never silently): the store refuses to start with them in use. */
-function notPorted<T extends object>(name: string): T {
-  return new Proxy({} as T, {
-    get(_t, prop) {
-      if (prop === 'then') return undefined;
-      return () => Promise.reject(new Error(`PostgreSQL store: ${name}.${String(prop)} is not implemented`));
-    },
-  });
+
+export interface PgStoreOptions {
+  log?: Logger;
+  poolSize?: number;
+  /** Leader election and messages between replicas (store/pg/cluster.ts): its timings, for tests. */
+  cluster?: Pick<PgClusterOptions, 'leaderRetryMs' | 'checkMs' | 'maxBackoffMs'>;
 }
 
-export async function openPgStore(url: string, opts: { log?: Logger; poolSize?: number } = {}): Promise<Store> {
+export async function openPgStore(url: string, opts: PgStoreOptions = {}): Promise<Store> {
   const db: PgDb = await openPgDb(url, { log: opts.log, max: opts.poolSize });
+  const cluster = createPgCluster({ ...opts.cluster, url, db, replicaId: randomUUID(), ...(opts.log ? { log: opts.log.child({ component: 'cluster' }) } : {}) });
   let closed = false;
   return {
     dialect: 'postgres',
-    cluster: { shared: true, replicaId: randomUUID() },
-    targets: notPorted('targets'),
-    vms: notPorted('vms'),
-    snapshots: notPorted('snapshots'),
-    jobs: notPorted('jobs'),
-    budgets: notPorted('budgets'),
-    idempotency: notPorted('idempotency'),
-    audit: notPorted('audit'),
-    groups: notPorted('groups'),
-    policies: notPorted('policies'),
-    drift: notPorted('drift'),
-    webhooks: notPorted('webhooks'),
+    cluster,
+    targets: createPgTargetRepo(db),
+    vms: createPgVmRepo(db),
+    snapshots: createPgSnapshotRepo(db),
+    jobs: createPgJobRepo(db),
+    budgets: createPgBudgetRepo(db),
+    idempotency: createPgIdempotencyRepo(db),
+    audit: createPgAuditRepo(db),
+    groups: createPgGroupRepo(db),
+    policies: createPgPolicyRepo(db),
+    drift: createPgDriftRepo(db),
+    webhooks: createPgWebhookOutboxRepo(db),
     async close() {
       if (closed) return;
       closed = true;
+      await cluster.close();
       await db.close();
     },
     async healthy() {

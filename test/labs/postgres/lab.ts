@@ -197,6 +197,11 @@ export async function startPostgresCluster(): Promise<PrivateCluster> {
   ownDir(logFile);
   let child: ChildProcess | null = null;
   let output = '';
+  /** The postmaster (runuser's child when we are root), from its pid file. */
+  const postmasterPid = (): number => {
+    const pidFile = join(data, 'postmaster.pid');
+    return existsSync(pidFile) ? Number(readFileSync(pidFile, 'utf8').split('\n')[0]) : child!.pid!;
+  };
   const exited = () => new Promise<void>((resolve) => {
     if (!child || child.exitCode !== null || child.signalCode !== null) resolve();
     else child.once('exit', () => resolve());
@@ -219,20 +224,14 @@ export async function startPostgresCluster(): Promise<PrivateCluster> {
     },
     async stop() {
       if (!cluster.pid) return;
-      // SIGINT is PostgreSQL's fast shutdown, sent to the postmaster itself: runuser (our child when
-      // we are root), if signalled, ends by sending SIGTERM to its whole process group — the test
-      // process that started it included (seen: exit 143).
-      const pidFile = join(data, 'postmaster.pid');
-      const pm = existsSync(pidFile) ? Number(readFileSync(pidFile, 'utf8').split('\n')[0]) : child!.pid!;
-      process.kill(pm, 'SIGINT');
+      // SIGINT is PostgreSQL's fast shutdown, sent to the postmaster itself: as root our child is
+      // runuser, which does not pass signals on.
+      process.kill(postmasterPid(), 'SIGINT');
       await exited();
     },
     async kill() {
       if (!cluster.pid) return;
-      // The postmaster itself (runuser's child when we are root): runuser would not forward SIGKILL.
-      const pidFile = join(data, 'postmaster.pid');
-      const pm = existsSync(pidFile) ? Number(readFileSync(pidFile, 'utf8').split('\n')[0]) : child!.pid!;
-      process.kill(pm, 'SIGKILL');
+      process.kill(postmasterPid(), 'SIGKILL');
       await exited();
       // Orphaned backends notice the postmaster is gone and exit; wait until the port is free.
       for (let i = 0; i < 100; i++) {
