@@ -20,6 +20,12 @@ for (const how of (['fast shutdown', 'SIGKILL of the postmaster'] as const).filt
     const cluster = await startPostgresCluster();
     t.teardown(() => cluster.destroy());
     const database = await createDatabase(cluster.port, 'restart');
+    // The lab runs PostgreSQL with synchronous_commit off (speed): a crashed server may then lose
+    // commits it had acknowledged — a 202 whose job vanishes. This database commits durably, as
+    // production does, so a postmaster SIGKILL tests Snapvisor, not that setting.
+    const admin = await dbClient(database.url);
+    await admin.query(`ALTER DATABASE ${database.name} SET synchronous_commit TO on`);
+    await admin.end();
     const vmNames = Array.from({ length: VMS }, (_, i) => `vm-${i}`);
     const rl = replicaLab({
       dir: t.testdir({}),
