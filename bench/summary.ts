@@ -157,6 +157,17 @@ export function summaryTable(markdown: string): string {
     rows.push(`| … console assets (js + css + html), gzip -9 | < 150 kB | ${met(m.bundle)}: ${typeof d.gzipBytes === 'number' ? (d.gzipBytes / 1000).toFixed(1) : '?'} kB (${typeof d.rawBytes === 'number' ? (d.rawBytes / 1000).toFixed(1) : '?'} kB raw) | ${from(cp)} |`);
   } else none('console-paint', 'web console first paint and bundle size', '< 1 s, < 150 kB gzipped');
 
+  const so = rec.get('scale-out');
+  if (so) {
+    const d = so.data;
+    const rate = nested(d, 'jobsPerSecond');
+    const ratio = nested(d, 'ratioVsSqlite');
+    const p99 = nested(d, 'claimP99Ms');
+    const names = Object.keys(rate);
+    rows.push(`| scale-out, zero-cost provider: jobs/s ${names.map((k) => k).join(' · ')} (\`scale-out\`) | reported, no target | ${names.map((k) => `${n(rate[k], 0)} (${n(ratio[k])}×, claim p99 ${n(p99[k])} ms)`).join(' · ')} | ${from(so)} |`);
+    rows.push(`| … leader takeover after SIGKILL; policy slot fired on the new leader | seconds | takeover median ${n(nested(d, 'takeoverMs').median, 0)} ms (max ${n(nested(d, 'takeoverMs').max, 0)}); slot killed 1 s before: kill → run ${n(nested(d, 'policyFailoverMs').killToRun, 0)} ms | ${from(so)} |`);
+  } else none('scale-out', 'scale-out jobs/s, claim p99, failover', 'reported');
+
   return [START, '', '| benchmark | target | latest recorded run (median; spread over its rounds) | run |', '|---|---|---|---|', ...rows, '', END].join('\n');
 }
 
