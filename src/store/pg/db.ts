@@ -13,8 +13,8 @@
  */
 import pg from 'pg';
 import type { Logger } from '../../../providers/contract.ts';
-import { latestVersion, MIGRATIONS, postgresSql, type Migration } from '../migrations/index.ts';
-import { StoreVersionError } from '../db.ts';
+import { MIGRATIONS, postgresSql, type Migration } from '../migrations/index.ts';
+import { refuseNewerSchema } from '../db.ts';
 import { StoreFullError, type StoreWriteFailure } from '../write-failure.ts';
 
 /** What a repository runs statements on: the pool, or one transaction's client. */
@@ -222,12 +222,7 @@ async function migrate(pool: pg.Pool, migrations: readonly Migration[], log?: Lo
       await c.query('CREATE TABLE IF NOT EXISTS snapvisor_schema (version INTEGER NOT NULL)');
       const row = (await c.query('SELECT max(version) AS v FROM snapvisor_schema')).rows[0] as { v: number | null };
       const current = row.v ?? 0;
-      const latest = latestVersion(migrations);
-      if (current > latest) {
-        throw new StoreVersionError(
-          `[snapvisor] [store] database schema version ${current} is newer than this build knows (${latest}); upgrade Snapvisor`,
-        );
-      }
+      refuseNewerSchema(current, migrations);
       for (const m of migrations) {
         if (m.version <= current) continue;
         await c.query('BEGIN');
