@@ -155,15 +155,19 @@ export function openDb(path: string, log?: Logger, migrations: readonly Migratio
   };
 }
 
-function migrate(raw: Database.Database, migrations: readonly Migration[], log?: Logger): void {
-  const current = raw.pragma('user_version', { simple: true }) as number;
+/** A newer Snapvisor migrated this database; running old code on it could corrupt it (both databases). */
+export function refuseNewerSchema(current: number, migrations: readonly Migration[]): void {
   const latest = latestVersion(migrations);
   if (current > latest) {
-    // A newer Snapvisor wrote this file; running old code on it could corrupt it.
     throw new StoreVersionError(
       `[snapvisor] [store] database schema version ${current} is newer than this build knows (${latest}); upgrade Snapvisor`,
     );
   }
+}
+
+function migrate(raw: Database.Database, migrations: readonly Migration[], log?: Logger): void {
+  const current = raw.pragma('user_version', { simple: true }) as number;
+  refuseNewerSchema(current, migrations);
   for (const m of migrations) {
     if (m.version <= current) continue;
     raw.transaction(() => {

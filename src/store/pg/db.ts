@@ -13,8 +13,8 @@
  */
 import pg from 'pg';
 import type { Logger } from '../../../providers/contract.ts';
-import { latestVersion, MIGRATIONS, postgresSql, type Migration } from '../migrations/index.ts';
-import { StoreVersionError } from '../db.ts';
+import { MIGRATIONS, postgresSql, type Migration } from '../migrations/index.ts';
+import { refuseNewerSchema } from '../db.ts';
 import { StoreFullError, type StoreWriteFailure } from '../write-failure.ts';
 
 /** What a repository runs statements on: the pool, or one transaction's client. */
@@ -36,30 +36,66 @@ export interface PgDb extends PgQueryable {
   close(): Promise<void>;
 }
 
-const converted = new Map<string, string>();
+/** A statement's text with `$1…$n`, and the `@name` each position takes (empty for `?` placeholders). */
+interface Scanned {
+  text: string;
+  names: string[];
+}
+
+const scanned = new Map<string, Scanned>();
+
+/**
+ * One pass over SQLite-style SQL, outside quoted strings and identifiers: `?` placeholders become
+ * `$1…$n`, and `@name` ones (SQLite's named parameters, a value used several times) become
+ * positions too, their names kept in order. Cached per text.
+ */
+function scan(sql: string): Scanned {
+  let out = scanned.get(sql);
+  if (out !== undefined) return out;
+  const names: string[] = [];
+  let text = '';
+  let n = 0;
+  let quote: string | null = null;
+  for (let i = 0; i < sql.length; i++) {
+    const ch = sql[i]!;
+    if (quote) {
+      if (ch === quote) quote = null;
+      text += ch;
+    } else if (ch === "'" || ch === '"') {
+      quote = ch;
+      text += ch;
+    } else if (ch === '?') {
+      text += `$${++n}`;
+    } else if (ch === '@' && /[A-Za-z_]/.test(sql[i + 1] ?? '')) {
+      const name = /^[A-Za-z_][A-Za-z0-9_]*/.exec(sql.slice(i + 1))![0];
+      names.push(name);
+      text += `$${++n}`;
+      i += name.length;
+    } else {
+      text += ch;
+    }
+  }
+  out = { text, names };
+  if (scanned.size < 5000) scanned.set(sql, out);
+  return out;
+}
 
 /** `?` placeholders → `$1…$n` (outside quoted strings and identifiers). */
 export function toPgPlaceholders(sql: string): string {
-  let out = converted.get(sql);
-  if (out !== undefined) return out;
-  let n = 0;
-  let quote: string | null = null;
-  out = '';
-  for (const ch of sql) {
-    if (quote) {
-      if (ch === quote) quote = null;
-      out += ch;
-    } else if (ch === "'" || ch === '"') {
-      quote = ch;
-      out += ch;
-    } else if (ch === '?') {
-      out += `$${++n}`;
-    } else {
-      out += ch;
-    }
-  }
-  if (converted.size < 5000) converted.set(sql, out);
-  return out;
+  return scan(sql).text;
+}
+
+/**
+ * A statement written with SQLite's named parameters (`@name`), for PostgreSQL's positional ones:
+ * the SQL to run (already numbered: the queries' own pass leaves it as it is) and the values in order.
+ */
+export function positional(sql: string, values: Readonly<Record<string, unknown>>): { sql: string; params: unknown[] } {
+  const { names } = scan(sql);
+  const params = names.map((name) => {
+    if (!(name in values)) throw new Error(`SQL parameter @${name} has no value`);
+    return values[name];
+  });
+  return { sql: scan(sql).text, params };
 }
 
 /** SQLSTATE → storage failure (https://www.postgresql.org/docs/current/errcodes-appendix.html). */
@@ -186,12 +222,7 @@ async function migrate(pool: pg.Pool, migrations: readonly Migration[], log?: Lo
       await c.query('CREATE TABLE IF NOT EXISTS snapvisor_schema (version INTEGER NOT NULL)');
       const row = (await c.query('SELECT max(version) AS v FROM snapvisor_schema')).rows[0] as { v: number | null };
       const current = row.v ?? 0;
-      const latest = latestVersion(migrations);
-      if (current > latest) {
-        throw new StoreVersionError(
-          `[snapvisor] [store] database schema version ${current} is newer than this build knows (${latest}); upgrade Snapvisor`,
-        );
-      }
+      refuseNewerSchema(current, migrations);
       for (const m of migrations) {
         if (m.version <= current) continue;
         await c.query('BEGIN');

@@ -36,9 +36,8 @@ import {
 } from '../jobs.ts';
 import type { JobCheckpoint } from '../../../providers/contract.ts';
 import { json, type Row } from '../rows.ts';
-import type { PgDb, PgQueryable } from './db.ts';
+import { positional, type PgDb, type PgQueryable } from './db.ts';
 import { insertPgKey, txKeyRace } from './idempotency.ts';
-import { positional } from './named-params.ts';
 
 /**
  * Serialises the claims on one target across replicas until the transaction ends. A VM belongs to
