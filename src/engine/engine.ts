@@ -216,7 +216,7 @@ export function createEngine(options: EngineOptions): Engine {
     const pending = targets.filter((x) => x.synced === null);
     const describe = (list: typeof targets) => list.map((x) => (x.reason ? `'${x.name}' (${x.reason})` : `'${x.name}'`)).join(', ');
     let reason: string | null = null;
-    if (!storeAnswers) reason = 'the store does not answer';
+    if (!storeAnswers) reason = `the database does not answer (${store.location})`;
     else if (unwritable !== null) reason = `the store is unwritable: ${UNWRITABLE[unwritable]}`;
     else if (stopped) reason = 'the daemon is stopping';
     else if (!started) reason = 'the engine is starting';

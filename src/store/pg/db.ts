@@ -182,6 +182,8 @@ export async function openPgDb(url: string, opts: PgOpenOptions = {}): Promise<P
       for (let attempt = 1; ; attempt++) {
         const client = await pool.connect();
         let broken = false;
+        const lost = () => (broken = true);
+        client.on('error', lost);
         try {
           await client.query('BEGIN');
           const out = await fn(on(client));
@@ -200,6 +202,7 @@ export async function openPgDb(url: string, opts: PgOpenOptions = {}): Promise<P
           }
           throw translate(err);
         } finally {
+          client.off('error', lost);
           client.release(broken);
         }
       }
