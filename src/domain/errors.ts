@@ -14,3 +14,5 @@ export const notFound = (what: string, id: string) =>
 
 /** The code of a write refused because the disk holding Snapvisor's own database is full (HTTP 507). */
 export const INSUFFICIENT_STORAGE = 'SNAPVISOR_ERR_INSUFFICIENT_STORAGE';
+/** The database server did not answer (PostgreSQL restarting, failing over, unreachable). */
+export const DATABASE_UNAVAILABLE = 'SNAPVISOR_ERR_DATABASE_UNAVAILABLE';

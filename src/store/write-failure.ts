@@ -4,17 +4,28 @@
  * the worker can recognise without knowing SQLite: a Postgres store would throw the same one for
  * its own "disk full".
  */
-import { INSUFFICIENT_STORAGE, SnapvisorError } from '../domain/errors.ts';
+import { DATABASE_UNAVAILABLE, INSUFFICIENT_STORAGE, SnapvisorError } from '../domain/errors.ts';
 
 export type StoreWriteFailure = 'full' | 'io' | 'readonly';
 
-export { INSUFFICIENT_STORAGE };
+export { DATABASE_UNAVAILABLE, INSUFFICIENT_STORAGE };
 
 /** The disk holding the database is full: nothing was written (SQLite rolled the statement back). */
 export class StoreFullError extends SnapvisorError {
   override readonly name = 'StoreFullError';
   constructor(cause: unknown) {
     super('transient', INSUFFICIENT_STORAGE, 'the disk holding the database is full; nothing was written', { retry: 'transient', cause });
+  }
+}
+
+/**
+ * The database server is away (PostgreSQL restarting, failing over, unreachable): the statement may
+ * or may not have been committed, so a request is answered 503 and retried with its Idempotency-Key.
+ */
+export class StoreUnavailableError extends SnapvisorError {
+  override readonly name = 'StoreUnavailableError';
+  constructor(cause: unknown) {
+    super('transient', DATABASE_UNAVAILABLE, 'the database did not answer', { retry: 'transient', cause });
   }
 }
 

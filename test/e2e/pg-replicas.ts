@@ -264,12 +264,14 @@ export function submitContinuously(
   live: () => Array<[string, Daemon]>,
   make: (i: number) => Submission,
   parallel: number,
-): { accepted: Map<string, string>; refusals: () => number; stop(): Promise<void> } {
+): { accepted: Map<string, string>; refusals: () => number; refusalStatuses: () => Map<number, number>; stop(): Promise<void> } {
   const accepted = new Map<string, string>();
   let stopped = false;
   let next = 0;
   let turn = 0;
   let refusals = 0;
+  /** Answers other than 2xx, by status (0: no answer at all). */
+  const refusalStatuses = new Map<number, number>();
   const lanes = Array.from({ length: parallel }, async () => {
     while (!stopped) {
       const s = make(next++);
@@ -297,6 +299,7 @@ export function submitContinuously(
         }
         if (status !== 0 && status < 500) throw new Error(`submission ${s.key}: ${status} ${JSON.stringify(body)}`);
         refusals++;
+        refusalStatuses.set(status, (refusalStatuses.get(status) ?? 0) + 1);
         await new Promise((r) => setTimeout(r, 100));
       }
     }
@@ -304,6 +307,7 @@ export function submitContinuously(
   return {
     accepted,
     refusals: () => refusals,
+    refusalStatuses: () => refusalStatuses,
     async stop() {
       stopped = true;
       await Promise.all(lanes);

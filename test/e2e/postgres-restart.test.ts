@@ -63,6 +63,7 @@ for (const how of (['fast shutdown', 'SIGKILL of the postmaster'] as const).filt
     }
     await new Promise((r) => setTimeout(r, OUTAGE_MS));
     t.ok(load.refusals() > 0, `submissions were refused while it was away (${load.refusals()})`);
+    t.same([...load.refusalStatuses().keys()].filter((s) => s !== 503 && s !== 0), [], `refused with 503 (the database did not answer), never a 500: ${JSON.stringify([...load.refusalStatuses()])}`);
     await cluster.start();
 
     for (const [name, d] of [['r1', r1], ['r2', r2]] as const) {

@@ -7,7 +7,7 @@
  */
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
-import { INSUFFICIENT_STORAGE, SnapvisorError, type ErrorKind } from '../../domain/errors.ts';
+import { DATABASE_UNAVAILABLE, INSUFFICIENT_STORAGE, SnapvisorError, type ErrorKind } from '../../domain/errors.ts';
 import { HttpProblem } from '../errors.ts';
 import type { ProblemBody } from '../schemas/common.ts';
 
@@ -149,6 +149,13 @@ export function toProblem(err: unknown, request: FastifyRequest): Problem {
     // Snapvisor's own disk, not the target's quota: an operator must free space. Logged as a 5xx.
     const body = base(507, 'insufficient_storage', INSUFFICIENT_STORAGE, 'the disk holding the daemon\'s database is full: nothing was recorded; try again once an operator has freed space', request);
     return { body, headers: {}, logError: err };
+  }
+  if (err instanceof SnapvisorError && err.code === DATABASE_UNAVAILABLE) {
+    // PostgreSQL restarting or failing over: the client retries (with its Idempotency-Key: the
+    // write may have committed before the connection went).
+    const body = base(503, 'unavailable', DATABASE_UNAVAILABLE, 'the database did not answer: retry the request (with the same Idempotency-Key) in a moment', request);
+    body.retryAfter = 2;
+    return { body, headers: { 'retry-after': '2' }, logError: err };
   }
   if (err instanceof SnapvisorError) return fromKind(err.kind, err.code, err.message, err.extra, err.retryAfterMs, err, request);
   const fe = err as Partial<FastifyError> & { validation?: ValidationIssue[]; validationContext?: string };

@@ -15,7 +15,7 @@ import pg from 'pg';
 import type { Logger } from '../../../providers/contract.ts';
 import { MIGRATIONS, postgresSql, type Migration } from '../migrations/index.ts';
 import { refuseNewerSchema } from '../db.ts';
-import { StoreFullError, type StoreWriteFailure } from '../write-failure.ts';
+import { StoreFullError, StoreUnavailableError, type StoreWriteFailure } from '../write-failure.ts';
 
 /** What a repository runs statements on: the pool, or one transaction's client. */
 export interface PgQueryable {
@@ -108,6 +108,20 @@ export function pgWriteFailure(err: unknown): StoreWriteFailure | null {
   return null;
 }
 
+/**
+ * The server went away or cannot be reached, as opposed to a statement it refused: SQLSTATE class
+ * 08 (connection exception), 57P01–57P03 (shutting down, crashed, starting), the socket's own
+ * errors, and node-postgres's messages for a connection it lost or could not open in time.
+ */
+export function isConnectionLoss(err: unknown): boolean {
+  const e = err as { code?: unknown; message?: unknown } | null;
+  const code = typeof e?.code === 'string' ? e.code : '';
+  if (code.startsWith('08') || code === '57P01' || code === '57P02' || code === '57P03') return true;
+  if (['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND'].includes(code)) return true;
+  const message = typeof e?.message === 'string' ? e.message : '';
+  return /Connection terminated|timeout exceeded when trying to connect|connection error and is not queryable/i.test(message);
+}
+
 const RETRYABLE = new Set(['40001', '40P01']); // serialization_failure, deadlock_detected
 
 const types = {
@@ -140,6 +154,7 @@ export async function openPgDb(url: string, opts: PgOpenOptions = {}): Promise<P
   pool.on('error', (err) => opts.log?.warn({ err: { message: err.message, code: (err as { code?: string }).code } }, 'store: idle PostgreSQL connection lost'));
   const listeners: Array<(reason: StoreWriteFailure) => void> = [];
   const translate = (err: unknown): unknown => {
+    if (isConnectionLoss(err)) return new StoreUnavailableError(err);
     const reason = pgWriteFailure(err);
     if (reason === null) return err;
     for (const l of listeners) l(reason);
@@ -180,7 +195,12 @@ export async function openPgDb(url: string, opts: PgOpenOptions = {}): Promise<P
     ...base,
     async tx<T>(fn: (q: PgQueryable) => Promise<T>): Promise<T> {
       for (let attempt = 1; ; attempt++) {
-        const client = await pool.connect();
+        let client: pg.PoolClient;
+        try {
+          client = await pool.connect();
+        } catch (err) {
+          throw translate(err);
+        }
         let broken = false;
         const lost = () => (broken = true);
         client.on('error', lost);
