@@ -120,6 +120,40 @@ export const VMS_OF_TARGET = 'SELECT * FROM vms WHERE target_id = ?';
 export const COUNT_PRESENT_OF_TARGET = 'SELECT count(*) AS n FROM vms WHERE target_id = ? AND gone_at IS NULL';
 export const COUNT_CONSOLIDATION_NEEDED = 'SELECT count(*) AS n FROM vms WHERE consolidation_needed = 1 AND gone_at IS NULL';
 
+/** How a database matches the VM list's name prefix and orders names (the rest of the statement is shared). */
+export interface VmListDialect {
+  /** A WHERE clause with one `?`: the LIKE pattern (namePrefixPattern), ESCAPE '\\'. */
+  namePrefix: string;
+  /** A column as the list orders and compares it. */
+  ordered(column: string): string;
+}
+
+/** SQLite: LIKE is ASCII-case-insensitive (served by the NOCASE indexes), BINARY order. */
+export const SQLITE_VM_LIST: VmListDialect = { namePrefix: "v.name LIKE ? ESCAPE '\\'", ordered: (column) => column };
+
+/** The VM list's statement: filters, keyset cursor on (name, id), one row more than a page (next cursor). */
+export function vmListStatement(q: VmListQuery, dialect: VmListDialect): { sql: string; params: unknown[] } {
+  const where: string[] = [];
+  const params: unknown[] = [];
+  if (q.targetId !== undefined) {
+    where.push('v.target_id = ?');
+    params.push(q.targetId);
+  }
+  if (!q.includeGone) where.push('v.gone_at IS NULL');
+  if (q.name !== undefined && q.name !== '') {
+    where.push(dialect.namePrefix);
+    params.push(namePrefixPattern(q.name));
+  }
+  if (q.cursor !== undefined) {
+    const after = decodeCursor(q.cursor, 2);
+    if (!after) throw new InvalidCursorError('invalid cursor');
+    where.push(`(${dialect.ordered('v.name')}, ${dialect.ordered('v.id')}) > (?, ?)`);
+    params.push(after[0], after[1]);
+  }
+  const order = `${dialect.ordered('v.name')}, ${dialect.ordered('v.id')}`;
+  return { sql: `${STATS_SELECT}${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY ${order} LIMIT ?`, params: [...params, q.limit + 1] };
+}
+
 export function createVmRepo(db: Db): VmRepo {
   const withStats = (r: Row): VmWithStats => {
     const currentSnapshotId = strOrNull(r.current_snapshot_id);
@@ -136,26 +170,8 @@ export function createVmRepo(db: Db): VmRepo {
       return r ? withStats(r) : null;
     },
     async list(q) {
-      const where: string[] = [];
-      const params: unknown[] = [];
-      if (q.targetId !== undefined) {
-        where.push('v.target_id = ?');
-        params.push(q.targetId);
-      }
-      if (!q.includeGone) where.push('v.gone_at IS NULL');
-      if (q.name !== undefined && q.name !== '') {
-        // Case-insensitive prefix (LIKE is ASCII-case-insensitive): served by the NOCASE indexes.
-        where.push("v.name LIKE ? ESCAPE '\\'");
-        params.push(namePrefixPattern(q.name));
-      }
-      if (q.cursor !== undefined) {
-        const after = decodeCursor(q.cursor, 2);
-        if (!after) throw new InvalidCursorError('invalid cursor');
-        where.push('(v.name, v.id) > (?, ?)');
-        params.push(after[0], after[1]);
-      }
-      const sql = `${STATS_SELECT}${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY v.name, v.id LIMIT ?`;
-      const rows = db.stmt(sql).all(...params, q.limit + 1) as Row[];
+      const { sql, params } = vmListStatement(q, SQLITE_VM_LIST);
+      const rows = db.stmt(sql).all(...params) as Row[];
       const page = rows.slice(0, q.limit).map(withStats);
       const last = page[page.length - 1];
       return { items: page, next: rows.length > q.limit && last ? encodeCursor([last.name, last.id]) : null };

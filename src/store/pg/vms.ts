@@ -1,20 +1,20 @@
 /** VMs on PostgreSQL (the interface, row mapping and shared SQL: src/store/vms.ts). */
 import type { DiskInfo } from '../../domain/types.ts';
-import { decodeCursor, encodeCursor, json, str, strOrNull, type Row } from '../rows.ts';
+import { encodeCursor, json, str, strOrNull, type Row } from '../rows.ts';
 import {
   CHAIN_DEPTH,
   COUNT_CONSOLIDATION_NEEDED,
   COUNT_PRESENT_OF_TARGET,
   INSERT_VM_HEAD,
-  InvalidCursorError,
-  namePrefixPattern,
   STATS_SELECT,
   toVm,
   toVmWithStats,
   VM_BY_ID,
   vmInsertValues,
   VMS_OF_TARGET,
+  vmListStatement,
   vmSetters,
+  type VmListDialect,
   type VmRepo,
   type VmWithStats,
 } from '../vms.ts';
@@ -27,6 +27,16 @@ async function withStats(q: PgQueryable, r: Row): Promise<VmWithStats> {
   return toVmWithStats(r, depth);
 }
 
+/**
+ * PostgreSQL: SQLite's LIKE (a prefix, ASCII case folded only: lower() under the "C" collation,
+ * served by the lower(name COLLATE "C") indexes) and byte order (SQLite's BINARY) whatever the
+ * database's default collation — the same pages, and cursors that mean the same, on both databases.
+ */
+const PG_VM_LIST: VmListDialect = {
+  namePrefix: `lower(v.name COLLATE "C") LIKE lower(?::text COLLATE "C") ESCAPE '\\'`,
+  ordered: (column) => `${column} COLLATE "C"`,
+};
+
 export function createPgVmRepo(db: PgDb): VmRepo {
   return {
     async get(id) {
@@ -38,29 +48,8 @@ export function createPgVmRepo(db: PgDb): VmRepo {
       return r ? withStats(db, r) : null;
     },
     async list(q) {
-      const where: string[] = [];
-      const params: unknown[] = [];
-      if (q.targetId !== undefined) {
-        where.push('v.target_id = ?');
-        params.push(q.targetId);
-      }
-      if (!q.includeGone) where.push('v.gone_at IS NULL');
-      if (q.name !== undefined && q.name !== '') {
-        // SQLite's LIKE: a prefix, ASCII case folded only (lower() under the "C" collation), served
-        // by migration 014's lower(name COLLATE "C") indexes.
-        where.push(`lower(v.name COLLATE "C") LIKE lower(?::text COLLATE "C") ESCAPE '\\'`);
-        params.push(namePrefixPattern(q.name));
-      }
-      if (q.cursor !== undefined) {
-        const after = decodeCursor(q.cursor, 2);
-        if (!after) throw new InvalidCursorError('invalid cursor');
-        where.push('(v.name COLLATE "C", v.id COLLATE "C") > (?, ?)');
-        params.push(after[0], after[1]);
-      }
-      // Byte order (SQLite's BINARY collation) whatever the database's default collation: the
-      // same pages, and cursors that mean the same thing, on both databases.
-      const sql = `${STATS_SELECT}${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY v.name COLLATE "C", v.id COLLATE "C" LIMIT ?`;
-      const rows = await db.all<Row>(sql, [...params, q.limit + 1]);
+      const { sql, params } = vmListStatement(q, PG_VM_LIST);
+      const rows = await db.all<Row>(sql, params);
       const page = await Promise.all(rows.slice(0, q.limit).map((r) => withStats(db, r)));
       const last = page[page.length - 1];
       return { items: page, next: rows.length > q.limit && last ? encodeCursor([last.name, last.id]) : null };
