@@ -183,9 +183,13 @@ async function main(): Promise<void> {
       dropConnections: () => app.server.closeAllConnections(),
       stopEngine: (graceMs) => engine.stop({ graceMs }),
       closeProviders: () => registry.close(),
-      closeStore: async () => {
-        await openedStore.close();
+      closeStore: () => {
+        // The process exits right after this returns: SQLite's close runs synchronously inside close()
+        // (before its first await), so the lock is released after it and before the exit — never
+        // after an await the exit would cut off. PostgreSQL's pool ends with the process.
+        const closed = openedStore.close();
         lock?.release();
+        return closed;
       },
     },
   });

@@ -91,6 +91,9 @@ const UNWRITABLE: Record<StoreWriteFailure | 'failed', string> = {
   failed: 'a test write failed',
 };
 
+/** A follower's retry of a failed first sync when the periodic sync is off (engine.syncIntervalSec 0). */
+const FOLLOWER_RETRY_MS = 30_000;
+
 export function createEngine(options: EngineOptions): Engine {
   const settings: EngineSettings = {
     ...DEFAULT_SETTINGS,
@@ -166,6 +169,24 @@ export function createEngine(options: EngineOptions): Engine {
     targetView: async (name) => targetView(await core.targetByName(name)),
     policyChanged: (policyId) => policies.reload(policyId),
   });
+  /**
+   * A follower does not run the periodic sync, but its readiness is its own first sync: while any
+   * target's last pass here failed (unreachable at start, a row race with another replica's
+   * inventory), it reads again at the sync interval until it has them all.
+   */
+  const followerRetry = (): NodeJS.Timeout | null => {
+    if (!store.cluster.shared) return null;
+    const timer = setInterval(() => {
+      if (duties.leading() || syncing || stopped) return;
+      void core.targets().then((bound) => {
+        const behind = [...bound.keys()].some((name) => synced.get(name)?.outcome.ok !== true);
+        if (behind) void syncAll();
+      }).catch(() => {});
+    }, settings.syncIntervalMs > 0 ? settings.syncIntervalMs : FOLLOWER_RETRY_MS);
+    timer.unref?.();
+    return timer;
+  };
+  let followerTimer: NodeJS.Timeout | null = null;
   // ── end replicas ──
   let syncTimer: NodeJS.Timeout | null = null;
   let syncing: Promise<void> | null = null;
@@ -310,6 +331,7 @@ export function createEngine(options: EngineOptions): Engine {
       await policies.load();
       // The scheduler, periodic sync and retention: now if this replica leads (SQLite: always), else when it comes to.
       await duties.start();
+      followerTimer = followerRetry();
       webhooks.start();
       await readiness();
       log.info({ targets: [...(await core.targets()).keys()] }, 'engine started');
@@ -317,6 +339,7 @@ export function createEngine(options: EngineOptions): Engine {
 
     async stop({ graceMs = 10_000 } = {}) {
       stopped = true;
+      if (followerTimer) clearInterval(followerTimer);
       await duties.stop();
       policies.stop();
       let graceOverAt = Date.now();

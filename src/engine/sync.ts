@@ -32,6 +32,9 @@ export interface Sync {
 
 export type SyncOutcome = { ok: true } | { ok: false; reason: string };
 
+/** How often a VM's listing is read and planned again when another replica keeps changing its rows. */
+const STALE_RETRIES = 5;
+
 export function createSync(core: Core): Sync {
   const vmLocks = new Map<string, Promise<unknown>>();
   const serialised = <T>(vmId: string, fn: () => Promise<T>): Promise<T> => {
@@ -108,27 +111,31 @@ export function createSync(core: Core): Sync {
     },
 
     syncVm(t, vm) {
-      return serialised(vm.id, async () => {
-        const log = core.log.child({ target: t.spec.name, vmId: vm.id });
-        const observed = await core.call(t.provider, 'listSnapshots', () =>
-          t.provider.listSnapshots(vm.providerVmId, core.backgroundContext(log)),
-        );
-        const stored = await core.store.snapshots.listByVm(vm.id, { includeGone: true });
-        return applyObserved(vm, stored, observed);
-      });
+      return serialised(vm.id, () =>
+        untilCurrent(vm, async (revision) => {
+          const log = core.log.child({ target: t.spec.name, vmId: vm.id });
+          const observed = await core.call(t.provider, 'listSnapshots', () =>
+            t.provider.listSnapshots(vm.providerVmId, core.backgroundContext(log)),
+          );
+          const stored = await core.store.snapshots.listByVm(vm.id, { includeGone: true });
+          return applyObserved(vm, stored, observed, revision);
+        }),
+      );
     },
 
     record(vm, change) {
-      return serialised(vm.id, async () => {
-        // Present rows only (a VM's history of gone rows grows without bound), plus the one gone row
-        // a created snapshot may revive (same ref, e.g. a snapshot id the hypervisor reused).
-        const stored = await core.store.snapshots.listByVm(vm.id, { includeGone: false });
-        if (change.kind === 'created' && !stored.some((s) => s.providerRef === change.snapshot.providerRef)) {
-          const earlier = await core.store.snapshots.getByRef(vm.id, change.snapshot.providerRef);
-          if (earlier) stored.push(earlier);
-        }
-        return applyObserved(vm, stored, listingAfter(stored, change));
-      });
+      return serialised(vm.id, () =>
+        untilCurrent(vm, async (revision) => {
+          // Present rows only (a VM's history of gone rows grows without bound), plus the one gone row
+          // a created snapshot may revive (same ref, e.g. a snapshot id the hypervisor reused).
+          const stored = await core.store.snapshots.listByVm(vm.id, { includeGone: false });
+          if (change.kind === 'created' && !stored.some((s) => s.providerRef === change.snapshot.providerRef)) {
+            const earlier = await core.store.snapshots.getByRef(vm.id, change.snapshot.providerRef);
+            if (earlier) stored.push(earlier);
+          }
+          return applyObserved(vm, stored, listingAfter(stored, change), revision);
+        }),
+      );
     },
   };
 
@@ -157,11 +164,27 @@ export function createSync(core: Core): Sync {
       const now = await core.store.snapshots.revision(vm.id);
       if (revisionBefore !== null && now !== revisionBefore) return null;
       const stored = await core.store.snapshots.listByVm(vm.id, { includeGone: true });
-      return applyObserved(vm, stored, listing);
+      return applyObserved(vm, stored, listing, now);
     });
   }
 
-  async function applyObserved(vm: Vm, stored: Snapshot[], observed: ProviderSnapshot[]): Promise<SnapshotPlan> {
+  /**
+   * Runs `attempt` with the VM's snapshot revision read first, again while its plan finds the
+   * revision moved (null): the in-process lock above serialises this process's calls for one VM,
+   * the revision check those of other replicas sharing the database (a job recorded on one while
+   * the leader's periodic sync listed the VM on another).
+   */
+  async function untilCurrent(vm: Vm, attempt: (revision: number | null) => Promise<SnapshotPlan | null>): Promise<SnapshotPlan> {
+    for (let i = 1; ; i++) {
+      const plan = await attempt(await core.store.snapshots.revision(vm.id));
+      if (plan !== null) return plan;
+      if (i >= STALE_RETRIES) throw new Error(`the snapshot rows of VM ${vm.id} changed under each of ${STALE_RETRIES} attempts to record its listing`);
+      core.log.debug({ vmId: vm.id, attempt: i }, 'snapshot rows changed by another replica meanwhile: read again');
+    }
+  }
+
+  /** The plan applied, or null when the VM's revision is no longer `revision` (nothing written). */
+  async function applyObserved(vm: Vm, stored: Snapshot[], observed: ProviderSnapshot[], revision: number | null): Promise<SnapshotPlan | null> {
     // Only markers whose job can change the plan: a snapshot not stored yet (owner, job, mode), or a
     // stored one still shown as external or without a mode. A row already recorded as Snapvisor's,
     // with its mode, needs no lookup — after a job that is every row but the new one.
@@ -175,7 +198,7 @@ export function createSync(core: Core): Sync {
     }
     const knownJobs = await core.store.jobs.createModes(markerJobs);
     const plan = reconcileSnapshots({ vmId: vm.id, stored, observed, knownJobs, now: core.iso(), newId: core.newId });
-    if (plan.inserts.length || plan.updates.length || plan.gone.length) await core.store.snapshots.apply(plan);
+    if ((plan.inserts.length || plan.updates.length || plan.gone.length) && !(await core.store.snapshots.apply(plan, { vmId: vm.id, expectedRevision: revision }))) return null;
     for (const snapshot of plan.inserts) core.events.emit({ type: 'snapshot', action: 'created', snapshot });
     for (const c of plan.updates) core.events.emit({ type: 'snapshot', action: 'updated', snapshot: c.after });
     for (const c of plan.gone) core.events.emit({ type: 'snapshot', action: 'gone', snapshot: c.after });

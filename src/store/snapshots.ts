@@ -10,8 +10,14 @@ export interface SnapshotRepo {
   listByVm(vmId: string, options: { includeGone: boolean }): Promise<Snapshot[]>;
   /** The snapshot a create job made, if the store knows it. */
   findByJob(jobId: string): Promise<Snapshot | null>;
-  /** Applies a reconcile plan for one VM in one transaction, bumping the VM's snapshot revision. */
-  apply(plan: SnapshotPlan): Promise<void>;
+  /**
+   * Applies a reconcile plan for one VM in one transaction, bumping the VM's snapshot revision.
+   * With `expectedRevision` (the revision read before the rows the plan was made from), nothing is
+   * written and the answer is false when the revision has moved since: another replica recorded a
+   * change of this VM in between, and the plan, made from older rows, could undo it. The caller
+   * reads again and plans again. True when applied.
+   */
+  apply(plan: SnapshotPlan, options?: { vmId: string; expectedRevision: number | null }): Promise<boolean>;
   /** The VM's snapshot revision (changes whenever any of its snapshot rows does); null for an unknown VM. */
   revision(vmId: string): Promise<number | null>;
 }
@@ -107,8 +113,12 @@ export function createSnapshotRepo(db: Db): SnapshotRepo {
       const r = db.stmt(SNAPSHOT_OF_JOB).get(jobId) as Row | undefined;
       return r ? toSnapshot(r) : null;
     },
-    async apply(plan) {
-      db.tx(() => {
+    async apply(plan, options) {
+      return db.tx(() => {
+        if (options) {
+          const row = db.stmt(SNAPSHOT_REVISION).get(options.vmId) as { snapshot_rev: number } | undefined;
+          if ((row?.snapshot_rev ?? null) !== options.expectedRevision) return false;
+        }
         const insert = db.stmt(INSERT_SNAPSHOT);
         const touched = new Set<string>();
         for (const s of plan.inserts) {
@@ -122,6 +132,7 @@ export function createSnapshotRepo(db: Db): SnapshotRepo {
           touched.add(change.before.vmId);
         }
         for (const vmId of touched) db.stmt(BUMP_SNAPSHOT_REVISION).run(vmId);
+        return true;
       });
     },
     async revision(vmId) {

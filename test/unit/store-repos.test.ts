@@ -237,6 +237,25 @@ t.test('postgres: two replicas applying plans to one VM at once: each plan bumps
   t.equal(await a.snapshots.revision('v1'), before + plans, 'no bump lost');
 });
 
+t.test('snapshots: a plan made from rows another writer changed since (its revision moved) writes nothing', (t) => forEachDialect(t, async (t, dialect) => {
+  const { store } = await seed(t, dialect);
+  const read = await store.snapshots.revision('v1');
+  t.ok(await store.snapshots.apply({ inserts: [snap('first', 'v1', null)], updates: [], gone: [] }, { vmId: 'v1', expectedRevision: read }), 'applied at the revision read');
+  t.notOk(await store.snapshots.apply({ inserts: [snap('stale', 'v1', null)], updates: [], gone: [] }, { vmId: 'v1', expectedRevision: read }), 'the same revision again: stale');
+  t.same((await store.snapshots.listByVm('v1', { includeGone: true })).map((s) => s.id), ['first'], 'the stale plan wrote nothing');
+  t.equal(await store.snapshots.revision('v1'), read! + 1, 'and bumped nothing');
+}));
+
+t.test('postgres: two replicas planning from the same revision of one VM: one plan applies, the other is told to read again', async (t) => {
+  const { store: a, url } = await seed(t, 'postgres');
+  const b = await openReplicaStore(t, url!);
+  const read = await a.snapshots.revision('v1');
+  // Both insert the same provider snapshot (a job's record and the leader's sync of one VM): without the check, a unique violation.
+  const results = await Promise.all([a, b].map((s) => s.snapshots.apply({ inserts: [snap(s === a ? 'from-a' : 'from-b', 'v1', null, { providerRef: 'same-ref' })], updates: [], gone: [] }, { vmId: 'v1', expectedRevision: read })));
+  t.same(results.slice().sort(), [false, true], 'one applied, one stale');
+  t.equal((await a.snapshots.listByVm('v1', { includeGone: true })).length, 1);
+});
+
 t.test('snapshots: details are stored as JSON, updated through the plan (bumping the revision), null when absent', (t) => forEachDialect(t, async (t, dialect) => {
   const { store } = await seed(t, dialect);
   const details = { diskSnapshots: [{ disk: 'os', id: 'snap-os' }], missingDisks: ['data'] };

@@ -34,10 +34,15 @@ export function createPgSnapshotRepo(db: PgDb): SnapshotRepo {
       const r = await db.get<Row>(SNAPSHOT_OF_JOB, [jobId]);
       return r ? toSnapshot(r) : null;
     },
-    async apply(plan) {
+    async apply(plan, options) {
       // The parent foreign key is DEFERRABLE INITIALLY DEFERRED (migration 001): checked at COMMIT,
       // so a child may be written before its new parent within this transaction.
-      await db.tx(async (q) => {
+      return db.tx(async (q) => {
+        if (options) {
+          // The VM's row lock: another replica's apply for this VM waits here, then sees the bump.
+          const r = await q.get<{ snapshot_rev: number }>(`${SNAPSHOT_REVISION} FOR UPDATE`, [options.vmId]);
+          if ((r?.snapshot_rev ?? null) !== options.expectedRevision) return false;
+        }
         // In plan order, several rows per statement: rowid (migration 014) keeps the provider's order.
         await insertRows(q, INSERT_SNAPSHOT_HEAD, plan.inserts.map(snapshotInsertValues));
         const touched = new Set(plan.inserts.map((s) => s.vmId));
@@ -50,6 +55,7 @@ export function createPgSnapshotRepo(db: PgDb): SnapshotRepo {
         // Each bump is one UPDATE (the row lock makes two replicas' bumps add up); taken in id
         // order so two plans touching the same VMs cannot deadlock on them.
         for (const vmId of [...touched].sort()) await q.run(BUMP_SNAPSHOT_REVISION, [vmId]);
+        return true;
       });
     },
     async revision(vmId) {
