@@ -186,3 +186,13 @@ export async function until<T>(what: string, fn: () => Promise<T | undefined | n
     await new Promise((r) => setTimeout(r, everyMs));
   }
 }
+
+/** Log lines that end a job (the worker's, and recovery's when the hypervisor shows the outcome). */
+export const FINAL_LINES = new Set([
+  'job succeeded',
+  'job failed',
+  'job cancelled while running',
+  'job cancelled: its target was removed',
+  'recovery: job had completed on the hypervisor; marked succeeded',
+  'recovery: job was being cancelled and had not completed; marked cancelled',
+]);

@@ -12,7 +12,7 @@ import t from 'tap';
 import Database from 'better-sqlite3';
 import { writeFileSync } from 'node:fs';
 import type { SimFault, SimHung, SimOp, VboxLab } from '../labs/vboxmanage-sim/lab.ts';
-import { api, startDaemon, until, type Daemon } from './daemon.ts';
+import { api, FINAL_LINES, startDaemon, until, type Daemon } from './daemon.ts';
 import { finalJob, firstVm, TOKEN, vboxDaemonSetup, type JobBody } from './vbox-daemon.ts';
 
 type TapTest = Parameters<Parameters<typeof t.test>[0]>[0];
@@ -209,15 +209,6 @@ function integrity(file: string): string {
     db.close();
   }
 }
-
-const FINAL_LINES = new Set([
-  'job succeeded',
-  'job failed',
-  'job cancelled while running',
-  'job cancelled: its target was removed',
-  'recovery: job had completed on the hypervisor; marked succeeded',
-  'recovery: job was being cancelled and had not completed; marked cancelled',
-]);
 
 async function runPoint(t: TapTest, point: Point): Promise<PointFigures> {
   const started = performance.now();

@@ -218,15 +218,6 @@ export async function vmIds(d: Daemon, count: number): Promise<Map<string, strin
   );
 }
 
-/** Log lines that end a job (the worker's, and recovery's when the hypervisor shows the outcome). */
-export const FINAL_LINES = new Set([
-  'job succeeded',
-  'job failed',
-  'job cancelled while running',
-  'job cancelled: its target was removed',
-  'recovery: job had completed on the hypervisor; marked succeeded',
-  'recovery: job was being cancelled and had not completed; marked cancelled',
-]);
 
 /** A replica's /v1/events stream, read into job events as they come. */
 export function watchJobEvents(d: Daemon): { jobs: Array<{ id: string; state: string }>; close(): void } {

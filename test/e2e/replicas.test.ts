@@ -16,8 +16,8 @@
 import t from 'tap';
 import { freshDatabase } from '../labs/postgres/lab.ts';
 import { overlappingCalls } from '../labs/vboxmanage-sim/lab.ts';
-import { api, until, type Daemon } from './daemon.ts';
-import { dbClient, FINAL_LINES, leaderOf, replicaLab, submitSpread, TOKEN, vmIds, type Submission } from './pg-replicas.ts';
+import { api, FINAL_LINES, until, type Daemon } from './daemon.ts';
+import { dbClient, leaderOf, replicaLab, submitSpread, TOKEN, vmIds, type Submission } from './pg-replicas.ts';
 
 const JOBS = Number(process.env.REPLICAS_JOBS ?? 1000);
 const VMS = Number(process.env.REPLICAS_VMS ?? 50);
