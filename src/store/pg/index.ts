@@ -4,6 +4,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '../../../providers/contract.ts';
+import { within } from '../../../providers/shared/sleep.ts';
 import type { Store } from '../index.ts';
 import { redactUrl } from '../location.ts';
 import { createPgAuditRepo } from './audit.ts';
@@ -56,7 +57,9 @@ export async function openPgStore(url: string, opts: PgStoreOptions = {}): Promi
       if (closed) return false;
       try {
         // /readyz must answer while the server is away, not after the pool's connection timeout.
-        return (await within(HEALTH_TIMEOUT_MS, db.get('SELECT 1 AS ok'))) !== undefined;
+        const answer = db.get('SELECT 1 AS ok');
+        if (!(await within(answer, HEALTH_TIMEOUT_MS))) return false;
+        return (await answer) !== undefined;
       } catch {
         return false;
       }
@@ -65,9 +68,11 @@ export async function openPgStore(url: string, opts: PgStoreOptions = {}): Promi
       if (closed) return 'failed';
       try {
         // A commit that holds a transaction id: it fails exactly when a write would (read-only standby, full disk).
-        await within(HEALTH_TIMEOUT_MS, db.tx(async (q) => {
+        const probe = db.tx(async (q) => {
           await q.get('SELECT pg_current_xact_id()');
-        }));
+        });
+        if (!(await within(probe, HEALTH_TIMEOUT_MS))) return 'failed';
+        await probe;
         return null;
       } catch (err) {
         return pgWriteFailure(err) ?? 'failed';
@@ -84,13 +89,4 @@ export async function openPgStore(url: string, opts: PgStoreOptions = {}): Promi
 
 const HEALTH_TIMEOUT_MS = 2000;
 
-/** `work`, or a rejection once `ms` have passed (the work itself goes on and is ignored). */
-function within<T>(ms: number, work: Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer from PostgreSQL within ${ms} ms`)), ms);
-  });
-  work.catch(() => {});
-  return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
-}
 
