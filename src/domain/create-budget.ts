@@ -16,12 +16,19 @@ export function budgetKeys(limit: CreateRateLimit, vm: { id: string; disks: read
   return unique(vm.disks.map((d) => (d.path !== undefined && d.path !== '' ? `disk:${d.path}` : `disk:${vm.id}/${d.slot}`)));
 }
 
+/** At most `max` create events of `key` may be later than `since` (ISO time: a sliding window's start). */
+export interface BudgetGuard {
+  key: string;
+  max: number;
+  since: string;
+}
+
 /**
  * What a claim re-checks where claims are serialised (JobRepo.tryClaim's budgetGuards): one guard
  * per key a create counts against under each limit — fewer than `max` events later than the
  * window's start. The same rule as freeAt, as data the store can count.
  */
-export function budgetGuards(limits: readonly CreateRateLimit[], vm: { id: string; disks: readonly DiskInfo[] | null }, now: number): Array<{ key: string; max: number; since: string }> {
+export function budgetGuards(limits: readonly CreateRateLimit[], vm: { id: string; disks: readonly DiskInfo[] | null }, now: number): BudgetGuard[] {
   const since = (limit: CreateRateLimit) => new Date(now - limit.windowMs).toISOString();
   return limits.flatMap((limit) => budgetKeys(limit, vm).map((key) => ({ key, max: limit.max, since: since(limit) })));
 }

@@ -7,7 +7,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { CallContext, CreateRateLimit, DiskInfo } from '../../providers/contract.ts';
-import { budgetGuards, budgetWaitMessage, decideCreateBudget, longestWindowMs } from '../domain/create-budget.ts';
+import { budgetGuards, budgetWaitMessage, decideCreateBudget, longestWindowMs, type BudgetGuard } from '../domain/create-budget.ts';
 import { fairClaimOrder } from '../domain/fair-claim.ts';
 import { INSUFFICIENT_STORAGE, SnapvisorError } from '../domain/errors.ts';
 import type { Job, JobError } from '../domain/types.ts';
@@ -159,7 +159,7 @@ export function createWorker(core: Core, sync: Sync, leases: LeaseKeeper): Worke
       if (!target) continue; // its target is no longer configured; the job waits
       const limit = limitOf(target);
       if ((perTarget.get(candidate.targetId) ?? 0) >= limit) continue;
-      let budget: { keys: string[]; guards: ReturnType<typeof budgetGuards> } | null = null;
+      let budget: { keys: string[]; guards: BudgetGuard[] } | null = null;
       if (budgets !== null && candidate.kind === 'snapshot.create') {
         const verdict = await budgets.check(candidate);
         if (verdict === 'wait') continue;
@@ -232,12 +232,12 @@ export function createWorker(core: Core, sync: Sync, leases: LeaseKeeper): Worke
        * budget where claims are serialised (another replica may have claimed a create sharing a key
        * since this round read the events); 'wait': deferred.
        */
-      async check(c: JobCandidate): Promise<{ keys: string[]; guards: ReturnType<typeof budgetGuards> } | null | 'wait'> {
+      async check(c: JobCandidate): Promise<{ keys: string[]; guards: BudgetGuard[] } | null | 'wait'> {
         const limits = limitsByTarget.get(c.targetId);
         if (!limits || limits.length === 0) return null;
         const now = core.now().getTime();
-        const decision = decideCreateBudget({ limits, vm: { id: c.vmId, disks: disks.get(c.vmId) ?? null }, events: events.get(c.targetId)!, now });
         const vm = { id: c.vmId, disks: disks.get(c.vmId) ?? null };
+        const decision = decideCreateBudget({ limits, vm, events: events.get(c.targetId)!, now });
         if (decision.go) return { keys: decision.keys, guards: budgetGuards(limits, vm, now) };
         const message = budgetWaitMessage(decision);
         const deferred = await core.store.jobs.deferQueued(c.id, new Date(decision.until).toISOString(), message);

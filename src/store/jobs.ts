@@ -1,4 +1,5 @@
 import type { JobCheckpoint } from '../../providers/contract.ts';
+import type { BudgetGuard } from '../domain/create-budget.ts';
 import { fairTag } from '../domain/fair-claim.ts';
 import type { Iso, Job, JobError, JobKind, JobParams, JobResult, JobState, SnapshotMode } from '../domain/types.ts';
 import { JOB_STATES } from '../domain/types.ts';
@@ -88,12 +89,7 @@ export interface ClaimOptions {
   lease?: JobLease;
 }
 
-/** At most `max` create events of `key` may be later than `since` (a sliding window's start). */
-export interface BudgetGuard {
-  key: string;
-  max: number;
-  since: Iso;
-}
+export type { BudgetGuard } from '../domain/create-budget.ts';
 
 /** Who runs a job and until when, unless renewed (several replicas on one PostgreSQL database). */
 export interface JobLease {
