@@ -5,7 +5,7 @@
 import { createHash } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { EngineApi, JobRequest, SubmitMeta, SubmitResult } from '../engine/api.ts';
-import { FINAL_JOB_STATES, type Job } from '../domain/types.ts';
+import { isFinal, type Job } from '../domain/types.ts';
 import { HttpProblem } from './errors.ts';
 
 /** The job as the API shows it: no internal scheduling fields. */
@@ -32,7 +32,6 @@ export function jobDto(job: Job) {
 }
 export type JobDto = ReturnType<typeof jobDto>;
 
-export const isFinal = (job: Job) => FINAL_JOB_STATES.includes(job.state);
 
 /** JSON with object keys sorted at every level, so equal bodies hash equally whatever their key order. */
 export function canonicalJson(value: unknown): string {

@@ -79,6 +79,8 @@ export type JobKind = (typeof JOB_KINDS)[number];
 export const JOB_STATES = ['queued', 'running', 'succeeded', 'failed', 'cancelled'] as const;
 export type JobState = (typeof JOB_STATES)[number];
 export const FINAL_JOB_STATES: readonly JobState[] = ['succeeded', 'failed', 'cancelled'];
+/** The job has ended: nothing changes it any more but a retry (which is a new job). */
+export const isFinal = (job: { state: JobState }): boolean => FINAL_JOB_STATES.includes(job.state);
 
 export interface JobError {
   kind: ProviderErrorKind | 'cancelled';

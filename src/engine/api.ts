@@ -242,6 +242,11 @@ export interface EngineApi {
 
   /** Subscribe to engine events (SSE); returns the unsubscribe function. */
   subscribe(listener: (event: EngineEvent) => void): () => void;
+  /**
+   * Told when events of other replicas were missed (this replica could not hear them for a while):
+   * a stream that relayed events has a gap its client must fill by reading again. Returns the unsubscribe.
+   */
+  onEventsMissed(listener: () => void): () => void;
 
   ready(): Promise<ReadyReport>;
   audit(record: AuditRecord): Promise<void>;

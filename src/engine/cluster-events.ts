@@ -11,6 +11,9 @@
  *   let a later event of the same job overtake it.
  * - Policy changes: the policy id on CHANNEL_POLICIES; receivers read it again (Policies.reload),
  *   which refreshes the leader's scheduler.
+ * - While this replica cannot hear (its listening connection is down) the others' events are lost:
+ *   when it hears again, EventBus.missed() makes SSE streams end (their clients come back and read
+ *   again) and waits on jobs read the store.
  * A local (SQLite) cluster has nobody to tell: nothing is subscribed, no event is serialized.
  */
 import type { Logger } from '../../providers/contract.ts';
@@ -137,6 +140,10 @@ export function createClusterEvents(options: ClusterEventsOptions): ClusterEvent
       .catch((err: unknown) => log.warn({ policyId, err: errSummary(err) }, 'cluster: a policy changed in another replica could not be read'));
   });
   const offLocal = events.subscribeLocal(publish);
+  const offResume = cluster.onResume(() => {
+    log.info({}, 'cluster: hearing the other replicas again; what they published meanwhile is read from the store');
+    events.missed();
+  });
 
   return {
     publishPolicyChange(policyId) {
@@ -146,6 +153,7 @@ export function createClusterEvents(options: ClusterEventsOptions): ClusterEvent
       offLocal();
       offEvents();
       offPolicies();
+      offResume();
     },
   };
 }

@@ -10,7 +10,7 @@ import type { Logger, SnapshotProvider } from '../../providers/contract.ts';
 import type { ProviderRegistry } from '../../providers/index.ts';
 import { SnapvisorError, notFound } from '../domain/errors.ts';
 import { buildForest } from '../domain/tree.ts';
-import { FINAL_JOB_STATES, type Job } from '../domain/types.ts';
+import { isFinal, type Job } from '../domain/types.ts';
 import { InvalidCursorError, type Store, type StoreWriteFailure, type VmWithStats } from '../store/index.ts';
 import type { EngineApi, Page, ReadyReport, SnapshotTree, TargetView, VmView } from './api.ts';
 import { createCore, DEFAULT_SETTINGS, refreshRow, type BoundTarget, type Core, type EngineSettings, type TargetLease } from './core.ts';
@@ -241,6 +241,7 @@ export function createEngine(options: EngineOptions): Engine {
     else if (unwritable !== null) reason = `the store is unwritable: ${UNWRITABLE[unwritable]}`;
     else if (stopped) reason = 'the daemon is stopping';
     else if (!started) reason = 'the engine is starting';
+    else if (!store.cluster.hearing()) reason = 'not hearing the other replicas: its PostgreSQL connection for events is down (reconnecting)';
     else if (targets.length === 0) reason = null;
     else if (settings.readiness === 'any') {
       if (!targets.some((x) => x.synced === true)) {
@@ -312,8 +313,6 @@ export function createEngine(options: EngineOptions): Engine {
       throw err;
     }
   };
-
-  const isFinal = (j: Job) => FINAL_JOB_STATES.includes(j.state);
 
   const engine: Engine = {
     async start({ waitForSync = true } = {}) {
@@ -514,6 +513,10 @@ export function createEngine(options: EngineOptions): Engine {
       const unsubscribe = events.subscribe((e) => {
         if (e.type === 'job' && e.job.id === jobId && isFinal(e.job)) wake(e.job);
       });
+      // Another replica's end of the job may be among the events missed: the store knows.
+      const offMissed = events.onMissed(() => {
+        engine.getJob(jobId).then((job) => isFinal(job) && wake(job), () => undefined);
+      });
       const stop = () => wake(null);
       const timer = setTimeout(stop, Math.max(0, timeoutMs));
       signal?.addEventListener('abort', stop, { once: true });
@@ -525,11 +528,13 @@ export function createEngine(options: EngineOptions): Engine {
       } finally {
         clearTimeout(timer);
         unsubscribe();
+        offMissed();
         signal?.removeEventListener('abort', stop);
       }
     },
 
     subscribe: (listener) => events.subscribe(listener),
+    onEventsMissed: (listener) => events.onMissed(listener),
 
     ready: () => readiness(),
     async audit(record) {

@@ -5,6 +5,8 @@
  * (engine/cluster-events.ts), through emitRemote: `subscribe` hears every event of the cluster
  * (SSE, waits on a job that runs elsewhere), `subscribeLocal` only those of this process — for what
  * must happen once per event, where the event happened (the webhook outbox, the relay itself).
+ * A replica that could not hear the others for a while has missed their events for good (no
+ * replay): `missed` tells the listeners that relied on them (SSE, waits) to read the store again.
  */
 import type { Logger } from '../../providers/contract.ts';
 import type { EngineEvent } from './api.ts';
@@ -16,6 +18,10 @@ export interface EventBus {
   emitRemote(event: EngineEvent): void;
   subscribe(listener: (event: EngineEvent) => void): () => void;
   subscribeLocal(listener: (event: EngineEvent) => void): () => void;
+  /** Other replicas' events were missed (this replica could not hear for a while): tells onMissed listeners. */
+  missed(): void;
+  /** Who relies on hearing other replicas' events reads the store again here. Returns the unsubscribe. */
+  onMissed(listener: () => void): () => void;
 }
 
 export function createEventBus(log: Logger): EventBus {
@@ -38,7 +44,23 @@ export function createEventBus(log: Logger): EventBus {
     listeners.set(entry, { localOnly });
     return () => void listeners.delete(entry);
   };
+  const missedListeners = new Set<() => void>();
   return {
+    missed() {
+      for (const l of [...missedListeners]) {
+        try {
+          l();
+        } catch (err) {
+          log.warn({ err }, 'missed-events listener threw');
+        }
+      }
+    },
+    onMissed(listener) {
+      // A wrapper, as for subscribe: one registration, one removal.
+      const entry = () => listener();
+      missedListeners.add(entry);
+      return () => void missedListeners.delete(entry);
+    },
     emit: (event) => deliver(event, false),
     emitRemote: (event) => deliver(event, true),
     subscribe: (listener) => add(listener, false),

@@ -12,7 +12,7 @@ import { planPolicyRun, type PlanVm, type PolicyPlan } from '../domain/policy-pl
 import { planRetention, retentionProblem } from '../domain/retention-plan.ts';
 import { cronProblem, isTimeZone } from '../domain/schedule.ts';
 import { isEmptySelector, namePatternProblem, selectorMatcher, type SelectableVm } from '../domain/selector.ts';
-import { FINAL_JOB_STATES, type Job, type Snapshot } from '../domain/types.ts';
+import { isFinal, type Job, type Snapshot } from '../domain/types.ts';
 import { InvalidCursorError } from '../store/index.ts';
 import { SNAPSHOT_MODES } from '../../providers/contract.ts';
 import { mapLimit } from '../../providers/shared/map-limit.ts';
@@ -83,8 +83,6 @@ export function policyProblem(p: Policy): SnapvisorError | null {
   return null;
 }
 
-const isFinal = (job: Job) => FINAL_JOB_STATES.includes(job.state);
-
 /** A snapshot as the planners see it. A snapshot Snapvisor made with no hypervisor time is dated when Snapvisor first saw it (just after its create). */
 export function plannedSnapshot(s: Snapshot): PlannedSnapshot {
   return {
@@ -138,6 +136,20 @@ export function createPolicies(core: Core, deps: { submit: Submit }): Policies {
     if (!list) return;
     waiters.delete(e.job.id);
     for (const wake of list) wake(e.job);
+  });
+  // Final events of jobs another replica ran may be among those missed: read the waited jobs again.
+  core.events.onMissed(() => {
+    for (const jobId of [...waiters.keys()]) {
+      store.jobs.get(jobId).then(
+        (job) => {
+          if (job === null || !isFinal(job)) return;
+          const list = waiters.get(jobId);
+          waiters.delete(jobId);
+          for (const wake of list ?? []) wake(job);
+        },
+        (err: unknown) => log.warn({ jobId, err: errSummary(err) }, 'could not read a waited job again after missed events'),
+      );
+    }
   });
   const halt = new AbortController();
   core.lifecycle.signal.addEventListener('abort', () => halt.abort(), { once: true });

@@ -36,6 +36,17 @@ export interface Cluster {
   publish(channel: string, payload: string): Promise<void>;
   /** Listens to what the other replicas publish on the channel. Returns the unsubscribe. */
   listen(channel: string, listener: (payload: string) => void): () => void;
+  /**
+   * Whether what the other replicas publish reaches this one now: false while the connection that
+   * listens is down (a local cluster, with nobody to hear, always hears).
+   */
+  hearing(): boolean;
+  /**
+   * Told when listening works again after it was lost: whatever was published in between never
+   * arrives (NOTIFY has no replay), so who relies on hearing must read the store again.
+   * Returns the unsubscribe.
+   */
+  onResume(listener: () => void): () => void;
   /** Gives the lead up and closes the cluster's connection (Store.close calls it). */
   close(): Promise<void>;
 }
@@ -63,6 +74,8 @@ export function localCluster(): Cluster {
     maxPayloadBytes: Number.MAX_SAFE_INTEGER,
     publish: async () => undefined,
     listen: () => () => undefined,
+    hearing: () => true,
+    onResume: () => () => undefined,
     close: async () => undefined,
   };
 }

@@ -219,13 +219,42 @@ export async function vmIds(d: Daemon, count: number): Promise<Map<string, strin
 }
 
 
-/** A replica's /v1/events stream, read into job events as they come. */
-export function watchJobEvents(d: Daemon): { jobs: Array<{ id: string; state: string }>; close(): void } {
+/**
+ * A replica's /v1/events stream, read into job events as they come. The stream has no replay, so
+ * a test awaits `opened` (the replica has subscribed it: headers are written right after) before
+ * causing the events it looks for. Opening is retried: under load a kept-alive socket the server
+ * has just closed makes a fetch fail without the replica being at fault.
+ */
+export function watchJobEvents(d: Daemon, openWithinMs = 30_000): { jobs: Array<{ id: string; state: string }>; opened: Promise<void>; endedByServer(): boolean; close(): void } {
   const controller = new AbortController();
   const jobs: Array<{ id: string; state: string }> = [];
+  let endedByServer = false;
+  let markOpened!: () => void;
+  let failOpening!: (err: Error) => void;
+  const opened = new Promise<void>((resolve, reject) => {
+    markOpened = resolve;
+    failOpening = reject;
+  });
   void (async () => {
+    const deadline = Date.now() + openWithinMs;
+    let res: Response | undefined;
+    for (let lastError = ''; !res; ) {
+      if (controller.signal.aborted) return;
+      if (Date.now() > deadline) return failOpening(new Error(`the event stream of ${d.url} did not open: ${lastError}`));
+      try {
+        const r = await fetch(`${d.url}/v1/events`, { headers: { authorization: `Bearer ${TOKEN}` }, signal: controller.signal });
+        if (r.status === 200 && r.body) res = r;
+        else {
+          lastError = `HTTP ${r.status}`;
+          await r.body?.cancel();
+        }
+      } catch (err) {
+        lastError = err instanceof Error ? err.message : String(err);
+      }
+      if (!res) await new Promise((r) => setTimeout(r, 200));
+    }
+    markOpened();
     try {
-      const res = await fetch(`${d.url}/v1/events`, { headers: { authorization: `Bearer ${TOKEN}` }, signal: controller.signal });
       const decoder = new TextDecoder();
       let buffer = '';
       for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
@@ -239,11 +268,12 @@ export function watchJobEvents(d: Daemon): { jobs: Array<{ id: string; state: st
           if (data) jobs.push(JSON.parse(data) as { id: string; state: string });
         }
       }
+      endedByServer = true;
     } catch {
       // closed (or the replica went away): the test looks at what arrived
     }
   })();
-  return { jobs, close: () => controller.abort() };
+  return { jobs, opened, endedByServer: () => endedByServer, close: () => controller.abort() };
 }
 
 /**

@@ -1,10 +1,12 @@
 // PostgreSQL restarted under load (issue 16): two replicas on a private cluster, creates submitted
 // continuously through both; PostgreSQL goes away for a few seconds — a fast shutdown, then a
 // SIGKILL of the postmaster — and comes back. While it is away /readyz answers 503 naming the
-// database on both replicas; after, 200 again without anyone restarting them, and an event of a
-// job submitted on one replica reaches the other's stream (their LISTEN connection is back). No job
-// is lost: every submission ends up accepted once (the same Idempotency-Key retried across the
-// outage) and every job succeeds; no job's snapshot is made twice; no two calls on a VM overlap.
+// database on both replicas; after, 200 again without anyone restarting them (ready includes their
+// LISTEN connection being back), a stream open across the outage has been ended by its replica (it
+// missed events: its client must read again), and an event of a job submitted on one replica
+// reaches the other's new stream. No job is lost: every submission ends up accepted once (the same
+// Idempotency-Key retried across the outage) and every job succeeds; no job's snapshot is made
+// twice; no two calls on a VM overlap.
 import t from 'tap';
 import { createDatabase, startPostgresCluster } from '../labs/postgres/lab.ts';
 import { overlappingCalls } from '../labs/vboxmanage-sim/lab.ts';
@@ -39,13 +41,19 @@ for (const how of (['fast shutdown', 'SIGKILL of the postmaster'] as const).filt
     const r2 = await rl.start('r2');
     const ids = await vmIds(r1, VMS);
     // No answer (a kept-alive connection reset under load) counts as not ready yet.
-    const ready = (d: Daemon) => api<{ reason?: string | null }>(d, TOKEN, 'GET', '/readyz').catch(() => ({ status: 0, body: { reason: null } }));
+    const ready = (d: Daemon) =>
+      api<{ reason?: string | null }>(d, TOKEN, 'GET', '/readyz').catch((err: Error) => ({ status: 0, body: { reason: `no answer: ${err.message} (${String(err.cause)})` } }));
     for (const d of [r1, r2]) await until('ready', async () => (await ready(d)).status === 200, 60_000, 200);
 
     const live = () => [...rl.replicas.entries()];
     const load = submitContinuously(live, (i) => ({ key: `restart-${i}`, vmId: ids.get(vmNames[i % VMS]!)!, body: { name: `s${i}`, description: '', mode: 'memory' } }), 3);
     t.teardown(() => load.stop());
     await until('jobs flowing', async () => load.accepted.size >= 20, 60_000, 100);
+
+    // A stream open across the outage misses what the other replica did meanwhile (no replay).
+    const across = watchJobEvents(r2);
+    t.teardown(() => across.close());
+    await across.opened;
 
     if (how === 'fast shutdown') await cluster.stop();
     else await cluster.kill();
@@ -67,15 +75,30 @@ for (const how of (['fast shutdown', 'SIGKILL of the postmaster'] as const).filt
     await cluster.start();
 
     for (const [name, d] of [['r1', r1], ['r2', r2]] as const) {
-      await until(`${name} ready again on its own`, async () => (await ready(d)).status === 200, 60_000, 200);
+      let last: unknown;
+      await until(`${name} ready again on its own`, async () => {
+        const r = await ready(d);
+        last = [r.status, r.body.reason];
+        return r.status === 200;
+      }, 60_000, 200).catch((err: Error) => {
+        const cluster = d.logs().filter((l) => /cluster/.test(String(l.msg))).slice(-10).map((l) => JSON.stringify(l)).join('\n');
+        throw new Error(`${err.message}; last answer ${JSON.stringify(last)}; exit ${d.proc.exitCode ?? d.proc.signalCode}; stderr ${d.stderr().slice(-3000)}; last lines ${d.stdout().split(`\n`).slice(-6).join(`\n`).slice(-3000)}; its cluster log:\n${cluster}`);
+      });
     }
     t.ok(r1.proc.exitCode === null && r2.proc.exitCode === null, 'neither replica exited');
+    // Ready again means hearing again, and that ended the stream with a gap: its client reconnects and reads.
+    await until('r2 ends the stream that was open across the outage', async () => across.endedByServer(), 10_000, 50);
     // r2's stream sees a job submitted on r1 while queued: only the database can have told it.
     const stream = watchJobEvents(r2);
     t.teardown(() => stream.close());
+    await stream.opened;
     const crossing = await api<{ id: string }>(r1, TOKEN, 'POST', `/v1/vms/${ids.get(vmNames[0]!)!}/snapshots`, { name: 'crossing', description: '', mode: 'memory' });
     t.equal(crossing.status, 202);
-    await until('the job\'s events on the other replica', async () => stream.jobs.some((j) => j.id === crossing.body.id), 30_000, 100);
+    await until('the job\'s events on the other replica', async () => stream.jobs.some((j) => j.id === crossing.body.id), 30_000, 100).catch((err: Error) => {
+      // What each replica said about its database and its peers since the outage: the reason is there.
+      const said = (d: Daemon) => d.logs().filter((l) => Number(l.level) >= 40 || /cluster/.test(String(l.msg))).slice(-40).map((l) => JSON.stringify(l)).join('\n');
+      throw new Error(`${err.message}; ${stream.jobs.length} job events heard on r2\nr1:\n${said(r1)}\nr2:\n${said(r2)}`);
+    });
     await until('jobs flowing again', async () => load.accepted.size >= acceptedAtOutage + 20, 60_000, 100);
     await load.stop();
 

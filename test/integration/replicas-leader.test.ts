@@ -14,7 +14,7 @@ import pg from 'pg';
 import { registryOf } from '../../providers/index.ts';
 import { createVirtualBoxProvider } from '../../providers/virtualbox/index.ts';
 import type { PolicyRun } from '../../src/domain/policy.ts';
-import type { Job } from '../../src/domain/types.ts';
+import { isFinal, type Job } from '../../src/domain/types.ts';
 import { nextFireAfter } from '../../src/domain/schedule.ts';
 import type { EngineEvent } from '../../src/engine/api.ts';
 import { createEngine, type Engine } from '../../src/engine/engine.ts';
@@ -23,6 +23,8 @@ import type { PgCluster } from '../../src/store/pg/cluster.ts';
 import { openPgStore } from '../../src/store/pg/index.ts';
 import { silentLogger } from '../fixtures/fake-provider.ts';
 import { freshDatabase } from '../labs/postgres/lab.ts';
+import { startListenCut } from '../labs/postgres/listen-cut.ts';
+import { until } from '../e2e/daemon.ts';
 import { createVboxLab, type VboxLab } from '../labs/vboxmanage-sim/lab.ts';
 
 type TapTest = Parameters<Parameters<typeof t.test>[0]>[0];
@@ -43,12 +45,15 @@ function setupLab(t: TapTest): VboxLab {
   return createVboxLab({ dir, stepMs: 1, vms: [{ name: 'web01', state: 'running' }, { name: 'web02', state: 'running' }] });
 }
 
-/** One replica: an engine on its own pool; `withTarget: false` makes one that runs no job (it has no target). */
-async function replica(t: TapTest, name: string, lab: VboxLab, url: string, now: () => Date, withTarget = true): Promise<Replica> {
+/**
+ * One replica: an engine on its own pool; `withTarget: false` makes one that runs no job (it has no
+ * target). Its target's `concurrency` is its own claim limit for jobs running on the target.
+ */
+async function replica(t: TapTest, name: string, lab: VboxLab, url: string, now: () => Date, withTarget = true, concurrency = 4): Promise<Replica> {
   const log = silentLogger();
   const store = await openPgStore(url, { cluster: { leaderRetryMs: 50, checkMs: 50, maxBackoffMs: 200 } });
   const targets = withTarget
-    ? [{ spec: { name: 'lab', kind: 'virtualbox' as const, demo: false, concurrency: 4, options: {} }, provider: createVirtualBoxProvider('lab', { vboxmanage: lab.vboxmanage, commandTimeoutSec: 30 }, { log }) }]
+    ? [{ spec: { name: 'lab', kind: 'virtualbox' as const, demo: false, concurrency, options: {} }, provider: createVirtualBoxProvider('lab', { vboxmanage: lab.vboxmanage, commandTimeoutSec: 30 }, { log }) }]
     : [];
   const registry = registryOf(targets);
   const engine = createEngine({
@@ -240,4 +245,57 @@ t.test("the leader's session is cut (the server ends it): it steps down at once,
   const perSlot = (await admin.query<{ n: number }>('SELECT count(*)::int AS n FROM policy_runs WHERE policy_id = $1 GROUP BY scheduled_for ORDER BY scheduled_for', [policy.id])).rows.map((r) => r.n);
   t.same(perSlot, [1, 1]);
   t.equal(first.store.cluster.leadership.isLeader(), false, 'and stays a follower');
+});
+
+t.test('a replica that cannot hear the others for a while: not ready meanwhile; then its waits on jobs that ended elsewhere read the store and end', { timeout: 120_000 }, async (t) => {
+  const db = await freshDatabase('replicas');
+  t.teardown(() => db.drop());
+  // The observer reaches the database through a relay that can drop its LISTEN connection alone.
+  const relay = await startListenCut(db.url);
+  t.teardown(() => relay.close());
+  const lab = setupLab(t);
+  const now = () => new Date();
+  const keepAlive = setInterval(() => {}, 1000);
+  t.teardown(() => clearInterval(keepAlive));
+  // Every take stops until cancelled: the jobs end only while the observer is deaf.
+  lab.setFault('take', '*', { type: 'hang' });
+  const worker = await replica(t, 'worker', lab, db.url, now);
+  const vmId = (await worker.engine.listVms({ limit: 10, name: 'web01' })).items.find((v) => v.name === 'web01')!.id;
+  const job = (await worker.engine.submit({ kind: 'snapshot.create', vmId, name: 'deaf', description: '', mode: 'memory' }, { principal: 'test', requestHash: 'deaf' })).job;
+  const hungTakes = () => (lab.readState().hung ?? []).filter((h) => h.op === 'take').length;
+  await until('the take hung on the worker', async () => hungTakes() === 1, 30_000, 20);
+  // The observer has the target too (a policy plans only for bound targets), but its own limit of
+  // one job on it is taken by the worker's: every job here runs on the worker.
+  const observer = await replica(t, 'observer', lab, relay.url, now, true, 1);
+  // Never due while the test runs: only the manual run below.
+  const policy = await observer.engine.createPolicy({ name: 'yearly', selector: { namePattern: 'web02' }, schedule: '0 0 1 1 *', timezone: 'UTC', mode: 'memory', retention: { keepLast: 5 } });
+  const run = await observer.engine.runPolicy(policy.id, 'snapshot');
+  await until("the policy run's take hung on the worker too", async () => hungTakes() === 2, 30_000, 20);
+  const runJob = (await worker.engine.listJobs({ policyId: policy.id, limit: 10 })).items[0]!;
+  let woken: Job | null = null;
+  const waiting = observer.engine.waitForJob(job.id, 600_000).then((j) => (woken = j));
+  // Let the wait read the job (running) and subscribe before the events stop arriving.
+  await new Promise((r) => setTimeout(r, 300));
+
+  relay.cut();
+  await until('the observer notices', async () => !observer.store.cluster.hearing(), 30_000, 20);
+  t.match((await observer.engine.ready()).reason, /not hearing the other replicas/, 'not ready while deaf');
+  lab.clearFaults();
+  for (const id of [runJob.id, job.id]) {
+    await worker.engine.cancelJob(id, 'test');
+    t.ok(isFinal(await worker.engine.waitForJob(id, 60_000)), 'ended on the worker');
+  }
+  await new Promise((r) => setTimeout(r, 300));
+  t.equal(woken, null, 'the observer did not hear the end');
+  t.equal((await observer.engine.getPolicyRun(policy.id, run.id)).state, 'running', 'its policy run still waits');
+
+  relay.restore();
+  const final = await waiting;
+  t.ok(isFinal(final), `the wait ended once the observer heard again (${final.state})`);
+  const ended = await until('the policy run ended', async () => {
+    const r = await observer.engine.getPolicyRun(policy.id, run.id);
+    return r.state === 'running' ? null : r;
+  }, 60_000, 50);
+  t.not(ended.state, 'running');
+  t.equal((await observer.engine.ready()).reason, null, 'ready again');
 });

@@ -101,14 +101,24 @@ t.test("the leader's session killed: it steps down at once, the other leads, the
   a.cluster.leadership.onChange((v) => changes.push(['a', v]));
   b.cluster.leadership.onChange((v) => changes.push(['b', v]));
   const inbox = messages(a.cluster, 'snapvisor_test');
+  let resumes = 0;
+  let hearingAtResume: boolean | null = null;
+  a.cluster.onResume(() => {
+    resumes++;
+    hearingAtResume = a.cluster.hearing();
+  });
   a.cluster.leadership.start();
   await until(a.cluster, true);
+  t.equal(a.cluster.hearing(), true);
+  t.equal(resumes, 0, 'the first connection is no resume');
   b.cluster.leadership.start();
   const killedPid = a.cluster.backendPid()!;
   const aDown = until(a.cluster, false);
   const bUp = until(b.cluster, true);
   await admin.query('SELECT pg_terminate_backend($1)', [killedPid]);
-  await Promise.all([aDown, bUp]);
+  await aDown;
+  t.equal(a.cluster.hearing(), false, 'not hearing while its session is gone');
+  await bUp;
   t.same(changes, [['a', true], ['a', false], ['b', true]], 'the old leader stepped down before the new one led (it saw its connection die)');
   t.equal(a.cluster.leadership.isLeader(), false);
 
@@ -122,6 +132,9 @@ t.test("the leader's session killed: it steps down at once, the other leads, the
   await b.cluster.publish('snapvisor_test', 'after the reconnect');
   await inbox.next(1);
   t.same(inbox.got, ['after the reconnect'], 'LISTEN was renewed on the new session');
+  t.equal(resumes, 1, 'told once that it hears again (what was published meanwhile is lost)');
+  t.equal(hearingAtResume, true, 'told after LISTEN was renewed');
+  t.equal(b.cluster.hearing(), true);
 });
 
 t.test('a leader that stops hands over; one that closes too', async (t) => {

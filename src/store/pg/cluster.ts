@@ -7,6 +7,9 @@
  * - Followers try the lock every `leaderRetryMs`. The leader runs a cheap query every `checkMs`
  *   (with a timeout): a failure or a dropped connection makes it step down AT ONCE, then it
  *   reconnects with backoff, LISTENs again and competes like any follower.
+ * - While that connection is down this replica hears nobody, and NOTIFY keeps nothing for it:
+ *   hearing() says so (/readyz), and once it is back onResume() tells whoever relies on hearing
+ *   (SSE streams, waits on jobs run elsewhere) to read the store again.
  * - Failover: PostgreSQL frees a dead session's advisory locks. A killed process's socket closes,
  *   the server sees it at once, the next follower's try gets the lock (≈ leaderRetryMs). A replica
  *   cut off by the network: our session asks the server for TCP keepalives (≈ 11 s to notice), and
@@ -41,7 +44,11 @@ export interface PgClusterOptions {
   leaderRetryMs?: number;
   /** How often the leader checks its connection (default 1000 ms). */
   checkMs?: number;
-  /** Longest wait between reconnect attempts (default 5000 ms; the first waits 100 ms). */
+  /**
+   * Longest wait between reconnect attempts (default 1000 ms; the first waits 100 ms). Short: while
+   * this connection is down the replica hears nobody (and says so in /readyz), and an attempt
+   * against a server that is away costs one refused connect.
+   */
   maxBackoffMs?: number;
 }
 
@@ -57,12 +64,15 @@ export function createPgCluster(options: PgClusterOptions): PgCluster {
   const retryMs = Math.max(10, options.leaderRetryMs ?? 1000);
   const checkMs = Math.max(10, options.checkMs ?? 1000);
   const checkTimeoutMs = Math.max(2000, 2 * checkMs);
-  const maxBackoffMs = Math.max(100, options.maxBackoffMs ?? 5000);
+  const maxBackoffMs = Math.max(100, options.maxBackoffMs ?? 1000);
   const prefix = `${replicaId} `;
   const maxPayloadBytes = NOTIFY_LIMIT - Buffer.byteLength(prefix);
 
   const channels = new Map<string, Set<(payload: string) => void>>();
   const changeListeners = new Set<(leading: boolean) => void>();
+  const resumeListeners = new Set<() => void>();
+  /** The listening connection was lost since it last worked: its return is a resume. */
+  let deaf = false;
   let client: pg.Client | null = null;
   let pid: number | null = null;
   let competing = false;
@@ -98,6 +108,7 @@ export function createPgCluster(options: PgClusterOptions): PgCluster {
   const lost = (c: pg.Client, err: unknown) => {
     if (client !== c) return;
     client = null;
+    deaf = true;
     setLeading(false);
     if (!closed && !outageLogged) {
       outageLogged = true;
@@ -151,6 +162,16 @@ export function createPgCluster(options: PgClusterOptions): PgCluster {
     backoffMs = 0;
     if (outageLogged) log?.info({}, 'cluster: connection to PostgreSQL back');
     outageLogged = false;
+    if (deaf) {
+      deaf = false;
+      for (const l of [...resumeListeners]) {
+        try {
+          l();
+        } catch (err) {
+          log?.warn({ err: errInfo(err) }, 'cluster: resume listener threw');
+        }
+      }
+    }
   };
 
   /** One round: connect when needed, then the leader checks its connection and a follower tries the lock. */
@@ -273,6 +294,11 @@ export function createPgCluster(options: PgClusterOptions): PgCluster {
       }
       set.add(listener);
       return () => set.delete(listener);
+    },
+    hearing: () => client !== null,
+    onResume(listener) {
+      resumeListeners.add(listener);
+      return () => resumeListeners.delete(listener);
     },
     async close() {
       if (closed) return;

@@ -1,6 +1,7 @@
 /**
  * Server-sent events from engine.subscribe: `event: job|snapshot|vm|target` with JSON data, a
  * comment line as heartbeat so proxies keep the stream open, unsubscribed when the client goes.
+ * Ended by the server when this replica missed other replicas' events: the client reconnects and reads again.
  */
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { ServerResponse } from 'node:http';
@@ -76,10 +77,14 @@ const events: FastifyPluginAsyncTypebox<{ engine: EngineApi; heartbeatMs: number
       }
       res.write(formatEvent(event, ++seq));
     });
+    // The stream has no replay: events this replica missed are a gap its client cannot see. Ending
+    // the stream makes the client reconnect (after `retry`) and read what it shows again.
+    const offMissed = engine.onEventsMissed(() => res.end());
     const heartbeat = setInterval(() => res.write(': heartbeat\n\n'), heartbeatMs);
     heartbeat.unref();
     res.once('close', () => {
       clearInterval(heartbeat);
+      offMissed();
       unsubscribe();
       open.delete(res);
     });
