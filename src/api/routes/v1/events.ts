@@ -40,10 +40,11 @@ export function formatEvent(event: EngineEvent, id: number): string {
 }
 
 const events: FastifyPluginAsyncTypebox<{ engine: EngineApi; heartbeatMs: number; demo: boolean }> = async (app, { engine, heartbeatMs, demo }) => {
-  const open = new Set<ServerResponse>();
+  /** Each open stream's way to end it (stop writing first, then end). */
+  const open = new Map<ServerResponse, () => void>();
   // Streams never end by themselves: close them so app.close() does not wait for clients.
   app.addHook('preClose', async () => {
-    for (const res of open) res.end();
+    for (const finish of [...open.values()]) finish();
   });
 
   app.get('/events', {
@@ -67,27 +68,36 @@ const events: FastifyPluginAsyncTypebox<{ engine: EngineApi; heartbeatMs: number
       ...(demo ? { 'x-snapvisor-demo': 'true' } : {}),
     });
     res.write('retry: 3000\n\n');
-    open.add(res);
     let seq = 0;
     const unsubscribe = engine.subscribe((event) => {
       if (res.writableLength > MAX_BUFFERED_BYTES) {
         request.log.warn('event stream client too slow; closing');
+        detach();
         res.destroy();
         return;
       }
       res.write(formatEvent(event, ++seq));
     });
-    // The stream has no replay: events this replica missed are a gap its client cannot see. Ending
-    // the stream makes the client reconnect (after `retry`) and read what it shows again.
-    const offMissed = engine.onEventsMissed(() => res.end());
     const heartbeat = setInterval(() => res.write(': heartbeat\n\n'), heartbeatMs);
     heartbeat.unref();
-    res.once('close', () => {
+    let offMissed = () => {};
+    // Every writer is detached before the end: an event or a heartbeat written after end() (and
+    // before 'close') is an 'error' on the response that nobody handles, which ends the process.
+    const detach = () => {
       clearInterval(heartbeat);
       offMissed();
       unsubscribe();
       open.delete(res);
-    });
+    };
+    const finish = () => {
+      detach();
+      if (!res.writableEnded) res.end();
+    };
+    open.set(res, finish);
+    // The stream has no replay: events this replica missed are a gap its client cannot see. Ending
+    // the stream makes the client reconnect (after `retry`) and read what it shows again.
+    offMissed = engine.onEventsMissed(finish);
+    res.once('close', detach);
   });
 };
 
