@@ -55,3 +55,21 @@ t.test('no log without the option', async (t) => {
   t.equal(run(lab.vboxmanage, ['list', 'vms']).status, 0);
   t.same(lab.calls(), []);
 });
+
+t.test('a take whose caller dies under it is logged at its death (exit 141), and the next call completes it', async (t) => {
+  const lab = createVboxLab({ dir: t.testdir({}), vms: [{ name: 'vm1', state: 'running' }], stepMs: 30, callLog: true });
+  // Its caller reads the first progress chunk, then goes away (as a SIGKILLed daemon does): the
+  // simulator's next write finds no reader.
+  const take = spawn(lab.vboxmanage, ['snapshot', 'vm1', 'take', 's1', '--description=snapvisor:job-9'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const exited = new Promise<number | null>((resolve) => take.on('exit', resolve));
+  await new Promise<void>((resolve) => take.stderr.once('data', () => resolve()));
+  take.stdout.destroy();
+  take.stderr.destroy();
+  t.equal(await exited, 141, 'the take died of the broken pipe');
+  const [died] = lab.calls();
+  t.same(died && [died.op, died.vm, died.marker, died.exit], ['take', 'vm1', 'snapvisor:job-9', 141], 'and is in the call log');
+  t.equal(lab.readState().vms[0]!.state, 'onlinesnapshotting', 'its operation is still pending');
+  const list = run(lab.vboxmanage, ['snapshot', 'vm1', 'list', '--machinereadable']);
+  t.match(list.stdout, /SnapshotDescription="snapvisor:job-9"/, 'the next call completed it');
+  t.same(lab.calls().map((c) => [c.op, c.exit]), [['take', 141], ['list', 0]]);
+});

@@ -102,7 +102,10 @@ export interface SimState {
   readCache?: string;
 }
 
-/** One line of the call log (VboxLabOptions.callLog): a call that ran to its exit. */
+/**
+ * One line of the call log (VboxLabOptions.callLog): a call that ran to its exit, or died of
+ * SIGPIPE (exit 141) when its caller was killed under it, as real VBoxManage does.
+ */
 export interface SimCall {
   pid: number;
   /** `take`, `delete`, `restore`, `list` (a snapshot list), `showvminfo`, `startvm`, `controlvm poweroff`, `list vms`… */

@@ -27,10 +27,29 @@ const DEFAULT_STEP_MS = 20;
 // ---------------------------------------------------------------------------------------------
 // output
 
+/** Exit status of a process killed by SIGPIPE, as a shell reports it. */
+const SIGPIPE_EXIT = 141;
+
+/**
+ * Writes to stdout (1) or stderr (2). When the reader is gone (its caller was killed), real
+ * VBoxManage dies of SIGPIPE at its next write; the operation it started goes on in VBoxSVC (here
+ * the next call completes it). The call log still gets this call's line, ended now, so a test
+ * reading the log sees every call that ran, including those whose caller died under them.
+ * @param {1 | 2} fd @param {string} s
+ */
+function write(fd, s) {
+  try {
+    fs.writeSync(fd, s);
+  } catch (e) {
+    if (/** @type {NodeJS.ErrnoException} */ (e).code !== 'EPIPE') throw e;
+    logCall(process.argv.slice(4), SIGPIPE_EXIT);
+    process.exit(SIGPIPE_EXIT);
+  }
+}
 /** @param {string} s */
-const out = (s) => void fs.writeSync(1, s);
+const out = (s) => write(1, s);
 /** @param {string} s */
-const err = (s) => void fs.writeSync(2, s);
+const err = (s) => write(2, s);
 
 class Exit extends Error {
   /** @param {number} code */
@@ -112,8 +131,8 @@ let currentVersion = DEFAULT_VERSION;
 let statePath = '';
 
 /**
- * The call log (state.callLog, opt-in): one JSON line per call that ran to its exit, appended at the
- * exit with the process's start and end times, so a test can check from the simulator's own record
+ * The call log (state.callLog, opt-in): one JSON line per call that ran to its exit (or died of
+ * SIGPIPE, exit 141: see write), appended at the exit with the process's start and end times, so a test can check from the simulator's own record
  * that calls on one VM never overlapped. Known once the state was read; a call that never read it
  * (a usage error) is not logged.
  */
