@@ -74,14 +74,16 @@ t.test('three replicas, 1,000 jobs, a leader SIGKILLed and a replica restarted',
   }));
   const stopping = new Set<Daemon>();
   const live = () => [...rl.replicas.entries()].filter(([, d]) => d.proc.exitCode === null && d.proc.signalCode === null && !stopping.has(d));
-  let submitted = false;
-  const submitting = submitSpread(live, submissions, 6).finally(() => (submitted = true));
   const finalJobs = async () => (await db.rows<{ n: number }>(`SELECT count(*)::int AS n FROM jobs WHERE state NOT IN ('queued', 'running')`))[0]!.n;
 
-  // The kill: once the first slot has fired (so a later one must come from another replica) and
-  // jobs are running.
+  // The first slot fires before any submission, so a later one must come from another replica, and
+  // the kill (right after the submissions begin) lands mid-run wherever in the minute the test
+  // started: submitted at once, the 1,000 jobs take less than the minute the slot can be away.
   await until('the first scheduled run', async () => (await runsOf()).length >= 1, 2 * MINUTE, 500);
   const firstSlots = await runsOf();
+  mark(`first slot ${firstSlots[0]!.scheduled_for} fired; submitting`);
+  let submitted = false;
+  const submitting = submitSpread(live, submissions, 6).finally(() => (submitted = true));
   const leader = await leaderOf(rl.replicas);
   // Its replica id (as /readyz reports it) names the leases of the jobs it runs.
   const leaderId = (await api<{ replica: { id: string } }>(rl.replicas.get(leader)!, TOKEN, 'GET', '/readyz')).body.replica.id;
