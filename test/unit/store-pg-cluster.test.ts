@@ -181,6 +181,13 @@ t.test('messages reach the other replicas, never the sender; an oversize payload
       await b.cluster.publish('snapvisor_test', `probe ${n++}`);
       await new Promise((r) => setImmediate(r));
     }
+    // Probes published before the loop saw an answer may still be on their way: one last one,
+    // heard after all of them (one sender's messages arrive in order), closes the set-up.
+    await b.cluster.publish('snapvisor_test', 'probe end');
+    const heardEnd = (inbox: { got: string[] }) => inbox.got.includes('probe end');
+    await Promise.all([inA, inC].map(async (inbox) => {
+      while (!heardEnd(inbox)) await inbox.next(inbox.got.length + 1);
+    }));
     inA.got.length = 0;
     inC.got.length = 0;
   };
