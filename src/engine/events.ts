@@ -9,6 +9,7 @@
  * replay): `missed` tells the listeners that relied on them (SSE, waits) to read the store again.
  */
 import type { Logger } from '../../providers/contract.ts';
+import { tellEach } from '../../providers/shared/tell-each.ts';
 import type { EngineEvent } from './api.ts';
 
 export interface EventBus {
@@ -28,15 +29,8 @@ export function createEventBus(log: Logger): EventBus {
   // One set in subscription order (as before replicas); the flag marks local-only listeners.
   const listeners = new Map<(event: EngineEvent) => void, { localOnly: boolean }>();
   const deliver = (event: EngineEvent, remote: boolean) => {
-    for (const [l, { localOnly }] of [...listeners]) {
-      if (remote && localOnly) continue;
-      try {
-        l(event);
-      } catch (err) {
-        // A broken subscriber must not break the job that emitted.
-        log.warn({ err }, 'event listener threw');
-      }
-    }
+    const told = remote ? [...listeners].flatMap(([l, { localOnly }]) => (localOnly ? [] : [l])) : listeners.keys();
+    tellEach(told, [event], (err) => log.warn({ err }, 'event listener threw'));
   };
   const add = (listener: (event: EngineEvent) => void, localOnly: boolean) => {
     // A wrapper per subscription: the same function subscribed twice is heard twice, unsubscribed once each.
@@ -46,15 +40,7 @@ export function createEventBus(log: Logger): EventBus {
   };
   const missedListeners = new Set<() => void>();
   return {
-    missed() {
-      for (const l of [...missedListeners]) {
-        try {
-          l();
-        } catch (err) {
-          log.warn({ err }, 'missed-events listener threw');
-        }
-      }
-    },
+    missed: () => tellEach(missedListeners, [], (err) => log.warn({ err }, 'missed-events listener threw')),
     onMissed(listener) {
       // A wrapper, as for subscribe: one registration, one removal.
       const entry = () => listener();

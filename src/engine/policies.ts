@@ -16,6 +16,7 @@ import { isFinal, type Job, type Snapshot } from '../domain/types.ts';
 import { InvalidCursorError } from '../store/index.ts';
 import { SNAPSHOT_MODES } from '../../providers/contract.ts';
 import { mapLimit } from '../../providers/shared/map-limit.ts';
+import { tellEach } from '../../providers/shared/tell-each.ts';
 import type { JobRequest, Page, PolicyInput, PolicyPatch, SubmitMeta, SubmitResult } from './api.ts';
 import type { Core } from './core.ts';
 import type { PolicyRunPort } from './policy-port.ts';
@@ -181,15 +182,8 @@ export function createPolicies(core: Core, deps: { submit: Submit }): Policies {
   /** What schedulable() answers from (the scheduler asks synchronously): every policy with its last slots, kept by every write here. */
   const schedule = new Map<string, { policy: Policy; lastScheduledFor: { snapshot: string | null; consolidate: string | null } }>();
   const changeListeners: Array<(change: { policyId: string; origin: 'local' | 'remote' }) => void> = [];
-  const changed = (policyId: string, origin: 'local' | 'remote' = 'local') => {
-    for (const l of changeListeners) {
-      try {
-        l({ policyId, origin });
-      } catch (err) {
-        log.warn({ err: errSummary(err) }, 'policy change listener threw');
-      }
-    }
-  };
+  const changed = (policyId: string, origin: 'local' | 'remote' = 'local') =>
+    tellEach(changeListeners, [{ policyId, origin }], (err) => log.warn({ err: errSummary(err) }, 'policy change listener threw'));
   // Compiled selectors, per policy version (drift asks for every VM of a target after each pass).
   const matchers = new WeakMap<Policy, (vm: SelectableVm) => boolean>();
   const matcherOf = (policy: Policy) => {

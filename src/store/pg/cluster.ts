@@ -23,6 +23,7 @@
  */
 import pg from 'pg';
 import type { Logger } from '../../../providers/contract.ts';
+import { tellEach } from '../../../providers/shared/tell-each.ts';
 import { PayloadTooLargeError, type Cluster, type Leadership } from '../cluster.ts';
 import type { PgDb } from './db.ts';
 
@@ -87,15 +88,7 @@ export function createPgCluster(options: PgClusterOptions): PgCluster {
   let publishChain: Promise<unknown> = Promise.resolve();
   let pending = 0;
 
-  const tell = (value: boolean) => {
-    for (const l of [...changeListeners]) {
-      try {
-        l(value);
-      } catch (err) {
-        log?.warn({ err: errInfo(err) }, 'cluster: leadership listener threw');
-      }
-    }
-  };
+  const tell = (value: boolean) => tellEach(changeListeners, [value], (err) => log?.warn({ err: errInfo(err) }, 'cluster: leadership listener threw'));
 
   const setLeading = (value: boolean) => {
     if (leading === value) return;
@@ -125,13 +118,7 @@ export function createPgCluster(options: PgClusterOptions): PgCluster {
     const space = raw.indexOf(' ');
     if (space < 0) return;
     const payload = raw.slice(space + 1);
-    for (const l of [...(channels.get(channel) ?? [])]) {
-      try {
-        l(payload);
-      } catch (err) {
-        log?.warn({ channel, err: errInfo(err) }, 'cluster: message listener threw');
-      }
-    }
+    tellEach(channels.get(channel) ?? [], [payload], (err) => log?.warn({ channel, err: errInfo(err) }, 'cluster: message listener threw'));
   };
 
   const connect = async () => {
@@ -164,13 +151,7 @@ export function createPgCluster(options: PgClusterOptions): PgCluster {
     outageLogged = false;
     if (deaf) {
       deaf = false;
-      for (const l of [...resumeListeners]) {
-        try {
-          l();
-        } catch (err) {
-          log?.warn({ err: errInfo(err) }, 'cluster: resume listener threw');
-        }
-      }
+      tellEach(resumeListeners, [], (err) => log?.warn({ err: errInfo(err) }, 'cluster: resume listener threw'));
     }
   };
 
