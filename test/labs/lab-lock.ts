@@ -1,7 +1,8 @@
 /**
  * Cross-process locks for the parts of the labs that are machine-wide, so that test files can run
- * side by side (.taprc `jobs`). A lock is a file under the temp dir created with O_EXCL and holding
- * the owner's pid; a lock whose pid is dead (a test killed by tap's timeout, a crash) is taken over.
+ * side by side (.taprc `jobs`). A lock is a file under the temp dir (file-lock.mjs: created with
+ * O_EXCL, holding the owner's pid; the lock of a dead owner, a test killed by tap's timeout or a
+ * crash, is taken over without ever letting two processes in).
  *
  * Two ways to hold one:
  * - `withLabLockSync(name, fn)`: for a short, synchronous set-up step (user creation).
@@ -13,10 +14,12 @@
  *
  * Used by tests and by hand (`npm run lab`), so it must not import tap.
  */
-import { randomBytes } from 'node:crypto';
-import { closeSync, linkSync, openSync, readdirSync, readFileSync, renameSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { readdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
+import { breakStale, lockOwner as ownerOf, processAlive, tryLock, unlock } from './file-lock.mjs';
+
+export { processAlive };
 
 const POLL_MS = 150;
 /**
@@ -28,25 +31,6 @@ const DEFAULT_WAIT_MS = 500_000;
 export function labLockPath(name: string): string {
   if (!/^[a-z0-9-]+$/.test(name)) throw new Error(`lab lock: invalid name ${JSON.stringify(name)}`);
   return join(tmpdir(), `snapvisor-lab-${name}.lock`);
-}
-
-/** Whether a process with this pid exists (EPERM: it does, owned by another user). */
-export function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-function ownerOf(path: string): number | undefined {
-  try {
-    const pid = Number.parseInt(readFileSync(path, 'utf8'), 10);
-    return Number.isInteger(pid) && pid > 0 ? pid : undefined;
-  } catch {
-    return undefined;
-  }
 }
 
 function describe(pid: number | undefined): string {
@@ -62,56 +46,8 @@ function describe(pid: number | undefined): string {
 
 /** One attempt: true when this process now holds the lock. */
 function tryAcquire(path: string): boolean {
-  let fd: number;
-  try {
-    fd = openSync(path, 'wx', 0o644);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-    const owner = ownerOf(path);
-    if (owner === process.pid) throw new Error(`lab lock: ${path} is already held by this process`);
-    // No pid yet: its creator is between open and write. Not stale; look again next poll.
-    if (owner !== undefined && !processAlive(owner)) takeOverStale(path, owner);
-    return false;
-  }
-  try {
-    writeSync(fd, String(process.pid));
-  } finally {
-    closeSync(fd);
-  }
-  return true;
-}
-
-/**
- * Removes a lock left by dead `owner`. Two waiters may both find it dead: each moves the file to a
- * private name first (rename is atomic, only one gets it), then checks it moved the dead owner's
- * file and not a fresh lock taken meanwhile by the other; a fresh one is put back with link(),
- * which cannot overwrite.
- */
-function takeOverStale(path: string, owner: number): void {
-  const grave = `${path}.${process.pid}.${randomBytes(4).toString('hex')}`;
-  try {
-    renameSync(path, grave);
-  } catch {
-    return; // someone else moved it
-  }
-  const moved = ownerOf(grave);
-  if (moved !== owner) {
-    try {
-      linkSync(grave, path);
-    } catch {
-      // Cannot happen unless a third process raced in the microseconds between: nothing to restore to.
-    }
-  }
-  unlinkSync(grave);
-}
-
-function release(path: string): void {
-  if (ownerOf(path) !== process.pid) return;
-  try {
-    unlinkSync(path);
-  } catch {
-    // already gone
-  }
+  if (ownerOf(path) === process.pid) throw new Error(`lab lock: ${path} is already held by this process`);
+  return tryLock(path);
 }
 
 function timeoutError(name: string, path: string, waitMs: number): Error {
@@ -141,7 +77,7 @@ export function withLabLockSync<T>(name: string, fn: () => T, waitMs = 60_000): 
     return fn();
   } finally {
     heldSync.delete(name);
-    release(path);
+    unlock(path);
   }
 }
 
@@ -175,14 +111,14 @@ async function acquireForLife(name: string, waitMs: number): Promise<void> {
     if (Date.now() > deadline) throw timeoutError(name, path, waitMs);
     await new Promise((r) => setTimeout(r, POLL_MS));
   }
-  process.once('exit', () => release(path));
+  process.once('exit', () => unlock(path));
   // New sharers now stay out (they check the lock file after announcing themselves); wait for the
   // ones already in.
   for (;;) {
     const sharers = liveSharers(name);
     if (sharers.length === 0) return;
     if (Date.now() > deadline) {
-      release(path);
+      unlock(path);
       throw new Error(`lab lock: waited ${Math.round(waitMs / 1000)} s for the sharers of ${name} to finish: ${sharers.map(describe).join(', ')}`);
     }
     await new Promise((r) => setTimeout(r, POLL_MS));
@@ -247,7 +183,7 @@ async function acquireShared(name: string, waitMs: number): Promise<void> {
   for (;;) {
     const owner = ownerOf(path);
     if (owner === undefined || !processAlive(owner)) {
-      if (owner !== undefined) takeOverStale(path, owner);
+      if (owner !== undefined) breakStale(path, owner);
       // Announce first, then look again: an exclusive taker that got in between sees this file and
       // waits for it, or this sharer sees its lock and steps back. Never both inside.
       writeFileSync(mine, String(process.pid));

@@ -7,10 +7,10 @@
  * lock file the simulator uses (O_EXCL create, stale lock recovered when its pid is dead).
  */
 import { randomUUID } from 'node:crypto';
-import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { packageFile } from '../../../providers/shared/package-file.ts';
-import { processAlive } from '../lab-lock.ts';
+import { lockOwner, tryLock, unlock } from '../file-lock.mjs';
 
 /**
  * The simulator program. Found from the package root rather than beside this module, because the
@@ -344,34 +344,12 @@ export function createVboxLab(options: VboxLabOptions): VboxLab {
 
 const waitCell = new Int32Array(new SharedArrayBuffer(4));
 
-/** Same protocol as the simulator: O_EXCL lock file holding our pid; atomic write by rename. */
+/** The simulator's own lock (file-lock.mjs) around a read, change and atomic write (rename) of the state. */
 function withLockedState(statePath: string, fn: (s: SimState) => void, afterWrite?: () => void): void {
   const lock = `${statePath}.lock`;
   const deadline = Date.now() + 30_000;
-  for (;;) {
-    try {
-      const fd = openSync(lock, 'wx');
-      writeSync(fd, String(process.pid));
-      closeSync(fd);
-      break;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-    }
-    let owner = Number.NaN;
-    try {
-      owner = Number.parseInt(readFileSync(lock, 'utf8'), 10);
-    } catch {
-      continue;
-    }
-    if (Number.isInteger(owner) && !processAlive(owner)) {
-      try {
-        unlinkSync(lock);
-      } catch {
-        // recovered by someone else
-      }
-      continue;
-    }
-    if (Date.now() > deadline) throw new Error(`vbox lab: state lock held too long by pid ${owner}`);
+  while (!tryLock(lock)) {
+    if (Date.now() > deadline) throw new Error(`vbox lab: state lock held too long by pid ${lockOwner(lock) ?? '(none written)'}`);
     Atomics.wait(waitCell, 0, 0, 3);
   }
   try {
@@ -382,10 +360,6 @@ function withLockedState(statePath: string, fn: (s: SimState) => void, afterWrit
     renameSync(tmp, statePath);
     afterWrite?.();
   } finally {
-    try {
-      unlinkSync(lock);
-    } catch {
-      // already gone
-    }
+    unlock(lock);
   }
 }

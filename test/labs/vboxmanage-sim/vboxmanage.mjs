@@ -8,8 +8,8 @@
  * Formats, exit codes and error texts follow /work/shared/reference/virtualbox.md (§ numbers in the
  * comments). Plain ESM JavaScript so each call starts fast (no TypeScript loader).
  *
- * Concurrency: every call takes an exclusive lock file (O_EXCL, stale lock recovered when its pid is
- * dead), reads the JSON state, writes it back atomically (rename) and releases the lock. A long
+ * Concurrency: every call takes an exclusive lock file (../file-lock.mjs: O_EXCL, a stale lock
+ * recovered when its pid is dead, without ever letting two callers in), reads the JSON state, writes it back atomically (rename) and releases the lock. A long
  * operation sets the VM's transient state, releases the lock, prints its progress while sleeping, then
  * commits under the lock again — so concurrent calls see `onlinesnapshotting`, `restoringsnapshot`…
  * If the process dies mid-operation, the next call completes the pending operation (VBoxSVC, not
@@ -19,6 +19,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import crypto from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { lockOwner, processAlive, tryLock, unlock } from '../file-lock.mjs';
 
 const PROG = 'VBoxManage';
 const DEFAULT_VERSION = '7.0.20r163906';
@@ -144,49 +145,15 @@ function lockPath() {
   return `${statePath}.lock`;
 }
 
-/** @param {number} pid */
-function alive(pid) {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return /** @type {NodeJS.ErrnoException} */ (e).code === 'EPERM';
-  }
-}
-
 const waitCell = new Int32Array(new SharedArrayBuffer(4));
 /** @param {number} ms */
 const sleepSync = (ms) => void Atomics.wait(waitCell, 0, 0, ms);
 
 function acquireLock() {
   const deadline = Date.now() + 30_000;
-  for (;;) {
-    try {
-      const fd = fs.openSync(lockPath(), 'wx');
-      fs.writeSync(fd, String(process.pid));
-      fs.closeSync(fd);
-      return;
-    } catch (e) {
-      if (/** @type {NodeJS.ErrnoException} */ (e).code !== 'EEXIST') throw e;
-    }
-    let owner = NaN;
-    try {
-      owner = Number.parseInt(fs.readFileSync(lockPath(), 'utf8'), 10);
-    } catch {
-      continue; // released between our open and read
-    }
-    // A lock whose owner died (killed at a timeout) is stale. An empty lock file is a writer that
-    // has not written its pid yet: wait for it.
-    if (Number.isInteger(owner) && !alive(owner)) {
-      try {
-        fs.unlinkSync(lockPath());
-      } catch {
-        // someone else recovered it
-      }
-      continue;
-    }
+  while (!tryLock(lockPath())) {
     if (Date.now() > deadline) {
-      err(`${PROG}: error: simulator: state lock ${lockPath()} held too long by pid ${owner}\n`);
+      err(`${PROG}: error: simulator: state lock ${lockPath()} held too long by pid ${lockOwner(lockPath()) ?? '(none written)'}\n`);
       throw new Exit(1);
     }
     sleepSync(3);
@@ -194,11 +161,7 @@ function acquireLock() {
 }
 
 function releaseLock() {
-  try {
-    fs.unlinkSync(lockPath());
-  } catch {
-    // already gone
-  }
+  unlock(lockPath());
 }
 
 /** @param {State} state */
@@ -325,7 +288,7 @@ function settle(state, now) {
       vm.stateChangeTime = vm.stopAt;
       delete vm.stopAt;
     }
-    if (vm.pending && vm.pending.pid !== process.pid && !alive(vm.pending.pid)) commit(vm, vm.pending, now);
+    if (vm.pending && vm.pending.pid !== process.pid && !processAlive(vm.pending.pid)) commit(vm, vm.pending, now);
   }
 }
 
