@@ -41,7 +41,11 @@ t.test('three replicas, 1,000 jobs, a leader SIGKILLed and a replica restarted',
   const db = await dbClient(database.url);
   t.teardown(() => db.end());
   const started = Date.now();
-  const mark = (what: string) => t.comment(`${((Date.now() - started) / 1000).toFixed(1)} s: ${what}`);
+  const timeline: string[] = [];
+  const mark = (what: string) => {
+    timeline.push(`${((Date.now() - started) / 1000).toFixed(1)} s (${new Date().toISOString()}): ${what}`);
+    t.comment(timeline.at(-1)!);
+  };
 
   for (const name of REPLICAS) await rl.start(name);
   const ids = await vmIds(rl.replicas.get('r1')!, VMS + 1);
@@ -151,7 +155,32 @@ t.test('three replicas, 1,000 jobs, a leader SIGKILLed and a replica restarted',
   const calls = rl.lab.calls();
   const takes = new Map<string, number>();
   for (const c of calls) if (c.op === 'take' && c.exit === 0 && c.marker) takes.set(c.marker, (takes.get(c.marker) ?? 0) + 1);
-  t.same([...takes].filter(([, n]) => n > 1), [], 'no job took its snapshot twice');
+  const doubled = [...takes].filter(([, n]) => n > 1);
+  // A doubled take's story goes into the failure's own diagnostics (the run's tail keeps those):
+  // its job row, its calls and those around them on its VM, its snapshots, and every log line naming it.
+  const stories = await Promise.all(
+    doubled.map(async ([marker]) => {
+      const jobId = marker.slice('snapvisor:'.length);
+      const mine = calls.filter((c) => c.marker === marker);
+      const vm = mine[0]?.vm;
+      const from = Math.min(...mine.map((c) => c.start)) - 10_000;
+      const to = Math.max(...mine.map((c) => c.end)) + 2_000;
+      const brief = (c: (typeof calls)[number]) => `${new Date(c.start).toISOString()} +${c.end - c.start}ms pid ${c.pid} ${c.op} ${c.marker ?? ''} exit ${c.exit}`;
+      const line = (l: Record<string, unknown>) => {
+        const { replica, time, level, msg, ...rest } = l;
+        for (const k of ['pid', 'hostname', 'reqId', 'req', 'res', 'component']) delete rest[k];
+        return `${replica} ${new Date(Number(time)).toISOString()} ${level} ${msg} ${JSON.stringify(rest)}`;
+      };
+      return {
+        marker,
+        job: await db.rows(`SELECT id, vm_id, policy_id, state, attempts, created_at, finished_at FROM jobs WHERE id = $1`, [jobId]),
+        calls: calls.filter((c) => c.vm === vm && c.start >= from && c.start <= to && c.op !== 'showvminfo').map(brief),
+        snapshots: sim.vms.flatMap((v) => Object.values(v.snapshots).filter((s) => s.description.includes(marker)).map((s) => `${v.name}/${s.name}`)),
+        log: logs.filter((l) => JSON.stringify(l).includes(jobId) || /lease|recovery sweep|stopp|leader/i.test(String(l.msg))).map(line),
+      };
+    }),
+  );
+  t.same(doubled, [], 'no job took its snapshot twice', stories.length > 0 ? { timeline, stories } : {});
 
   // --- per-VM serialisation, from the simulator's own record
   t.ok(calls.filter((c) => c.op === 'take').length >= JOBS, `the call log has every take (${calls.length} calls)`);
