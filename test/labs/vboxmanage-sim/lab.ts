@@ -4,7 +4,7 @@
  *
  * Used by tests and by the daemon's demo mode, so it must not import tap.
  * The state file is shared with running simulator processes: every change made here takes the same
- * lock file the simulator uses (O_EXCL create, stale lock recovered when its pid is dead).
+ * lock the simulator takes (../file-lock.mjs).
  */
 import { randomUUID } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
