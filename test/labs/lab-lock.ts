@@ -19,8 +19,6 @@ import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { breakStale, lockOwner as ownerOf, processAlive, tryLock, unlock } from './file-lock.mjs';
 
-export { processAlive };
-
 const POLL_MS = 150;
 /**
  * Waiting longer than this means a holder that is not a test (e.g. `npm run lab -- kvm up` left

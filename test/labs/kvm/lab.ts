@@ -12,7 +12,8 @@ import { execFile, spawnSync } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { accessSync, constants, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { holdLabLock, holdLabLockShared, processAlive, withLabLockSync } from '../lab-lock.ts';
+import { processAlive } from '../file-lock.mjs';
+import { holdLabLock, holdLabLockShared, withLabLockSync } from '../lab-lock.ts';
 import { ensureUser, generateKeyPair, startSshd } from '../sshd/lab.ts';
 
 export const LAB_URI = 'qemu:///system';

@@ -9,9 +9,10 @@
  * comments). Plain ESM JavaScript so each call starts fast (no TypeScript loader).
  *
  * Concurrency: every call takes an exclusive lock file (../file-lock.mjs: O_EXCL, a stale lock
- * recovered when its pid is dead, without ever letting two callers in), reads the JSON state, writes it back atomically (rename) and releases the lock. A long
- * operation sets the VM's transient state, releases the lock, prints its progress while sleeping, then
- * commits under the lock again — so concurrent calls see `onlinesnapshotting`, `restoringsnapshot`…
+ * recovered when its pid is dead, without ever letting two callers in), reads the JSON state,
+ * writes it back atomically (rename) and releases the lock. A long operation sets the VM's
+ * transient state, releases the lock, prints its progress while sleeping, then commits under the
+ * lock again — so concurrent calls see `onlinesnapshotting`, `restoringsnapshot`…
  * If the process dies mid-operation, the next call completes the pending operation (VBoxSVC, not
  * VBoxManage, does the work in the real product).
  */
@@ -133,9 +134,9 @@ let statePath = '';
 
 /**
  * The call log (state.callLog, opt-in): one JSON line per call that ran to its exit (or died of
- * SIGPIPE, exit 141: see write), appended at the exit with the process's start and end times, so a test can check from the simulator's own record
- * that calls on one VM never overlapped. Known once the state was read; a call that never read it
- * (a usage error) is not logged.
+ * SIGPIPE, exit 141: see write), appended at the exit with the process's start and end times, so a
+ * test can check from the simulator's own record that calls on one VM never overlapped. Known once
+ * the state was read; a call that never read it (a usage error) is not logged.
  */
 let callLog = '';
 /** The VM the call resolved to (its name), for the log. */
